@@ -1,0 +1,244 @@
+//! The `zoomhost` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::HostConfig;
+use crate::plugins::identity::PluginIdentity;
+use crate::plugins::instance::LiveInstance;
+use crate::plugins::{reload, PluginHost, PluginInfo, Runtime};
+use crate::replay;
+
+/// zoomhost: Zoom events and RTMS media into sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "zoomhost", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the host with its plugins folder watched.
+    Run {
+        /// Host config file (TOML).
+        #[arg(long, short, default_value = "zoomhost.toml")]
+        config: PathBuf,
+    },
+    /// Validate a plugin component and print its metadata.
+    Check {
+        /// The `.wasm` file.
+        plugin: PathBuf,
+    },
+    /// Push a JSON-lines file of recorded events (and media) through a folder of plugins.
+    Replay {
+        /// The JSON-lines file.
+        file: PathBuf,
+        /// Folder of `.wasm` plugins (defaults to the config's `plugins_dir`).
+        #[arg(long, short)]
+        plugins: Option<PathBuf>,
+        /// Host config file; optional.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Run { config } => run_host(&config).await,
+        Command::Check { plugin } => check(&plugin).await,
+        Command::Replay {
+            file,
+            plugins,
+            config,
+        } => replay_file(&file, plugins, config.as_deref()).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<HostConfig> {
+    match path {
+        Some(p) => HostConfig::load(p),
+        None => Ok(HostConfig::default()),
+    }
+}
+
+async fn run_host(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = if config_path.exists() {
+        HostConfig::load(config_path)?
+    } else {
+        tracing::warn!(
+            "{} not found: running with defaults (plugins folder ./plugins, no grants)",
+            config_path.display()
+        );
+        HostConfig::default()
+    };
+    std::fs::create_dir_all(&config.plugins_dir)
+        .with_context(|| format!("creating plugins folder {}", config.plugins_dir.display()))?;
+    let host = PluginHost::new(config, None)?;
+    let loaded = host.load_dir().await?;
+    tracing::info!(plugins = ?loaded, "zoomhost running; Ctrl-C to stop");
+    let _watcher = reload::watch(
+        host.clone(),
+        config_path.exists().then(|| config_path.to_path_buf()),
+    )?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining plugin mailboxes");
+    let infos = host.shutdown(Duration::from_secs(10)).await;
+    print_summary(&infos, None);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = HostConfig::default();
+    let runtime = Runtime::new(&config.limits)?;
+    let compiled = runtime.compile(&bytes, &path.display().to_string())?;
+    let name = crate::plugins::plugin_name(path).unwrap_or_else(|| "plugin".into());
+    let identity = Arc::new(PluginIdentity::new(
+        &name,
+        config.grant(&name),
+        None,
+        config.limits.log_lines_per_second,
+    ));
+    let instance = LiveInstance::start(&runtime, &compiled, identity)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let m = instance.metadata();
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "(none)".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!("{}: ok, a zoomhost plugin for zoomhost:plugin@{}", path.display(), crate::plugins::bindings::WORLD_VERSION);
+    println!("  name:         {}", m.name);
+    println!("  version:      {}", m.version);
+    println!("  events:       {}", list(&m.events));
+    let media: Vec<String> = m.media.iter().map(|k| format!("{k:?}").to_lowercase()).collect();
+    println!("  media:        {}", list(&media));
+    println!("  wanted hosts: {}", list(&m.wanted_hosts));
+    println!("  config keys:  {}", list(&m.config_keys));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn replay_file(
+    file: &Path,
+    plugins: Option<PathBuf>,
+    config_path: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut config = load_config(config_path)?;
+    if let Some(dir) = plugins {
+        config.plugins_dir = dir;
+    }
+    let capacity = config.limits.mailbox_capacity;
+    let (items, mut errors) = replay::parse(&text);
+    let host = PluginHost::new(config, None)?;
+    let loaded = host.load_dir().await?;
+    if loaded.is_empty() {
+        anyhow::bail!(
+            "no plugin loaded from {}",
+            host.config().plugins_dir.display()
+        );
+    }
+    let started = Instant::now();
+    let mut player = replay::Player::new(host.router());
+    let total = items.len();
+    for (line, item) in items {
+        // Replay may run faster than plugins: wait instead of letting events expire.
+        while host.router().busiest_queue() >= capacity / 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if let Err(e) = player.play(item) {
+            errors.push(format!("line {line}: {e}"));
+        }
+    }
+    player.finish();
+    let infos = host.shutdown(Duration::from_secs(60)).await;
+    println!(
+        "replayed {} lines from {} in {:.1} ms",
+        total,
+        file.display(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    print_summary(&infos, Some(started.elapsed()));
+    if errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        errors.sort_by_key(|e| {
+            e.strip_prefix("line ")
+                .and_then(|r| r.split(':').next())
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0)
+        });
+        eprintln!("{} malformed input line(s) in {}:", errors.len(), file.display());
+        for e in &errors {
+            eprintln!("  {e}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Prints one line per plugin.
+pub fn print_summary(infos: &[PluginInfo], _elapsed: Option<Duration>) {
+    println!(
+        "{:<20} {:>9} {:>7} {:>8} {:>9} {:>7} {:>8} {:>7} {:>10}",
+        "plugin", "delivered", "failed", "dropped", "media", "mfailed", "crashes", "quar.", "time ms"
+    );
+    for i in infos {
+        let s = &i.stats;
+        println!(
+            "{:<20} {:>9} {:>7} {:>8} {:>9} {:>7} {:>8} {:>7} {:>10.1}",
+            i.name,
+            s.events_delivered,
+            s.events_failed,
+            s.events_dropped,
+            s.media_delivered,
+            s.media_failed,
+            s.crashes,
+            if s.quarantined { "yes" } else { "no" },
+            s.busy_micros as f64 / 1000.0
+        );
+    }
+}

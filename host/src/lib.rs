@@ -1,0 +1,15 @@
+//! zoomhost: keeps a Zoom account's live connections open and routes every event and
+//! media frame into sandboxed WebAssembly plugins.
+//!
+//! Data flows one way: **source → [`router`] → plugin mailbox → component**.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod plugins;
+pub mod replay;
+pub mod router;
+pub mod wasm_build;
+
+pub use plugins::bindings::types;

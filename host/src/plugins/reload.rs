@@ -1,0 +1,110 @@
+//! Hot reload: watch the plugins folder (and the host config file) and apply settled
+//! changes: a new or changed `.wasm` is loaded or swapped in, a removed one is unloaded,
+//! a changed config is re-read and applied.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use notify::RecursiveMode;
+use notify_debouncer_full::{new_debouncer, DebounceEventResult};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::registry::{plugin_name, PluginHost};
+use crate::config::HostConfig;
+
+/// How long the folder must be quiet before a change is applied (a copy in progress
+/// produces several events).
+pub const SETTLE: Duration = Duration::from_millis(200);
+
+/// A running watcher; dropping it stops watching.
+pub struct Watcher {
+    task: JoinHandle<()>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts watching `host`'s plugins folder, and `config_file` if given.
+pub fn watch(host: Arc<PluginHost>, config_file: Option<PathBuf>) -> anyhow::Result<Watcher> {
+    let dir = host.config().plugins_dir;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
+    let mut debouncer = new_debouncer(SETTLE, None, move |result: DebounceEventResult| {
+        match result {
+            Ok(events) => {
+                let paths = events.into_iter().flat_map(|e| e.event.paths).collect();
+                let _ = tx.send(paths);
+            }
+            Err(errors) => {
+                for e in errors {
+                    tracing::warn!("plugin folder watcher: {e}");
+                }
+            }
+        }
+    })
+    .context("starting the file watcher")?;
+    debouncer
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching plugins folder {}", dir.display()))?;
+    let config_file = config_file.map(|p| std::path::absolute(&p).unwrap_or(p));
+    if let Some(cfg) = &config_file {
+        let parent = cfg.parent().unwrap_or(Path::new("."));
+        if parent != dir {
+            debouncer
+                .watch(parent, RecursiveMode::NonRecursive)
+                .with_context(|| format!("watching config folder {}", parent.display()))?;
+        }
+    }
+    tracing::info!(folder = %dir.display(), "watching plugins folder for changes");
+    let task = tokio::spawn(async move {
+        // The debouncer lives as long as this task.
+        let _debouncer = debouncer;
+        while let Some(paths) = rx.recv().await {
+            let mut changed = BTreeSet::new();
+            changed.extend(paths);
+            while let Ok(more) = rx.try_recv() {
+                changed.extend(more);
+            }
+            apply(&host, &changed, config_file.as_deref()).await;
+        }
+    });
+    Ok(Watcher { task })
+}
+
+async fn apply(host: &PluginHost, changed: &BTreeSet<PathBuf>, config_file: Option<&Path>) {
+    if let Some(cfg) = config_file {
+        if changed.iter().any(|p| same_file(p, cfg)) {
+            match HostConfig::load(cfg) {
+                Ok(config) => host.apply_config(config).await,
+                Err(e) => tracing::error!(
+                    "host config change rejected, the previous config stays in force: {e:#}"
+                ),
+            }
+        }
+    }
+    let dir = host.config().plugins_dir;
+    for path in changed {
+        let Some(name) = plugin_name(path) else {
+            continue;
+        };
+        if path.parent() != Some(dir.as_path()) && !path.starts_with(&dir) {
+            continue;
+        }
+        if path.exists() {
+            // Errors are logged by the host; the old version keeps serving.
+            let _ = host.load_file(path).await;
+        } else if let Some(task) = host.unload(&name).await {
+            let _ = task.await;
+        }
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b || std::path::absolute(a).ok().as_deref() == Some(b)
+}

@@ -1,0 +1,86 @@
+//! Per-plugin counters: what the router and the actor did, readable at any time.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+/// Live counters for one plugin. All counters only grow.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    /// Events handed to the plugin (whatever it answered).
+    pub events_delivered: AtomicU64,
+    /// Events whose handler returned an error, trapped or overran its deadline.
+    pub events_failed: AtomicU64,
+    /// Events dropped for this plugin: waited too long beyond mailbox capacity, or the
+    /// plugin was quarantined.
+    pub events_dropped: AtomicU64,
+    /// Media deliveries (frames, segments, updates, opens and closes) handed to the plugin.
+    pub media_delivered: AtomicU64,
+    /// Media deliveries that failed.
+    pub media_failed: AtomicU64,
+    /// Audio frames dropped oldest-first because the plugin was congested.
+    pub audio_dropped: AtomicU64,
+    /// Other media dropped (quarantine, or a session that failed to open).
+    pub media_dropped: AtomicU64,
+    /// Instances killed (trap, deadline, memory cap).
+    pub crashes: AtomicU64,
+    /// Hot swaps to a new version.
+    pub swaps: AtomicU64,
+    /// New versions rejected (compile, link, world version, init).
+    pub rejected_versions: AtomicU64,
+    /// Outbound HTTP requests denied by the grants.
+    pub http_denied: AtomicU64,
+    /// Log lines suppressed by the rate limit.
+    pub logs_suppressed: AtomicU64,
+    /// Total time spent inside the plugin, in microseconds.
+    pub busy_micros: AtomicU64,
+    /// Whether the plugin is quarantined now.
+    pub quarantined: AtomicBool,
+}
+
+/// A point-in-time copy of [`PluginStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[allow(missing_docs)]
+pub struct StatsSnapshot {
+    pub events_delivered: u64,
+    pub events_failed: u64,
+    pub events_dropped: u64,
+    pub media_delivered: u64,
+    pub media_failed: u64,
+    pub audio_dropped: u64,
+    pub media_dropped: u64,
+    pub crashes: u64,
+    pub swaps: u64,
+    pub rejected_versions: u64,
+    pub http_denied: u64,
+    pub logs_suppressed: u64,
+    pub busy_micros: u64,
+    pub quarantined: bool,
+}
+
+impl PluginStats {
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Copies the counters.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            events_delivered: self.events_delivered.load(Relaxed),
+            events_failed: self.events_failed.load(Relaxed),
+            events_dropped: self.events_dropped.load(Relaxed),
+            media_delivered: self.media_delivered.load(Relaxed),
+            media_failed: self.media_failed.load(Relaxed),
+            audio_dropped: self.audio_dropped.load(Relaxed),
+            media_dropped: self.media_dropped.load(Relaxed),
+            crashes: self.crashes.load(Relaxed),
+            swaps: self.swaps.load(Relaxed),
+            rejected_versions: self.rejected_versions.load(Relaxed),
+            http_denied: self.http_denied.load(Relaxed),
+            logs_suppressed: self.logs_suppressed.load(Relaxed),
+            busy_micros: self.busy_micros.load(Relaxed),
+            quarantined: self.quarantined.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Turns inputs into deliveries: event names are matched against each plugin's patterns,
+//! and each RTMS stream opens a media session in every plugin that subscribed to one of
+//! its media kinds. The router never waits: see [`crate::plugins::mailbox`] for what
+//! happens when a plugin is congested.
+
+use std::sync::{Arc, RwLock};
+
+use crate::plugins::bindings::types::{
+    AudioFrame, ChatMessage, Event, MediaKind, Participant, StreamInfo, StreamState,
+    TranscriptSegment, VideoFrame,
+};
+use crate::plugins::mailbox::{Mailbox, MediaItem};
+
+/// One event-name pattern: exact, `prefix.*`, or `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventPattern {
+    /// Every event.
+    Any,
+    /// Names starting with this (including the trailing dot).
+    Prefix(String),
+    /// Exactly this name.
+    Exact(String),
+}
+
+impl EventPattern {
+    /// Parses a pattern; `*` is allowed only alone or as a final `.*`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text == "*" {
+            return Ok(Self::Any);
+        }
+        if let Some(prefix) = text.strip_suffix(".*") {
+            if !prefix.is_empty() && !prefix.contains('*') {
+                return Ok(Self::Prefix(format!("{prefix}.")));
+            }
+        } else if !text.is_empty() && !text.contains('*') {
+            return Ok(Self::Exact(text.to_string()));
+        }
+        Err(format!(
+            "event pattern {text:?} is not supported: use an exact name, `prefix.*` or `*`"
+        ))
+    }
+
+    /// Whether `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Prefix(p) => name.starts_with(p.as_str()),
+            Self::Exact(e) => name == e,
+        }
+    }
+}
+
+/// Where one plugin's deliveries go and what it wants.
+#[derive(Clone)]
+pub struct Route {
+    /// Plugin name.
+    pub plugin: Arc<str>,
+    /// Event patterns.
+    pub events: Vec<EventPattern>,
+    /// Media kinds.
+    pub media: Vec<MediaKind>,
+    /// The plugin's mailbox.
+    pub mailbox: Arc<Mailbox>,
+}
+
+/// The router: a routing table swapped atomically when plugins come and go.
+#[derive(Default)]
+pub struct Router {
+    table: RwLock<Arc<Vec<Route>>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.routes().iter().map(|r| r.plugin.clone()).collect();
+        f.debug_struct("Router").field("plugins", &names).finish()
+    }
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn routes(&self) -> Arc<Vec<Route>> {
+        self.table
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Adds or replaces a plugin's route.
+    pub fn set_route(&self, route: Route) {
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        let mut routes: Vec<Route> = table.iter().filter(|r| r.plugin != route.plugin).cloned().collect();
+        routes.push(route);
+        *table = Arc::new(routes);
+    }
+
+    /// Removes a plugin's route.
+    pub fn remove_route(&self, plugin: &str) {
+        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        let routes: Vec<Route> = table.iter().filter(|r| &*r.plugin != plugin).cloned().collect();
+        *table = Arc::new(routes);
+    }
+
+    /// The longest mailbox right now (for inputs that can slow down, like replay).
+    pub fn busiest_queue(&self) -> usize {
+        self.routes()
+            .iter()
+            .map(|r| r.mailbox.len())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Queues an event for every plugin whose patterns match; returns the names of the
+    /// plugins it was queued for.
+    pub fn dispatch_event(&self, event: Event) -> Vec<Arc<str>> {
+        let event = Arc::new(event);
+        let mut queued = Vec::new();
+        for route in self.routes().iter() {
+            if route.events.iter().any(|p| p.matches(&event.name))
+                && route.mailbox.push_event(event.clone())
+            {
+                queued.push(route.plugin.clone());
+            }
+        }
+        queued
+    }
+
+    /// Opens a stream: a media session in every plugin subscribed to one of `info.media`.
+    /// Each plugin's session is told only the kinds it gets. The stream is closed in the
+    /// plugins when the handle is closed or dropped.
+    pub fn open_stream(&self, info: StreamInfo) -> MediaStream {
+        let id: Arc<str> = Arc::from(info.stream_id.as_str());
+        let mut targets = Vec::new();
+        for route in self.routes().iter() {
+            let kinds: Vec<MediaKind> = info
+                .media
+                .iter()
+                .copied()
+                .filter(|k| route.media.contains(k))
+                .collect();
+            if kinds.is_empty() {
+                continue;
+            }
+            let per_plugin = StreamInfo {
+                media: kinds.clone(),
+                ..info.clone()
+            };
+            if route
+                .mailbox
+                .push_media(id.clone(), MediaItem::Open(Arc::new(per_plugin)))
+            {
+                targets.push(Target {
+                    plugin: route.plugin.clone(),
+                    kinds,
+                    mailbox: route.mailbox.clone(),
+                });
+            }
+        }
+        MediaStream {
+            id,
+            targets,
+            closed: false,
+        }
+    }
+}
+
+struct Target {
+    plugin: Arc<str>,
+    kinds: Vec<MediaKind>,
+    mailbox: Arc<Mailbox>,
+}
+
+/// An open stream's handle: frames pushed here reach the plugins' sessions in order.
+pub struct MediaStream {
+    id: Arc<str>,
+    targets: Vec<Target>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for MediaStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.targets.iter().map(|t| t.plugin.clone()).collect();
+        f.debug_struct("MediaStream")
+            .field("id", &self.id)
+            .field("plugins", &names)
+            .finish()
+    }
+}
+
+impl MediaStream {
+    /// The stream id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Plugins with a session for this stream.
+    pub fn plugins(&self) -> Vec<Arc<str>> {
+        self.targets.iter().map(|t| t.plugin.clone()).collect()
+    }
+
+    fn push(&self, kind: Option<MediaKind>, item: MediaItem) {
+        for t in &self.targets {
+            if kind.is_none_or(|k| t.kinds.contains(&k)) {
+                t.mailbox.push_media(self.id.clone(), item.clone());
+            }
+        }
+    }
+
+    /// An audio frame.
+    pub fn audio(&self, frame: AudioFrame) {
+        self.push(Some(MediaKind::Audio), MediaItem::Audio(Arc::new(frame)));
+    }
+    /// A transcript segment.
+    pub fn transcript(&self, segment: TranscriptSegment) {
+        self.push(
+            Some(MediaKind::Transcript),
+            MediaItem::Transcript(Arc::new(segment)),
+        );
+    }
+    /// A video frame.
+    pub fn video(&self, frame: VideoFrame) {
+        self.push(Some(MediaKind::Video), MediaItem::Video(Arc::new(frame)));
+    }
+    /// A screen-share frame.
+    pub fn share(&self, frame: VideoFrame) {
+        self.push(Some(MediaKind::Share), MediaItem::Share(Arc::new(frame)));
+    }
+    /// A chat message.
+    pub fn chat(&self, message: ChatMessage) {
+        self.push(Some(MediaKind::Chat), MediaItem::Chat(Arc::new(message)));
+    }
+    /// A participant joined.
+    pub fn participant_join(&self, who: Participant) {
+        self.push(None, MediaItem::Join(who));
+    }
+    /// A participant left.
+    pub fn participant_leave(&self, who: Participant) {
+        self.push(None, MediaItem::Leave(who));
+    }
+    /// The active speaker changed.
+    pub fn active_speaker(&self, who: Participant) {
+        self.push(None, MediaItem::Speaker(who));
+    }
+    /// The stream changed state.
+    pub fn state(&self, state: StreamState) {
+        self.push(None, MediaItem::State(state));
+    }
+
+    /// Ends the stream in every plugin.
+    pub fn close(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.push(None, MediaItem::Close);
+        }
+    }
+}
+
+impl Drop for MediaStream {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        let p = |s| EventPattern::parse(s).unwrap();
+        assert!(p("*").matches("meeting.started"));
+        assert!(p("meeting.*").matches("meeting.started"));
+        assert!(!p("meeting.*").matches("meetings.started"));
+        assert!(!p("meeting.*").matches("recording.completed"));
+        assert!(p("recording.completed").matches("recording.completed"));
+        assert!(!p("recording.completed").matches("recording.completed2"));
+        assert!(EventPattern::parse("mee*ting").is_err());
+        assert!(EventPattern::parse("").is_err());
+        assert!(EventPattern::parse(".*").is_err());
+    }
+}
