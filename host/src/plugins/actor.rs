@@ -209,7 +209,15 @@ impl Actor {
                 instance.open_session(stream, info).await
             }
             Delivery::Media(stream, MediaItem::Close) => instance.close_session(stream).await,
-            Delivery::Media(stream, item) => instance.media(stream, item).await.map(|_| ()),
+            Delivery::Media(stream, item) => match instance.media(stream, item).await {
+                Ok(true) => Ok(()),
+                Ok(false) => {
+                    // No session for this stream (its open failed): nothing to deliver to.
+                    PluginStats::bump(&self.stats().media_dropped);
+                    return;
+                }
+                Err(e) => Err(e),
+            },
         };
         let busy = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.stats().busy_micros.fetch_add(busy, Relaxed);

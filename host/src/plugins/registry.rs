@@ -29,6 +29,8 @@ pub enum LoadOutcome {
     Swapped(Metadata, SwapReport),
     /// The config disables this plugin; it is not loaded (and was unloaded if running).
     Disabled,
+    /// The bytes are those of the running version; nothing was done.
+    Unchanged,
 }
 
 /// A loaded plugin, as reported by [`PluginHost::plugins`].
@@ -50,6 +52,15 @@ struct Entry {
     control: mpsc::Sender<Control>,
     task: JoinHandle<()>,
     metadata: Metadata,
+    /// Digest of the running version's bytes.
+    digest: u64,
+}
+
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 /// The plugin host: runtime, router and the loaded plugins.
@@ -138,7 +149,7 @@ impl PluginHost {
         let mut loaded = Vec::new();
         for path in paths {
             match self.load_file(&path).await {
-                Ok(LoadOutcome::Disabled) => {}
+                Ok(LoadOutcome::Disabled | LoadOutcome::Unchanged) => {}
                 Ok(_) => loaded.extend(plugin_name(&path)),
                 Err(e) => tracing::error!("{e:#}"),
             }
@@ -173,6 +184,12 @@ impl PluginHost {
             return Ok(LoadOutcome::Disabled);
         }
         let mut entries = self.entries.lock().await;
+        let digest = digest(&bytes);
+        if entries.get(name).is_some_and(|e| e.digest == digest) {
+            // File watchers report one deploy as several changes: same bytes, no swap.
+            tracing::debug!(plugin = name, "unchanged plugin file; nothing to reload");
+            return Ok(LoadOutcome::Unchanged);
+        }
         let existing_identity = entries.get(name).map(|e| e.identity.clone());
         let prepared = self
             .prepare(name, bytes, origin, existing_identity.clone(), grant)
@@ -215,6 +232,7 @@ impl PluginHost {
                 mailbox: entry.mailbox.clone(),
             });
             entry.metadata = metadata.clone();
+            entry.digest = digest;
             tracing::info!(
                 plugin = name,
                 version = metadata.version.as_str(),
@@ -265,6 +283,7 @@ impl PluginHost {
                 control,
                 task,
                 metadata: metadata.clone(),
+                digest,
             },
         );
         Ok(LoadOutcome::Loaded(metadata))

@@ -1,0 +1,18 @@
+//! The config values the operator set for this plugin (`${ENV}` already expanded).
+
+use crate::bindings::zoomhost::plugin::host;
+
+/// The value of `key`, if the operator set it.
+pub fn get(key: &str) -> Option<String> {
+    host::config_get(key)
+}
+
+/// The value of `key`, or `default` when it is not set.
+pub fn get_or(key: &str, default: &str) -> String {
+    get(key).unwrap_or_else(|| default.to_string())
+}
+
+/// Every key the operator set for this plugin.
+pub fn keys() -> Vec<String> {
+    host::config_keys()
+}

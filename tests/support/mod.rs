@@ -1,0 +1,169 @@
+//! Shared by the end-to-end tests: one build of the repo's plugin crates for
+//! wasm32-wasip2, hosts in temp folders, and a capture of plugin log lines.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use zoomhost::config::HostConfig;
+use zoomhost::plugins::{LogSink, PluginHost, PluginLogRecord};
+use zoomhost::types::{Event, EventSource};
+
+/// Every plugin crate the tests use.
+pub const PLUGIN_CRATES: &[&str] = &["event-logger", "recorder", "hostile", "future-world", "noop"];
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// Builds the plugin crates once per test binary (cargo makes later builds no-ops) and
+/// returns the folder holding the `.wasm` files.
+pub fn built() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = workspace();
+        zoomhost::wasm_build::build_plugins(&root, PLUGIN_CRATES, &root.join("target/wasm"))
+            .expect("building the test plugins for wasm32-wasip2")
+    })
+}
+
+/// The built `.wasm` of a crate.
+pub fn wasm(krate: &str) -> PathBuf {
+    zoomhost::wasm_build::artifact(built(), krate)
+}
+
+/// Plugin log lines captured from a host.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<PluginLogRecord>>>);
+
+impl Logs {
+    /// A sink feeding this capture.
+    pub fn sink(&self) -> LogSink {
+        let logs = self.0.clone();
+        Arc::new(move |r: &PluginLogRecord| logs.lock().unwrap().push(r.clone()))
+    }
+
+    /// Lines of one plugin starting with `prefix`.
+    pub fn lines(&self, plugin: &str, prefix: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.plugin == plugin && r.message.starts_with(prefix))
+            .map(|r| r.message.clone())
+            .collect()
+    }
+
+    /// Lines of one plugin containing `needle`.
+    pub fn containing(&self, plugin: &str, needle: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.plugin == plugin && r.message.contains(needle))
+            .map(|r| r.message.clone())
+            .collect()
+    }
+}
+
+/// A host over a temp plugins folder.
+pub struct TestHost {
+    pub host: Arc<PluginHost>,
+    pub logs: Logs,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestHost {
+    /// Copies `plugins` (`(file stem, crate)`) into a temp folder, writes `config_toml`
+    /// (without `plugins_dir`) and loads the folder.
+    pub async fn start(config_toml: &str, plugins: &[(&str, &str)]) -> TestHost {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins_dir = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins_dir).unwrap();
+        for (stem, krate) in plugins {
+            std::fs::copy(wasm(krate), plugins_dir.join(format!("{stem}.wasm"))).unwrap();
+        }
+        let config_path = dir.path().join("zoomhost.toml");
+        std::fs::write(&config_path, config_toml).unwrap();
+        let config = HostConfig::load(&config_path).unwrap();
+        let logs = Logs::default();
+        let host = PluginHost::new(config, Some(logs.sink())).unwrap();
+        let loaded = host.load_dir().await.unwrap();
+        assert_eq!(loaded.len(), plugins.len(), "loaded {loaded:?}");
+        TestHost { host, logs, dir }
+    }
+
+    /// The plugins folder.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    /// The config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("zoomhost.toml")
+    }
+}
+
+/// An event whose payload carries `id` (what the recorder reports).
+pub fn event(name: &str, id: usize) -> Event {
+    Event {
+        name: name.to_string(),
+        timestamp: 1_700_000_000_000 + id as u64,
+        payload: format!(r#"{{"id":"e-{id}","object":{{"topic":"Standup"}}}}"#),
+        source: EventSource::Replay,
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The `id=` values of the recorder's event lines, in order.
+pub fn event_ids(logs: &Logs, plugin: &str) -> Vec<String> {
+    logs.lines(plugin, "rec event ")
+        .iter()
+        .map(|l| field(l, "id").to_string())
+        .collect()
+}
+
+/// The value of `key=` in a space-separated line.
+pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split(' ')
+        .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+/// FNV-1a 64, as the recorder computes it.
+pub fn fnv1a(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{h:016x}")
+}
+
+/// `bytes` (a component) with a custom section appended, so it differs from the
+/// original while doing the same thing: a new "version" for reload tests.
+pub fn retagged(bytes: &[u8], tag: u8) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    // section id 0 (custom), size 6, name "zhv" (len 3), payload [tag, 0]
+    out.extend_from_slice(&[0, 6, 3, b'z', b'h', b'v', tag, 0]);
+    out
+}
