@@ -47,6 +47,10 @@ pub enum Command {
         /// Host config file; optional.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Build the workspace's example plugin crates (`plugins/*`) for wasm32-wasip2
+        /// first and replay through them (run from inside the zoomhost repo).
+        #[arg(long, conflicts_with = "plugins")]
+        build_examples: bool,
     },
 }
 
@@ -59,7 +63,22 @@ pub async fn run(cli: Cli) -> ExitCode {
             file,
             plugins,
             config,
-        } => replay_file(&file, plugins, config.as_deref()).await,
+            build_examples,
+        } => {
+            // `_built` keeps the temp folder of built examples alive during the replay.
+            let (plugins, _built) = if build_examples {
+                match build_examples_into_temp() {
+                    Ok(dir) => (Some(dir.path().to_path_buf()), Some(dir)),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                (plugins, None)
+            };
+            replay_file(&file, plugins, config.as_deref()).await
+        }
     };
     match result {
         Ok(code) => code,
@@ -159,6 +178,29 @@ async fn check(path: &Path) -> anyhow::Result<ExitCode> {
     println!("  wanted hosts: {}", list(&m.wanted_hosts));
     println!("  config keys:  {}", list(&m.config_keys));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Builds every crate under the workspace's `plugins/` for wasm32-wasip2 and copies the
+/// components into a fresh temp folder.
+fn build_examples_into_temp() -> anyhow::Result<tempfile::TempDir> {
+    let cwd = std::env::current_dir().context("reading the current folder")?;
+    let workspace = crate::wasm_build::find_workspace(&cwd).with_context(|| {
+        format!(
+            "--build-examples needs the zoomhost repo: no workspace with plugins/ above {}",
+            cwd.display()
+        )
+    })?;
+    let crates = crate::wasm_build::example_crates(&workspace)?;
+    let names: Vec<&str> = crates.iter().map(String::as_str).collect();
+    eprintln!("building example plugins for wasm32-wasip2: {}", names.join(", "));
+    let out = crate::wasm_build::build_plugins(&workspace, &names, &workspace.join("target/wasm"))?;
+    let dir = tempfile::tempdir().context("creating a temp plugins folder")?;
+    for name in &names {
+        let from = crate::wasm_build::artifact(&out, name);
+        std::fs::copy(&from, dir.path().join(format!("{name}.wasm")))
+            .with_context(|| format!("copying {}", from.display()))?;
+    }
+    Ok(dir)
 }
 
 async fn replay_file(

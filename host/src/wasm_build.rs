@@ -74,3 +74,35 @@ pub fn build_plugins(
 pub fn artifact(out_dir: &Path, package: &str) -> PathBuf {
     out_dir.join(format!("{}.wasm", package.replace('-', "_")))
 }
+
+/// The nearest folder at or above `start` holding a `Cargo.toml` and a `plugins/` folder.
+pub fn find_workspace(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|d| d.join("Cargo.toml").is_file() && d.join("plugins").is_dir())
+        .map(Path::to_path_buf)
+}
+
+/// Package names of the crates under `<workspace>/plugins/`.
+pub fn example_crates(workspace: &Path) -> anyhow::Result<Vec<String>> {
+    let dir = workspace.join("plugins");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let manifest = entry?.path().join("Cargo.toml");
+        if !manifest.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("reading {}", manifest.display()))?;
+        let value: toml::Value = toml::from_str(&text)
+            .with_context(|| format!("parsing {}", manifest.display()))?;
+        let name = value
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .with_context(|| format!("{} has no package.name", manifest.display()))?;
+        names.push(name.to_string());
+    }
+    names.sort();
+    Ok(names)
+}
