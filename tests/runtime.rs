@@ -83,8 +83,16 @@ async fn events_reach_exactly_the_subscribed_plugins_in_order() {
         "rec-all saw {}",
         event_ids(&t.logs, "rec-all").len()
     );
-    assert!(eventually(WAIT, || event_ids(&t.logs, "rec-meeting").len() == expected_meeting.len()).await);
-    assert!(eventually(WAIT, || event_ids(&t.logs, "rec-recording").len() == expected_recording.len()).await);
+    assert!(
+        eventually(WAIT, || event_ids(&t.logs, "rec-meeting").len()
+            == expected_meeting.len())
+        .await
+    );
+    assert!(
+        eventually(WAIT, || event_ids(&t.logs, "rec-recording").len()
+            == expected_recording.len())
+        .await
+    );
     assert_eq!(event_ids(&t.logs, "rec-all"), expected_all);
     assert_eq!(event_ids(&t.logs, "rec-meeting"), expected_meeting);
     assert_eq!(event_ids(&t.logs, "rec-recording"), expected_recording);
@@ -138,18 +146,49 @@ async fn media_sessions_get_every_frame_in_order_byte_exact() {
         assert_eq!(field(line, "n"), (i + 1).to_string());
         assert_eq!(field(line, "sum"), sums[i], "frame {i}");
         assert_eq!(field(line, "len"), "640");
-        assert_eq!(field(line, "ts"), (1_700_000_000_000 + 20 * i as u64).to_string());
+        assert_eq!(
+            field(line, "ts"),
+            (1_700_000_000_000 + 20 * i as u64).to_string()
+        );
         assert_eq!(field(line, "stream"), "stream-1");
     }
-    assert_eq!(t.logs.lines("rec", "rec open stream=stream-1 meeting=mtg-uuid== rate=16000 ch=1").len(), 1);
-    assert_eq!(t.logs.lines("rec", "rec join stream=stream-1 user=16778240").len(), 1);
-    assert_eq!(t.logs.lines("rec", "rec close stream=stream-1 audio=250 transcript=5").len(), 1);
+    assert_eq!(
+        t.logs
+            .lines(
+                "rec",
+                "rec open stream=stream-1 meeting=mtg-uuid== rate=16000 ch=1"
+            )
+            .len(),
+        1
+    );
+    assert_eq!(
+        t.logs
+            .lines("rec", "rec join stream=stream-1 user=16778240")
+            .len(),
+        1
+    );
+    assert_eq!(
+        t.logs
+            .lines("rec", "rec close stream=stream-1 audio=250 transcript=5")
+            .len(),
+        1
+    );
     // The transcript-only plugin gets transcripts and no audio.
-    assert!(eventually(WAIT, || !t.logs.lines("rec-transcript", "rec close").is_empty()).await);
+    assert!(
+        eventually(WAIT, || !t
+            .logs
+            .lines("rec-transcript", "rec close")
+            .is_empty())
+        .await
+    );
     assert!(t.logs.lines("rec-transcript", "rec audio").is_empty());
     let tr = t.logs.lines("rec-transcript", "rec transcript ");
     assert_eq!(tr.len(), 5);
-    assert!(tr[1].ends_with(r#"text="segment 50, \"quoted\"""#), "{}", tr[1]);
+    assert!(
+        tr[1].ends_with(r#"text="segment 50, \"quoted\"""#),
+        "{}",
+        tr[1]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,7 +245,9 @@ async fn hostile_plugins_are_contained_and_a_good_plugin_gets_everything() {
     stream.close();
     // The good plugin receives 100% of its events and frames, in order.
     assert!(
-        eventually(Duration::from_secs(60), || event_ids(&t.logs, "good").len() == events).await,
+        eventually(Duration::from_secs(60), || event_ids(&t.logs, "good").len()
+            == events)
+        .await,
         "good saw {} events",
         event_ids(&t.logs, "good").len()
     );
@@ -215,26 +256,33 @@ async fn hostile_plugins_are_contained_and_a_good_plugin_gets_everything() {
     assert!(eventually(WAIT, || !t.logs.lines("good", "rec close").is_empty()).await);
     assert_eq!(t.logs.lines("good", "rec audio ").len(), frames);
     let good = t.host.stats("good").await.unwrap();
-    assert_eq!((good.events_dropped, good.audio_dropped, good.crashes), (0, 0, 0));
+    assert_eq!(
+        (good.events_dropped, good.audio_dropped, good.crashes),
+        (0, 0, 0)
+    );
 
     // Each hostile one was contained in its own way.
     let stats = |n: &'static str| {
         let host = t.host.clone();
         async move { host.stats(n).await.unwrap() }
     };
-    let wait_for = |n: &'static str, what: &'static str, f: fn(&zoomhost::plugins::StatsSnapshot) -> bool| {
-        let host = t.host.clone();
-        async move {
-            for _ in 0..3000 {
-                let s = host.stats(n).await.unwrap();
-                if f(&s) {
-                    return s;
+    let wait_for =
+        |n: &'static str, what: &'static str, f: fn(&zoomhost::plugins::StatsSnapshot) -> bool| {
+            let host = t.host.clone();
+            async move {
+                for _ in 0..3000 {
+                    let s = host.stats(n).await.unwrap();
+                    if f(&s) {
+                        return s;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                panic!(
+                    "{n}: expected {what}, stats {:?}",
+                    host.stats(n).await.unwrap()
+                );
             }
-            panic!("{n}: expected {what}, stats {:?}", host.stats(n).await.unwrap());
-        }
-    };
+        };
     let s = wait_for("h-loop", "quarantine", |s| s.quarantined).await;
     assert_eq!(s.crashes, 3, "{s:?}");
     let s = wait_for("h-membomb", "quarantine", |s| s.quarantined).await;
@@ -255,7 +303,10 @@ async fn hostile_plugins_are_contained_and_a_good_plugin_gets_everything() {
     assert!(s.logs_suppressed > 0, "{s:?}");
     // The rate limit keeps what reaches the logs small.
     let flood_lines = t.logs.containing("h-flood", "hostile flood").len();
-    assert!(flood_lines < 200 * 60, "{flood_lines} flood lines got through");
+    assert!(
+        flood_lines < 200 * 60,
+        "{flood_lines} flood lines got through"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,18 +338,27 @@ async fn a_crashed_instance_is_restarted_with_its_media_sessions_reopened() {
     router.dispatch_event(event("meeting.started", 1)); // traps: 2nd event
     send_frames(10);
     let host = t.host.clone();
-    assert!(eventually(WAIT, || {
-        let s = futures_stats(&host, "h-trap");
-        s.crashes == 1 && s.media_delivered >= 21
-    })
-    .await);
+    assert!(
+        eventually(WAIT, || {
+            let s = futures_stats(&host, "h-trap");
+            s.crashes == 1 && s.media_delivered >= 21
+        })
+        .await
+    );
     let s = t.host.stats("h-trap").await.unwrap();
     // Open + 20 frames delivered, none dropped for want of a session, none failed.
-    assert_eq!((s.media_failed, s.media_dropped, s.quarantined), (0, 0, false), "{s:?}");
+    assert_eq!(
+        (s.media_failed, s.media_dropped, s.quarantined),
+        (0, 0, false),
+        "{s:?}"
+    );
     assert_eq!(s.events_failed, 1);
 }
 
-fn futures_stats(host: &Arc<zoomhost::plugins::PluginHost>, name: &str) -> zoomhost::plugins::StatsSnapshot {
+fn futures_stats(
+    host: &Arc<zoomhost::plugins::PluginHost>,
+    name: &str,
+) -> zoomhost::plugins::StatsSnapshot {
     let host = host.clone();
     let name = name.to_string();
     tokio::task::block_in_place(|| {
@@ -341,7 +401,11 @@ async fn hot_reload_under_a_steady_stream_loses_and_duplicates_nothing() {
         event_ids(&t.logs, "rec").len()
     );
     let expected: Vec<String> = (0..total).map(|i| format!("e-{i}")).collect();
-    assert_eq!(event_ids(&t.logs, "rec"), expected, "exact sequence across 3 swaps");
+    assert_eq!(
+        event_ids(&t.logs, "rec"),
+        expected,
+        "exact sequence across 3 swaps"
+    );
     // State was handed over: the running count continues across versions.
     let ns: Vec<u64> = t
         .logs
@@ -368,13 +432,32 @@ async fn a_bad_new_version_is_rejected_and_the_old_one_keeps_serving() {
     let router = t.host.router().clone();
     router.dispatch_event(event("meeting.started", 0));
     // Not wasm, a wrong world version, and a version whose init fails.
-    let garbage = t.host.load_bytes("rec", b"not wasm at all".to_vec(), "rec.wasm").await;
-    assert!(garbage.unwrap_err().to_string().contains("not a WebAssembly file"));
+    let garbage = t
+        .host
+        .load_bytes("rec", b"not wasm at all".to_vec(), "rec.wasm")
+        .await;
+    assert!(garbage
+        .unwrap_err()
+        .to_string()
+        .contains("not a WebAssembly file"));
     let future = std::fs::read(wasm("future-world")).unwrap();
-    let err = t.host.load_bytes("rec", future, "rec.wasm").await.unwrap_err().to_string();
-    assert!(err.contains("zoomhost:plugin@0.2.0") && err.contains("zoomhost:plugin@0.1.0"), "{err}");
+    let err = t
+        .host
+        .load_bytes("rec", future, "rec.wasm")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("zoomhost:plugin@0.2.0") && err.contains("zoomhost:plugin@0.1.0"),
+        "{err}"
+    );
     let hostile = std::fs::read(wasm("hostile")).unwrap();
-    let err = t.host.load_bytes("rec", hostile, "rec.wasm").await.unwrap_err().to_string();
+    let err = t
+        .host
+        .load_bytes("rec", hostile, "rec.wasm")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("init refused by config"), "{err}");
     router.dispatch_event(event("meeting.started", 1));
     assert!(eventually(WAIT, || event_ids(&t.logs, "rec").len() == 2).await);
@@ -384,7 +467,10 @@ async fn a_bad_new_version_is_rejected_and_the_old_one_keeps_serving() {
     // A good version still swaps in afterwards.
     let good = std::fs::read(wasm("recorder")).unwrap();
     assert!(matches!(
-        t.host.load_bytes("rec", good.clone(), "rec.wasm").await.unwrap(),
+        t.host
+            .load_bytes("rec", good.clone(), "rec.wasm")
+            .await
+            .unwrap(),
         LoadOutcome::Unchanged
     ));
     let good = retagged(&good, 1);
@@ -404,7 +490,11 @@ async fn plugins_dropped_in_are_loaded_and_removed_ones_unloaded() {
         let host = host.clone();
         tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(async move {
-                host.plugins().await.into_iter().map(|p| p.name).collect::<Vec<_>>()
+                host.plugins()
+                    .await
+                    .into_iter()
+                    .map(|p| p.name)
+                    .collect::<Vec<_>>()
             })
         })
     };
@@ -413,7 +503,11 @@ async fn plugins_dropped_in_are_loaded_and_removed_ones_unloaded() {
     assert!(eventually(WAIT, || event_ids(&t.logs, "late") == vec!["e-7"]).await);
     std::fs::remove_file(t.plugins_dir().join("late.wasm")).unwrap();
     assert!(eventually(WAIT, || names().is_empty()).await);
-    assert!(t.host.router().dispatch_event(event("meeting.started", 8)).is_empty());
+    assert!(t
+        .host
+        .router()
+        .dispatch_event(event("meeting.started", 8))
+        .is_empty());
 }
 
 /// A loopback HTTP server recording `(path, body)` of every request.
@@ -453,12 +547,30 @@ async fn outbound_http_reaches_granted_hosts_only_and_grants_reload() {
             }
         )
     };
-    let t = TestHost::start(&config(false), &[("granted", "hostile"), ("denied", "hostile")]).await;
+    let t = TestHost::start(
+        &config(false),
+        &[("granted", "hostile"), ("denied", "hostile")],
+    )
+    .await;
     for i in 0..3 {
         t.host.router().dispatch_event(event("meeting.started", i));
     }
-    assert!(eventually(WAIT, || t.logs.containing("granted", "hostile http status=200").len() == 3).await);
-    assert!(eventually(WAIT, || t.logs.containing("denied", "hostile http denied=true").len() == 3).await);
+    assert!(
+        eventually(WAIT, || t
+            .logs
+            .containing("granted", "hostile http status=200")
+            .len()
+            == 3)
+        .await
+    );
+    assert!(
+        eventually(WAIT, || t
+            .logs
+            .containing("denied", "hostile http denied=true")
+            .len()
+            == 3)
+        .await
+    );
     {
         let hits = hits.lock().unwrap();
         assert_eq!(hits.len(), 3, "{hits:?}");
@@ -491,15 +603,27 @@ fn zoomhost_cmd() -> std::process::Command {
 
 #[test]
 fn check_prints_metadata_and_names_what_is_wrong() {
-    let out = zoomhost_cmd().arg("check").arg(wasm("event-logger")).output().unwrap();
+    let out = zoomhost_cmd()
+        .arg("check")
+        .arg(wasm("event-logger"))
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("name:         event-logger"), "{stdout}");
     assert!(stdout.contains("events:       *"), "{stdout}");
 
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, Vec<u8>, &[&str]); 3] = [
-        ("core.wasm", b"\0asm\x01\0\0\0".to_vec(), &["core WebAssembly module", "wasm32-wasip2"]),
+        (
+            "core.wasm",
+            b"\0asm\x01\0\0\0".to_vec(),
+            &["core WebAssembly module", "wasm32-wasip2"],
+        ),
         ("junk.wasm", b"hello".to_vec(), &["not a WebAssembly file"]),
         (
             "future.wasm",
@@ -516,7 +640,10 @@ fn check_prints_metadata_and_names_what_is_wrong() {
         for n in needles {
             assert!(stderr.contains(n), "{name}: {n:?} not in {stderr}");
         }
-        assert!(stderr.contains(name), "{name}: error does not name the file: {stderr}");
+        assert!(
+            stderr.contains(name),
+            "{name}: error does not name the file: {stderr}"
+        );
     }
 }
 
@@ -559,5 +686,44 @@ fn replay_summarises_per_plugin_and_names_malformed_lines() {
     assert_eq!(cols[1], "2", "events delivered: {row}");
     assert_eq!(cols[2], "0", "events failed: {row}");
     assert_eq!(cols[4], "3", "media delivered (open, frame, close): {row}");
-    assert!(stdout.lines().any(|l| l.starts_with("event-logger ")), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("event-logger ")),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_config_values_reinitialise_the_plugin_with_its_state() {
+    let t = TestHost::start(
+        "[plugins.rec]\nconfig = { events = \"meeting.*\" }\n",
+        &[("rec", "recorder")],
+    )
+    .await;
+    let _watcher = reload::watch(t.host.clone(), Some(t.config_path())).unwrap();
+    let router = t.host.router().clone();
+    router.dispatch_event(event("meeting.started", 0));
+    router.dispatch_event(event("recording.completed", 1));
+    assert!(eventually(WAIT, || event_ids(&t.logs, "rec") == vec!["e-0"]).await);
+
+    std::fs::write(
+        t.config_path(),
+        "[plugins.rec]\nconfig = { events = \"recording.*\" }\n",
+    )
+    .unwrap();
+    let host = t.host.clone();
+    assert!(eventually(WAIT, || futures_stats(&host, "rec").swaps == 1).await);
+    router.dispatch_event(event("meeting.started", 2));
+    router.dispatch_event(event("recording.completed", 3));
+    assert!(eventually(WAIT, || event_ids(&t.logs, "rec").len() == 2).await);
+    assert_eq!(event_ids(&t.logs, "rec"), vec!["e-0", "e-3"]);
+    // The count continued: the fresh instance got the old one's state.
+    let last = t.logs.lines("rec", "rec event ").pop().unwrap();
+    assert_eq!(field(&last, "n"), "2");
+
+    // A config that does not parse is rejected and changes nothing.
+    std::fs::write(t.config_path(), "[plugins.rec\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    router.dispatch_event(event("recording.completed", 4));
+    assert!(eventually(WAIT, || event_ids(&t.logs, "rec").len() == 3).await);
+    assert_eq!(t.host.stats("rec").await.unwrap().swaps, 1);
 }

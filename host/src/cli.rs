@@ -36,6 +36,10 @@ pub enum Command {
     Check {
         /// The `.wasm` file.
         plugin: PathBuf,
+        /// Host config whose `[plugins.NAME]` config values and grants the check runs
+        /// `init` with (NAME is the file stem); optional.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Push a JSON-lines file of recorded events (and media) through a folder of plugins.
     Replay {
@@ -58,7 +62,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run_host(&config).await,
-        Command::Check { plugin } => check(&plugin).await,
+        Command::Check { plugin, config } => check(&plugin, config.as_deref()).await,
         Command::Replay {
             file,
             plugins,
@@ -118,7 +122,7 @@ async fn run_host(config_path: &Path) -> anyhow::Result<ExitCode> {
     shutdown_signal().await;
     tracing::info!("shutting down: draining plugin mailboxes");
     let infos = host.shutdown(Duration::from_secs(10)).await;
-    print_summary(&infos, None);
+    print_summary(&infos);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -146,9 +150,9 @@ pub async fn shutdown_signal() {
     }
 }
 
-async fn check(path: &Path) -> anyhow::Result<ExitCode> {
+async fn check(path: &Path, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let config = HostConfig::default();
+    let config = load_config(config_path)?;
     let runtime = Runtime::new(&config.limits)?;
     let compiled = runtime.compile(&bytes, &path.display().to_string())?;
     let name = crate::plugins::plugin_name(path).unwrap_or_else(|| "plugin".into());
@@ -169,11 +173,15 @@ async fn check(path: &Path) -> anyhow::Result<ExitCode> {
             v.join(", ")
         }
     };
-    println!("{}: ok, a zoomhost plugin for zoomhost:plugin@{}", path.display(), crate::plugins::bindings::WORLD_VERSION);
+    println!(
+        "{}: ok, a zoomhost plugin for zoomhost:plugin@{}",
+        path.display(),
+        crate::plugins::bindings::WORLD_VERSION
+    );
     println!("  name:         {}", m.name);
     println!("  version:      {}", m.version);
     println!("  events:       {}", list(&m.events));
-    let media: Vec<String> = m.media.iter().map(|k| format!("{k:?}").to_lowercase()).collect();
+    let media: Vec<String> = m.media.iter().map(|k| k.as_str().to_string()).collect();
     println!("  media:        {}", list(&media));
     println!("  wanted hosts: {}", list(&m.wanted_hosts));
     println!("  config keys:  {}", list(&m.config_keys));
@@ -192,7 +200,10 @@ fn build_examples_into_temp() -> anyhow::Result<tempfile::TempDir> {
     })?;
     let crates = crate::wasm_build::example_crates(&workspace)?;
     let names: Vec<&str> = crates.iter().map(String::as_str).collect();
-    eprintln!("building example plugins for wasm32-wasip2: {}", names.join(", "));
+    eprintln!(
+        "building example plugins for wasm32-wasip2: {}",
+        names.join(", ")
+    );
     let out = crate::wasm_build::build_plugins(&workspace, &names, &workspace.join("target/wasm"))?;
     let dir = tempfile::tempdir().context("creating a temp plugins folder")?;
     for name in &names {
@@ -239,12 +250,12 @@ async fn replay_file(
     player.finish();
     let infos = host.shutdown(Duration::from_secs(60)).await;
     println!(
-        "replayed {} lines from {} in {:.1} ms",
+        "replayed {} events and media items from {} in {:.1} ms",
         total,
         file.display(),
         started.elapsed().as_secs_f64() * 1000.0
     );
-    print_summary(&infos, Some(started.elapsed()));
+    print_summary(&infos);
     if errors.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -254,7 +265,11 @@ async fn replay_file(
                 .and_then(|n| n.parse::<usize>().ok())
                 .unwrap_or(0)
         });
-        eprintln!("{} malformed input line(s) in {}:", errors.len(), file.display());
+        eprintln!(
+            "{} malformed input line(s) in {}:",
+            errors.len(),
+            file.display()
+        );
         for e in &errors {
             eprintln!("  {e}");
         }
@@ -262,22 +277,35 @@ async fn replay_file(
     }
 }
 
-/// Prints one line per plugin.
-pub fn print_summary(infos: &[PluginInfo], _elapsed: Option<Duration>) {
+/// Prints one line per plugin: events delivered/failed/dropped, media delivered/failed,
+/// audio frames dropped, outbound HTTP denied, crashes, quarantine, time inside the plugin.
+pub fn print_summary(infos: &[PluginInfo]) {
     println!(
-        "{:<20} {:>9} {:>7} {:>8} {:>9} {:>7} {:>8} {:>7} {:>10}",
-        "plugin", "delivered", "failed", "dropped", "media", "mfailed", "crashes", "quar.", "time ms"
+        "{:<20} {:>9} {:>7} {:>8} {:>9} {:>7} {:>8} {:>7} {:>8} {:>6} {:>10}",
+        "plugin",
+        "delivered",
+        "failed",
+        "dropped",
+        "media",
+        "mfailed",
+        "adropped",
+        "denied",
+        "crashes",
+        "quar.",
+        "time ms"
     );
     for i in infos {
         let s = &i.stats;
         println!(
-            "{:<20} {:>9} {:>7} {:>8} {:>9} {:>7} {:>8} {:>7} {:>10.1}",
+            "{:<20} {:>9} {:>7} {:>8} {:>9} {:>7} {:>8} {:>7} {:>8} {:>6} {:>10.1}",
             i.name,
             s.events_delivered,
             s.events_failed,
             s.events_dropped,
             s.media_delivered,
             s.media_failed,
+            s.audio_dropped,
+            s.http_denied,
             s.crashes,
             if s.quarantined { "yes" } else { "no" },
             s.busy_micros as f64 / 1000.0

@@ -169,7 +169,8 @@ impl HostConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading host config {}", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = absolute.parent().unwrap_or(Path::new("."));
         Self::parse(&text, base, &|k| std::env::var(k).ok())
             .with_context(|| format!("in host config {}", path.display()))
     }

@@ -24,8 +24,8 @@ use serde::Deserialize;
 
 use crate::router::{MediaStream, Router};
 use crate::types::{
-    AudioCodec, AudioFormat, AudioFrame, Event, EventSource, MediaKind, Participant,
-    SessionKind, StreamInfo, StreamState, TranscriptSegment,
+    AudioCodec, AudioFormat, AudioFrame, Event, EventSource, MediaKind, Participant, SessionKind,
+    StreamInfo, StreamState, TranscriptSegment,
 };
 
 /// One parsed input line.
@@ -216,17 +216,6 @@ pub fn parse(text: &str) -> (Vec<(usize, ReplayItem)>, Vec<String>) {
     (items, errors)
 }
 
-fn media_kind(s: &str) -> Option<MediaKind> {
-    Some(match s {
-        "audio" => MediaKind::Audio,
-        "transcript" => MediaKind::Transcript,
-        "video" => MediaKind::Video,
-        "share" => MediaKind::Share,
-        "chat" => MediaKind::Chat,
-        _ => return None,
-    })
-}
-
 fn stream_state(s: &str) -> Option<StreamState> {
     Some(match s {
         "inactive" => StreamState::Inactive,
@@ -277,7 +266,9 @@ impl<'a> Player<'a> {
             } => {
                 let media = kinds
                     .iter()
-                    .map(|k| media_kind(k).ok_or_else(|| format!("unknown media kind {k:?}")))
+                    .map(|k| {
+                        MediaKind::from_name(k).ok_or_else(|| format!("unknown media kind {k:?}"))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 let info = StreamInfo {
                     stream_id: stream.clone(),
@@ -337,17 +328,23 @@ impl<'a> Player<'a> {
                 stream,
                 user_id,
                 user_name,
-            } => self.stream(&stream)?.participant_join(who(user_id, user_name)),
+            } => self
+                .stream(&stream)?
+                .participant_join(who(user_id, user_name)),
             MediaLine::Leave {
                 stream,
                 user_id,
                 user_name,
-            } => self.stream(&stream)?.participant_leave(who(user_id, user_name)),
+            } => self
+                .stream(&stream)?
+                .participant_leave(who(user_id, user_name)),
             MediaLine::Speaker {
                 stream,
                 user_id,
                 user_name,
-            } => self.stream(&stream)?.active_speaker(who(user_id, user_name)),
+            } => self
+                .stream(&stream)?
+                .active_speaker(who(user_id, user_name)),
             MediaLine::State { stream, state } => {
                 let st = stream_state(&state).ok_or_else(|| format!("unknown state {state:?}"))?;
                 self.stream(&stream)?.state(st);

@@ -93,7 +93,11 @@ impl Router {
     /// Adds or replaces a plugin's route.
     pub fn set_route(&self, route: Route) {
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
-        let mut routes: Vec<Route> = table.iter().filter(|r| r.plugin != route.plugin).cloned().collect();
+        let mut routes: Vec<Route> = table
+            .iter()
+            .filter(|r| r.plugin != route.plugin)
+            .cloned()
+            .collect();
         routes.push(route);
         *table = Arc::new(routes);
     }
@@ -101,7 +105,11 @@ impl Router {
     /// Removes a plugin's route.
     pub fn remove_route(&self, plugin: &str) {
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
-        let routes: Vec<Route> = table.iter().filter(|r| &*r.plugin != plugin).cloned().collect();
+        let routes: Vec<Route> = table
+            .iter()
+            .filter(|r| &*r.plugin != plugin)
+            .cloned()
+            .collect();
         *table = Arc::new(routes);
     }
 

@@ -52,20 +52,34 @@ pub fn build_plugins(
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--release", "--target", WASM_TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--target-dir",
+        ])
         .arg(target_dir);
     for p in packages {
         cmd.args(["-p", p]);
     }
     // The outer cargo's settings (e.g. from `cargo test`) must not leak into this build.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd
         .status()
         .with_context(|| format!("running cargo build for {}", packages.join(", ")))?;
     if !status.success() {
-        bail!("building plugins {} for {WASM_TARGET} failed", packages.join(", "));
+        bail!(
+            "building plugins {} for {WASM_TARGET} failed",
+            packages.join(", ")
+        );
     }
     Ok(target_dir.join(WASM_TARGET).join("release"))
 }
@@ -94,8 +108,8 @@ pub fn example_crates(workspace: &Path) -> anyhow::Result<Vec<String>> {
         }
         let text = std::fs::read_to_string(&manifest)
             .with_context(|| format!("reading {}", manifest.display()))?;
-        let value: toml::Value = toml::from_str(&text)
-            .with_context(|| format!("parsing {}", manifest.display()))?;
+        let value: toml::Value =
+            toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
         let name = value
             .get("package")
             .and_then(|p| p.get("name"))

@@ -12,7 +12,13 @@ use zoomhost::plugins::{LogSink, PluginHost, PluginLogRecord};
 use zoomhost::types::{Event, EventSource};
 
 /// Every plugin crate the tests use.
-pub const PLUGIN_CRATES: &[&str] = &["event-logger", "recorder", "hostile", "future-world", "noop"];
+pub const PLUGIN_CRATES: &[&str] = &[
+    "event-logger",
+    "recorder",
+    "hostile",
+    "future-world",
+    "noop",
+];
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {

@@ -135,7 +135,10 @@ impl Actor {
         self.compiled = compiled;
         self.failures.clear();
         if self.stats().quarantined.swap(false, Relaxed) {
-            tracing::info!(plugin = self.identity.name(), "quarantine lifted by new version");
+            tracing::info!(
+                plugin = self.identity.name(),
+                "quarantine lifted by new version"
+            );
         }
         PluginStats::bump(&self.stats().swaps);
         let sessions_reopened = match self.reopen_sessions().await {
@@ -231,15 +234,15 @@ impl Actor {
             Ok(()) => {}
             Err(CallError::Guest(e)) => {
                 PluginStats::bump(failed);
-                tracing::warn!(plugin = self.identity.name(), "delivery failed: {e}");
+                tracing::warn!(
+                    plugin = self.identity.name(),
+                    "{} failed: {e}",
+                    describe(&delivery)
+                );
             }
             Err(CallError::Fatal(f)) => {
                 PluginStats::bump(failed);
-                let what = match &delivery {
-                    Delivery::Event(e) => format!("handling event {}", e.name),
-                    Delivery::Media(s, _) => format!("handling media of stream {s}"),
-                };
-                self.fail(f, &what).await;
+                self.fail(f, &describe(&delivery)).await;
             }
         }
     }
@@ -277,8 +280,7 @@ impl Actor {
                 self.quarantine(&why);
                 return;
             }
-            match LiveInstance::start(&self.runtime, &self.compiled, self.identity.clone()).await
-            {
+            match LiveInstance::start(&self.runtime, &self.compiled, self.identity.clone()).await {
                 Ok(instance) => {
                     self.current = Some(instance);
                     match self.reopen_sessions().await {
@@ -311,5 +313,28 @@ impl Actor {
             plugin = self.identity.name(),
             "plugin QUARANTINED: {why}; no deliveries until a new version is loaded"
         );
+    }
+}
+
+/// What a delivery is, for log lines.
+fn describe(delivery: &Delivery) -> String {
+    match delivery {
+        Delivery::Event(e) => format!("handling event {}", e.name),
+        Delivery::Media(s, item) => {
+            let what = match item {
+                MediaItem::Open(_) => "opening the session",
+                MediaItem::Audio(_) => "an audio frame",
+                MediaItem::Transcript(_) => "a transcript segment",
+                MediaItem::Video(_) => "a video frame",
+                MediaItem::Share(_) => "a share frame",
+                MediaItem::Chat(_) => "a chat message",
+                MediaItem::Join(_) => "a participant join",
+                MediaItem::Leave(_) => "a participant leave",
+                MediaItem::Speaker(_) => "an active-speaker change",
+                MediaItem::State(_) => "a stream-state change",
+                MediaItem::Close => "closing the session",
+            };
+            format!("handling {what} of stream {s}")
+        }
     }
 }

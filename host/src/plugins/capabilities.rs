@@ -121,14 +121,35 @@ mod tests {
 
     #[test]
     fn matches_scheme_host_and_port() {
-        assert!(allowed(&["https://hooks.slack.com"], "https://hooks.slack.com/x"));
-        assert!(!allowed(&["https://hooks.slack.com"], "http://hooks.slack.com/x"));
-        assert!(!allowed(&["https://hooks.slack.com"], "https://hooks.slack.com:8443/x"));
-        assert!(allowed(&["https://*.slack.com"], "https://hooks.slack.com/"));
-        assert!(!allowed(&["https://*.slack.com"], "https://slack.com.evil.io/"));
+        assert!(allowed(
+            &["https://hooks.slack.com"],
+            "https://hooks.slack.com/x"
+        ));
+        assert!(!allowed(
+            &["https://hooks.slack.com"],
+            "http://hooks.slack.com/x"
+        ));
+        assert!(!allowed(
+            &["https://hooks.slack.com"],
+            "https://hooks.slack.com:8443/x"
+        ));
+        assert!(allowed(
+            &["https://*.slack.com"],
+            "https://hooks.slack.com/"
+        ));
+        assert!(!allowed(
+            &["https://*.slack.com"],
+            "https://slack.com.evil.io/"
+        ));
         assert!(allowed(&["http://127.0.0.1:*"], "http://127.0.0.1:5555/"));
-        assert!(allowed(&["http://127.0.0.1:5555"], "http://127.0.0.1:5555/"));
-        assert!(!allowed(&["http://127.0.0.1:5555"], "http://127.0.0.1:5556/"));
+        assert!(allowed(
+            &["http://127.0.0.1:5555"],
+            "http://127.0.0.1:5555/"
+        ));
+        assert!(!allowed(
+            &["http://127.0.0.1:5555"],
+            "http://127.0.0.1:5556/"
+        ));
         assert!(!allowed(&[], "http://127.0.0.1:5556/"));
     }
 

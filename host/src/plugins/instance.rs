@@ -213,13 +213,19 @@ impl LiveInstance {
         let guest = self.plugin.zoomhost_plugin_guest();
         let session = guarded(
             self.media_deadline,
-            guest.media_session().call_constructor(&mut self.store, info),
+            guest
+                .media_session()
+                .call_constructor(&mut self.store, info),
         )
         .await?;
         if let Some(old) = self.sessions.insert(stream.clone(), session) {
             // A stream reopened without a close: end the old session first.
             arm(&mut self.store, self.media_deadline);
-            guarded(self.media_deadline, old.resource_drop_async(&mut self.store)).await?;
+            guarded(
+                self.media_deadline,
+                old.resource_drop_async(&mut self.store),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -251,15 +257,11 @@ impl LiveInstance {
         let d = self.media_deadline;
         let r = match item {
             MediaItem::Audio(f) => guarded(d, s.call_on_audio(store, session, f)).await?,
-            MediaItem::Transcript(t) => {
-                guarded(d, s.call_on_transcript(store, session, t)).await?
-            }
+            MediaItem::Transcript(t) => guarded(d, s.call_on_transcript(store, session, t)).await?,
             MediaItem::Video(f) => guarded(d, s.call_on_video(store, session, f)).await?,
             MediaItem::Share(f) => guarded(d, s.call_on_share(store, session, f)).await?,
             MediaItem::Chat(m) => guarded(d, s.call_on_chat(store, session, m)).await?,
-            MediaItem::Join(p) => {
-                guarded(d, s.call_on_participant_join(store, session, p)).await?
-            }
+            MediaItem::Join(p) => guarded(d, s.call_on_participant_join(store, session, p)).await?,
             MediaItem::Leave(p) => {
                 guarded(d, s.call_on_participant_leave(store, session, p)).await?
             }

@@ -272,7 +272,13 @@ mod tests {
     async fn audio_drops_oldest_and_keeps_order_and_controls() {
         let (mb, stats) = mailbox(100, 1000, 2);
         let s: Arc<str> = Arc::from("s1");
-        mb.push_media(s.clone(), MediaItem::Join(Participant { user_id: 1, user_name: "a".into() }));
+        mb.push_media(
+            s.clone(),
+            MediaItem::Join(Participant {
+                user_id: 1,
+                user_name: "a".into(),
+            }),
+        );
         for ts in 0..5 {
             mb.push_media(s.clone(), frame(ts));
         }

@@ -54,6 +54,8 @@ struct Entry {
     metadata: Metadata,
     /// Digest of the running version's bytes.
     digest: u64,
+    /// The running version, compiled (to re-initialise it when its config changes).
+    compiled: Arc<CompiledPlugin>,
 }
 
 fn digest(bytes: &[u8]) -> u64 {
@@ -212,26 +214,7 @@ impl PluginHost {
         let metadata = instance.metadata().clone();
         let events = subscriptions(name, &metadata);
         if let Some(entry) = entries.get_mut(name) {
-            let (done, report) = oneshot::channel();
-            entry
-                .control
-                .send(Control::Swap {
-                    instance: Box::new(instance),
-                    compiled,
-                    done,
-                })
-                .await
-                .map_err(|_| anyhow::anyhow!("plugin {name}: actor is gone"))?;
-            let report = report
-                .await
-                .map_err(|_| anyhow::anyhow!("plugin {name}: actor stopped during swap"))?;
-            self.router.set_route(Route {
-                plugin: Arc::from(name),
-                events,
-                media: metadata.media.clone(),
-                mailbox: entry.mailbox.clone(),
-            });
-            entry.metadata = metadata.clone();
+            let report = self.swap_in(name, entry, compiled, instance).await?;
             entry.digest = digest;
             tracing::info!(
                 plugin = name,
@@ -253,6 +236,7 @@ impl PluginHost {
             identity.stats.clone(),
         ));
         let (control, control_rx) = mpsc::channel(4);
+        let compiled_clone = compiled.clone();
         let actor = Actor::new(
             self.runtime.clone(),
             identity.clone(),
@@ -262,6 +246,7 @@ impl PluginHost {
             instance,
         );
         let task = tokio::spawn(actor.run());
+        let compiled_for_entry = compiled_clone;
         self.router.set_route(Route {
             plugin: Arc::from(name),
             events,
@@ -284,9 +269,57 @@ impl PluginHost {
                 task,
                 metadata: metadata.clone(),
                 digest,
+                compiled: compiled_for_entry,
             },
         );
         Ok(LoadOutcome::Loaded(metadata))
+    }
+
+    /// Hands a started instance to the plugin's actor, which swaps it in between two
+    /// deliveries, then points the route at the new subscriptions.
+    async fn swap_in(
+        &self,
+        name: &str,
+        entry: &mut Entry,
+        compiled: Arc<CompiledPlugin>,
+        instance: LiveInstance,
+    ) -> anyhow::Result<SwapReport> {
+        let metadata = instance.metadata().clone();
+        let events = subscriptions(name, &metadata);
+        let (done, report) = oneshot::channel();
+        entry
+            .control
+            .send(Control::Swap {
+                instance: Box::new(instance),
+                compiled: compiled.clone(),
+                done,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("plugin {name}: actor is gone"))?;
+        let report = report
+            .await
+            .map_err(|_| anyhow::anyhow!("plugin {name}: actor stopped during swap"))?;
+        self.router.set_route(Route {
+            plugin: Arc::from(name),
+            events,
+            media: metadata.media.clone(),
+            mailbox: entry.mailbox.clone(),
+        });
+        entry.metadata = metadata;
+        entry.compiled = compiled;
+        Ok(report)
+    }
+
+    /// Starts a fresh instance of the running version (so `init` and `metadata` see new
+    /// config values) and swaps it in, state handed over.
+    async fn reinit(&self, name: &str, entry: &mut Entry) -> anyhow::Result<SwapReport> {
+        let instance = LiveInstance::start(&self.runtime, &entry.compiled, entry.identity.clone())
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("plugin {name}: re-initialising with the new config failed: {e}")
+            })?;
+        let compiled = entry.compiled.clone();
+        self.swap_in(name, entry, compiled, instance).await
     }
 
     async fn prepare(
@@ -322,7 +355,11 @@ impl PluginHost {
         let entry = self.entries.lock().await.remove(name)?;
         self.router.remove_route(name);
         entry.mailbox.close();
-        tracing::info!(plugin = name, queued = entry.mailbox.len(), "unloading plugin after its mailbox drains");
+        tracing::info!(
+            plugin = name,
+            queued = entry.mailbox.len(),
+            "unloading plugin after its mailbox drains"
+        );
         Some(entry.task)
     }
 
@@ -340,12 +377,46 @@ impl PluginHost {
                 self.unload(&name).await;
                 continue;
             }
-            if let Some(entry) = self.entries.lock().await.get(&name) {
-                entry.identity.set_grant(grant);
+            let mut entries = self.entries.lock().await;
+            let Some(entry) = entries.get_mut(&name) else {
+                continue;
+            };
+            let old = entry.identity.grant();
+            if *old == grant {
+                continue;
+            }
+            let config_changed = old.config != grant.config;
+            entry.identity.set_grant(grant);
+            tracing::info!(plugin = name.as_str(), "grants and config updated");
+            if config_changed {
+                match self.reinit(&name, entry).await {
+                    Ok(_) => tracing::info!(
+                        plugin = name.as_str(),
+                        "re-initialised with the new config values"
+                    ),
+                    Err(e) => tracing::error!(
+                        plugin = name.as_str(),
+                        "{e:#}; the running instance keeps serving"
+                    ),
+                }
             }
         }
+        let old_dir = self.config().plugins_dir;
+        if config.plugins_dir != old_dir {
+            tracing::warn!(
+                "host config: plugins_dir changes take effect when zoomhost restarts (still watching {})",
+                old_dir.display()
+            );
+        }
+        let mut config = config;
+        config.plugins_dir = old_dir;
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
         tracing::info!("host config reloaded");
+        // Plugins enabled by this config (or that failed before) load now; unchanged
+        // ones are skipped by their digest.
+        if let Err(e) = self.load_dir().await {
+            tracing::error!("{e:#}");
+        }
     }
 
     /// The loaded plugins with their counters.
@@ -381,13 +452,21 @@ impl PluginHost {
         let mut identities = Vec::new();
         for name in &names {
             if let Some(e) = self.entries.lock().await.get(name) {
-                identities.push((name.clone(), e.identity.clone(), e.metadata.clone(), e.mailbox.clone()));
+                identities.push((
+                    name.clone(),
+                    e.identity.clone(),
+                    e.metadata.clone(),
+                    e.mailbox.clone(),
+                ));
             }
             tasks.extend(self.unload(name).await);
         }
         let all = futures_join_all(tasks);
         if tokio::time::timeout(timeout, all).await.is_err() {
-            tracing::warn!("shutdown: plugins did not drain within {} ms", timeout.as_millis());
+            tracing::warn!(
+                "shutdown: plugins did not drain within {} ms",
+                timeout.as_millis()
+            );
         }
         identities
             .into_iter()

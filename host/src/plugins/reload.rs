@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use notify::event::{EventKind, ModifyKind};
 use notify::RecursiveMode;
 use notify_debouncer_full::{new_debouncer, DebounceEventResult};
 use tokio::sync::mpsc;
@@ -34,12 +35,21 @@ impl Drop for Watcher {
 /// Starts watching `host`'s plugins folder, and `config_file` if given.
 pub fn watch(host: Arc<PluginHost>, config_file: Option<PathBuf>) -> anyhow::Result<Watcher> {
     let dir = host.config().plugins_dir;
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let mut debouncer = new_debouncer(SETTLE, None, move |result: DebounceEventResult| {
         match result {
             Ok(events) => {
-                let paths = events.into_iter().flat_map(|e| e.event.paths).collect();
-                let _ = tx.send(paths);
+                // Only changes count: reading a file (as a reload does) raises access
+                // events, which must not trigger another reload.
+                let paths: Vec<PathBuf> = events
+                    .into_iter()
+                    .filter(|e| is_change(&e.event.kind))
+                    .flat_map(|e| e.event.paths)
+                    .collect();
+                if !paths.is_empty() {
+                    let _ = tx.send(paths);
+                }
             }
             Err(errors) => {
                 for e in errors {
@@ -71,13 +81,27 @@ pub fn watch(host: Arc<PluginHost>, config_file: Option<PathBuf>) -> anyhow::Res
             while let Ok(more) = rx.try_recv() {
                 changed.extend(more);
             }
-            apply(&host, &changed, config_file.as_deref()).await;
+            apply(&host, &dir, &changed, config_file.as_deref()).await;
         }
     });
     Ok(Watcher { task })
 }
 
-async fn apply(host: &PluginHost, changed: &BTreeSet<PathBuf>, config_file: Option<&Path>) {
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Any => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(_) | EventKind::Other => false,
+    }
+}
+
+async fn apply(
+    host: &PluginHost,
+    dir: &Path,
+    changed: &BTreeSet<PathBuf>,
+    config_file: Option<&Path>,
+) {
     if let Some(cfg) = config_file {
         if changed.iter().any(|p| same_file(p, cfg)) {
             match HostConfig::load(cfg) {
@@ -88,12 +112,11 @@ async fn apply(host: &PluginHost, changed: &BTreeSet<PathBuf>, config_file: Opti
             }
         }
     }
-    let dir = host.config().plugins_dir;
     for path in changed {
         let Some(name) = plugin_name(path) else {
             continue;
         };
-        if path.parent() != Some(dir.as_path()) && !path.starts_with(&dir) {
+        if path.parent() != Some(dir) {
             continue;
         }
         if path.exists() {

@@ -154,6 +154,13 @@ impl Runtime {
         )
         .map_err(|e| anyhow::anyhow!("linking zoomhost host interface: {e}"))?;
 
+        tracing::debug!(
+            pooling,
+            memory_mib = limits.memory_mib,
+            event_deadline_ms = limits.event_deadline_ms,
+            media_deadline_ms = limits.media_deadline_ms,
+            "wasm runtime ready"
+        );
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let stop = ticker_stop.clone();
