@@ -111,10 +111,10 @@ fn bench_event(c: &mut Criterion) {
     group.finish();
 }
 
-fn bench_audio(c: &mut Criterion) {
-    let f = fixture();
-    let stream = f.host.router().open_stream(StreamInfo {
-        stream_id: "bench".into(),
+/// An L16 16 kHz mono audio stream.
+fn audio_stream(id: &str) -> StreamInfo {
+    StreamInfo {
+        stream_id: id.into(),
         meeting_id: "m".into(),
         kind: SessionKind::Meeting,
         media: vec![MediaKind::Audio],
@@ -124,7 +124,12 @@ fn bench_audio(c: &mut Criterion) {
             channels: 1,
             frame_ms: 20,
         },
-    });
+    }
+}
+
+fn bench_audio(c: &mut Criterion) {
+    let f = fixture();
+    let stream = f.host.router().open_stream(audio_stream("bench"));
     let frame = AudioFrame {
         user_id: 16778240,
         user_name: "Ada".into(),
@@ -152,18 +157,7 @@ fn bench_audio(c: &mut Criterion) {
 fn bench_swap() {
     let f = fixture();
     // A live stream, so the swap re-opens a session as it would in production.
-    let _stream = f.host.router().open_stream(StreamInfo {
-        stream_id: "swap".into(),
-        meeting_id: "m".into(),
-        kind: SessionKind::Meeting,
-        media: vec![MediaKind::Audio],
-        audio: AudioFormat {
-            codec: AudioCodec::L16,
-            sample_rate: 16_000,
-            channels: 1,
-            frame_ms: 20,
-        },
-    });
+    let _stream = f.host.router().open_stream(audio_stream("swap"));
     let mut took = Vec::new();
     let mut total = Vec::new();
     for round in 0..30u8 {

@@ -256,8 +256,14 @@ impl PluginHost {
         tracing::info!(
             plugin = name,
             version = metadata.version.as_str(),
-            events = ?metadata.events,
-            media = ?metadata.media,
+            events = metadata.events.join(",").as_str(),
+            media = metadata
+                .media
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+                .as_str(),
             "plugin loaded"
         );
         entries.insert(
