@@ -17,7 +17,32 @@
 //! [plugins.slack-notifier]         # keyed by the .wasm file stem
 //! allow_http = ["https://hooks.slack.com"]
 //! config = { webhook_url = "${SLACK_WEBHOOK_URL}" }
+//!
+//! [zoom]                           # every key may come from the environment instead
+//! account_id = "..."               # ZOOM_ACCOUNT_ID
+//! client_id = "..."                # ZOOM_CLIENT_ID
+//! client_secret = "${MY_SECRET}"   # ZOOM_CLIENT_SECRET
+//! subscription_id = "..."          # ZOOM_SUBSCRIPTION_ID (enables the event WebSocket)
+//! webhook_secret_token = "..."     # ZOOM_WEBHOOK_SECRET_TOKEN (enables the webhook receiver)
+//! oauth_url = "https://zoom.us/oauth/token"   # ZOOM_OAUTH_URL (zoomgov.com for Government)
+//! ws_url = "wss://ws.zoom.us/ws"              # ZOOM_WS_URL
+//! grant = "account_credentials"    # or "client_credentials"
+//!
+//! [zoom.websocket]
+//! enabled = true                   # default: true when a subscription id is set
+//! heartbeat_s = 30
+//! silence_timeout_s = 45
+//!
+//! [zoom.webhook]
+//! enabled = true                   # default: true when a webhook secret token is set
+//! bind = "127.0.0.1:8080"
+//! path = "/zoom/webhook"
+//! max_body_bytes = 1048576
+//! timestamp_window_s = 300
 //! ```
+//!
+//! Environment variables win over the file; a `.env` file beside the config fills in what
+//! the real environment does not set.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -140,6 +165,7 @@ struct RawConfig {
     plugins_dir: Option<PathBuf>,
     limits: Limits,
     plugins: BTreeMap<String, PluginGrant>,
+    zoom: Option<RawZoom>,
 }
 
 /// The host configuration after validation.
@@ -151,6 +177,8 @@ pub struct HostConfig {
     pub limits: Limits,
     /// Grants keyed by plugin (file stem).
     pub plugins: BTreeMap<String, ResolvedGrant>,
+    /// Zoom connectivity; `None` when nothing Zoom is configured (file or environment).
+    pub zoom: Option<ZoomConfig>,
 }
 
 impl Default for HostConfig {
@@ -159,20 +187,25 @@ impl Default for HostConfig {
             plugins_dir: PathBuf::from("plugins"),
             limits: Limits::default(),
             plugins: BTreeMap::new(),
+            zoom: None,
         }
     }
 }
 
 impl HostConfig {
     /// Reads and validates a TOML file; relative `plugins_dir` is resolved against the
-    /// file's folder.
+    /// file's folder. Environment variables come from the process, then from a `.env` file
+    /// beside the config (which never overrides the real environment).
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading host config {}", path.display()))?;
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let base = absolute.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base, &|k| std::env::var(k).ok())
-            .with_context(|| format!("in host config {}", path.display()))
+        let dotenv = read_dotenv(&base.join(".env"))?;
+        Self::parse(&text, base, &|k| {
+            std::env::var(k).ok().or_else(|| dotenv.get(k).cloned())
+        })
+        .with_context(|| format!("in host config {}", path.display()))
     }
 
     /// Parses TOML text; `env` resolves `${VAR}` references. Every problem is reported at
@@ -212,6 +245,7 @@ impl HostConfig {
                 },
             );
         }
+        let zoom = resolve_zoom(raw.zoom, env, &mut problems);
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
@@ -224,6 +258,7 @@ impl HostConfig {
             plugins_dir,
             limits: raw.limits,
             plugins,
+            zoom,
         })
     }
 
@@ -234,6 +269,357 @@ impl HostConfig {
             ..ResolvedGrant::default()
         })
     }
+}
+
+/// A secret string (client secret, webhook secret token, access token). `Debug` and
+/// `Display` print `<redacted>`; read the value with [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret value. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Zoom's production token endpoint.
+pub const DEFAULT_OAUTH_URL: &str = "https://zoom.us/oauth/token";
+/// Zoom's production event WebSocket.
+pub const DEFAULT_WS_URL: &str = "wss://ws.zoom.us/ws";
+
+/// `[zoom]` as written in the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawZoom {
+    account_id: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    subscription_id: Option<String>,
+    webhook_secret_token: Option<String>,
+    oauth_url: Option<String>,
+    ws_url: Option<String>,
+    grant: Option<String>,
+    websocket: RawZoomWebsocket,
+    webhook: RawZoomWebhook,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawZoomWebsocket {
+    enabled: Option<bool>,
+    heartbeat_s: Option<u64>,
+    silence_timeout_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawZoomWebhook {
+    enabled: Option<bool>,
+    bind: Option<String>,
+    path: Option<String>,
+    max_body_bytes: Option<usize>,
+    timestamp_window_s: Option<u64>,
+}
+
+/// The event WebSocket source, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoomWebsocketConfig {
+    /// Base URL, e.g. `wss://ws.zoom.us/ws` (`subscriptionId` and the token are appended).
+    pub url: String,
+    /// The event subscription id.
+    pub subscription_id: String,
+    /// Interval between client heartbeats.
+    pub heartbeat: Duration,
+    /// Silence after which the connection is declared dead.
+    pub silence_timeout: Duration,
+}
+
+/// Zoom connectivity, validated: which sources run and what they need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoomConfig {
+    /// The token manager's settings; present when the credentials are complete (always
+    /// when the WebSocket is enabled).
+    pub oauth: Option<crate::zoom::oauth::OAuthConfig>,
+    /// The event WebSocket, when enabled.
+    pub websocket: Option<ZoomWebsocketConfig>,
+    /// The webhook receiver, when enabled.
+    pub webhook: Option<crate::zoom::webhook::WebhookConfig>,
+}
+
+/// One `[zoom]` value: its TOML key, its environment variable, and where it came from.
+struct ZoomValue {
+    key: &'static str,
+    var: &'static str,
+    value: Option<String>,
+}
+
+impl ZoomValue {
+    /// Environment first (non-empty), then the file (with `${VAR}` expanded).
+    fn resolve(
+        key: &'static str,
+        var: &'static str,
+        file: Option<String>,
+        env: &dyn Fn(&str) -> Option<String>,
+        problems: &mut Vec<String>,
+    ) -> Self {
+        let from_env = env(var).filter(|v| !v.trim().is_empty());
+        let value = match from_env {
+            Some(v) => Some(v),
+            None => match file.map(|v| expand_env(&v, env)) {
+                Some(Ok(v)) if !v.trim().is_empty() => Some(v),
+                Some(Ok(_)) | None => None,
+                Some(Err(e)) => {
+                    problems.push(format!("zoom.{key}: {e}"));
+                    None
+                }
+            },
+        };
+        Self { key, var, value }
+    }
+
+    fn missing(&self, needed_by: &str) -> String {
+        format!(
+            "{needed_by} needs {var} (environment or .env) or zoom.{key} (TOML), which is not set",
+            var = self.var,
+            key = self.key
+        )
+    }
+}
+
+/// Resolves `[zoom]` plus the environment into a [`ZoomConfig`]; `None` when nothing Zoom
+/// is configured at all.
+fn resolve_zoom(
+    raw: Option<RawZoom>,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<ZoomConfig> {
+    let had_section = raw.is_some();
+    let raw = raw.unwrap_or_default();
+    let before = problems.len();
+    let v = |key, var, file: &Option<String>, problems: &mut Vec<String>| {
+        ZoomValue::resolve(key, var, file.clone(), env, problems)
+    };
+    let account_id = v("account_id", "ZOOM_ACCOUNT_ID", &raw.account_id, problems);
+    let client_id = v("client_id", "ZOOM_CLIENT_ID", &raw.client_id, problems);
+    let client_secret = v(
+        "client_secret",
+        "ZOOM_CLIENT_SECRET",
+        &raw.client_secret,
+        problems,
+    );
+    let subscription_id = v(
+        "subscription_id",
+        "ZOOM_SUBSCRIPTION_ID",
+        &raw.subscription_id,
+        problems,
+    );
+    let webhook_secret = v(
+        "webhook_secret_token",
+        "ZOOM_WEBHOOK_SECRET_TOKEN",
+        &raw.webhook_secret_token,
+        problems,
+    );
+    let oauth_url = v("oauth_url", "ZOOM_OAUTH_URL", &raw.oauth_url, problems);
+    let ws_url = v("ws_url", "ZOOM_WS_URL", &raw.ws_url, problems);
+
+    let anything = had_section
+        || [
+            &account_id,
+            &client_id,
+            &client_secret,
+            &subscription_id,
+            &webhook_secret,
+            &oauth_url,
+            &ws_url,
+        ]
+        .iter()
+        .any(|z| z.value.is_some());
+    if !anything {
+        return None;
+    }
+
+    // Endpoints.
+    let oauth_url_value = oauth_url
+        .value
+        .clone()
+        .unwrap_or_else(|| DEFAULT_OAUTH_URL.to_string());
+    match url::Url::parse(&oauth_url_value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        _ => problems.push(
+            "zoom.oauth_url (ZOOM_OAUTH_URL) must be an http(s) URL such as \
+             https://zoom.us/oauth/token"
+                .into(),
+        ),
+    }
+    let ws_url_value = ws_url
+        .value
+        .clone()
+        .unwrap_or_else(|| DEFAULT_WS_URL.to_string());
+    match url::Url::parse(&ws_url_value) {
+        Ok(u) if matches!(u.scheme(), "ws" | "wss") => {}
+        _ => problems.push(
+            "zoom.ws_url (ZOOM_WS_URL) must be a ws(s) URL such as wss://ws.zoom.us/ws".into(),
+        ),
+    }
+
+    // OAuth.
+    let account_grant = match raw.grant.as_deref() {
+        None | Some("account_credentials") => true,
+        Some("client_credentials") => false,
+        Some(_) => {
+            problems.push(
+                "zoom.grant must be \"account_credentials\" or \"client_credentials\"".into(),
+            );
+            true
+        }
+    };
+    let oauth_missing: Vec<&ZoomValue> = [&client_id, &client_secret]
+        .into_iter()
+        .chain(account_grant.then_some(&account_id))
+        .filter(|z| z.value.is_none())
+        .collect();
+    let oauth = match (&client_id.value, &client_secret.value) {
+        (Some(id), Some(secret)) if oauth_missing.is_empty() => {
+            let grant = match &account_id.value {
+                Some(a) if account_grant => crate::zoom::oauth::Grant::AccountCredentials {
+                    account_id: a.clone(),
+                },
+                _ => crate::zoom::oauth::Grant::ClientCredentials,
+            };
+            Some(crate::zoom::oauth::OAuthConfig::new(
+                oauth_url_value,
+                id.clone(),
+                Secret::new(secret.clone()),
+                grant,
+            ))
+        }
+        _ => None,
+    };
+
+    // Event WebSocket.
+    let ws_enabled = raw
+        .websocket
+        .enabled
+        .unwrap_or(subscription_id.value.is_some());
+    let heartbeat_s = raw.websocket.heartbeat_s.unwrap_or(30);
+    let silence_s = raw.websocket.silence_timeout_s.unwrap_or(45);
+    if heartbeat_s == 0 {
+        problems.push("zoom.websocket.heartbeat_s must be greater than 0".into());
+    }
+    if silence_s <= heartbeat_s {
+        problems.push(
+            "zoom.websocket.silence_timeout_s must be greater than zoom.websocket.heartbeat_s"
+                .into(),
+        );
+    }
+    let websocket = if ws_enabled {
+        let needed = "the event WebSocket (zoom.websocket.enabled)";
+        if subscription_id.value.is_none() {
+            problems.push(subscription_id.missing(needed));
+        }
+        for z in &oauth_missing {
+            problems.push(z.missing(needed));
+        }
+        subscription_id
+            .value
+            .clone()
+            .map(|subscription_id| ZoomWebsocketConfig {
+                url: ws_url_value,
+                subscription_id,
+                heartbeat: Duration::from_secs(heartbeat_s),
+                silence_timeout: Duration::from_secs(silence_s),
+            })
+    } else {
+        None
+    };
+
+    // Webhook receiver.
+    let wh = &raw.webhook;
+    let wh_enabled = wh.enabled.unwrap_or(webhook_secret.value.is_some());
+    let bind_text = wh.bind.clone().unwrap_or_else(|| "127.0.0.1:8080".into());
+    let bind = match bind_text.parse::<std::net::SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            problems.push(format!(
+                "zoom.webhook.bind must be an address:port such as 127.0.0.1:8080 (got {bind_text:?})"
+            ));
+            None
+        }
+    };
+    let path = wh.path.clone().unwrap_or_else(|| "/zoom/webhook".into());
+    if !path.starts_with('/') {
+        problems.push("zoom.webhook.path must start with '/'".into());
+    }
+    let max_body_bytes = wh.max_body_bytes.unwrap_or(1024 * 1024);
+    if max_body_bytes == 0 {
+        problems.push("zoom.webhook.max_body_bytes must be greater than 0".into());
+    }
+    let window_s = wh.timestamp_window_s.unwrap_or(300);
+    if window_s == 0 {
+        problems.push("zoom.webhook.timestamp_window_s must be greater than 0".into());
+    }
+    let webhook = if wh_enabled {
+        if webhook_secret.value.is_none() {
+            problems.push(webhook_secret.missing("the webhook receiver (zoom.webhook.enabled)"));
+        }
+        match (&webhook_secret.value, bind) {
+            (Some(secret), Some(bind)) => Some(crate::zoom::webhook::WebhookConfig {
+                bind,
+                path,
+                secret: Secret::new(secret.clone()),
+                max_body_bytes,
+                timestamp_window: Duration::from_secs(window_s),
+                ..crate::zoom::webhook::WebhookConfig::default()
+            }),
+            _ => None,
+        }
+    } else {
+        None
+    };
+
+    if problems.len() > before {
+        return None;
+    }
+    Some(ZoomConfig {
+        oauth,
+        websocket,
+        webhook,
+    })
+}
+
+/// Reads `KEY=value` pairs from a `.env` file; a missing file is empty.
+fn read_dotenv(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let iter = match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter,
+        Err(e) if e.not_found() => return Ok(BTreeMap::new()),
+        Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    };
+    let mut out = BTreeMap::new();
+    for (i, item) in iter.enumerate() {
+        // The error text of dotenvy may quote the line; name only the position.
+        let (k, v) = item
+            .map_err(|_| anyhow::anyhow!("{}: entry {} is not KEY=value", path.display(), i + 1))?;
+        out.insert(k, v);
+    }
+    Ok(out)
 }
 
 /// Expands `${VAR}` references; `$$` is a literal `$`. A missing variable is an error that

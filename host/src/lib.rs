@@ -10,6 +10,8 @@ pub mod config;
 pub mod plugins;
 pub mod replay;
 pub mod router;
+pub mod sim;
 pub mod wasm_build;
+pub mod zoom;
 
 pub use plugins::bindings::types;

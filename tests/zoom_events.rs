@@ -1,0 +1,476 @@
+//! End to end: the event WebSocket client against the simulator over loopback, with the
+//! real OAuth token manager and simulated OAuth endpoint, delivering into a real recorder
+//! plugin.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::*;
+use zoomhost::sim::events::{EventSim, EventSimConfig, Scenario};
+use zoomhost::sim::oauth::{OAuthSim, OAuthSimConfig};
+use zoomhost::zoom::events::{ConnectionState, EventStream, EventStreamConfig, EventStreamStats};
+use zoomhost::zoom::oauth::{Grant, OAuthConfig, RetryPolicy, TokenManager};
+use zoomhost::zoom::{AccessToken, TokenSource};
+
+const WAIT: Duration = Duration::from_secs(30);
+const CLIENT_ID: &str = "test-client-id";
+const CLIENT_SECRET: &str = "test-client-secret-4f9a7c";
+const ACCOUNT_ID: &str = "test-account";
+const SUBSCRIPTION: &str = "sub-123";
+
+/// Remembers every token it hands out, so tests can look for them in logs.
+struct Recording {
+    inner: TokenManager,
+    seen: Mutex<Vec<String>>,
+}
+
+impl TokenSource for Recording {
+    fn token(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<AccessToken>> + Send + '_>>
+    {
+        Box::pin(async move {
+            let token = self.inner.get().await?;
+            self.seen.lock().unwrap().push(token.secret.clone());
+            Ok(token)
+        })
+    }
+
+    fn invalidate(&self, token: &AccessToken) {
+        self.inner.invalidate_token(token);
+    }
+}
+
+/// The OAuth sim, the event sim, a host with one recorder, and a running client.
+struct Rig {
+    t: TestHost,
+    oauth: OAuthSim,
+    sim: EventSim,
+    tokens: Arc<Recording>,
+    stats: Arc<EventStreamStats>,
+    state: tokio::sync::watch::Receiver<ConnectionState>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+fn client_config(sim: &EventSim) -> EventStreamConfig {
+    let mut config = EventStreamConfig::new(sim.url(), SUBSCRIPTION);
+    config.heartbeat = Duration::from_millis(100);
+    config.silence_timeout = Duration::from_millis(500);
+    config.backoff_min = Duration::from_millis(50);
+    config.backoff_max = Duration::from_millis(400);
+    config.healthy_after = Duration::from_millis(300);
+    config.connect_timeout = Duration::from_secs(5);
+    config
+}
+
+async fn rig(expires_in: u64, tune: impl FnOnce(&mut EventStreamConfig)) -> Rig {
+    let t = TestHost::start("", &[("rec", "recorder")]).await;
+    let oauth = OAuthSim::start(OAuthSimConfig {
+        client_id: CLIENT_ID.to_string(),
+        client_secret: CLIENT_SECRET.to_string(),
+        account_id: ACCOUNT_ID.to_string(),
+        expires_in,
+    })
+    .await
+    .unwrap();
+    let sim_config = EventSimConfig {
+        subscription_id: Some(SUBSCRIPTION.to_string()),
+        silence_timeout: Duration::from_secs(3),
+    };
+    let sim = EventSim::start(sim_config, Arc::new(oauth.clone()))
+        .await
+        .unwrap();
+    let mut oauth_config = OAuthConfig::new(
+        oauth.url(),
+        CLIENT_ID,
+        zoomhost::config::Secret::new(CLIENT_SECRET),
+        Grant::AccountCredentials {
+            account_id: ACCOUNT_ID.to_string(),
+        },
+    );
+    oauth_config.retry = RetryPolicy {
+        min_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        max_retries: 10,
+        max_retry_after: Duration::from_secs(1),
+    };
+    let tokens = Arc::new(Recording {
+        inner: TokenManager::new(oauth_config).unwrap(),
+        seen: Mutex::default(),
+    });
+    let mut config = client_config(&sim);
+    tune(&mut config);
+    let stream = EventStream::new(config, tokens.clone(), t.host.router().clone());
+    let stats = stream.stats();
+    let state = stream.state();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(stream.run(shutdown));
+    Rig {
+        t,
+        oauth,
+        sim,
+        tokens,
+        stats,
+        state,
+        stop,
+        task,
+    }
+}
+
+impl Rig {
+    async fn connected(&self) {
+        assert!(
+            self.sim.wait_connected(WAIT).await,
+            "client never connected"
+        );
+    }
+
+    async fn shutdown(mut self) -> Self {
+        self.stop.send_replace(true);
+        let done = tokio::time::timeout(WAIT, &mut self.task).await;
+        assert!(
+            matches!(done, Ok(Ok(Ok(())))),
+            "client did not stop cleanly"
+        );
+        assert_eq!(*self.state.borrow(), ConnectionState::Stopped);
+        self
+    }
+
+    fn recorded(&self) -> Vec<String> {
+        event_ids(&self.t.logs, "rec")
+    }
+
+    async fn recorded_eventually(&self, n: usize) -> Vec<String> {
+        eventually(WAIT, || self.recorded().len() >= n).await;
+        // A moment for anything extra (duplicates) to show up.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.recorded()
+    }
+}
+
+fn payload(id: &str) -> serde_json::Value {
+    serde_json::json!({"id": id, "account_id": "acc", "object": {"topic": "Standup", "uuid": "u=="}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_content_is_parsed_twice_and_malformed_messages_are_skipped() {
+    let rig = rig(3600, |_| {}).await;
+    rig.connected().await;
+    let inner_not_event = serde_json::json!({"module":"message","content":"{\"no\":\"event\"}"});
+    let content_not_json = serde_json::json!({"module":"message","content":"{not json"});
+    let malformed = [
+        "this is not json".to_string(),
+        r#"{"module":"surprise","content":"x"}"#.to_string(),
+        content_not_json.to_string(),
+        inner_not_event.to_string(),
+        format!(r#"{{"module":"message","content":"{}"}}"#, "x".repeat(5000)),
+    ];
+    let mut expected = Vec::new();
+    for (i, bad) in malformed.iter().enumerate() {
+        let id = format!("ok-{i}");
+        assert!(rig.sim.push_event("meeting.started", payload(&id)).await);
+        expected.push(id);
+        assert!(rig.sim.push_raw(bad.clone()).await);
+    }
+    assert!(
+        rig.sim
+            .push_event("meeting.ended", payload("ok-last"))
+            .await
+    );
+    expected.push("ok-last".to_string());
+
+    assert_eq!(rig.recorded_eventually(expected.len()).await, expected);
+    let names = rig.t.logs.lines("rec", "rec event ");
+    assert!(names[0].contains("name=meeting.started"), "{names:?}");
+    let stats = rig.stats.snapshot();
+    assert_eq!(stats.malformed, malformed.len() as u64, "{stats:?}");
+    assert_eq!(stats.events, expected.len() as u64);
+    // The connection stayed up through all of it.
+    assert_eq!(stats.connects, 1, "{stats:?}");
+    assert_eq!(rig.sim.connections(), 1);
+    rig.shutdown().await;
+}
+
+const FAULTY_SCENARIO: &str = r#"
+topic = "Fault drill"
+tag_ids = true
+
+[[steps]]
+kind = "wait_connected"
+[[steps]]
+kind = "event"
+event = "meeting.started"
+[[steps]]
+kind = "event"
+event = "meeting.participant_joined"
+participant = "Ada Lovelace"
+[[steps]]
+kind = "event"
+event = "meeting.rtms_started"
+
+[[steps]]
+kind = "drop"
+[[steps]]
+kind = "event"
+event = "meeting.participant_joined"
+participant = "Lost While Away"
+[[steps]]
+kind = "wait_connected"
+[[steps]]
+kind = "event"
+event = "meeting.participant_joined"
+participant = "Grace Hopper"
+[[steps]]
+kind = "event"
+event = "meeting.participant_left"
+participant = "Ada Lovelace"
+
+[[steps]]
+kind = "oauth_outage"
+requests = 3
+[[steps]]
+kind = "invalidate_token"
+[[steps]]
+kind = "wait_connected"
+[[steps]]
+kind = "event"
+event = "meeting.participant_joined"
+participant = "Katherine Johnson"
+[[steps]]
+kind = "event"
+event = "meeting.rtms_stopped"
+
+[[steps]]
+kind = "drop"
+[[steps]]
+kind = "wait_connected"
+[[steps]]
+kind = "event"
+event = "meeting.participant_left"
+participant = "Grace Hopper"
+[[steps]]
+kind = "event"
+event = "meeting.ended"
+[[steps]]
+kind = "event"
+event = "recording.completed"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_sent_while_connected_arrives_exactly_once_in_order_across_faults() {
+    let rig = rig(3600, |_| {}).await;
+    let scenario = Scenario::parse(FAULTY_SCENARIO).unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(120), scenario.run(&rig.sim))
+        .await
+        .expect("scenario finished")
+        .unwrap();
+    assert_eq!(
+        report.faults, 4,
+        "2 drops, 1 token invalidation, 1 OAuth outage"
+    );
+    let sent: Vec<String> = report.sent.iter().map(|e| e.id.clone()).collect();
+    assert!(
+        sent.len() >= 10,
+        "too few events reached a client: {sent:?}"
+    );
+    let mut unique = sent.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), sent.len());
+
+    let recorded = rig.recorded_eventually(sent.len()).await;
+    assert_eq!(recorded, sent, "missed by the sim: {:?}", report.missed);
+
+    let stats = rig.stats.snapshot();
+    assert!(rig.sim.connections() >= 4, "{stats:?}");
+    assert!(stats.token_refreshes >= 1, "{stats:?}");
+    assert!(rig.oauth.issued() >= 2);
+    // The outage was felt: more token requests than tokens.
+    assert!(rig.oauth.requests() >= rig.oauth.issued() + 3);
+    eprintln!(
+        "faults: sent={} missed={} stats={stats:?} oauth requests={} issued={}",
+        sent.len(),
+        report.missed.len(),
+        rig.oauth.requests(),
+        rig.oauth.issued()
+    );
+    rig.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_scenario_loads() {
+    let path = workspace().join("host/samples/scenario.toml");
+    let scenario = Scenario::load(&path).unwrap();
+    assert!(scenario.tag_ids);
+    assert!(scenario.steps.len() >= 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_their_cadence() {
+    let rig = rig(3600, |_| {}).await;
+    rig.connected().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (sim0, sent0, replies0) = (
+        rig.sim.heartbeats(),
+        rig.stats.snapshot().heartbeats_sent,
+        rig.stats.snapshot().heartbeat_replies,
+    );
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let elapsed = started.elapsed();
+    let received = rig.sim.heartbeats() - sim0;
+    let sent = rig.stats.snapshot().heartbeats_sent - sent0;
+    let replies = rig.stats.snapshot().heartbeat_replies - replies0;
+    eprintln!("heartbeats over {elapsed:?}: sent={sent} received={received} replies={replies}");
+    // 100 ms cadence: ~10 per second. Generous bounds for a loaded machine.
+    let most = elapsed.as_millis() as u64 / 100 + 2;
+    assert!((4..=most).contains(&received), "received {received}");
+    assert!(replies >= 3, "replies {replies}");
+    // No reconnects happened: heartbeats kept the connection alive.
+    assert_eq!(rig.sim.connections(), 1);
+    rig.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backoff_grows_is_capped_and_resets_after_a_healthy_connection() {
+    let t0 = Instant::now();
+    let rig = rig(3600, |_| {}).await;
+    rig.connected().await;
+    // Healthy for longer than `healthy_after`, so the schedule starts from the bottom.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rig.sim.set_refusing(true);
+    rig.sim.drop_connection().await;
+    assert!(
+        eventually(WAIT, || rig.stats.snapshot().reconnect_delays.len() >= 8).await,
+        "too few reconnect attempts"
+    );
+    let delays = rig.stats.snapshot().reconnect_delays;
+    let attempts = rig.sim.attempts();
+    let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    eprintln!(
+        "delays {delays:?}\nattempt gaps {gaps:?} (since start {:?})",
+        t0.elapsed()
+    );
+    let cap = Duration::from_millis(400);
+    assert!(delays.iter().all(|d| *d <= cap), "{delays:?}");
+    // Doubling with up-to-100% jitter: [50,100), [100,200), then [200,400] from there on.
+    let from_third = &delays[2..];
+    assert!(delays[0] < delays[2], "{delays:?}");
+    assert!(
+        from_third.iter().all(|d| *d >= Duration::from_millis(200)),
+        "{delays:?}"
+    );
+    // Observed from the server: later gaps are longer than the first one.
+    let last = gaps.last().copied().unwrap_or_default();
+    assert!(last >= Duration::from_millis(200), "{gaps:?}");
+
+    // Let it connect and stay healthy, then drop it: the next delay starts small again.
+    rig.sim.set_refusing(false);
+    rig.connected().await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = rig.stats.snapshot().reconnect_delays.len();
+    rig.sim.drop_connection().await;
+    assert!(
+        eventually(WAIT, || rig.stats.snapshot().reconnect_delays.len()
+            > before)
+        .await
+    );
+    let after_reset = rig.stats.snapshot().reconnect_delays[before];
+    assert!(
+        after_reset < Duration::from_millis(100),
+        "backoff not reset: {after_reset:?}"
+    );
+    rig.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_with_a_fresh_token_before_it_expires() {
+    // 4 s tokens: the client renews them (close, then reconnect) well before expiry.
+    let rig = rig(4, |c| c.token_refresh_margin = Duration::from_secs(2)).await;
+    rig.connected().await;
+    assert!(
+        eventually(WAIT, || rig.stats.snapshot().token_refreshes >= 2).await,
+        "{:?}",
+        rig.stats.snapshot()
+    );
+    rig.connected().await;
+    let stats = rig.stats.snapshot();
+    // Renewals are not failures: no token was ever rejected.
+    assert_eq!(stats.rejected, 0, "{stats:?}");
+    assert!(rig.oauth.issued() >= 3);
+    rig.shutdown().await;
+}
+
+/// A `MakeWriter` into a shared buffer.
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
+    type Writer = Buffer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+// The subscriber is the process-wide default (a thread-local one misses records on a
+// race in tracing's callsite cache when other tests run in parallel), so this test also
+// sees the other tests' records: all the better for a leak check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_contain_neither_the_token_nor_the_client_secret() {
+    let buffer = Buffer::default();
+    let filter = tracing_subscriber::EnvFilter::new(
+        "zoomhost=trace,tokio_tungstenite=debug,tungstenite=debug,reqwest=debug,hyper=debug,warn",
+    );
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(buffer.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let rig = rig(3600, |c| c.silence_timeout = Duration::from_secs(2)).await;
+    rig.connected().await;
+    assert!(rig.sim.push_event("meeting.started", payload("a")).await);
+    // A rejected token, an OAuth retry, a malformed message and a drop.
+    rig.sim.oauth_outage(1, 500);
+    rig.sim.invalidate_token().await;
+    rig.connected().await;
+    assert!(rig.sim.push_raw("garbage {".to_string()).await);
+    rig.sim.drop_connection().await;
+    rig.connected().await;
+    assert!(rig.sim.push_event("meeting.ended", payload("b")).await);
+    rig.recorded_eventually(2).await;
+    let rig = rig.shutdown().await;
+
+    let text = String::from_utf8_lossy(&buffer.0.lock().unwrap()).to_string();
+    let tokens = rig.tokens.seen.lock().unwrap().clone();
+    assert!(tokens.len() >= 2, "expected a token refresh");
+    for token in &tokens {
+        assert!(
+            !text.contains(token.as_str()),
+            "a token leaked into the logs"
+        );
+    }
+    assert!(!text.contains(CLIENT_SECRET), "the client secret leaked");
+    // The logs are there and useful.
+    assert!(text.contains("access_token=<redacted>"), "{text}");
+    assert!(text.contains("event WebSocket connected"), "{text}");
+    assert!(text.contains("reconnecting in"), "{text}");
+    assert!(text.contains("token refreshed"), "{text}");
+    assert!(text.contains("malformed"), "{text}");
+}
