@@ -474,3 +474,103 @@ async fn logs_contain_neither_the_token_nor_the_client_secret() {
     assert!(text.contains("token refreshed"), "{text}");
     assert!(text.contains("malformed"), "{text}");
 }
+
+/// The real binary, as an operator runs it: `zoomhost run` with a `[zoom]` config (the
+/// secret from the environment) against the simulator, a recorder plugin in its folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoomhost_run_feeds_simulated_events_to_plugins_and_drains_on_sigterm() {
+    const SECRET: &str = "run-test-client-secret-0f9a";
+    let oauth = OAuthSim::start(OAuthSimConfig {
+        client_id: "run-cid".into(),
+        client_secret: SECRET.into(),
+        account_id: "run-acct".into(),
+        expires_in: 3600,
+    })
+    .await
+    .unwrap();
+    let sim = EventSim::start(
+        EventSimConfig {
+            subscription_id: Some("run-sub".into()),
+            ..EventSimConfig::default()
+        },
+        Arc::new(oauth.clone()),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(wasm("recorder"), plugins.join("rec.wasm")).unwrap();
+    let config = dir.path().join("zoomhost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[zoom]\naccount_id = \"run-acct\"\nclient_id = \"run-cid\"\nsubscription_id = \"run-sub\"\noauth_url = \"{}\"\nws_url = \"{}\"\n",
+            oauth.url(),
+            sim.url()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zoomhost"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("ZOOM_CLIENT_SECRET", SECRET)
+        .env("ZOOMHOST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let stderr = stderr.clone();
+        let mut pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut pipe, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                stderr
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    assert!(
+        sim.wait_connected(Duration::from_secs(60)).await,
+        "zoomhost run never connected: {}",
+        stderr.lock().unwrap()
+    );
+    for i in 0..5 {
+        let payload = serde_json::json!({"id": format!("run-{i}"), "account_id": "run-acct", "object": {"topic": "Run test"}});
+        assert!(sim.push_event("meeting.participant_joined", payload).await);
+    }
+    let delivered = eventually(Duration::from_secs(30), || {
+        stderr.lock().unwrap().matches("rec event ").count() == 5
+    })
+    .await;
+    assert!(delivered, "{}", stderr.lock().unwrap());
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = stderr.lock().unwrap().clone();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let ids: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("rec event "))
+        .map(|l| l.split(" id=").nth(1).unwrap().split(' ').next().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["run-0", "run-1", "run-2", "run-3", "run-4"]);
+    let row = stdout.lines().find(|l| l.starts_with("rec ")).unwrap();
+    assert_eq!(row.split_whitespace().nth(1), Some("5"), "{row}");
+    assert!(stderr.contains("draining plugin mailboxes"), "{stderr}");
+    assert!(!stderr.contains(SECRET), "client secret leaked into logs");
+}

@@ -32,6 +32,16 @@ pub enum Command {
         #[arg(long, short, default_value = "zoomhost.toml")]
         config: PathBuf,
     },
+    /// Run the built-in Zoom simulator (OAuth + event WebSocket) and play a scenario to
+    /// the first client that connects; prints the settings to point a host at it.
+    Simulate {
+        /// Scenario file (TOML or JSON).
+        #[arg(long, short, default_value = "host/samples/scenario.toml")]
+        scenario: PathBuf,
+        /// Keep serving after the scenario ends, until Ctrl-C.
+        #[arg(long)]
+        hold: bool,
+    },
     /// Validate a plugin component and print its metadata.
     Check {
         /// The `.wasm` file.
@@ -62,6 +72,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run_host(&config).await,
+        Command::Simulate { scenario, hold } => simulate(&scenario, hold).await,
         Command::Check { plugin, config } => check(&plugin, config.as_deref()).await,
         Command::Replay {
             file,
@@ -105,24 +116,138 @@ async fn run_host(config_path: &Path) -> anyhow::Result<ExitCode> {
         HostConfig::load(config_path)?
     } else {
         tracing::warn!(
-            "{} not found: running with defaults (plugins folder ./plugins, no grants)",
+            "{} not found: running with defaults (plugins folder ./plugins, no grants) and Zoom settings from the environment",
             config_path.display()
         );
-        HostConfig::default()
+        let cwd = std::env::current_dir().context("reading the current folder")?;
+        HostConfig::from_env(&cwd)?
     };
     std::fs::create_dir_all(&config.plugins_dir)
         .with_context(|| format!("creating plugins folder {}", config.plugins_dir.display()))?;
+    let zoom = config.zoom.clone();
     let host = PluginHost::new(config, None)?;
     let loaded = host.load_dir().await?;
-    tracing::info!(plugins = ?loaded, "zoomhost running; Ctrl-C to stop");
     let _watcher = reload::watch(
         host.clone(),
         config_path.exists().then(|| config_path.to_path_buf()),
     )?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut sources = tokio::task::JoinSet::new();
+    if let Some(zoom) = zoom {
+        start_sources(&zoom, &host, stopped, &mut sources).await?;
+    } else {
+        tracing::info!(
+            "no [zoom] configuration: no live sources (plugins are still hosted and hot-reloaded)"
+        );
+    }
+    tracing::info!(plugins = ?loaded, "zoomhost running; Ctrl-C to stop");
     shutdown_signal().await;
-    tracing::info!("shutting down: draining plugin mailboxes");
+    // Stop accepting first, then let the plugins drain what was accepted.
+    tracing::info!("shutting down: closing sources");
+    let _ = stop.send(true);
+    let closing = async {
+        while let Some(result) = sources.join_next().await {
+            match result {
+                Ok(Err(e)) => tracing::error!("source stopped with an error: {e:#}"),
+                Err(e) => tracing::error!("source task failed: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(5), closing)
+        .await
+        .is_err()
+    {
+        tracing::warn!("sources did not close within 5 s");
+    }
+    tracing::info!("draining plugin mailboxes");
     let infos = host.shutdown(Duration::from_secs(10)).await;
     print_summary(&infos);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the configured Zoom sources (event WebSocket, webhook receiver) feeding the
+/// host's router; each stops when `stopped` turns true.
+async fn start_sources(
+    zoom: &crate::config::ZoomConfig,
+    host: &Arc<PluginHost>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+    sources: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    use crate::zoom::{events, oauth::TokenManager, webhook::WebhookServer, TokenSource};
+    if let Some(ws) = &zoom.websocket {
+        let oauth = zoom
+            .oauth
+            .clone()
+            .context("the event WebSocket needs OAuth credentials")?;
+        let tokens: Arc<dyn TokenSource> = Arc::new(TokenManager::new(oauth)?);
+        let mut config = events::EventStreamConfig::new(ws.url.clone(), ws.subscription_id.clone());
+        config.heartbeat = ws.heartbeat;
+        config.silence_timeout = ws.silence_timeout;
+        sources.spawn(events::run(
+            config,
+            tokens,
+            host.router().clone(),
+            stopped.clone(),
+        ));
+    }
+    if let Some(webhook) = &zoom.webhook {
+        let server = WebhookServer::bind(webhook.clone(), host.router().clone()).await?;
+        let mut stopped = stopped.clone();
+        sources.spawn(server.serve(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+    }
+    Ok(())
+}
+
+/// The settings `zoomhost simulate` uses for its OAuth endpoint (simulator-only values,
+/// not secrets of any real account).
+const SIM_ACCOUNT: &str = "sim-account";
+const SIM_CLIENT_ID: &str = "sim-client-id";
+const SIM_CLIENT_SECRET: &str = "sim-client-secret";
+const SIM_SUBSCRIPTION: &str = "sim-subscription";
+
+async fn simulate(scenario_path: &Path, hold: bool) -> anyhow::Result<ExitCode> {
+    use crate::sim::events::{EventSim, EventSimConfig, Scenario};
+    use crate::sim::oauth::{OAuthSim, OAuthSimConfig};
+    let scenario = Scenario::load(scenario_path)?;
+    let oauth = OAuthSim::start(OAuthSimConfig {
+        client_id: SIM_CLIENT_ID.into(),
+        client_secret: SIM_CLIENT_SECRET.into(),
+        account_id: SIM_ACCOUNT.into(),
+        expires_in: 3600,
+    })
+    .await?;
+    let sim = EventSim::start(
+        EventSimConfig {
+            subscription_id: Some(SIM_SUBSCRIPTION.into()),
+            ..EventSimConfig::default()
+        },
+        Arc::new(oauth.clone()),
+    )
+    .await?;
+    println!("simulated Zoom is up. Point a host at it with:");
+    println!("  ZOOM_OAUTH_URL={}", oauth.url());
+    println!("  ZOOM_WS_URL={}", sim.url());
+    println!("  ZOOM_ACCOUNT_ID={SIM_ACCOUNT} ZOOM_CLIENT_ID={SIM_CLIENT_ID} ZOOM_CLIENT_SECRET={SIM_CLIENT_SECRET} ZOOM_SUBSCRIPTION_ID={SIM_SUBSCRIPTION}");
+    println!("waiting for a client to connect (Ctrl-C to stop)...");
+    tokio::select! {
+        _ = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+        _ = async { while !sim.wait_connected(Duration::from_secs(3600)).await {} } => {}
+    }
+    let report = scenario.run(&sim).await?;
+    println!(
+        "scenario {}: {} events sent while connected, {} missed (no client), {} faults",
+        scenario_path.display(),
+        report.sent.len(),
+        report.missed.len(),
+        report.faults
+    );
+    if hold {
+        println!("holding; Ctrl-C to stop");
+        shutdown_signal().await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -208,6 +208,16 @@ impl HostConfig {
         .with_context(|| format!("in host config {}", path.display()))
     }
 
+    /// The configuration when there is no file: defaults, plus Zoom settings from the
+    /// environment and a `.env` file in `base`.
+    pub fn from_env(base: &Path) -> anyhow::Result<Self> {
+        let dotenv = read_dotenv(&base.join(".env"))?;
+        Self::parse("", base, &|k| {
+            std::env::var(k).ok().or_else(|| dotenv.get(k).cloned())
+        })
+        .context("in the environment (no host config file)")
+    }
+
     /// Parses TOML text; `env` resolves `${VAR}` references. Every problem is reported at
     /// once, each naming its key.
     pub fn parse(
