@@ -727,3 +727,45 @@ async fn changed_config_values_reinitialise_the_plugin_with_its_state() {
     assert!(eventually(WAIT, || event_ids(&t.logs, "rec").len() == 3).await);
     assert_eq!(t.host.stats("rec").await.unwrap().swaps, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_server_gives_the_plugin_a_timeout_not_a_killed_instance() {
+    // A granted server that answers only after 5 s, far past the 600 ms event deadline.
+    let app = axum::Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        "late"
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let t = TestHost::start(
+        &format!(
+            r#"
+            [limits]
+            event_deadline_ms = 600
+            [plugins.slow]
+            allow_http = ["http://127.0.0.1:{port}"]
+            config = {{ mode = "http-ungranted", url = "http://127.0.0.1:{port}/slow" }}
+            "#
+        ),
+        &[("slow", "hostile")],
+    )
+    .await;
+    for i in 0..2 {
+        t.host.router().dispatch_event(event("meeting.started", i));
+    }
+    assert!(
+        eventually(WAIT, || t
+            .logs
+            .containing("slow", "hostile http denied=false")
+            .len()
+            == 2)
+        .await
+    );
+    let s = t.host.stats("slow").await.unwrap();
+    assert_eq!(
+        (s.events_delivered, s.crashes, s.http_denied),
+        (2, 0, 0),
+        "{s:?}"
+    );
+}

@@ -296,6 +296,6 @@ impl LiveInstance {
 
 /// Sets the deadline for the next call.
 fn arm(store: &mut Store<StoreState>, deadline: Duration) {
-    store.data_mut().deadline = Instant::now() + deadline;
+    store.data_mut().set_deadline(Instant::now() + deadline);
     store.set_epoch_deadline(1);
 }

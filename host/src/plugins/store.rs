@@ -53,6 +53,13 @@ impl StoreState {
             deadline: Instant::now(),
         }
     }
+
+    /// Sets the deadline of the call about to start, for the epoch check and for
+    /// outbound HTTP timeouts.
+    pub(crate) fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        self.gate.deadline = deadline;
+    }
 }
 
 impl WasiView for StoreState {
