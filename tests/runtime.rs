@@ -521,10 +521,15 @@ async fn recording_server() -> (u16, Arc<std::sync::Mutex<Vec<(String, String)>>
             "ok"
         }
     });
+    (serve_on_loopback(app).await, hits)
+}
+
+/// Serves `app` on 127.0.0.1 at a free port; returns the port.
+async fn serve_on_loopback(app: axum::Router) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (port, hits)
+    port
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -735,9 +740,7 @@ async fn a_slow_server_gives_the_plugin_a_timeout_not_a_killed_instance() {
         tokio::time::sleep(Duration::from_secs(5)).await;
         "late"
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let port = serve_on_loopback(app).await;
     let t = TestHost::start(
         &format!(
             r#"
