@@ -1,0 +1,1 @@
+//! End-to-end tests: transcript_forwarder (being written).
