@@ -239,6 +239,12 @@ impl HostConfig {
             }
             let mut config = BTreeMap::new();
             for (key, value) in grant.config {
+                if key.starts_with("zoomhost.") {
+                    problems.push(format!(
+                        "plugins.{name}.config.{key}: the `zoomhost.` prefix is reserved for values the host provides"
+                    ));
+                    continue;
+                }
                 match expand_env(&value, env) {
                     Ok(v) => {
                         config.insert(key, v);

@@ -15,6 +15,11 @@ use super::http_gate::HttpGate;
 use super::identity::PluginIdentity;
 use super::output::GuestOutput;
 
+/// A reserved `config-get` key: the milliseconds left before the deadline of the call in
+/// progress, so a plugin can decide whether a retry still fits. Operators cannot set keys
+/// in the `zoomhost.` namespace.
+pub const REMAINING_MS_KEY: &str = "zoomhost.remaining_ms";
+
 /// The data of one plugin instance's store.
 pub struct StoreState {
     wasi: WasiCtx,
@@ -87,6 +92,10 @@ impl host::Host for StoreState {
     }
 
     fn config_get(&mut self, key: String) -> Option<String> {
+        if key == REMAINING_MS_KEY {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            return Some(left.as_millis().to_string());
+        }
         self.identity.grant().config.get(&key).cloned()
     }
 
