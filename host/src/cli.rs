@@ -133,6 +133,16 @@ async fn run_host(config_path: &Path) -> anyhow::Result<ExitCode> {
     )?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut sources = tokio::task::JoinSet::new();
+    // RTMS first, so a `*.rtms_started` arriving on the first connection opens a stream.
+    let rtms = zoom
+        .as_ref()
+        .and_then(|z| z.rtms.clone())
+        .map(|config| {
+            let manager = crate::zoom::rtms::RtmsManager::new(config, host.router().clone());
+            manager.observe_router();
+            tracing::info!("RTMS client ready: streams open on *.rtms_started");
+            manager
+        });
     if let Some(zoom) = zoom {
         start_sources(&zoom, &host, stopped, &mut sources).await?;
     } else {
@@ -159,6 +169,10 @@ async fn run_host(config_path: &Path) -> anyhow::Result<ExitCode> {
         .is_err()
     {
         tracing::warn!("sources did not close within 5 s");
+    }
+    if let Some(rtms) = &rtms {
+        tracing::info!("closing RTMS streams");
+        rtms.shutdown(Duration::from_secs(5)).await;
     }
     tracing::info!("draining plugin mailboxes");
     let infos = host.shutdown(Duration::from_secs(10)).await;

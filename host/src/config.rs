@@ -28,6 +28,21 @@
 //! ws_url = "wss://ws.zoom.us/ws"              # ZOOM_WS_URL
 //! grant = "account_credentials"    # or "client_credentials"
 //!
+//! rtms_client_id = "..."          # ZOOM_RTMS_CLIENT_ID: the app owning the RTMS scope
+//! rtms_client_secret = "..."      # ZOOM_RTMS_CLIENT_SECRET (both default to client_id/secret)
+//!
+//! [zoom.rtms]                      # RTMS media streams, opened on *.rtms_started
+//! enabled = true                   # default: true when RTMS or app credentials are set
+//! media = ["audio", "transcript"]  # also "video", "share", "chat"
+//! codec = "l16"                    # l16 | g711 | g722 | opus
+//! sample_rate = 16000              # 8000 | 16000 | 32000 | 48000
+//! channels = 1
+//! frame_ms = 20                    # ms of audio per message, a multiple of 20
+//! per_speaker = false              # one audio stream per speaker instead of the mix
+//! # transcript_language = "..."   # Zoom's source-language id; unset: detect
+//! single_socket = false            # one `all` media socket instead of one per kind
+//! resume_window_s = 60             # how long a dropped stream may be resumed
+//!
 //! [zoom.websocket]
 //! enabled = true                   # default: true when a subscription id is set
 //! heartbeat_s = 30
@@ -333,8 +348,27 @@ struct RawZoom {
     oauth_url: Option<String>,
     ws_url: Option<String>,
     grant: Option<String>,
+    rtms_client_id: Option<String>,
+    rtms_client_secret: Option<String>,
     websocket: RawZoomWebsocket,
     webhook: RawZoomWebhook,
+    rtms: RawZoomRtms,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawZoomRtms {
+    enabled: Option<bool>,
+    media: Option<Vec<String>>,
+    codec: Option<String>,
+    sample_rate: Option<u32>,
+    channels: Option<u8>,
+    frame_ms: Option<u32>,
+    per_speaker: Option<bool>,
+    transcript_language: Option<String>,
+    single_socket: Option<bool>,
+    binary_frames: Option<bool>,
+    resume_window_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -378,6 +412,8 @@ pub struct ZoomConfig {
     pub websocket: Option<ZoomWebsocketConfig>,
     /// The webhook receiver, when enabled.
     pub webhook: Option<crate::zoom::webhook::WebhookConfig>,
+    /// The RTMS client, when enabled (default: whenever RTMS or app credentials are set).
+    pub rtms: Option<crate::zoom::rtms::RtmsConfig>,
 }
 
 /// One `[zoom]` value: its TOML key, its environment variable, and where it came from.
@@ -455,6 +491,18 @@ fn resolve_zoom(
     );
     let oauth_url = v("oauth_url", "ZOOM_OAUTH_URL", &raw.oauth_url, problems);
     let ws_url = v("ws_url", "ZOOM_WS_URL", &raw.ws_url, problems);
+    let rtms_id = v(
+        "rtms_client_id",
+        "ZOOM_RTMS_CLIENT_ID",
+        &raw.rtms_client_id,
+        problems,
+    );
+    let rtms_secret = v(
+        "rtms_client_secret",
+        "ZOOM_RTMS_CLIENT_SECRET",
+        &raw.rtms_client_secret,
+        problems,
+    );
 
     let anything = had_section
         || [
@@ -465,6 +513,8 @@ fn resolve_zoom(
             &webhook_secret,
             &oauth_url,
             &ws_url,
+            &rtms_id,
+            &rtms_secret,
         ]
         .iter()
         .any(|z| z.value.is_some());
@@ -611,6 +661,14 @@ fn resolve_zoom(
         None
     };
 
+    // RTMS.
+    let rtms = resolve_rtms(
+        &raw.rtms,
+        (&rtms_id, &rtms_secret),
+        (&client_id, &client_secret),
+        problems,
+    );
+
     if problems.len() > before {
         return None;
     }
@@ -618,7 +676,113 @@ fn resolve_zoom(
         oauth,
         websocket,
         webhook,
+        rtms,
     })
+}
+
+/// `[zoom.rtms]` plus credentials: the RTMS app's own, or else the S2S app's.
+fn resolve_rtms(
+    raw: &RawZoomRtms,
+    (rtms_id, rtms_secret): (&ZoomValue, &ZoomValue),
+    (client_id, client_secret): (&ZoomValue, &ZoomValue),
+    problems: &mut Vec<String>,
+) -> Option<crate::zoom::rtms::RtmsConfig> {
+    use crate::types::{AudioCodec, MediaKind};
+    let (id, secret) = match (&rtms_id.value, &rtms_secret.value) {
+        (Some(id), Some(secret)) => (Some(id.clone()), Some(secret.clone())),
+        (None, None) => (client_id.value.clone(), client_secret.value.clone()),
+        (Some(_), None) => {
+            problems.push(rtms_secret.missing("zoom.rtms_client_id (ZOOM_RTMS_CLIENT_ID)"));
+            (None, None)
+        }
+        (None, Some(_)) => {
+            problems.push(rtms_id.missing("zoom.rtms_client_secret (ZOOM_RTMS_CLIENT_SECRET)"));
+            (None, None)
+        }
+    };
+    let enabled = raw.enabled.unwrap_or(id.is_some() && secret.is_some());
+    if !enabled {
+        return None;
+    }
+    let (Some(id), Some(secret)) = (id, secret) else {
+        problems.push(
+            "the RTMS client (zoom.rtms.enabled) needs ZOOM_RTMS_CLIENT_ID and \
+             ZOOM_RTMS_CLIENT_SECRET (or zoom.rtms_client_id / zoom.rtms_client_secret), \
+             or the app's ZOOM_CLIENT_ID and ZOOM_CLIENT_SECRET"
+                .into(),
+        );
+        return None;
+    };
+    let mut config = crate::zoom::rtms::RtmsConfig::new(id, Secret::new(secret));
+    if let Some(media) = &raw.media {
+        let mut kinds = Vec::new();
+        for (i, name) in media.iter().enumerate() {
+            match MediaKind::from_name(name) {
+                Some(k) if !kinds.contains(&k) => kinds.push(k),
+                Some(_) => {}
+                None => problems.push(format!(
+                    "zoom.rtms.media[{i}]: unknown media kind {name:?} (audio, transcript, video, share, chat)"
+                )),
+            }
+        }
+        if kinds.is_empty() {
+            problems.push("zoom.rtms.media must name at least one media kind".into());
+        }
+        config.media = kinds;
+    }
+    if let Some(codec) = &raw.codec {
+        config.audio.codec = match codec.to_ascii_lowercase().as_str() {
+            "l16" => AudioCodec::L16,
+            "g711" => AudioCodec::G711,
+            "g722" => AudioCodec::G722,
+            "opus" => AudioCodec::Opus,
+            _ => {
+                problems.push(format!(
+                    "zoom.rtms.codec must be l16, g711, g722 or opus (got {codec:?})"
+                ));
+                AudioCodec::L16
+            }
+        };
+    }
+    if let Some(rate) = raw.sample_rate {
+        if !crate::zoom::rtms::protocol::valid_rate(rate) {
+            problems.push(format!(
+                "zoom.rtms.sample_rate must be 8000, 16000, 32000 or 48000 (got {rate})"
+            ));
+        }
+        config.audio.sample_rate = rate;
+    }
+    if let Some(ch) = raw.channels {
+        if !(1..=2).contains(&ch) {
+            problems.push(format!("zoom.rtms.channels must be 1 or 2 (got {ch})"));
+        }
+        config.audio.channels = ch;
+    }
+    if let Some(ms) = raw.frame_ms {
+        if ms == 0 || ms % 20 != 0 {
+            problems.push(format!(
+                "zoom.rtms.frame_ms must be a positive multiple of 20 (got {ms})"
+            ));
+        }
+        config.audio.frame_ms = ms;
+    }
+    if let Some(per_speaker) = raw.per_speaker {
+        config.audio.per_speaker = per_speaker;
+    }
+    config.transcript_language = raw.transcript_language.clone();
+    if let Some(single) = raw.single_socket {
+        config.single_socket = single;
+    }
+    if let Some(binary) = raw.binary_frames {
+        config.binary_frames = binary;
+    }
+    if let Some(s) = raw.resume_window_s {
+        if s == 0 {
+            problems.push("zoom.rtms.resume_window_s must be greater than 0".into());
+        }
+        config.resume_window = Duration::from_secs(s);
+    }
+    Some(config)
 }
 
 /// Reads `KEY=value` pairs from a `.env` file; a missing file is empty.

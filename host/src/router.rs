@@ -64,10 +64,16 @@ pub struct Route {
     pub mailbox: Arc<Mailbox>,
 }
 
+/// Something that sees every event before the plugins do (e.g. the RTMS client, which
+/// opens streams on `meeting.rtms_started`). Called on the dispatching thread: it must not
+/// block.
+pub type EventObserver = Arc<dyn Fn(&Event) + Send + Sync>;
+
 /// The router: a routing table swapped atomically when plugins come and go.
 #[derive(Default)]
 pub struct Router {
     table: RwLock<Arc<Vec<Route>>>,
+    observers: RwLock<Vec<EventObserver>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -122,9 +128,25 @@ impl Router {
             .unwrap_or(0)
     }
 
+    /// Adds an observer of every dispatched event.
+    pub fn observe(&self, observer: EventObserver) {
+        self.observers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(observer);
+    }
+
     /// Queues an event for every plugin whose patterns match; returns the names of the
-    /// plugins it was queued for.
+    /// plugins it was queued for. Observers see it first.
     pub fn dispatch_event(&self, event: Event) -> Vec<Arc<str>> {
+        for observer in self
+            .observers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            observer(&event);
+        }
         let event = Arc::new(event);
         let mut queued = Vec::new();
         for route in self.routes().iter() {
@@ -203,6 +225,11 @@ impl MediaStream {
     /// The stream id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Whether any plugin's session gets `kind` (frames nobody wants need not be decoded).
+    pub fn wants(&self, kind: MediaKind) -> bool {
+        self.targets.iter().any(|t| t.kinds.contains(&kind))
     }
 
     /// Plugins with a session for this stream.

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod oauth;
+pub mod rtms;
 pub mod webhook;
 
 use std::future::Future;
