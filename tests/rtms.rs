@@ -1,1 +1,526 @@
-//! End-to-end tests: rtms (being written).
+//! End-to-end RTMS: the host's RTMS client against the simulator's signaling and media
+//! servers over loopback, into real recorder components.
+//!
+//! Every check compares what the simulator actually wrote to a socket with what the
+//! recorder plugin's media session received: count, order, user, timestamp, length and
+//! an FNV-1a sum of every audio frame, the text of every transcript segment.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use support::{eventually, field, fnv1a, Logs, TestHost};
+use zoomhost::config::Secret;
+use zoomhost::sim::rtms::{
+    End, ExtraMedia, Fault, Pace, RtmsSim, RtmsSimConfig, SimParticipant, SimStream, StreamSpec,
+};
+use zoomhost::types::{Event, EventSource, MediaKind};
+use zoomhost::zoom::rtms::{RtmsConfig, RtmsManager, RtmsNotice};
+
+const CLIENT_ID: &str = "rtms-test-client";
+const SECRET: &str = "rtms-test-secret";
+
+/// A host with one recorder subscribed to `media`, with room for fast streams.
+async fn host(media: &str) -> TestHost {
+    let config = format!(
+        r#"
+[limits]
+audio_queue_frames = 200000
+mailbox_capacity = 200000
+log_lines_per_second = 10000000
+media_deadline_ms = 1000
+
+[plugins.recorder.config]
+events = "meeting.*"
+media = "{media}"
+"#
+    );
+    TestHost::start(&config, &[("recorder", "recorder")]).await
+}
+
+async fn sim(keepalive: Duration) -> Arc<RtmsSim> {
+    RtmsSim::start(RtmsSimConfig {
+        client_id: CLIENT_ID.into(),
+        client_secret: SECRET.into(),
+        keepalive_interval: keepalive,
+        ..RtmsSimConfig::default()
+    })
+    .await
+    .expect("RTMS simulator")
+}
+
+fn client_config(secret: &str) -> RtmsConfig {
+    let mut config = RtmsConfig::new(CLIENT_ID, Secret::new(secret.to_string()));
+    config.reconnect_min = Duration::from_millis(50);
+    config.reconnect_max = Duration::from_millis(400);
+    config.resume_window = Duration::from_secs(10);
+    config.connect_timeout = Duration::from_secs(5);
+    config
+}
+
+fn manager(host: &TestHost, config: RtmsConfig) -> Arc<RtmsManager> {
+    let manager = RtmsManager::new(config, host.host.router().clone());
+    manager.observe_router();
+    manager
+}
+
+/// `meeting.rtms_started` for a simulator stream, as a webhook would deliver it.
+fn started(sim: &RtmsSim, stream: &SimStream, source: EventSource) -> Event {
+    let payload = json!({
+        "meeting_uuid": stream.meeting_uuid(),
+        "rtms_stream_id": stream.stream_id(),
+        "server_urls": sim.signaling_url(),
+        "operator_id": "op-1",
+    });
+    Event {
+        name: "meeting.rtms_started".into(),
+        timestamp: 1_700_000_000_000,
+        payload: payload.to_string(),
+        source,
+    }
+}
+
+/// (user, timestamp, length, fnv sum) of every audio frame the simulator wrote, in
+/// order, without the frames it sent again after a resume.
+fn sent_audio(stream: &SimStream) -> Vec<(String, String, String, String)> {
+    stream
+        .sent()
+        .iter()
+        .filter(|m| m.kind == zoomhost::sim::rtms::MediaKind::Audio && !m.resent)
+        .map(|m| {
+            (
+                m.user_id.to_string(),
+                m.timestamp.to_string(),
+                m.data.len().to_string(),
+                fnv1a(&m.data),
+            )
+        })
+        .collect()
+}
+
+/// The same fields from the recorder's audio lines for a stream.
+fn received_audio(logs: &Logs, stream_id: &str) -> Vec<(String, String, String, String)> {
+    logs.lines("recorder", &format!("rec audio stream={stream_id} "))
+        .iter()
+        .map(|l| {
+            (
+                field(l, "user").to_string(),
+                field(l, "ts").to_string(),
+                field(l, "len").to_string(),
+                field(l, "sum").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts two frame lists are equal, reporting the lengths and the first difference.
+fn assert_same(
+    got: &[(String, String, String, String)],
+    sent: &[(String, String, String, String)],
+    what: &str,
+) {
+    if got != sent {
+        let first = got.iter().zip(sent).position(|(a, b)| a != b);
+        panic!(
+            "{what}: received {} frames, sent {}; first difference at {first:?}: got {:?}, sent {:?}",
+            got.len(),
+            sent.len(),
+            first.map(|i| &got[i]),
+            first.map(|i| &sent[i]),
+        );
+    }
+}
+
+fn closed(logs: &Logs, stream_id: &str) -> bool {
+    !logs
+        .lines("recorder", &format!("rec close stream={stream_id} "))
+        .is_empty()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_meeting_reaches_the_plugin_exactly_once_in_order_byte_exact() {
+    let host = host("audio,transcript,video").await;
+    let sim = sim(Duration::from_millis(40)).await;
+    let mut config = client_config(SECRET);
+    config.media = MediaKind::ALL.to_vec();
+    let rtms = manager(&host, config);
+    let mut notices = rtms.subscribe();
+    let stream = sim.add_stream(StreamSpec {
+        participants: vec![
+            SimParticipant::new(16_778_240, "Ada Lovelace"),
+            SimParticipant::new(16_779_264, "Grace Hopper"),
+            SimParticipant::new(16_780_288, "Katherine Johnson"),
+        ],
+        frames: 300,
+        pace: Pace::Fast,
+        transcript_every: 20,
+        extra: ExtraMedia {
+            video: 6,
+            share: 4,
+            chat: 3,
+        },
+        ..StreamSpec::new("mtg-full==", "stream-full")
+    });
+    // Zoom may deliver the start on both sources: one stream opens.
+    let router = host.host.router().clone();
+    router.dispatch_event(started(&sim, &stream, EventSource::Webhook));
+    router.dispatch_event(started(&sim, &stream, EventSource::Websocket));
+
+    assert!(
+        stream.wait_done(Duration::from_secs(30)).await,
+        "simulator finished"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || closed(
+            &host.logs,
+            "stream-full"
+        ))
+        .await,
+        "the plugin's session closed"
+    );
+
+    // Audio: every frame, once, in order, byte-exact.
+    let sent = sent_audio(&stream);
+    assert_eq!(sent.len(), 300, "mixed audio: one frame per tick");
+    assert_same(
+        &received_audio(&host.logs, "stream-full"),
+        &sent,
+        "stream-full",
+    );
+
+    // Transcript: every segment, in order, with its speaker and text.
+    let sent_text: Vec<(String, String)> = stream
+        .sent()
+        .iter()
+        .filter(|m| m.kind == zoomhost::sim::rtms::MediaKind::Transcript)
+        .map(|m| {
+            (
+                m.user_id.to_string(),
+                serde_json::to_string(m.text().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sent_text.len(), 15);
+    let got_text: Vec<(String, String)> = host
+        .logs
+        .lines("recorder", "rec transcript stream=stream-full ")
+        .iter()
+        .map(|l| {
+            (
+                field(l, "user").to_string(),
+                l.split_once(" text=").unwrap().1.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got_text, sent_text);
+
+    // Video reaches the subscriber; share and chat nobody wants: counted, dropped.
+    assert_eq!(
+        host.logs
+            .lines("recorder", "rec video stream=stream-full ")
+            .len(),
+        6
+    );
+    assert!(host.logs.lines("recorder", "rec share ").is_empty());
+    assert!(host.logs.lines("recorder", "rec chat ").is_empty());
+    assert_eq!(rtms.stats().unsubscribed, 7);
+
+    // Metadata: the stream's identity and the confirmed format.
+    let open = host.logs.lines("recorder", "rec open stream=stream-full ");
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(field(&open[0], "meeting"), "mtg-full==");
+    assert_eq!(field(&open[0], "rate"), "16000");
+    assert_eq!(field(&open[0], "ch"), "1");
+    for user in ["16778240", "16779264", "16780288"] {
+        assert_eq!(
+            host.logs
+                .lines(
+                    "recorder",
+                    &format!("rec join stream=stream-full user={user}")
+                )
+                .len(),
+            1,
+            "join of {user}"
+        );
+    }
+    assert!(!host
+        .logs
+        .lines("recorder", "rec speaker stream=stream-full ")
+        .is_empty());
+    assert!(!host
+        .logs
+        .lines("recorder", "rec state stream=stream-full state=terminated")
+        .is_empty());
+
+    // Protocol: one handshake each, ready ack, subscriptions, every keep-alive answered,
+    // and every socket closed with 1000.
+    let stats = stream.stats();
+    assert_eq!(stats.signaling_handshakes, 1, "{stats:?}");
+    assert_eq!(
+        stats.media_handshakes, 5,
+        "one socket per media kind: {stats:?}"
+    );
+    assert_eq!(stats.ready_acks, 1);
+    assert_eq!(stats.subscriptions, vec![2, 3, 4]);
+    assert!(stats.keepalives_sent > 0);
+    assert_eq!(stats.dropped_for_keepalive, 0, "{stats:?}");
+    // A request sent while the sockets were closing may go unanswered: one per socket.
+    assert!(
+        stats.keepalives_answered + 6 >= stats.keepalives_sent,
+        "{stats:?}"
+    );
+    assert!(
+        stats.client_close_codes.iter().all(|c| *c == 1000),
+        "{stats:?}"
+    );
+    let mut saw = Vec::new();
+    while let Ok(n) = notices.try_recv() {
+        saw.push(n);
+    }
+    assert!(
+        matches!(saw.first(), Some(RtmsNotice::Opened { .. })),
+        "{saw:?}"
+    );
+    assert!(
+        matches!(saw.last(), Some(RtmsNotice::Closed { .. })),
+        "{saw:?}"
+    );
+    assert_eq!(rtms.stats().opened, 1, "the duplicate start opened nothing");
+    assert!(rtms.active().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_and_signaling_drops_recover_without_loss_or_duplicates() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let host = host("audio,transcript").await;
+    let sim = sim(Duration::from_secs(5)).await;
+    let rtms = manager(&host, client_config(SECRET));
+    let stream = sim.add_stream(StreamSpec {
+        frames: 400,
+        pace: Pace::Fast,
+        transcript_every: 25,
+        faults: vec![(100, Fault::DropMedia), (250, Fault::DropSignaling)],
+        resend_on_resume: 5,
+        // The server confirms a different format than asked: plugins get the confirmed one.
+        confirm_audio: Some(json!({ "sample_rate": 3, "channel": 2 })),
+        ..StreamSpec::new("mtg-drop==", "stream-drop")
+    });
+    host.host
+        .router()
+        .dispatch_event(started(&sim, &stream, EventSource::Websocket));
+    assert!(
+        stream.wait_done(Duration::from_secs(30)).await,
+        "simulator finished"
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || closed(
+            &host.logs,
+            "stream-drop"
+        ))
+        .await,
+        "the plugin's session closed"
+    );
+    let sent = sent_audio(&stream);
+    eprintln!(
+        "DEBUG client {:?}\nDEBUG sim {:?}",
+        rtms.stats(),
+        stream.stats()
+    );
+    assert_eq!(sent.len(), 400);
+    assert!(
+        sent.iter().all(|f| f.2 == "3840"),
+        "48 kHz stereo 20 ms frames"
+    );
+    assert_same(
+        &received_audio(&host.logs, "stream-drop"),
+        &sent,
+        "stream-drop",
+    );
+    let open = host.logs.lines("recorder", "rec open stream=stream-drop ");
+    assert_eq!(field(&open[0], "rate"), "48000");
+    assert_eq!(field(&open[0], "ch"), "2");
+
+    let resent = stream.sent().iter().filter(|m| m.resent).count() as u64;
+    assert!(resent > 0, "the simulator re-sent frames after resuming");
+    let client = rtms.stats();
+    assert!(client.duplicates >= resent, "{client:?} vs {resent} resent");
+    assert!(client.reconnects >= 2, "{client:?}");
+    let stats = stream.stats();
+    assert_eq!(stats.signaling_handshakes, 2, "{stats:?}");
+    assert!(stats.media_handshakes >= 4, "{stats:?}");
+    assert_eq!(
+        client.opened, 1,
+        "the stream stayed one stream in the plugins"
+    );
+    assert_eq!(client.failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_signature_is_rejected_by_the_server_and_reported_by_the_host() {
+    let host = host("audio").await;
+    let sim = sim(Duration::from_secs(5)).await;
+    let rtms = manager(&host, client_config("not-the-secret"));
+    let mut notices = rtms.subscribe();
+    let stream = sim.add_stream(StreamSpec {
+        end: End::Hold,
+        ..StreamSpec::new("mtg-bad==", "stream-bad")
+    });
+    host.host
+        .router()
+        .dispatch_event(started(&sim, &stream, EventSource::Webhook));
+    let failure = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match notices.recv().await {
+                Ok(RtmsNotice::Failed { stream_id, error }) => break (stream_id, error),
+                Ok(_) => continue,
+                Err(e) => panic!("notices: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the host reports the failure");
+    assert_eq!(failure.0, "stream-bad");
+    let rejections = stream.stats().rejections;
+    assert_eq!(rejections.len(), 1, "{rejections:?}");
+    let (msg_type, code) = rejections[0];
+    assert_eq!(msg_type, 2, "refused at the signaling handshake");
+    assert_ne!(code, 0);
+    assert!(
+        failure.1.contains(&format!("status_code {code}")),
+        "the report names the status code: {}",
+        failure.1
+    );
+    assert!(!failure.1.contains("not-the-secret"));
+    assert_eq!(rtms.stats().failed, 1);
+    assert!(host.logs.lines("recorder", "rec open ").is_empty());
+    assert!(
+        eventually(Duration::from_secs(5), || rtms.active().is_empty()).await,
+        "given up, not retried forever"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtms_stopped_closes_every_socket_with_1000_and_the_sessions() {
+    let host = host("audio,transcript").await;
+    // Keep-alives every 30 ms on each of the 3 sockets, 3 misses drop a client.
+    let sim = sim(Duration::from_millis(30)).await;
+    let rtms = manager(&host, client_config(SECRET));
+    let stream = sim.add_stream(StreamSpec {
+        frames: 100_000,
+        pace: Pace::RealTime,
+        end: End::Hold,
+        ..StreamSpec::new("mtg-stop==", "stream-stop")
+    });
+    let router = host.host.router().clone();
+    router.dispatch_event(started(&sim, &stream, EventSource::Webhook));
+    assert!(stream.wait_ready(Duration::from_secs(10)).await);
+    assert!(
+        eventually(Duration::from_secs(10), || !received_audio(
+            &host.logs,
+            "stream-stop"
+        )
+        .is_empty())
+        .await
+    );
+    // Streaming for a while: every keep-alive on every socket is answered at once.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let alive = stream.stats();
+    assert!(alive.keepalives_sent >= 30, "{alive:?}");
+    assert!(
+        alive.keepalives_answered + 3 >= alive.keepalives_sent,
+        "{alive:?}"
+    );
+    assert_eq!(alive.dropped_for_keepalive, 0, "{alive:?}");
+    let stop =
+        json!({ "meeting_uuid": "mtg-stop==", "rtms_stream_id": "stream-stop", "stop_reason": 6 });
+    router.dispatch_event(Event {
+        name: "meeting.rtms_stopped".into(),
+        timestamp: 1_700_000_000_001,
+        payload: stop.to_string(),
+        source: EventSource::Webhook,
+    });
+    assert!(
+        eventually(Duration::from_secs(10), || closed(
+            &host.logs,
+            "stream-stop"
+        ))
+        .await,
+        "the session closed in the plugin"
+    );
+    assert!(eventually(Duration::from_secs(5), || rtms.active().is_empty()).await);
+    assert!(
+        eventually(Duration::from_secs(5), || stream
+            .stats()
+            .client_close_codes
+            .len()
+            >= 3)
+        .await,
+        "{:?}",
+        stream.stats()
+    );
+    let codes = stream.stats().client_close_codes;
+    assert!(codes.iter().all(|c| *c == 1000), "{codes:?}");
+    assert_eq!(rtms.stats().failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_streams_are_isolated() {
+    let host = host("audio").await;
+    let sim = sim(Duration::from_millis(500)).await;
+    let mut config = client_config(SECRET);
+    config.media = vec![MediaKind::Audio];
+    let rtms = manager(&host, config);
+    let router = host.host.router().clone();
+    let mut streams = Vec::new();
+    for i in 0..50 {
+        let mut spec = StreamSpec {
+            frames: 100,
+            pace: Pace::RealTime,
+            participants: vec![SimParticipant::new(1000 + i, format!("Speaker {i}"))],
+            ..StreamSpec::new(format!("mtg-{i}=="), format!("stream-{i:02}"))
+        };
+        if i == 7 {
+            // This one loses its media and is then refused: it alone is given up.
+            spec.faults = vec![(20, Fault::Reject(16)), (20, Fault::DropMedia)];
+            spec.end = End::Hold;
+        }
+        let stream = sim.add_stream(spec);
+        router.dispatch_event(started(&sim, &stream, EventSource::Websocket));
+        streams.push(stream);
+    }
+    for (i, stream) in streams.iter().enumerate() {
+        if i != 7 {
+            assert!(
+                stream.wait_done(Duration::from_secs(60)).await,
+                "stream {i} finished"
+            );
+        }
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            (0..50).all(|i| closed(&host.logs, &format!("stream-{i:02}")))
+        })
+        .await,
+        "every session closed"
+    );
+    for (i, stream) in streams.iter().enumerate() {
+        let id = format!("stream-{i:02}");
+        let got = received_audio(&host.logs, &id);
+        let sent = sent_audio(stream);
+        if i == 7 {
+            assert_same(&got, &sent, "what the failed stream got before it failed");
+            continue;
+        }
+        assert_eq!(sent.len(), 100, "{id}");
+        assert_same(&got, &sent, &id);
+    }
+    let stats = rtms.stats();
+    assert_eq!(stats.opened, 50, "{stats:?}");
+    assert_eq!(stats.failed, 1, "{stats:?}");
+    assert_eq!(stats.stopped, 49, "{stats:?}");
+}

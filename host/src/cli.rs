@@ -134,15 +134,12 @@ async fn run_host(config_path: &Path) -> anyhow::Result<ExitCode> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut sources = tokio::task::JoinSet::new();
     // RTMS first, so a `*.rtms_started` arriving on the first connection opens a stream.
-    let rtms = zoom
-        .as_ref()
-        .and_then(|z| z.rtms.clone())
-        .map(|config| {
-            let manager = crate::zoom::rtms::RtmsManager::new(config, host.router().clone());
-            manager.observe_router();
-            tracing::info!("RTMS client ready: streams open on *.rtms_started");
-            manager
-        });
+    let rtms = zoom.as_ref().and_then(|z| z.rtms.clone()).map(|config| {
+        let manager = crate::zoom::rtms::RtmsManager::new(config, host.router().clone());
+        manager.observe_router();
+        tracing::info!("RTMS client ready: streams open on *.rtms_started");
+        manager
+    });
     if let Some(zoom) = zoom {
         start_sources(&zoom, &host, stopped, &mut sources).await?;
     } else {

@@ -7,9 +7,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod dev;
 pub mod plugins;
 pub mod replay;
 pub mod router;
+pub mod scaffold;
 pub mod sim;
 pub mod wasm_build;
 pub mod zoom;

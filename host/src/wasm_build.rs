@@ -9,12 +9,19 @@ use anyhow::{bail, Context as _};
 /// The target plugins are built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 
-/// Makes sure `rustup` has the wasm target, adding it if not.
+/// Makes sure the Rust toolchain can build for [`WASM_TARGET`]: when its standard
+/// library is missing, adds it with `rustup target add`, or, without rustup, fails with
+/// exactly what to run.
 pub fn ensure_wasm_target() -> anyhow::Result<()> {
-    let out = Command::new("rustup")
+    // The toolchain's own answer: where the target's standard library would be.
+    let libdir = target_libdir(WASM_TARGET);
+    if libdir.as_deref().is_some_and(has_std) {
+        return Ok(());
+    }
+    let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output();
-    match out {
+    match installed {
         Ok(out) if out.status.success() => {
             if String::from_utf8_lossy(&out.stdout)
                 .lines()
@@ -23,21 +30,77 @@ pub fn ensure_wasm_target() -> anyhow::Result<()> {
                 return Ok(());
             }
         }
-        Ok(_) | Err(_) => {
-            // No rustup: assume the toolchain was set up by other means; cargo will say
-            // exactly what is missing.
-            return Ok(());
+        // rustup is there but could not list the targets: try adding it anyway.
+        Ok(_) => {}
+        Err(_) => {
+            return match libdir {
+                // No rustup, and rustc says where the target belongs: it is not there.
+                Some(dir) => Err(anyhow::anyhow!(missing_target_help(&dir, false))),
+                // Neither rustup nor an answer from rustc: let cargo say what is missing.
+                None => Ok(()),
+            };
         }
     }
-    tracing::info!("installing the {WASM_TARGET} target: rustup target add {WASM_TARGET}");
+    // rustup's own progress goes to stderr too.
+    eprintln!("installing the Rust {WASM_TARGET} target: rustup target add {WASM_TARGET}");
     let status = Command::new("rustup")
         .args(["target", "add", WASM_TARGET])
         .status()
         .context("running `rustup target add wasm32-wasip2`")?;
     if !status.success() {
-        bail!("`rustup target add {WASM_TARGET}` failed; run it yourself and retry");
+        let dir = libdir.unwrap_or_default();
+        bail!("{}", missing_target_help(&dir, true));
     }
     Ok(())
+}
+
+/// `rustc --print target-libdir --target TARGET`, if rustc answers.
+fn target_libdir(target: &str) -> Option<PathBuf> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", target])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!dir.is_empty()).then(|| PathBuf::from(dir))
+}
+
+/// Whether `libdir` holds a compiled `core`.
+fn has_std(libdir: &Path) -> bool {
+    std::fs::read_dir(libdir).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libcore-") && name.ends_with(".rlib")
+        })
+    })
+}
+
+/// What to do when the target's standard library is missing. `libdir` is where rustc
+/// looks for it (may be empty when unknown).
+fn missing_target_help(libdir: &Path, rustup_failed: bool) -> String {
+    let place = if libdir.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!(" (looked in {})", libdir.display())
+    };
+    if rustup_failed {
+        format!(
+            "the Rust {WASM_TARGET} target is not installed and `rustup target add {WASM_TARGET}` \
+             failed{place}; run `rustup target add {WASM_TARGET}` yourself (it needs network \
+             access once) and retry"
+        )
+    } else {
+        format!(
+            "the Rust {WASM_TARGET} target is not installed for this toolchain{place} and rustup \
+             was not found to add it; install rustup (https://rustup.rs) and run \
+             `rustup target add {WASM_TARGET}`, or install your toolchain's {WASM_TARGET} \
+             standard library by the means it came with"
+        )
+    }
 }
 
 /// Builds `packages` of the workspace at `workspace` in release mode into
@@ -119,4 +182,28 @@ pub fn example_crates(workspace: &Path) -> anyhow::Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    #[test]
+    fn the_installed_target_is_found_and_a_missing_one_explained() {
+        // The tests build wasm plugins, so this toolchain has the target.
+        let libdir = target_libdir(WASM_TARGET).expect("rustc answers --print target-libdir");
+        assert!(has_std(&libdir), "no libcore in {}", libdir.display());
+        assert!(ensure_wasm_target().is_ok());
+        let empty = tempfile::tempdir().unwrap();
+        assert!(!has_std(empty.path()));
+        let help = missing_target_help(empty.path(), false);
+        assert!(help.contains("rustup target add wasm32-wasip2"), "{help}");
+        assert!(help.contains("https://rustup.rs"), "{help}");
+        assert!(help.contains(&empty.path().display().to_string()), "{help}");
+        let help = missing_target_help(Path::new(""), true);
+        assert!(
+            help.contains("failed; run `rustup target add wasm32-wasip2` yourself"),
+            "{help}"
+        );
+    }
 }

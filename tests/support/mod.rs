@@ -18,6 +18,8 @@ pub const PLUGIN_CRATES: &[&str] = &[
     "hostile",
     "future-world",
     "noop",
+    "slack-notifier",
+    "transcript-forwarder",
 ];
 
 /// The workspace root.

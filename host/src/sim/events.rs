@@ -20,10 +20,16 @@
 //! `tag_ids` is on (the default) every payload carries a top-level string `"id"`
 //! (`evt-0001`, ...) that the test recorder plugin reports. Real Zoom payloads have no
 //! such field.
+//!
+//! With an [`RtmsSim`] attached ([`Scenario::run_with`]), `rtms_start` steps register a
+//! media stream for the meeting and announce it with `meeting.rtms_started` (its
+//! `server_urls` is the simulator's signaling URL), `rtms_wait` waits for the client, and
+//! `rtms_stop` runs the stream's stop sequence and pushes `meeting.rtms_stopped`; see
+//! `host/samples/rtms-meeting.toml`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,6 +49,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::sim::oauth::OAuthSim;
+use crate::sim::rtms::{self, RtmsSim, SimParticipant, SimStream, StreamSpec};
 
 /// Who decides whether a token is good, and how token faults are injected.
 pub trait TokenAuthority: Send + Sync + 'static {
@@ -548,6 +555,9 @@ pub struct MeetingGen {
     pub rtms_stream_id: String,
     /// `server_urls` of `meeting.rtms_started`.
     pub rtms_server_urls: String,
+    /// Whether an `rtms_start` step used `rtms_stream_id` already (the next one gets a
+    /// new id).
+    rtms_started: bool,
     start_ms: u64,
     participants: HashMap<String, Value>,
 }
@@ -595,6 +605,7 @@ impl MeetingGen {
             topic: topic.to_string(),
             rtms_stream_id: random_token(32).to_lowercase(),
             rtms_server_urls: "wss://rtms.zoom.us".to_string(),
+            rtms_started: false,
             start_ms: now_ms(),
             participants: HashMap::new(),
         }
@@ -732,6 +743,10 @@ pub struct Scenario {
     pub rtms_server_urls: Option<String>,
     /// The timeline, in order.
     pub steps: Vec<Step>,
+    /// Where relative paths (`rtms_start`'s `wav`) are resolved: the scenario file's
+    /// folder when loaded from a file.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
 }
 
 fn default_topic() -> String {
@@ -796,7 +811,197 @@ pub enum Action {
         #[serde(default = "default_wait_ms")]
         timeout_ms: u64,
     },
+    /// Register an RTMS stream for the meeting in the attached [`RtmsSim`] and push
+    /// `meeting.rtms_started` (flat payload: `meeting_uuid`, `rtms_stream_id`,
+    /// `server_urls` = the signaling URL, `operator_id`, `account_id`, `meeting_id`).
+    RtmsStart(RtmsStartStep),
+    /// Run the current RTMS stream's stop sequence (if it still runs) and push
+    /// `meeting.rtms_stopped` with `stop_reason`.
+    RtmsStop {
+        /// The stop reason (default 6, meeting ended).
+        #[serde(default = "default_stop_reason")]
+        stop_reason: u32,
+    },
+    /// Wait until the current RTMS stream's client is ready, or the stream is done.
+    RtmsWait {
+        /// What to wait for (default `done`).
+        #[serde(default)]
+        until: RtmsWaitFor,
+        /// Longest wait (default 60 s).
+        #[serde(default = "default_rtms_wait_ms")]
+        timeout_ms: u64,
+    },
 }
+
+/// What `rtms_wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RtmsWaitFor {
+    /// The client sent `CLIENT_READY_ACK`.
+    Ready,
+    /// Every frame was sent and the stop sequence ran (or the stream was given up).
+    #[default]
+    Done,
+}
+
+/// The stream an `rtms_start` step registers (see [`StreamSpec`] for the meaning of
+/// each field).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtmsStartStep {
+    /// Who is in the stream: names (the meeting's people, with the user ids their
+    /// participant events carry) or a count. Default: everyone the scenario has named so
+    /// far, or two people.
+    #[serde(default)]
+    pub participants: Option<RtmsParticipants>,
+    /// Audio frames per source (default 500: 10 s at 20 ms).
+    #[serde(default = "default_rtms_frames")]
+    pub frames: u32,
+    /// `real_time` (default) or `fast`.
+    #[serde(default)]
+    pub pace: rtms::Pace,
+    /// A transcript segment every N frames (0: none).
+    #[serde(default)]
+    pub transcript_every: u32,
+    /// `as_requested` (default), `mixed` or `per_speaker`.
+    #[serde(default)]
+    pub data_opt: rtms::DataOpt,
+    /// A 16-bit PCM WAV to stream instead of tones (relative to the scenario file).
+    #[serde(default)]
+    pub wav: Option<PathBuf>,
+    /// `after_frames` (default: stop sequence when every frame was sent) or `hold`.
+    #[serde(default)]
+    pub end: rtms::End,
+    /// Stop reason of `after_frames` (default 6).
+    #[serde(default = "default_stop_reason")]
+    pub stop_reason: u32,
+    /// Re-send the last N frames after a resumed media handshake.
+    #[serde(default)]
+    pub resend_on_resume: u32,
+    /// Video messages to interleave.
+    #[serde(default)]
+    pub video: u32,
+    /// Share messages to interleave.
+    #[serde(default)]
+    pub share: u32,
+    /// Chat messages to interleave.
+    #[serde(default)]
+    pub chat: u32,
+    /// Fields merged over the confirmed audio params, e.g. `{ sample_rate = 3 }`.
+    #[serde(default)]
+    pub confirm_audio: Option<Value>,
+    /// Faults after given audio frames.
+    #[serde(default)]
+    pub faults: Vec<RtmsFaultStep>,
+    /// Record every sent item (default true).
+    #[serde(default = "default_true")]
+    pub record: bool,
+}
+
+/// `participants` of `rtms_start`: names, or how many.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RtmsParticipants {
+    /// That many people (canned names).
+    Count(u32),
+    /// These people.
+    Names(Vec<String>),
+}
+
+/// One fault of `rtms_start`: `{ after_frame = N, fault = "drop_media" }`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RtmsFaultStep {
+    /// The audio frame (0-based) after which it fires.
+    pub after_frame: u32,
+    /// What happens.
+    #[serde(flatten)]
+    pub fault: RtmsFaultSpec,
+}
+
+/// The faults of [`rtms::Fault`], as scenario files write them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "fault", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RtmsFaultSpec {
+    /// Abrupt drop of the media sockets.
+    DropMedia,
+    /// Abrupt drop of the signaling socket.
+    DropSignaling,
+    /// Close the media sockets with `code` (default 1000).
+    CloseMedia {
+        /// Close code.
+        #[serde(default = "default_close_code")]
+        code: u16,
+    },
+    /// Close the signaling socket with `code` (default 1000).
+    CloseSignaling {
+        /// Close code.
+        #[serde(default = "default_close_code")]
+        code: u16,
+    },
+    /// Refuse the next handshake with `status`.
+    Reject {
+        /// The status code.
+        status: u32,
+    },
+    /// Neither read nor write for `ms`.
+    Stall {
+        /// Stall length.
+        ms: u64,
+    },
+    /// Paused for `ms`, then resumed.
+    Pause {
+        /// Pause length.
+        ms: u64,
+    },
+    /// Stop sequence with `reason`.
+    Stop {
+        /// Stop reason.
+        reason: u32,
+    },
+}
+
+impl From<&RtmsFaultSpec> for rtms::Fault {
+    fn from(spec: &RtmsFaultSpec) -> Self {
+        match *spec {
+            RtmsFaultSpec::DropMedia => rtms::Fault::DropMedia,
+            RtmsFaultSpec::DropSignaling => rtms::Fault::DropSignaling,
+            RtmsFaultSpec::CloseMedia { code } => rtms::Fault::CloseMedia(code),
+            RtmsFaultSpec::CloseSignaling { code } => rtms::Fault::CloseSignaling(code),
+            RtmsFaultSpec::Reject { status } => rtms::Fault::Reject(status),
+            RtmsFaultSpec::Stall { ms } => rtms::Fault::Stall(Duration::from_millis(ms)),
+            RtmsFaultSpec::Pause { ms } => rtms::Fault::Pause(Duration::from_millis(ms)),
+            RtmsFaultSpec::Stop { reason } => rtms::Fault::Stop(reason),
+        }
+    }
+}
+
+fn default_stop_reason() -> u32 {
+    6
+}
+
+fn default_rtms_wait_ms() -> u64 {
+    60_000
+}
+
+fn default_rtms_frames() -> u32 {
+    500
+}
+
+fn default_close_code() -> u16 {
+    1000
+}
+
+/// Names for `participants = N`.
+const CANNED_NAMES: [&str; 8] = [
+    "Ada Lovelace",
+    "Grace Hopper",
+    "Alan Turing",
+    "Katherine Johnson",
+    "Edsger Dijkstra",
+    "Barbara Liskov",
+    "Donald Knuth",
+    "Margaret Hamilton",
+];
 
 fn default_outage_status() -> u16 {
     503
@@ -815,6 +1020,15 @@ pub struct ScenarioReport {
     pub missed: Vec<SentEvent>,
     /// Fault steps run.
     pub faults: usize,
+    /// RTMS streams registered by `rtms_start` steps, in order.
+    pub rtms_streams: Vec<Arc<SimStream>>,
+}
+
+/// The RTMS side of a scenario run.
+struct RtmsRun<'a> {
+    sim: Option<&'a RtmsSim>,
+    current: Option<Arc<SimStream>>,
+    started: Vec<Arc<SimStream>>,
 }
 
 impl Scenario {
@@ -831,11 +1045,38 @@ impl Scenario {
     pub fn load(path: &Path) -> anyhow::Result<Scenario> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading scenario {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("scenario {}", path.display()))
+        let mut scenario =
+            Self::parse(&text).with_context(|| format!("scenario {}", path.display()))?;
+        scenario.base_dir = path.parent().map(Path::to_path_buf);
+        Ok(scenario)
     }
 
-    /// Plays the timeline against `sim`.
+    /// Whether a step needs an [`RtmsSim`] ([`Scenario::run_with`]).
+    pub fn uses_rtms(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s.action,
+                Action::RtmsStart(_) | Action::RtmsStop { .. } | Action::RtmsWait { .. }
+            )
+        })
+    }
+
+    /// Plays the timeline against `sim` (no RTMS: `rtms_*` steps fail).
     pub async fn run(&self, sim: &EventSim) -> anyhow::Result<ScenarioReport> {
+        self.run_with(sim, None).await
+    }
+
+    /// Plays the timeline against `sim`, with `rtms` serving the `rtms_*` steps.
+    pub async fn run_with(
+        &self,
+        sim: &EventSim,
+        rtms: Option<&RtmsSim>,
+    ) -> anyhow::Result<ScenarioReport> {
+        let mut rtms = RtmsRun {
+            sim: rtms,
+            current: None,
+            started: Vec::new(),
+        };
         let mut meeting = MeetingGen::new(&self.topic);
         if let Some(urls) = &self.rtms_server_urls {
             meeting.rtms_server_urls.clone_from(urls);
@@ -846,10 +1087,14 @@ impl Scenario {
         let mut missed_before = sim.missed().len();
         for (n, step) in self.steps.iter().enumerate() {
             tokio::time::sleep_until(start + Duration::from_millis(step.at_ms)).await;
-            if self.play(sim, &mut meeting, &step.action, n).await? {
+            if self
+                .play(sim, &mut meeting, &mut rtms, &step.action, n)
+                .await?
+            {
                 report.faults += 1;
             }
         }
+        report.rtms_streams = rtms.started;
         let sent = sim.sent();
         let missed = sim.missed();
         sent_before = sent_before.min(sent.len());
@@ -864,15 +1109,14 @@ impl Scenario {
         &self,
         sim: &EventSim,
         meeting: &mut MeetingGen,
+        rtms: &mut RtmsRun<'_>,
         action: &Action,
         n: usize,
     ) -> anyhow::Result<bool> {
         match action {
             Action::Event { event, participant } => {
                 let mut payload = meeting.payload(event, participant.as_deref());
-                if self.tag_ids {
-                    payload["id"] = json!(format!("evt-{:04}", n + 1));
-                }
+                self.tag(&mut payload, n);
                 sim.push_event(event, payload).await;
                 return Ok(false);
             }
@@ -890,9 +1134,141 @@ impl Scenario {
                 );
                 return Ok(false);
             }
+            Action::RtmsStart(start) => {
+                let Some(rtms_sim) = rtms.sim else {
+                    anyhow::bail!(
+                        "step {}: rtms_start needs an RTMS simulator (Scenario::run_with)",
+                        n + 1
+                    );
+                };
+                let stream = self
+                    .rtms_start(rtms_sim, meeting, start)
+                    .with_context(|| format!("step {}: rtms_start", n + 1))?;
+                let mut payload = meeting.payload("meeting.rtms_started", None);
+                self.tag(&mut payload, n);
+                sim.push_event("meeting.rtms_started", payload).await;
+                rtms.current = Some(stream.clone());
+                rtms.started.push(stream);
+                return Ok(false);
+            }
+            Action::RtmsStop { stop_reason } => {
+                let stream = rtms
+                    .current
+                    .as_ref()
+                    .with_context(|| format!("step {}: rtms_stop before any rtms_start", n + 1))?;
+                stream.stop(*stop_reason).await;
+                let mut payload = meeting.payload("meeting.rtms_stopped", None);
+                payload["stop_reason"] = json!(stop_reason);
+                self.tag(&mut payload, n);
+                sim.push_event("meeting.rtms_stopped", payload).await;
+                return Ok(false);
+            }
+            Action::RtmsWait { until, timeout_ms } => {
+                let stream = rtms
+                    .current
+                    .as_ref()
+                    .with_context(|| format!("step {}: rtms_wait before any rtms_start", n + 1))?;
+                let timeout = Duration::from_millis(*timeout_ms);
+                let reached = match until {
+                    RtmsWaitFor::Ready => stream.wait_ready(timeout).await,
+                    RtmsWaitFor::Done => stream.wait_done(timeout).await,
+                };
+                anyhow::ensure!(
+                    reached,
+                    "step {}: RTMS stream {} not {until:?} within {timeout_ms} ms",
+                    n + 1,
+                    stream.stream_id()
+                );
+                return Ok(false);
+            }
         }
         tracing::info!("event sim: fault {action:?}");
         Ok(true)
+    }
+
+    fn tag(&self, payload: &mut Value, n: usize) {
+        if self.tag_ids {
+            payload["id"] = json!(format!("evt-{:04}", n + 1));
+        }
+    }
+
+    /// Registers the stream of an `rtms_start` step for the meeting; the meeting's
+    /// `rtms_*` payloads then name it.
+    fn rtms_start(
+        &self,
+        rtms: &RtmsSim,
+        meeting: &mut MeetingGen,
+        start: &RtmsStartStep,
+    ) -> anyhow::Result<Arc<SimStream>> {
+        if meeting.rtms_started {
+            meeting.rtms_stream_id = random_token(32).to_lowercase();
+        }
+        meeting.rtms_started = true;
+        meeting.rtms_server_urls = rtms.signaling_url();
+        let names: Vec<String> = match &start.participants {
+            Some(RtmsParticipants::Names(names)) => names.clone(),
+            Some(RtmsParticipants::Count(count)) => (0..*count as usize)
+                .map(|i| match CANNED_NAMES.get(i) {
+                    Some(name) => name.to_string(),
+                    None => format!("Participant {}", i + 1),
+                })
+                .collect(),
+            None => {
+                let mut known: Vec<String> = meeting.participants.keys().cloned().collect();
+                known.sort();
+                if known.is_empty() {
+                    known = CANNED_NAMES[..2].iter().map(|s| s.to_string()).collect();
+                }
+                known
+            }
+        };
+        let participants = names
+            .iter()
+            .map(|name| {
+                let who = meeting.participant(name);
+                let user_id = who["user_id"]
+                    .as_str()
+                    .and_then(|id| id.parse().ok())
+                    .unwrap_or(16_000_000);
+                SimParticipant::new(user_id, name.clone())
+            })
+            .collect();
+        let audio = match &start.wav {
+            Some(path) => {
+                let path = match &self.base_dir {
+                    Some(dir) if path.is_relative() => dir.join(path),
+                    _ => path.clone(),
+                };
+                rtms::AudioSource::Wav(path)
+            }
+            None => rtms::AudioSource::Tone,
+        };
+        let spec = StreamSpec {
+            meeting_uuid: meeting.uuid.clone(),
+            stream_id: meeting.rtms_stream_id.clone(),
+            participants,
+            frames: start.frames,
+            pace: start.pace,
+            audio,
+            data_opt: start.data_opt,
+            transcript_every: start.transcript_every,
+            confirm_audio: start.confirm_audio.clone(),
+            faults: start
+                .faults
+                .iter()
+                .map(|f| (f.after_frame, (&f.fault).into()))
+                .collect(),
+            resend_on_resume: start.resend_on_resume,
+            end: start.end,
+            stop_reason: start.stop_reason,
+            extra: rtms::ExtraMedia {
+                video: start.video,
+                share: start.share,
+                chat: start.chat,
+            },
+            record: start.record,
+        };
+        rtms.try_add_stream(spec)
     }
 }
 
@@ -911,5 +1287,159 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/scenario.toml");
         let scenario = Scenario::load(&path).unwrap();
         assert!(scenario.steps.len() > 5);
+        assert!(!scenario.uses_rtms());
+    }
+
+    #[test]
+    fn the_rtms_sample_scenario_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/rtms-meeting.toml");
+        let scenario = Scenario::load(&path).unwrap();
+        assert!(scenario.uses_rtms());
+        assert_eq!(scenario.base_dir.as_deref(), path.parent());
+        let start = scenario
+            .steps
+            .iter()
+            .find_map(|s| match &s.action {
+                Action::RtmsStart(start) => Some(start),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(start.frames, 1000);
+        assert_eq!(start.transcript_every, 100);
+        assert_eq!(start.pace, rtms::Pace::RealTime);
+        // Faults and WAV sources parse too.
+        let scenario = Scenario::parse(
+            r#"
+            [[steps]]
+            kind = "rtms_start"
+            participants = 2
+            wav = "rtms-chime.wav"
+            faults = [{ after_frame = 3, fault = "reject", status = 42 },
+                      { after_frame = 5, fault = "close_media" },
+                      { after_frame = 9, fault = "stall", ms = 20 }]
+            "#,
+        )
+        .unwrap();
+        let Action::RtmsStart(start) = &scenario.steps[0].action else {
+            panic!("rtms_start");
+        };
+        let faults: Vec<rtms::Fault> = start.faults.iter().map(|f| (&f.fault).into()).collect();
+        assert_eq!(
+            faults,
+            vec![
+                rtms::Fault::Reject(42),
+                rtms::Fault::CloseMedia(1000),
+                rtms::Fault::Stall(Duration::from_millis(20))
+            ]
+        );
+        assert!(Scenario::parse("[[steps]]\nkind = \"rtms_start\"\nframez = 3").is_err());
+    }
+
+    /// The next event pushed to a raw event WebSocket client: (name, payload).
+    async fn next_event(ws: &mut crate::sim::rtms::tests::Ws) -> (String, Value) {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .expect("an event in time")
+                .expect("open")
+                .expect("a frame");
+            let Message::Text(text) = message else {
+                continue;
+            };
+            let envelope: Value = serde_json::from_str(text.as_str()).unwrap();
+            if envelope["module"] != "message" {
+                continue;
+            }
+            let body: Value = serde_json::from_str(envelope["content"].as_str().unwrap()).unwrap();
+            return (
+                body["event"].as_str().unwrap().to_string(),
+                body["payload"].clone(),
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_rtms_scenario_announces_streams_a_client_can_join() {
+        use crate::sim::rtms::tests as client;
+        let authority = Arc::new(TokenCheck(|t: &str| t == "tok"));
+        let sim = EventSim::start(EventSimConfig::default(), authority)
+            .await
+            .unwrap();
+        let rtms = client::sim(|_| {}).await;
+        let scenario = Scenario::parse(
+            r#"
+            topic = "RTMS test"
+            [[steps]]
+            kind = "wait_connected"
+            [[steps]]
+            kind = "event"
+            event = "meeting.participant_joined"
+            participant = "Grace Hopper"
+            [[steps]]
+            kind = "rtms_start"
+            participants = ["Ada Lovelace", "Grace Hopper"]
+            frames = 10
+            pace = "fast"
+            transcript_every = 5
+            faults = [{ after_frame = 4, fault = "drop_media" }]
+            [[steps]]
+            kind = "rtms_wait"
+            [[steps]]
+            kind = "rtms_stop"
+            "#,
+        )
+        .unwrap();
+        let alone = Scenario::parse("[[steps]]\nkind = \"rtms_start\"").unwrap();
+        let err = alone
+            .run(&sim)
+            .await
+            .expect_err("no RTMS simulator attached");
+        assert!(
+            format!("{err:#}").contains("needs an RTMS simulator"),
+            "{err:#}"
+        );
+        let url = format!("{}?subscriptionId=s&access_token=tok", sim.url());
+        let (mut events, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let run = {
+            let (sim, rtms) = (sim.clone(), rtms.clone());
+            tokio::spawn(async move { scenario.run_with(&sim, Some(&rtms)).await })
+        };
+        let (name, joined) = next_event(&mut events).await;
+        assert_eq!(name, "meeting.participant_joined");
+        let (name, started) = next_event(&mut events).await;
+        assert_eq!(name, "meeting.rtms_started");
+        assert_eq!(started["meeting_uuid"], joined["object"]["uuid"]);
+        assert_eq!(started["server_urls"], rtms.signaling_url());
+        assert_eq!(started["meeting_id"], joined["object"]["id"]);
+        assert_eq!(started["account_id"], joined["account_id"]);
+        assert!(started["operator_id"].is_string());
+        let stream_id = started["rtms_stream_id"].as_str().unwrap();
+        let stream = rtms.stream(stream_id).unwrap();
+        assert_eq!(stream.meeting_uuid(), started["meeting_uuid"]);
+        let grace = joined["object"]["participant"]["user_id"].as_str().unwrap();
+        assert_eq!(stream.participants()[1].user_id.to_string(), grace);
+
+        let (mut sig, reply) = client::signaling(&rtms, &stream, true).await;
+        let url = client::url_of(&reply, "audio");
+        let params = json!({"audio": client::audio_params()});
+        let (audio, _) = client::media(&url, &rtms, &stream, 1, params, true).await;
+        sig.send(json!({"msg_type": 7})).await;
+        let sig_reader = tokio::spawn(sig.drain());
+        let (frames, _, ended) = client::read_with_resume(&rtms, &stream, &url, 1, audio).await;
+        assert_eq!(ended, Some(client::Ended::Close(Some(1000))));
+        assert_eq!(frames.len(), 10);
+        sig_reader.await.unwrap();
+
+        let report = run.await.unwrap().unwrap();
+        assert_eq!(report.rtms_streams.len(), 1);
+        assert_eq!(report.rtms_streams[0].stream_id(), stream_id);
+        let (name, stopped) = next_event(&mut events).await;
+        assert_eq!(name, "meeting.rtms_stopped");
+        assert_eq!(stopped["rtms_stream_id"], stream_id);
+        assert_eq!(stopped["stop_reason"], 6);
+        assert_eq!(
+            stream.stats().outcome,
+            Some(rtms::StreamOutcome::Completed { reason: 6 })
+        );
     }
 }

@@ -3,4 +3,5 @@
 
 pub mod events;
 pub mod oauth;
+pub mod rtms;
 pub mod webhook;

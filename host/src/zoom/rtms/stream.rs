@@ -46,6 +46,14 @@ use crate::types::{
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// When signaling is lost, media sockets deliver what they hold until quiet this long...
+const DRAIN_QUIET: Duration = Duration::from_millis(150);
+/// ...or at most this long.
+const DRAIN_MAX: Duration = Duration::from_secs(2);
+
+/// How long signaling is still read after the server closed a media socket.
+const SIGNALING_GRACE: Duration = Duration::from_secs(1);
+
 /// Why a session or a socket ended.
 #[derive(Debug)]
 enum End {
@@ -306,9 +314,11 @@ async fn session(
     };
 
     let binary = ctx.config.binary_frames;
+    // Subscribe first, so the server's first join updates are already wanted when
+    // media starts.
     for message in [
-        protocol::ready_ack(&ctx.start.stream_id),
         protocol::event_subscription(),
+        protocol::ready_ack(&ctx.start.stream_id),
     ] {
         if let Err(e) = send(&mut sig, &message, binary).await {
             return (End::Lost(format!("signaling: {e}")), false);
@@ -316,7 +326,7 @@ async fn session(
     }
 
     // Streaming.
-    let (close_tx, close_rx) = watch::channel(false);
+    let (close_tx, close_rx) = watch::channel(Order::Run);
     let (end_tx, mut end_rx) = mpsc::channel::<End>(8);
     let mut tasks = tokio::task::JoinSet::new();
     for (kinds, url, ws) in sockets {
@@ -336,18 +346,32 @@ async fn session(
     }
     drop(end_tx);
     let mut stop = ctx.stop.clone();
-    let end = tokio::select! {
-        end = signaling_loop(&mut sig, &stream, ctx) => end,
-        Some(end) = end_rx.recv() => end,
-        _ = stop.wait_for(Option::is_some) => End::Stopped(stop_text(ctx.stop_cause())),
+    let (end, from_media) = tokio::select! {
+        end = signaling_loop(&mut sig, &stream, ctx) => (end, false),
+        Some(end) = end_rx.recv() => (end, true),
+        _ = stop.wait_for(Option::is_some) => (End::Stopped(stop_text(ctx.stop_cause())), false),
     };
+    if from_media && matches!(end, End::Stopped(_)) {
+        // The server closed a media socket at the end of the stream: what it said on
+        // signaling before (states, last updates, TERMINATED) still reaches the plugins.
+        let _ = tokio::time::timeout(SIGNALING_GRACE, signaling_loop(&mut sig, &stream, ctx)).await;
+    }
     match &end {
         End::Lost(_) => {
-            // Drop, don't close: the server keeps the stream resumable.
-            tasks.abort_all();
+            // Deliver what the media sockets already hold, then drop them without a
+            // close frame: the server keeps the stream resumable and resumes after what
+            // it wrote, so discarding buffered frames would lose them.
+            let _ = close_tx.send(Order::Drain);
+            let wait = async { while tasks.join_next().await.is_some() {} };
+            if tokio::time::timeout(DRAIN_MAX + Duration::from_secs(1), wait)
+                .await
+                .is_err()
+            {
+                tasks.abort_all();
+            }
         }
         End::Stopped(_) | End::Fatal(_) => {
-            let _ = close_tx.send(true);
+            let _ = close_tx.send(Order::Close);
             let wait = async { while tasks.join_next().await.is_some() {} };
             if tokio::time::timeout(Duration::from_secs(3), wait)
                 .await
@@ -672,12 +696,20 @@ impl MediaSocket {
             .join("+")
     }
 
-    async fn run(self, mut ws: Ws, mut close_rx: watch::Receiver<bool>, end_tx: mpsc::Sender<End>) {
+    async fn run(
+        self,
+        mut ws: Ws,
+        mut close_rx: watch::Receiver<Order>,
+        end_tx: mpsc::Sender<End>,
+    ) {
         loop {
             let end = tokio::select! {
                 end = self.read(&mut ws) => end,
-                _ = closing(&mut close_rx) => {
-                    close(&mut ws).await;
+                order = ordered(&mut close_rx) => {
+                    match order {
+                        Order::Drain => self.drain(&mut ws).await,
+                        _ => self.close_and_drain(&mut ws).await,
+                    }
                     return;
                 }
             };
@@ -719,7 +751,7 @@ impl MediaSocket {
                 });
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = closing(&mut close_rx) => return,
+                    _ = ordered(&mut close_rx) => return,
                 }
                 match self.handshake().await {
                     Ok(ws) => break ws,
@@ -802,6 +834,58 @@ impl MediaSocket {
                     return Ok(ws);
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Sends close 1000, then keeps delivering what the server sent before it saw the
+    /// close, until its close frame arrives (bounded).
+    async fn close_and_drain(&self, ws: &mut Ws) {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        if ws.close(Some(frame)).await.is_err() {
+            return;
+        }
+        let drain = async {
+            while let Some(Ok(message)) = ws.next().await {
+                let bytes = match &message {
+                    Message::Text(t) => t.as_bytes(),
+                    Message::Binary(b) => &b[..],
+                    Message::Close(_) => return,
+                    _ => continue,
+                };
+                if let Ok(incoming) = protocol::parse(bytes) {
+                    if incoming.msg_type != msg::KEEP_ALIVE_REQ {
+                        self.on_data(incoming);
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    }
+
+    /// Delivers what the socket holds until it has been quiet for a moment (bounded),
+    /// then returns; the caller drops the socket without a close frame.
+    async fn drain(&self, ws: &mut Ws) {
+        let until = Instant::now() + DRAIN_MAX;
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(
+            DRAIN_QUIET.min(until.saturating_duration_since(Instant::now())),
+            ws.next(),
+        )
+        .await
+        {
+            let bytes = match &message {
+                Message::Text(t) => t.as_bytes(),
+                Message::Binary(b) => &b[..],
+                Message::Close(_) => return,
+                _ => continue,
+            };
+            if let Ok(incoming) = protocol::parse(bytes) {
+                if incoming.msg_type != msg::KEEP_ALIVE_REQ {
+                    self.on_data(incoming);
+                }
             }
         }
     }
@@ -936,9 +1020,23 @@ impl MediaSocket {
     }
 }
 
-/// Resolves when the stream asks its sockets to close (or is gone).
-async fn closing(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|c| *c).await;
+/// What the session asks of its media sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// Keep reading.
+    Run,
+    /// Close with 1000 (the stream is over).
+    Close,
+    /// Deliver what is buffered, then drop without a close frame (signaling was lost).
+    Drain,
+}
+
+/// Resolves with the first order other than `Run` (`Close` when the session is gone).
+async fn ordered(rx: &mut watch::Receiver<Order>) -> Order {
+    match rx.wait_for(|o| *o != Order::Run).await {
+        Ok(order) => *order,
+        Err(_) => Order::Close,
+    }
 }
 
 /// Remembers the newest frame per kind and user, so frames a server sends again after a

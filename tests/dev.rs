@@ -1,0 +1,322 @@
+//! `zoomhost dev` without Zoom: plugin source crates are rebuilt as they are edited and
+//! the host hot-swaps the result; a broken edit is reported and the old version keeps
+//! serving; the live view prints what happened.
+//!
+//! The plugin crates live in a temp cargo workspace of their own (not the repo's
+//! `plugins/`, which other builds glob). They depend on the repo's SDK by path and build
+//! into the repo's `target/wasm`, so the compiled dependencies are shared.
+
+mod support;
+
+use std::future::Future;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{event, workspace, Logs};
+use tokio::sync::mpsc;
+use zoomhost::config::HostConfig;
+use zoomhost::dev::{
+    BuildOutcome, DevEvent, DevMonitor, LiveView, SourceWatchConfig, SourceWatcher, ViewOptions,
+};
+use zoomhost::plugins::{reload, PluginHost};
+use zoomhost::types::EventSource;
+
+/// Upper bound for anything to happen (builds may wait for the shared cargo lock).
+const WAIT: Duration = Duration::from_secs(300);
+
+async fn wait_for<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let until = Instant::now() + WAIT;
+    while !cond().await {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A plugin crate `name` at `version` that logs `<greeting> <event name>` per event.
+fn write_plugin(ws: &Path, name: &str, version: &str, greeting: &str) {
+    let dir = ws.join("plugins").join(name);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let sdk = workspace().join("plugin-sdk");
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"{version}\"\nedition = \"2021\"\npublish = false\n\n\
+             [lib]\ncrate-type = [\"cdylib\"]\n\n\
+             [dependencies]\nzoomhost-sdk = {{ path = {sdk:?} }}\n"
+        ),
+    )
+    .unwrap();
+    write_source(ws, name, &plugin_source(name, greeting));
+}
+
+fn plugin_source(name: &str, greeting: &str) -> String {
+    format!(
+        r#"use zoomhost_sdk::{{info, Event, Metadata, NoMedia, Plugin}};
+
+const GREETING: &str = "{greeting}";
+
+struct Probe;
+
+impl Plugin for Probe {{
+    type Session = NoMedia;
+
+    fn metadata() -> Metadata {{
+        Metadata::new("{name}", env!("CARGO_PKG_VERSION")).events(["*"])
+    }}
+
+    fn handle_event(event: Event) -> Result<(), String> {{
+        info!("{{GREETING}} {{}}", event.name);
+        Ok(())
+    }}
+}}
+
+zoomhost_sdk::export_plugin!(Probe);
+"#
+    )
+}
+
+fn write_source(ws: &Path, name: &str, text: &str) {
+    // Write then rename, as editors do.
+    let src = ws.join("plugins").join(name).join("src");
+    let tmp = src.join(".lib.rs.swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, src.join("lib.rs")).unwrap();
+}
+
+/// What the live view printed.
+#[derive(Clone, Default)]
+struct Screen(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Screen {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Screen {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+async fn version_of(host: &PluginHost, name: &str) -> Option<String> {
+    host.plugins()
+        .await
+        .into_iter()
+        .find(|p| p.name == name)
+        .map(|p| p.metadata.version)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_plugin_sources_are_rebuilt_and_hot_swapped_and_a_broken_edit_keeps_the_old_version()
+{
+    // A cargo workspace of plugin crates, resolved like the repo's.
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ws.path().join("Cargo.toml"),
+        "[workspace]\nresolver = \"2\"\nmembers = [\"plugins/*\"]\n",
+    )
+    .unwrap();
+    std::fs::copy(workspace().join("Cargo.lock"), ws.path().join("Cargo.lock")).unwrap();
+    write_plugin(ws.path(), "dev-probe", "0.1.0", "probe-v1");
+
+    // A host on its own plugins folder, with its folder watcher.
+    let plugins_dir = ws.path().join("host-plugins");
+    std::fs::create_dir_all(&plugins_dir).unwrap();
+    let logs = Logs::default();
+    let host = PluginHost::new(
+        HostConfig {
+            plugins_dir: plugins_dir.clone(),
+            ..HostConfig::default()
+        },
+        Some(logs.sink()),
+    )
+    .unwrap();
+    let _folder_watcher = reload::watch(host.clone(), None).unwrap();
+
+    // The source watcher's events go to the live view and to this test.
+    let (dev_tx, mut dev_rx) = mpsc::unbounded_channel::<DevEvent>();
+    let (view_tx, view_rx) = mpsc::unbounded_channel::<DevEvent>();
+    let seen: Arc<Mutex<Vec<DevEvent>>> = Arc::default();
+    let seen_by_tee = seen.clone();
+    tokio::spawn(async move {
+        while let Some(e) = dev_rx.recv().await {
+            seen_by_tee.lock().unwrap().push(e.clone());
+            let _ = view_tx.send(e);
+        }
+    });
+    let monitor = DevMonitor::new();
+    let screen = Screen::default();
+    let view = LiveView::new(host.clone(), monitor.clone(), ViewOptions::default())
+        .with_output(Box::new(screen.clone()))
+        .spawn(view_rx);
+    let mut config = SourceWatchConfig::new(ws.path(), &plugins_dir);
+    config.target_dir = workspace().join("target/wasm");
+    let watcher = SourceWatcher::start(config, dev_tx).unwrap();
+    let seen_count =
+        |pred: &dyn Fn(&DevEvent) -> bool| seen.lock().unwrap().iter().filter(|e| pred(e)).count();
+    let dispatch = |name: &str, id: usize| {
+        monitor.event_received(EventSource::Replay);
+        host.router().dispatch_event(event(name, id));
+    };
+
+    let (h, l, sc) = (&host, &logs, &seen_count);
+
+    // The first build installs the component; the host's folder watcher loads it.
+    let installed = plugins_dir.join("dev-probe.wasm");
+    let first = watcher.build_all().await.unwrap();
+    assert_eq!(
+        first.get("dev-probe"),
+        Some(&BuildOutcome::Installed(installed.clone())),
+        "{first:?}"
+    );
+    wait_for("v1 loaded", move || async move {
+        version_of(h, "dev-probe").await.as_deref() == Some("0.1.0")
+    })
+    .await;
+    dispatch("meeting.started", 1);
+    wait_for("v1 behaviour", move || async move {
+        !l.lines("dev-probe", "probe-v1 meeting.started").is_empty()
+    })
+    .await;
+
+    // Edit the source and bump the version: rebuilt, installed, hot-swapped.
+    let edited = Instant::now();
+    write_plugin(ws.path(), "dev-probe", "0.2.0", "probe-v2");
+    wait_for("rebuilt v2 installed", move || async move {
+        sc(&|e| matches!(e, DevEvent::Installed { krate, .. } if krate == "dev-probe")) == 2
+    })
+    .await;
+    let installed_after = edited.elapsed();
+    wait_for("v2 swapped in", move || async move {
+        version_of(h, "dev-probe").await.as_deref() == Some("0.2.0")
+    })
+    .await;
+    let swapped_after = edited.elapsed();
+    eprintln!(
+        "edit -> installed {:.0} ms, edit -> swapped {:.0} ms",
+        installed_after.as_secs_f64() * 1000.0,
+        swapped_after.as_secs_f64() * 1000.0
+    );
+    assert_eq!(host.stats("dev-probe").await.unwrap().swaps, 1);
+    dispatch("meeting.ended", 2);
+    wait_for("v2 behaviour", move || async move {
+        !l.lines("dev-probe", "probe-v2 meeting.ended").is_empty()
+    })
+    .await;
+    assert!(logs.lines("dev-probe", "probe-v1 meeting.ended").is_empty());
+
+    // A change that builds to the same component is not installed again.
+    let mut same = plugin_source("dev-probe", "probe-v2");
+    same.push_str("// a comment changes nothing\n");
+    write_source(ws.path(), "dev-probe", &same);
+    wait_for("unchanged build", move || async move {
+        sc(&|e| matches!(e, DevEvent::Unchanged { krate } if krate == "dev-probe")) >= 1
+    })
+    .await;
+
+    // A compile error: reported with the compiler's text; v2 keeps serving.
+    let v2_bytes = std::fs::read(&installed).unwrap();
+    let broken = plugin_source("dev-probe", "probe-v3").replace("Ok(())\n", "Ok(42)\n");
+    write_source(ws.path(), "dev-probe", &broken);
+    wait_for("build failure", move || async move {
+        sc(&|e| matches!(e, DevEvent::BuildFailed { .. })) >= 1
+    })
+    .await;
+    let error = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|e| match e {
+            DevEvent::BuildFailed { krate, error } if krate == "dev-probe" => Some(error.clone()),
+            _ => None,
+        })
+        .expect("the failure names the crate");
+    assert!(error.contains("error[E0308]: mismatched types"), "{error}");
+    assert!(error.contains("plugins/dev-probe/src/lib.rs"), "{error}");
+    assert!(error.lines().count() <= 45, "{error}");
+    // Nothing was installed after the failure: the file still holds v2.
+    assert!(
+        !seen
+            .lock()
+            .unwrap()
+            .iter()
+            .skip_while(|e| !matches!(e, DevEvent::BuildFailed { .. }))
+            .any(|e| matches!(e, DevEvent::Installed { .. })),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert_eq!(std::fs::read(&installed).unwrap(), v2_bytes);
+    dispatch("meeting.started", 3);
+    wait_for("v2 still serving", move || async move {
+        l.lines("dev-probe", "probe-v2 meeting.started").len() == 1
+    })
+    .await;
+    assert_eq!(version_of(h, "dev-probe").await.as_deref(), Some("0.2.0"));
+    let stats = host.stats("dev-probe").await.unwrap();
+    assert_eq!((stats.swaps, stats.events_delivered), (1, 3));
+
+    // A new crate folder is picked up, built and loaded.
+    write_plugin(ws.path(), "dev-late", "1.0.0", "late-v1");
+    wait_for("new crate loaded", move || async move {
+        version_of(h, "dev-late").await.as_deref() == Some("1.0.0")
+    })
+    .await;
+    dispatch("meeting.ended", 4);
+    wait_for("new crate behaviour", move || async move {
+        !l.lines("dev-late", "late-v1 meeting.ended").is_empty()
+            && l.lines("dev-probe", "probe-v2 meeting.ended").len() == 2
+    })
+    .await;
+
+    // Deleting a crate folder unloads its plugin.
+    std::fs::remove_dir_all(ws.path().join("plugins/dev-late")).unwrap();
+    wait_for("deleted crate unloaded", move || async move {
+        version_of(h, "dev-late").await.is_none()
+    })
+    .await;
+    assert!(!plugins_dir.join("dev-late.wasm").exists());
+    assert!(version_of(&host, "dev-probe").await.is_some());
+
+    // The live view told the story.
+    drop(watcher);
+    view.stop().await;
+    let text = screen.text();
+    eprintln!("--- live view ---\n{text}--- end ---");
+    for expected in [
+        "build  building dev-probe",
+        "build  built dev-probe in ",
+        &format!("build  installed dev-probe -> {}", installed.display()),
+        "plugin loaded dev-probe 0.1.0 (events: *; media: none)",
+        "plugin hot-swapped dev-probe 0.1.0 -> 0.2.0",
+        "build  dev-probe built to the same component; nothing to swap",
+        "build  dev-probe FAILED to build; the running version keeps serving:",
+        "error[E0308]: mismatched types",
+        "plugin loaded dev-late 1.0.0",
+        "build  dev-late's crate folder is gone: removed ",
+        "plugin unloaded dev-late",
+        "status events in 4",
+        ": replay 4 | streams open 0 | 0 frames/s",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let status_plugin_line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with("dev-probe 0.2.0"))
+        .unwrap_or_else(|| panic!("no status line for dev-probe in:\n{text}"));
+    assert!(
+        status_plugin_line.contains("events 4"),
+        "{status_plugin_line}"
+    );
+}
