@@ -26,6 +26,50 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole pipeline on this machine, no Zoom account: the Zoom simulator (events and
+    /// RTMS media), the host pointed at it and the workspace's plugins/* crates, rebuilt
+    /// and hot-swapped when their sources change; shows live what flows.
+    Dev {
+        /// Scenario to play, over and over (default host/samples/rtms-meeting.toml).
+        #[arg(long, short)]
+        scenario: Option<PathBuf>,
+        /// Host config for grants and plugin config (default: generated in
+        /// target/zoomhost-dev/, pointing the example plugins at a local sink).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Play the scenario once, then stop.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Create a plugin crate from the template: inside the zoomhost repo in
+    /// plugins/NAME (picked up by `zoomhost dev`), elsewhere in ./NAME.
+    New {
+        /// Crate name: lowercase letters, digits, `-` and `_`, starting with a letter.
+        name: String,
+        /// Where to create it instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Load test: N simulated RTMS streams at real-time pace through a pass-through
+    /// plugin; prints frames/s, CPU per 1,000 frames, latency percentiles, drops and RSS.
+    Bench {
+        /// Concurrent streams.
+        #[arg(long, default_value_t = 500)]
+        streams: usize,
+        /// Seconds of audio per stream.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+    /// The simulator process of `zoomhost bench` (internal).
+    #[command(hide = true)]
+    BenchSim {
+        /// Streams to serve.
+        #[arg(long)]
+        streams: usize,
+        /// Frames per stream.
+        #[arg(long)]
+        frames: u32,
+    },
     /// Start the host with its plugins folder watched.
     Run {
         /// Host config file (TOML).
@@ -72,6 +116,31 @@ pub enum Command {
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run_host(&config).await,
+        Command::Dev {
+            scenario,
+            config,
+            once,
+        } => crate::dev::run_dev(crate::dev::DevOptions {
+            scenario,
+            config,
+            once,
+            pause: None,
+        })
+        .await
+        .map(|()| ExitCode::SUCCESS),
+        Command::New { name, dir } => crate::scaffold::create(
+            &name,
+            &crate::scaffold::ScaffoldOptions {
+                dest: dir,
+                ..Default::default()
+            },
+        )
+        .map(|created| {
+            println!("{created}");
+            ExitCode::SUCCESS
+        }),
+        Command::Bench { streams, seconds } => crate::bench::run(streams, seconds).await,
+        Command::BenchSim { streams, frames } => crate::bench::serve_sim(streams, frames).await,
         Command::Simulate { scenario, hold } => simulate(&scenario, hold).await,
         Command::Check { plugin, config } => check(&plugin, config.as_deref()).await,
         Command::Replay {
