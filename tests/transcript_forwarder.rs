@@ -1016,3 +1016,268 @@ async fn failing_speech_to_text_is_retried_within_its_memory_bound_and_keeps_the
     );
     assert_no_secret_logged(&t);
 }
+
+// ---------------------------------------------------------------------------------
+// Through the Zoom simulator
+
+/// The forwarder behind the host's real Zoom clients: the event WebSocket (with OAuth)
+/// and the RTMS client, against the simulator over loopback sockets.
+mod through_the_simulator {
+    use super::*;
+    use zoomhost::config::Secret;
+    use zoomhost::sim::events::{EventSim, EventSimConfig, Scenario};
+    use zoomhost::sim::oauth::{OAuthSim, OAuthSimConfig};
+    use zoomhost::sim::rtms::{RtmsSim, RtmsSimConfig, SentMedia};
+    use zoomhost::zoom::events::{self as zoom_events, EventStreamConfig};
+    use zoomhost::zoom::oauth::{Grant, OAuthConfig, TokenManager};
+    use zoomhost::zoom::rtms::{RtmsConfig, RtmsManager};
+
+    const CLIENT_ID: &str = "forwarder-sim-client";
+    const CLIENT_SECRET: &str = "forwarder-sim-secret-71c2";
+    const ACCOUNT_ID: &str = "forwarder-sim-account";
+    const SUBSCRIPTION: &str = "forwarder-sim-sub";
+    const BATCH_MAX: usize = 4;
+    const FRAMES: u64 = 300;
+    const TRANSCRIPT_EVERY: u64 = 20;
+    /// The simulator's audio tick (20 ms frames).
+    const FRAME_MS: u64 = 20;
+    const PEOPLE: [&str; 3] = ["Ada Lovelace", "Grace Hopper", "Alan Turing"];
+
+    /// A meeting whose RTMS stream sends 300 frames as fast as the client reads, with a
+    /// transcript segment every 20 frames from three rotating speakers.
+    fn scenario() -> String {
+        format!(
+            r#"
+topic = "Forwarder drill"
+
+[[steps]]
+kind = "wait_connected"
+timeout_ms = 30000
+
+[[steps]]
+kind = "event"
+event = "meeting.started"
+
+[[steps]]
+kind = "rtms_start"
+participants = {PEOPLE:?}
+frames = {FRAMES}
+pace = "fast"
+transcript_every = {TRANSCRIPT_EVERY}
+
+[[steps]]
+kind = "rtms_wait"
+until = "done"
+timeout_ms = 30000
+
+[[steps]]
+kind = "rtms_stop"
+"#
+        )
+    }
+
+    /// The segment the sink must receive at `seq` for a transcript item the simulator
+    /// wrote: its speaker and text, its window of frames (`start_time` is the first
+    /// frame of the `transcript_every` frames it covers, `end_time` the end of the last)
+    /// and the language the simulator tags segments with.
+    fn expected(seq: usize, sent: &SentMedia) -> Value {
+        json!({
+            "seq": seq,
+            "origin": "zoom",
+            "speaker_id": sent.user_id,
+            "speaker_name": sent.user_name,
+            "text": sent.text().expect("a transcript item is text"),
+            "start_ms": sent.timestamp - (TRANSCRIPT_EVERY - 1) * FRAME_MS,
+            "end_ms": sent.timestamp + FRAME_MS,
+            "language": "en-US",
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_transcript_segment_the_simulator_sends_reaches_the_sink_in_batches() {
+        let sink = Sink::start().await;
+        // batch_ms far away: batches go when full, or when the stream ends.
+        let t = start(&config(
+            &sink,
+            &[],
+            "media_deadline_ms = 2000",
+            &[
+                ("batch_max", BATCH_MAX.to_string()),
+                ("batch_ms", "600000".into()),
+            ],
+        ))
+        .await;
+
+        // The simulated Zoom: OAuth, the event WebSocket and RTMS.
+        let oauth = OAuthSim::start(OAuthSimConfig {
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            account_id: ACCOUNT_ID.into(),
+            expires_in: 3600,
+        })
+        .await
+        .unwrap();
+        let event_sim = EventSim::start(
+            EventSimConfig {
+                subscription_id: Some(SUBSCRIPTION.into()),
+                ..EventSimConfig::default()
+            },
+            Arc::new(oauth.clone()),
+        )
+        .await
+        .unwrap();
+        let rtms_sim = RtmsSim::start(RtmsSimConfig {
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            ..RtmsSimConfig::default()
+        })
+        .await
+        .unwrap();
+
+        // The host's clients: RTMS streams open on `meeting.rtms_started` from the
+        // event WebSocket.
+        let router = t.host.router().clone();
+        let rtms = RtmsManager::new(
+            RtmsConfig::new(CLIENT_ID, Secret::new(CLIENT_SECRET)),
+            router.clone(),
+        );
+        rtms.observe_router();
+        let tokens = TokenManager::new(OAuthConfig::new(
+            oauth.url(),
+            CLIENT_ID,
+            Secret::new(CLIENT_SECRET),
+            Grant::AccountCredentials {
+                account_id: ACCOUNT_ID.into(),
+            },
+        ))
+        .unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let events = tokio::spawn(zoom_events::run(
+            EventStreamConfig::new(event_sim.url(), SUBSCRIPTION),
+            Arc::new(tokens),
+            router,
+            stopped,
+        ));
+
+        let report = Scenario::parse(&scenario())
+            .unwrap()
+            .run_with(&event_sim, Some(&rtms_sim))
+            .await
+            .expect("the scenario plays");
+        let names: Vec<&str> = report.sent.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "meeting.started",
+                "meeting.rtms_started",
+                "meeting.rtms_stopped"
+            ]
+        );
+        let streams = rtms_sim.streams();
+        assert_eq!(streams.len(), 1);
+        let stream = &streams[0];
+        assert!(Arc::ptr_eq(stream, &report.rtms_streams[0]));
+
+        // Done once the final batch arrived and the plugin handled `meeting.rtms_stopped`
+        // (a flush event): nothing can be sent after both.
+        let until = std::time::Instant::now() + WAIT;
+        loop {
+            let stats = t.host.stats(PLUGIN).await.unwrap();
+            let has_final = sink.batches().iter().any(|b| b["final"] == true);
+            if has_final && stats.events_delivered >= 1 {
+                assert_eq!(stats.events_delivered, 1, "{stats:?}");
+                assert_eq!(
+                    (stats.events_failed, stats.media_failed, stats.crashes),
+                    (0, 0, 0),
+                    "{stats:?}"
+                );
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "no final batch: {:?}, {stats:?}",
+                sink.batches()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // What the simulator wrote to the transcript socket.
+        let sent: Vec<SentMedia> = stream
+            .sent()
+            .into_iter()
+            .filter(|m| m.kind == zoomhost::sim::rtms::MediaKind::Transcript)
+            .collect();
+        assert_eq!(sent.len() as u64, FRAMES / TRANSCRIPT_EVERY);
+        assert!(sent.iter().all(|m| !m.resent));
+        // The speakers are the scenario's people, with the ids the stream gave them.
+        let people: Vec<(u32, &str)> = stream
+            .participants()
+            .iter()
+            .map(|p| (p.user_id, p.user_name.as_str()))
+            .collect();
+        assert_eq!(
+            people.iter().map(|p| p.1).collect::<Vec<_>>(),
+            PEOPLE.to_vec()
+        );
+        for m in &sent {
+            assert!(
+                people.contains(&(m.user_id, m.user_name.as_str())),
+                "{m:?}"
+            );
+        }
+        let speakers: std::collections::BTreeSet<&str> =
+            sent.iter().map(|m| m.user_name.as_str()).collect();
+        assert_eq!(speakers.len(), PEOPLE.len(), "the speaker rotates");
+
+        // The sink got exactly those segments, once each, in order, with every field.
+        let segments = sink.segments();
+        let want: Vec<Value> = sent
+            .iter()
+            .enumerate()
+            .map(|(seq, m)| expected(seq, m))
+            .collect();
+        assert_eq!(segments, want);
+
+        // Batched as configured: full batches as soon as four waited, the rest when the
+        // stream ended (in the close's final batch, or flushed by `meeting.rtms_stopped`
+        // just before it, leaving the final batch empty). Exactly one final batch, last.
+        let batches = sink.batches();
+        assert_eq!(sink.requests().len(), batches.len(), "every batch accepted");
+        let sizes: Vec<usize> = batches
+            .iter()
+            .map(|b| b["segments"].as_array().unwrap().len())
+            .collect();
+        assert!(
+            sizes == [4, 4, 4, 3] || sizes == [4, 4, 4, 3, 0],
+            "batch sizes {sizes:?}"
+        );
+        assert!(sizes.iter().all(|&n| n <= BATCH_MAX));
+        let finals: Vec<usize> = (0..batches.len())
+            .filter(|&i| batches[i]["final"] == true)
+            .collect();
+        assert_eq!(finals, [batches.len() - 1], "one final batch, the last");
+        for batch in &batches {
+            assert_eq!(batch["meeting_id"], stream.meeting_uuid());
+            assert_eq!(batch["stream_id"], stream.stream_id());
+            assert_eq!(batch["session_kind"], "meeting");
+            assert_eq!(batch["dropped"], 0);
+        }
+        assert_eq!(
+            summary(&t, stream.stream_id()),
+            format!(
+                "stream {} closed: sent=15 batches={} dropped=0 rejected=0 left=0",
+                stream.stream_id(),
+                batches.len()
+            )
+        );
+
+        // The host's RTMS client opened the one stream and saw it end.
+        let client = rtms.stats();
+        assert_eq!((client.opened, client.failed), (1, 0), "{client:?}");
+        assert!(rtms.active().is_empty());
+        stop.send_replace(true);
+        let ended = tokio::time::timeout(WAIT, events).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "event client stopped cleanly");
+        rtms.shutdown(Duration::from_secs(5)).await;
+    }
+}

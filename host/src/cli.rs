@@ -76,8 +76,9 @@ pub enum Command {
         #[arg(long, short, default_value = "zoomhost.toml")]
         config: PathBuf,
     },
-    /// Run the built-in Zoom simulator (OAuth + event WebSocket) and play a scenario to
-    /// the first client that connects; prints the settings to point a host at it.
+    /// Run the built-in Zoom simulator (OAuth, event WebSocket, RTMS signaling and media)
+    /// and play a scenario to the first client that connects; prints the settings to
+    /// point a host at it (the RTMS client signs with the same app credentials).
     Simulate {
         /// Scenario file (TOML or JSON).
         #[arg(long, short, default_value = "host/samples/scenario.toml")]
@@ -307,7 +308,13 @@ async fn simulate(scenario_path: &Path, hold: bool) -> anyhow::Result<ExitCode> 
         Arc::new(oauth.clone()),
     )
     .await?;
-    println!("simulated Zoom is up. Point a host at it with:");
+    let rtms = crate::sim::rtms::RtmsSim::start(crate::sim::rtms::RtmsSimConfig {
+        client_id: SIM_CLIENT_ID.into(),
+        client_secret: SIM_CLIENT_SECRET.into(),
+        ..Default::default()
+    })
+    .await?;
+    println!("simulated Zoom is up (RTMS signaling at {}). Point a host at it with:", rtms.signaling_url());
     println!("  ZOOM_OAUTH_URL={}", oauth.url());
     println!("  ZOOM_WS_URL={}", sim.url());
     println!("  ZOOM_ACCOUNT_ID={SIM_ACCOUNT} ZOOM_CLIENT_ID={SIM_CLIENT_ID} ZOOM_CLIENT_SECRET={SIM_CLIENT_SECRET} ZOOM_SUBSCRIPTION_ID={SIM_SUBSCRIPTION}");
@@ -316,7 +323,7 @@ async fn simulate(scenario_path: &Path, hold: bool) -> anyhow::Result<ExitCode> 
         _ = shutdown_signal() => return Ok(ExitCode::SUCCESS),
         _ = async { while !sim.wait_connected(Duration::from_secs(3600)).await {} } => {}
     }
-    let report = scenario.run(&sim).await?;
+    let report = scenario.run_with(&sim, Some(&rtms)).await?;
     println!(
         "scenario {}: {} events sent while connected, {} missed (no client), {} faults",
         scenario_path.display(),
