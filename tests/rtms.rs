@@ -524,3 +524,51 @@ async fn fifty_concurrent_streams_are_isolated() {
     assert_eq!(stats.failed, 1, "{stats:?}");
     assert_eq!(stats.stopped, 49, "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_all_socket_and_json_in_binary_and_text_frames() {
+    let host = host("audio,transcript").await;
+    // The server offers only `all` and answers in binary frames; the client sends text.
+    let sim = RtmsSim::start(RtmsSimConfig {
+        client_id: CLIENT_ID.into(),
+        client_secret: SECRET.into(),
+        media_urls: zoomhost::sim::rtms::MediaUrlMode::AllOnly,
+        binary_frames: true,
+        ..RtmsSimConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut config = client_config(SECRET);
+    config.binary_frames = false;
+    let rtms = manager(&host, config);
+    let stream = sim.add_stream(StreamSpec {
+        frames: 150,
+        pace: Pace::Fast,
+        transcript_every: 30,
+        ..StreamSpec::new("mtg-all==", "stream-all")
+    });
+    host.host
+        .router()
+        .dispatch_event(started(&sim, &stream, EventSource::Webhook));
+    assert!(stream.wait_done(Duration::from_secs(30)).await);
+    assert!(eventually(Duration::from_secs(20), || closed(&host.logs, "stream-all")).await);
+    let sent = sent_audio(&stream);
+    assert_eq!(sent.len(), 150);
+    assert_same(
+        &received_audio(&host.logs, "stream-all"),
+        &sent,
+        "stream-all",
+    );
+    assert_eq!(
+        host.logs
+            .lines("recorder", "rec transcript stream=stream-all ")
+            .len(),
+        5
+    );
+    let stats = stream.stats();
+    assert_eq!(
+        stats.media_handshakes, 1,
+        "one socket for every kind: {stats:?}"
+    );
+    assert_eq!(rtms.stats().failed, 0);
+}

@@ -768,3 +768,271 @@ async fn an_ungranted_webhook_is_denied_once_and_a_bad_url_fails_init_without_sh
     let host = String::from_utf8_lossy(&host_logs().0.lock().unwrap()).into_owned();
     assert!(!host.contains("tokBadUrlW2"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Through the Zoom simulator.
+
+/// The notifier behind the host's real event WebSocket client (with OAuth), fed by the
+/// simulator over loopback sockets.
+mod through_the_simulator {
+    use super::*;
+    use zoomhost::config::Secret;
+    use zoomhost::sim::events::{EventSim, EventSimConfig, Scenario};
+    use zoomhost::sim::oauth::{OAuthSim, OAuthSimConfig};
+    use zoomhost::zoom::events::{self as zoom_events, EventStreamConfig};
+    use zoomhost::zoom::oauth::{Grant, OAuthConfig, TokenManager};
+
+    const CLIENT_ID: &str = "slack-sim-client";
+    const CLIENT_SECRET: &str = "slack-sim-secret-3e8d";
+    const ACCOUNT_ID: &str = "slack-sim-account";
+    const SUBSCRIPTION: &str = "slack-sim-sub";
+    /// Characters Slack mrkdwn must see escaped, all the way from the simulator.
+    const TOPIC: &str = "Q3 <Roadmap> & Hiring";
+
+    const SCENARIO: &str = r#"
+topic = "Q3 <Roadmap> & Hiring"
+
+[[steps]]
+kind = "wait_connected"
+timeout_ms = 30000
+
+[[steps]]
+kind = "event"
+event = "meeting.started"
+
+[[steps]]
+at_ms = 50
+kind = "event"
+event = "meeting.participant_joined"
+participant = "Ada Lovelace"
+
+[[steps]]
+at_ms = 100
+kind = "event"
+event = "meeting.participant_joined"
+participant = "Grace Hopper"
+
+[[steps]]
+at_ms = 150
+kind = "event"
+event = "meeting.ended"
+
+[[steps]]
+at_ms = 200
+kind = "event"
+event = "recording.completed"
+"#;
+
+    fn escape(text: &str) -> String {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    }
+
+    /// The text at `path` of a payload, if it has one (numbers as written).
+    fn text_at(payload: &Value, path: &[&str]) -> Option<String> {
+        let value = path.iter().try_fold(payload, |v, key| v.get(key))?;
+        match value {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// The Slack body for `event` with `payload`: the built-in template filled from the
+    /// payload, its facts (topic, meeting id, host when present) and links (join and
+    /// recording URLs when present).
+    fn expected_body(event: &str, payload: &Value) -> Value {
+        let field = |path: &[&str]| escape(&text_at(payload, path).unwrap_or_else(|| "-".into()));
+        let topic = field(&["object", "topic"]);
+        let text = match event {
+            "meeting.started" => format!(":large_green_circle: *{topic}* has started."),
+            "meeting.participant_joined" => format!(
+                ":wave: *{}* joined *{topic}*.",
+                field(&["object", "participant", "user_name"])
+            ),
+            "meeting.ended" => format!(":red_circle: *{topic}* has ended."),
+            "recording.completed" => format!(
+                ":movie_camera: The recording of *{topic}* is ready ({} min).",
+                field(&["object", "duration"])
+            ),
+            other => panic!("no expected message for {other}"),
+        };
+        let facts: Vec<String> = [
+            ("Topic", "topic"),
+            ("Meeting ID", "id"),
+            ("Host", "host_email"),
+        ]
+        .iter()
+        .filter_map(|(label, key)| {
+            text_at(payload, &["object", key]).map(|v| format!("*{label}:* {}", escape(&v)))
+        })
+        .collect();
+        let links: Vec<(String, &str)> = [
+            ("join_url", "Join meeting"),
+            ("share_url", "View recording"),
+        ]
+        .iter()
+        .filter_map(|(key, label)| text_at(payload, &["object", key]).map(|u| (escape(&u), *label)))
+        .collect();
+        let facts: Vec<&str> = facts.iter().map(String::as_str).collect();
+        let links: Vec<(&str, &str)> = links.iter().map(|(u, l)| (u.as_str(), *l)).collect();
+        slack_body(&text, &facts, &links)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_simulated_event_becomes_one_slack_message_in_order() {
+        host_logs();
+        let slack = FakeSlack::start().await;
+        let token = "tokThroughTheSimK7";
+        let t = TestHost::start(
+            &plugin_config(PLUGIN, &slack, token, ""),
+            &[(PLUGIN, PLUGIN)],
+        )
+        .await;
+        // What the host received from the WebSocket, payloads included.
+        let received: Arc<Mutex<Vec<Event>>> = Arc::default();
+        let seen = received.clone();
+        t.host.router().observe(Arc::new(move |e: &Event| {
+            seen.lock().unwrap().push(e.clone())
+        }));
+
+        // The simulated Zoom and the host's event client, signed in through OAuth.
+        let oauth = OAuthSim::start(OAuthSimConfig {
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            account_id: ACCOUNT_ID.into(),
+            expires_in: 3600,
+        })
+        .await
+        .unwrap();
+        let sim = EventSim::start(
+            EventSimConfig {
+                subscription_id: Some(SUBSCRIPTION.into()),
+                ..EventSimConfig::default()
+            },
+            Arc::new(oauth.clone()),
+        )
+        .await
+        .unwrap();
+        let tokens = TokenManager::new(OAuthConfig::new(
+            oauth.url(),
+            CLIENT_ID,
+            Secret::new(CLIENT_SECRET),
+            Grant::AccountCredentials {
+                account_id: ACCOUNT_ID.into(),
+            },
+        ))
+        .unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let client = tokio::spawn(zoom_events::run(
+            EventStreamConfig::new(sim.url(), SUBSCRIPTION),
+            Arc::new(tokens),
+            t.host.router().clone(),
+            stopped,
+        ));
+
+        let report = Scenario::parse(SCENARIO)
+            .unwrap()
+            .run(&sim)
+            .await
+            .expect("the scenario plays");
+        assert!(report.missed.is_empty(), "{report:?}");
+        let names = [
+            "meeting.started",
+            "meeting.participant_joined",
+            "meeting.participant_joined",
+            "meeting.ended",
+            "recording.completed",
+        ];
+        let sent = sim.sent();
+        assert_eq!(sent, report.sent);
+        assert_eq!(
+            sent.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+            names
+        );
+
+        let stats = handled(&t, PLUGIN, 5).await;
+        assert_eq!((stats.events_failed, stats.crashes), (0, 0), "{stats:?}");
+        let hits = slack.wait_hits(5).await;
+
+        // The host got exactly what the simulator sent, over the WebSocket.
+        let received = received.lock().unwrap().clone();
+        let ids: Vec<(String, String)> = received
+            .iter()
+            .map(|e| {
+                let payload: Value = serde_json::from_str(&e.payload).unwrap();
+                (payload["id"].as_str().unwrap().to_string(), e.name.clone())
+            })
+            .collect();
+        let sent_ids: Vec<(String, String)> = sent
+            .iter()
+            .map(|e| (e.id.clone(), e.name.clone()))
+            .collect();
+        assert_eq!(ids, sent_ids);
+        assert!(received.iter().all(|e| e.source == EventSource::Websocket));
+        let payloads: Vec<Value> = received
+            .iter()
+            .map(|e| serde_json::from_str(&e.payload).unwrap())
+            .collect();
+        // The simulator's payloads describe one meeting with the scenario's people.
+        let meeting_id = payloads[0]["object"]["id"].clone();
+        assert!(meeting_id.is_u64(), "{meeting_id}");
+        for p in &payloads {
+            assert_eq!(p["object"]["topic"], TOPIC);
+            assert_eq!(p["object"]["id"], meeting_id);
+        }
+        assert_eq!(
+            payloads[1]["object"]["participant"]["user_name"],
+            "Ada Lovelace"
+        );
+        assert_eq!(
+            payloads[2]["object"]["participant"]["user_name"],
+            "Grace Hopper"
+        );
+        let share_url = payloads[4]["object"]["share_url"].as_str().unwrap();
+        assert!(
+            share_url.starts_with("https://zoom.us/rec/share/"),
+            "{share_url}"
+        );
+
+        // Slack: one message per event, in order, each filled from its payload.
+        assert_eq!(hits.len(), 5, "{hits:#?}");
+        for hit in &hits {
+            assert_eq!(hit.method, Method::POST);
+            assert_eq!(hit.path, webhook_path(token));
+            assert!(hit.content_type.starts_with("application/json"));
+        }
+        for ((hit, name), payload) in hits.iter().zip(names).zip(&payloads) {
+            assert_eq!(hit.body, expected_body(name, payload), "{name}");
+        }
+        let topic = "Q3 &lt;Roadmap&gt; &amp; Hiring";
+        assert_eq!(
+            hits[1].body["text"],
+            format!(":wave: *Ada Lovelace* joined *{topic}*.")
+        );
+        assert_eq!(
+            hits[2].body["text"],
+            format!(":wave: *Grace Hopper* joined *{topic}*.")
+        );
+        assert_eq!(
+            hits[4].body["blocks"][2]["text"]["text"],
+            format!("<{share_url}|View recording>")
+        );
+        // The simulator's meeting.started has no join_url: no link block.
+        assert!(payloads[0]["object"].get("join_url").is_none());
+        assert_eq!(hits[0].body["blocks"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            delivered(&t, PLUGIN),
+            vec![("200".to_string(), "1".to_string()); 5]
+        );
+        assert_secret_never_logged(&t, PLUGIN, token);
+
+        stop.send_replace(true);
+        let ended = tokio::time::timeout(WAIT, client).await;
+        assert!(
+            matches!(ended, Ok(Ok(Ok(())))),
+            "event client stopped cleanly"
+        );
+    }
+}

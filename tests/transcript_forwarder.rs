@@ -1178,13 +1178,16 @@ kind = "rtms_stop"
         let stream = &streams[0];
         assert!(Arc::ptr_eq(stream, &report.rtms_streams[0]));
 
-        // Done once the final batch arrived and the plugin handled `meeting.rtms_stopped`
-        // (a flush event): nothing can be sent after both.
+        // Done once the final batch arrived, the session logged its summary and the
+        // plugin handled `meeting.rtms_stopped` (a flush event): nothing can be sent
+        // after all three.
+        let closed = format!("stream {} closed: ", stream.stream_id());
         let until = std::time::Instant::now() + WAIT;
         loop {
             let stats = t.host.stats(PLUGIN).await.unwrap();
             let has_final = sink.batches().iter().any(|b| b["final"] == true);
-            if has_final && stats.events_delivered >= 1 {
+            let summarized = !t.logs.lines(PLUGIN, &closed).is_empty();
+            if has_final && summarized && stats.events_delivered >= 1 {
                 assert_eq!(stats.events_delivered, 1, "{stats:?}");
                 assert_eq!(
                     (stats.events_failed, stats.media_failed, stats.crashes),
@@ -1220,10 +1223,7 @@ kind = "rtms_stop"
             PEOPLE.to_vec()
         );
         for m in &sent {
-            assert!(
-                people.contains(&(m.user_id, m.user_name.as_str())),
-                "{m:?}"
-            );
+            assert!(people.contains(&(m.user_id, m.user_name.as_str())), "{m:?}");
         }
         let speakers: std::collections::BTreeSet<&str> =
             sent.iter().map(|m| m.user_name.as_str()).collect();
@@ -1277,7 +1277,10 @@ kind = "rtms_stop"
         assert!(rtms.active().is_empty());
         stop.send_replace(true);
         let ended = tokio::time::timeout(WAIT, events).await;
-        assert!(matches!(ended, Ok(Ok(Ok(())))), "event client stopped cleanly");
+        assert!(
+            matches!(ended, Ok(Ok(Ok(())))),
+            "event client stopped cleanly"
+        );
         rtms.shutdown(Duration::from_secs(5)).await;
     }
 }

@@ -29,7 +29,10 @@ const PROBE: &str = "latency-probe";
 
 /// Runs the benchmark and prints its figures.
 pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(streams > 0 && seconds > 0, "--streams and --seconds must be positive");
+    anyhow::ensure!(
+        streams > 0 && seconds > 0,
+        "--streams and --seconds must be positive"
+    );
     check_fd_limit(streams)?;
     let cwd = std::env::current_dir().context("reading the current folder")?;
     let ws = crate::wasm_build::find_workspace(&cwd)
@@ -53,7 +56,13 @@ pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
     let frames = u32::try_from(seconds * 50).context("--seconds is too large")?;
     let exe = std::env::current_exe().context("locating the zoomhost binary")?;
     let mut child = tokio::process::Command::new(exe)
-        .args(["bench-sim", "--streams", &streams.to_string(), "--frames", &frames.to_string()])
+        .args([
+            "bench-sim",
+            "--streams",
+            &streams.to_string(),
+            "--frames",
+            &frames.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -61,7 +70,9 @@ pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
         .context("starting the simulator process")?;
     let stdout = child.stdout.take().context("simulator stdout")?;
     let mut lines = tokio::io::BufReader::new(stdout);
-    let hello = read_json_line(&mut lines).await.context("simulator start-up")?;
+    let hello = read_json_line(&mut lines)
+        .await
+        .context("simulator start-up")?;
     let signaling = hello["signaling_url"]
         .as_str()
         .context("simulator start-up line has no signaling_url")?
@@ -88,7 +99,8 @@ pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
     };
     let host = PluginHost::new(config, Some(sink))?;
     host.load_dir().await?;
-    let mut rtms_config = RtmsConfig::new(SIM_CLIENT_ID, Secret::new(SIM_CLIENT_SECRET.to_string()));
+    let mut rtms_config =
+        RtmsConfig::new(SIM_CLIENT_ID, Secret::new(SIM_CLIENT_SECRET.to_string()));
     rtms_config.media = vec![MediaKind::Audio];
     let rtms = RtmsManager::new(rtms_config, host.router().clone());
 
@@ -148,8 +160,14 @@ pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
     let s = rtms.stats();
     let dropped = sent.map(|sent| sent.saturating_sub(received));
     let rate = received as f64 / seconds as f64;
-    println!("streams            {streams} opened {} closed {} failed {}", s.opened, s.stopped, s.failed);
-    println!("wall time          {:.1} s (audio per stream {seconds} s)", wall.as_secs_f64());
+    println!(
+        "streams            {streams} opened {} closed {} failed {}",
+        s.opened, s.stopped, s.failed
+    );
+    println!(
+        "wall time          {:.1} s (audio per stream {seconds} s)",
+        wall.as_secs_f64()
+    );
     println!(
         "frames             sent {} received {received} dropped {} (host queue drops {queue_drops})",
         sent.map_or("?".into(), |n| n.to_string()),
@@ -168,7 +186,10 @@ pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
         percentile(&hist, 0.99),
         percentile(&hist, 1.0)
     );
-    println!("host peak RSS      {:.0} MiB", peak_rss_mib().unwrap_or(f64::NAN));
+    println!(
+        "host peak RSS      {:.0} MiB",
+        peak_rss_mib().unwrap_or(f64::NAN)
+    );
     println!(
         "rtms               reconnects {} duplicates {} malformed {}",
         s.reconnects, s.duplicates, s.malformed
@@ -207,7 +228,9 @@ pub async fn serve_sim(streams: usize, frames: u32) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn read_json_line<R: tokio::io::AsyncBufRead + Unpin>(lines: &mut R) -> anyhow::Result<Value> {
+async fn read_json_line<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut R,
+) -> anyhow::Result<Value> {
     use tokio::io::AsyncBufReadExt;
     let mut line = String::new();
     anyhow::ensure!(
@@ -248,7 +271,12 @@ fn cpu_seconds() -> f64 {
         return f64::NAN;
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // Linux reports in clock ticks of 100 Hz (USER_HZ) on every common platform.
     (ticks(11) + ticks(12)) / 100.0
 }

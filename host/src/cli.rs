@@ -314,7 +314,10 @@ async fn simulate(scenario_path: &Path, hold: bool) -> anyhow::Result<ExitCode> 
         ..Default::default()
     })
     .await?;
-    println!("simulated Zoom is up (RTMS signaling at {}). Point a host at it with:", rtms.signaling_url());
+    println!(
+        "simulated Zoom is up (RTMS signaling at {}). Point a host at it with:",
+        rtms.signaling_url()
+    );
     println!("  ZOOM_OAUTH_URL={}", oauth.url());
     println!("  ZOOM_WS_URL={}", sim.url());
     println!("  ZOOM_ACCOUNT_ID={SIM_ACCOUNT} ZOOM_CLIENT_ID={SIM_CLIENT_ID} ZOOM_CLIENT_SECRET={SIM_CLIENT_SECRET} ZOOM_SUBSCRIPTION_ID={SIM_SUBSCRIPTION}");

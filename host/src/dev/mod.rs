@@ -20,8 +20,8 @@ pub mod source_watch;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use session::{run as run_dev, DevOptions};
 pub use live_view::{DevMonitor, LiveView, LiveViewTask, MonitorSnapshot, ViewOptions};
+pub use session::{run as run_dev, DevOptions};
 pub use source_watch::{
     plugin_crates, BuildOutcome, PluginCrate, SourceWatchConfig, SourceWatcher,
 };

@@ -899,6 +899,8 @@ async fn throughput() {
     let runs = [
         ("fast, 1 stream", 1, 50_000, Pace::Fast),
         ("fast, 100 streams", 100, 2_000, Pace::Fast),
+        ("real time, 50 streams x 5 s", 50, 250, Pace::RealTime),
+        ("real time, 200 streams x 5 s", 200, 250, Pace::RealTime),
         ("real time, 500 streams x 10 s", 500, 500, Pace::RealTime),
     ];
     for (label, streams, frames, pace) in runs {
