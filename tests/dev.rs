@@ -320,3 +320,201 @@ async fn edited_plugin_sources_are_rebuilt_and_hot_swapped_and_a_broken_edit_kee
         "{status_plugin_line}"
     );
 }
+
+/// A short meeting for `zoomhost dev --once`: one person, a fast RTMS stream of 100
+/// frames with a transcript segment every 20, then the end.
+const DEV_SCENARIO: &str = r#"
+topic = "Dev drill"
+
+[[steps]]
+kind = "wait_connected"
+timeout_ms = 30000
+
+[[steps]]
+kind = "event"
+event = "meeting.started"
+
+[[steps]]
+kind = "event"
+event = "meeting.participant_joined"
+participant = "Ada Lovelace"
+
+[[steps]]
+kind = "rtms_start"
+participants = ["Ada Lovelace"]
+frames = 100
+pace = "fast"
+transcript_every = 20
+
+[[steps]]
+kind = "rtms_wait"
+until = "done"
+timeout_ms = 30000
+
+[[steps]]
+kind = "rtms_stop"
+
+[[steps]]
+kind = "event"
+event = "meeting.ended"
+"#;
+
+/// The row of `plugin` in the summary table `zoomhost` prints at exit, split on spaces.
+fn summary_row<'a>(table: &[&'a str], plugin: &str) -> Vec<&'a str> {
+    let row: Vec<&str> = table
+        .iter()
+        .find(|l| l.split_whitespace().next() == Some(plugin))
+        .unwrap_or_else(|| panic!("no summary row for {plugin} in {table:#?}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row.len(), 11, "{row:?}");
+    row
+}
+
+#[test]
+fn zoomhost_dev_once_plays_a_meeting_through_the_simulator_into_the_example_plugins() {
+    // Build the example plugins first (as the other tests do), so the deadline below is
+    // about the dev session; `zoomhost dev` then finds them up to date in target/wasm.
+    support::built();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("dev-drill.toml");
+    std::fs::write(&scenario, DEV_SCENARIO).unwrap();
+    let output = dir.path().join("output.txt");
+    let out = std::fs::File::create(&output).unwrap();
+    let started = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zoomhost"))
+        .arg("dev")
+        .arg("--once")
+        .arg("--scenario")
+        .arg(&scenario)
+        .current_dir(workspace())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("running zoomhost dev");
+    let deadline = started + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "zoomhost dev --once still running after 120 s:\n{}",
+                std::fs::read_to_string(&output).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&output).unwrap();
+    eprintln!(
+        "--- zoomhost dev ({:.1} s) ---\n{text}--- end ---",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(status.success(), "exit status {status}:\n{text}");
+
+    // The three example plugins were built (or found up to date) and loaded.
+    for plugin in ["event-logger", "slack-notifier", "transcript-forwarder"] {
+        assert!(
+            text.contains(&format!("plugin loaded {plugin} ")),
+            "{plugin} not loaded:\n{text}"
+        );
+    }
+    // The RTMS stream opened to the plugins that want its media, and ended.
+    let opened: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("stream opened "))
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    let to = opened[0].split_once(" -> ").map_or("", |(_, to)| to);
+    assert!(
+        to.contains("event-logger") && to.contains("transcript-forwarder"),
+        "{}",
+        opened[0]
+    );
+    assert!(text.contains("stream closed "), "{text}");
+    assert!(
+        text.contains("scenario done: 5 events sent, 0 faults"),
+        "{text}"
+    );
+
+    // slack-notifier posted each of its events to the local sink.
+    for message in [
+        "sink <- slack: :large_green_circle: *Dev drill* has started.",
+        "sink <- slack: :wave: *Ada Lovelace* joined *Dev drill*.",
+        "sink <- slack: :red_circle: *Dev drill* has ended.",
+    ] {
+        assert_eq!(
+            text.matches(message).count(),
+            1,
+            "{message:?} once in:\n{text}"
+        );
+    }
+    // transcript-forwarder forwarded every segment: 100 frames, one every 20.
+    let transcript: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("sink <- transcript: "))
+        .collect();
+    assert_eq!(transcript.len(), 5, "{transcript:#?}");
+    assert!(
+        transcript
+            .iter()
+            .all(|l| l.contains("sink <- transcript: Ada Lovelace: ")),
+        "{transcript:#?}"
+    );
+
+    // Nothing failed or was refused ("rejected=0" is the forwarder's closing count).
+    assert!(!text.contains("FAILED"), "{text}");
+    assert!(
+        !text.replace("rejected=0", "").contains("rejected"),
+        "{text}"
+    );
+
+    // The summary table at exit: every event each plugin subscribes to, no failure.
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines
+        .iter()
+        .rposition(|l| l.starts_with("plugin ") && l.contains("delivered"))
+        .unwrap_or_else(|| panic!("no summary table:\n{text}"));
+    assert_eq!(
+        lines[header].split_whitespace().collect::<Vec<_>>(),
+        [
+            "plugin",
+            "delivered",
+            "failed",
+            "dropped",
+            "media",
+            "mfailed",
+            "adropped",
+            "denied",
+            "crashes",
+            "quar.",
+            "time",
+            "ms"
+        ]
+    );
+    let table = &lines[header + 1..];
+    for (plugin, events) in [
+        ("event-logger", "5"),
+        ("slack-notifier", "3"),
+        ("transcript-forwarder", "2"),
+    ] {
+        let row = summary_row(table, plugin);
+        assert_eq!(row[1], events, "{plugin} events delivered: {row:?}");
+        // failed, dropped, mfailed, adropped, denied, crashes; not quarantined.
+        for column in [2, 3, 5, 6, 7, 8] {
+            assert_eq!(row[column], "0", "{plugin} column {column}: {row:?}");
+        }
+        assert_eq!(row[9], "no", "{row:?}");
+    }
+    // Media reached the two media plugins: the forwarder got at least the open, the
+    // five segments and the close.
+    let media = |plugin| summary_row(table, plugin)[4].parse::<u64>().unwrap();
+    assert!(media("event-logger") >= 100 + 5 + 2);
+    assert!(media("transcript-forwarder") >= 5 + 2);
+    assert_eq!(media("slack-notifier"), 0);
+}
