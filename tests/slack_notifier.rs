@@ -776,16 +776,8 @@ async fn an_ungranted_webhook_is_denied_once_and_a_bad_url_fails_init_without_sh
 /// simulator over loopback sockets.
 mod through_the_simulator {
     use super::*;
-    use zoomhost::config::Secret;
-    use zoomhost::sim::events::{EventSim, EventSimConfig, Scenario};
-    use zoomhost::sim::oauth::{OAuthSim, OAuthSimConfig};
-    use zoomhost::zoom::events::{self as zoom_events, EventStreamConfig};
-    use zoomhost::zoom::oauth::{Grant, OAuthConfig, TokenManager};
-
-    const CLIENT_ID: &str = "slack-sim-client";
-    const CLIENT_SECRET: &str = "slack-sim-secret-3e8d";
-    const ACCOUNT_ID: &str = "slack-sim-account";
-    const SUBSCRIPTION: &str = "slack-sim-sub";
+    use zoomhost::sim::events::Scenario;
+    use zoomhost::sim::LocalZoom;
     /// Characters Slack mrkdwn must see escaped, all the way from the simulator.
     const TOPIC: &str = "Q3 <Roadmap> & Hiring";
 
@@ -898,43 +890,13 @@ event = "recording.completed"
         }));
 
         // The simulated Zoom and the host's event client, signed in through OAuth.
-        let oauth = OAuthSim::start(OAuthSimConfig {
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            account_id: ACCOUNT_ID.into(),
-            expires_in: 3600,
-        })
-        .await
-        .unwrap();
-        let sim = EventSim::start(
-            EventSimConfig {
-                subscription_id: Some(SUBSCRIPTION.into()),
-                ..EventSimConfig::default()
-            },
-            Arc::new(oauth.clone()),
-        )
-        .await
-        .unwrap();
-        let tokens = TokenManager::new(OAuthConfig::new(
-            oauth.url(),
-            CLIENT_ID,
-            Secret::new(CLIENT_SECRET),
-            Grant::AccountCredentials {
-                account_id: ACCOUNT_ID.into(),
-            },
-        ))
-        .unwrap();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let client = tokio::spawn(zoom_events::run(
-            EventStreamConfig::new(sim.url(), SUBSCRIPTION),
-            Arc::new(tokens),
-            t.host.router().clone(),
-            stopped,
-        ));
+        let zoom = LocalZoom::start().await.unwrap();
+        let sim = &zoom.events;
+        let (stop, client) = zoom.connect_events(t.host.router().clone()).unwrap();
 
         let report = Scenario::parse(SCENARIO)
             .unwrap()
-            .run(&sim)
+            .run(sim)
             .await
             .expect("the scenario plays");
         assert!(report.missed.is_empty(), "{report:?}");

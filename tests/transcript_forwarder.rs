@@ -1024,18 +1024,10 @@ async fn failing_speech_to_text_is_retried_within_its_memory_bound_and_keeps_the
 /// and the RTMS client, against the simulator over loopback sockets.
 mod through_the_simulator {
     use super::*;
-    use zoomhost::config::Secret;
-    use zoomhost::sim::events::{EventSim, EventSimConfig, Scenario};
-    use zoomhost::sim::oauth::{OAuthSim, OAuthSimConfig};
-    use zoomhost::sim::rtms::{RtmsSim, RtmsSimConfig, SentMedia};
-    use zoomhost::zoom::events::{self as zoom_events, EventStreamConfig};
-    use zoomhost::zoom::oauth::{Grant, OAuthConfig, TokenManager};
-    use zoomhost::zoom::rtms::{RtmsConfig, RtmsManager};
-
-    const CLIENT_ID: &str = "forwarder-sim-client";
-    const CLIENT_SECRET: &str = "forwarder-sim-secret-71c2";
-    const ACCOUNT_ID: &str = "forwarder-sim-account";
-    const SUBSCRIPTION: &str = "forwarder-sim-sub";
+    use zoomhost::sim::events::Scenario;
+    use zoomhost::sim::rtms::SentMedia;
+    use zoomhost::sim::LocalZoom;
+    use zoomhost::zoom::rtms::RtmsManager;
     const BATCH_MAX: usize = 4;
     const FRAMES: u64 = 300;
     const TRANSCRIPT_EVERY: u64 = 20;
@@ -1108,60 +1100,22 @@ kind = "rtms_stop"
         ))
         .await;
 
-        // The simulated Zoom: OAuth, the event WebSocket and RTMS.
-        let oauth = OAuthSim::start(OAuthSimConfig {
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            account_id: ACCOUNT_ID.into(),
-            expires_in: 3600,
-        })
-        .await
-        .unwrap();
-        let event_sim = EventSim::start(
-            EventSimConfig {
-                subscription_id: Some(SUBSCRIPTION.into()),
-                ..EventSimConfig::default()
-            },
-            Arc::new(oauth.clone()),
-        )
-        .await
-        .unwrap();
-        let rtms_sim = RtmsSim::start(RtmsSimConfig {
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.into(),
-            ..RtmsSimConfig::default()
-        })
-        .await
-        .unwrap();
-
-        // The host's clients: RTMS streams open on `meeting.rtms_started` from the
-        // event WebSocket.
+        // The simulated Zoom (OAuth, the event WebSocket, RTMS) and the host's clients:
+        // RTMS streams open on `meeting.rtms_started` from the event WebSocket.
+        let zoom = LocalZoom::start().await.unwrap();
+        let (event_sim, rtms_sim) = (&zoom.events, &zoom.rtms);
         let router = t.host.router().clone();
-        let rtms = RtmsManager::new(
-            RtmsConfig::new(CLIENT_ID, Secret::new(CLIENT_SECRET)),
-            router.clone(),
-        );
+        let rtms_config = zoom
+            .zoom_config(vec![MediaKind::Audio, MediaKind::Transcript])
+            .rtms
+            .unwrap();
+        let rtms = RtmsManager::new(rtms_config, router.clone());
         rtms.observe_router();
-        let tokens = TokenManager::new(OAuthConfig::new(
-            oauth.url(),
-            CLIENT_ID,
-            Secret::new(CLIENT_SECRET),
-            Grant::AccountCredentials {
-                account_id: ACCOUNT_ID.into(),
-            },
-        ))
-        .unwrap();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let events = tokio::spawn(zoom_events::run(
-            EventStreamConfig::new(event_sim.url(), SUBSCRIPTION),
-            Arc::new(tokens),
-            router,
-            stopped,
-        ));
+        let (stop, events) = zoom.connect_events(router).unwrap();
 
         let report = Scenario::parse(&scenario())
             .unwrap()
-            .run_with(&event_sim, Some(&rtms_sim))
+            .run_with(event_sim, Some(rtms_sim))
             .await
             .expect("the scenario plays");
         let names: Vec<&str> = report.sent.iter().map(|e| e.name.as_str()).collect();

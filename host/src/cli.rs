@@ -282,51 +282,23 @@ async fn start_sources(
     Ok(())
 }
 
-/// The settings `zoomhost simulate` uses for its OAuth endpoint (simulator-only values,
-/// not secrets of any real account).
-const SIM_ACCOUNT: &str = "sim-account";
-const SIM_CLIENT_ID: &str = "sim-client-id";
-const SIM_CLIENT_SECRET: &str = "sim-client-secret";
-const SIM_SUBSCRIPTION: &str = "sim-subscription";
-
 async fn simulate(scenario_path: &Path, hold: bool) -> anyhow::Result<ExitCode> {
-    use crate::sim::events::{EventSim, EventSimConfig, Scenario};
-    use crate::sim::oauth::{OAuthSim, OAuthSimConfig};
-    let scenario = Scenario::load(scenario_path)?;
-    let oauth = OAuthSim::start(OAuthSimConfig {
-        client_id: SIM_CLIENT_ID.into(),
-        client_secret: SIM_CLIENT_SECRET.into(),
-        account_id: SIM_ACCOUNT.into(),
-        expires_in: 3600,
-    })
-    .await?;
-    let sim = EventSim::start(
-        EventSimConfig {
-            subscription_id: Some(SIM_SUBSCRIPTION.into()),
-            ..EventSimConfig::default()
-        },
-        Arc::new(oauth.clone()),
-    )
-    .await?;
-    let rtms = crate::sim::rtms::RtmsSim::start(crate::sim::rtms::RtmsSimConfig {
-        client_id: SIM_CLIENT_ID.into(),
-        client_secret: SIM_CLIENT_SECRET.into(),
-        ..Default::default()
-    })
-    .await?;
+    let scenario = crate::sim::events::Scenario::load(scenario_path)?;
+    let zoom = crate::sim::LocalZoom::start().await?;
+    let sim = &zoom.events;
     println!(
         "simulated Zoom is up (RTMS signaling at {}). Point a host at it with:",
-        rtms.signaling_url()
+        zoom.rtms.signaling_url()
     );
-    println!("  ZOOM_OAUTH_URL={}", oauth.url());
-    println!("  ZOOM_WS_URL={}", sim.url());
-    println!("  ZOOM_ACCOUNT_ID={SIM_ACCOUNT} ZOOM_CLIENT_ID={SIM_CLIENT_ID} ZOOM_CLIENT_SECRET={SIM_CLIENT_SECRET} ZOOM_SUBSCRIPTION_ID={SIM_SUBSCRIPTION}");
+    for (var, value) in zoom.env() {
+        println!("  export {var}={value}");
+    }
     println!("waiting for a client to connect (Ctrl-C to stop)...");
     tokio::select! {
         _ = shutdown_signal() => return Ok(ExitCode::SUCCESS),
         _ = async { while !sim.wait_connected(Duration::from_secs(3600)).await {} } => {}
     }
-    let report = scenario.run_with(&sim, Some(&rtms)).await?;
+    let report = scenario.run_with(sim, Some(&zoom.rtms)).await?;
     println!(
         "scenario {}: {} events sent while connected, {} missed (no client), {} faults",
         scenario_path.display(),

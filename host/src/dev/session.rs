@@ -16,21 +16,12 @@ use anyhow::Context as _;
 use serde_json::Value;
 
 use super::{DevMonitor, LiveView, SourceWatchConfig, SourceWatcher, ViewOptions};
-use crate::config::{HostConfig, Secret, ZoomConfig, ZoomWebsocketConfig};
+use crate::config::HostConfig;
 use crate::plugins::{reload, PluginHost};
-use crate::sim::events::{EventSim, EventSimConfig, Scenario};
-use crate::sim::oauth::{OAuthSim, OAuthSimConfig};
-use crate::sim::rtms::{RtmsSim, RtmsSimConfig};
+use crate::sim::events::Scenario;
+use crate::sim::LocalZoom;
 use crate::types::{Event, MediaKind};
-use crate::zoom::oauth::{Grant, OAuthConfig, TokenManager};
-use crate::zoom::rtms::{RtmsConfig, RtmsManager, RtmsNotice};
-use crate::zoom::{events, TokenSource};
-
-/// Simulator credentials (not secrets of any real account).
-const SIM_ACCOUNT: &str = "sim-account";
-const SIM_CLIENT_ID: &str = "sim-client-id";
-const SIM_CLIENT_SECRET: &str = "sim-client-secret";
-const SIM_SUBSCRIPTION: &str = "sim-subscription";
+use crate::zoom::rtms::{RtmsManager, RtmsNotice};
 
 /// Options of `zoomhost dev`.
 #[derive(Debug, Clone, Default)]
@@ -67,27 +58,8 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let scenario = Scenario::load(&scenario_path)?;
 
     // The simulated Zoom.
-    let oauth = OAuthSim::start(OAuthSimConfig {
-        client_id: SIM_CLIENT_ID.into(),
-        client_secret: SIM_CLIENT_SECRET.into(),
-        account_id: SIM_ACCOUNT.into(),
-        expires_in: 3600,
-    })
-    .await?;
-    let event_sim = EventSim::start(
-        EventSimConfig {
-            subscription_id: Some(SIM_SUBSCRIPTION.into()),
-            ..EventSimConfig::default()
-        },
-        Arc::new(oauth.clone()),
-    )
-    .await?;
-    let rtms_sim = RtmsSim::start(RtmsSimConfig {
-        client_id: SIM_CLIENT_ID.into(),
-        client_secret: SIM_CLIENT_SECRET.into(),
-        ..RtmsSimConfig::default()
-    })
-    .await?;
+    let zoom = LocalZoom::start().await?;
+    let (oauth, event_sim, rtms_sim) = (&zoom.oauth, &zoom.events, &zoom.rtms);
     let monitor = DevMonitor::new();
     let sink = start_sink(monitor.clone()).await?;
 
@@ -103,27 +75,16 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     };
     let mut config = HostConfig::load(&config_path)?;
     config.plugins_dir = plugins_dir.clone();
-    let mut rtms_config =
-        RtmsConfig::new(SIM_CLIENT_ID, Secret::new(SIM_CLIENT_SECRET.to_string()));
-    rtms_config.media = vec![MediaKind::Audio, MediaKind::Transcript, MediaKind::Chat];
-    config.zoom = Some(ZoomConfig {
-        oauth: Some(OAuthConfig::new(
-            oauth.url(),
-            SIM_CLIENT_ID,
-            Secret::new(SIM_CLIENT_SECRET.to_string()),
-            Grant::AccountCredentials {
-                account_id: SIM_ACCOUNT.into(),
-            },
-        )),
-        websocket: Some(ZoomWebsocketConfig {
-            url: event_sim.url(),
-            subscription_id: SIM_SUBSCRIPTION.into(),
-            heartbeat: Duration::from_secs(30),
-            silence_timeout: Duration::from_secs(45),
-        }),
-        webhook: None,
-        rtms: Some(rtms_config.clone()),
-    });
+    config.zoom = Some(zoom.zoom_config(vec![
+        MediaKind::Audio,
+        MediaKind::Transcript,
+        MediaKind::Chat,
+    ]));
+    let rtms_config = config
+        .zoom
+        .as_ref()
+        .and_then(|z| z.rtms.clone())
+        .context("dev RTMS settings")?;
     let host = PluginHost::new(config.clone(), None)?;
 
     let (dev_tx, dev_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -152,21 +113,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     rtms.observe_router();
     let notices = tokio::spawn(forward_notices(rtms.clone(), monitor.clone()));
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let tokens: Arc<dyn TokenSource> = Arc::new(TokenManager::new(
-        config
-            .zoom
-            .as_ref()
-            .and_then(|z| z.oauth.clone())
-            .context("dev OAuth settings")?,
-    )?);
-    let ws_config = events::EventStreamConfig::new(event_sim.url(), SIM_SUBSCRIPTION);
-    let source = tokio::spawn(events::run(
-        ws_config,
-        tokens,
-        host.router().clone(),
-        stopped,
-    ));
+    let (stop, source) = zoom.connect_events(host.router().clone())?;
 
     let pause = options.pause.unwrap_or(Duration::from_secs(5));
     let play = async {
@@ -176,7 +123,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
                 "playing {} (round {round})",
                 scenario_path.display()
             ));
-            match scenario.run_with(&event_sim, Some(&rtms_sim)).await {
+            match scenario.run_with(event_sim, Some(rtms_sim)).await {
                 Ok(report) => monitor.note(format!(
                     "scenario done: {} events sent, {} faults",
                     report.sent.len(),

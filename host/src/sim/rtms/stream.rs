@@ -29,6 +29,8 @@ use super::{
 const MAX_BATCH: usize = 64;
 /// Frames per active-speaker turn when there are no transcripts.
 const DEFAULT_SPEAKER_TICKS: u32 = 100;
+/// The origin of the real-time frame grid shared by every stream.
+static CLOCK_GRID: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 /// How long the stop sequence waits for a socket to finish closing.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
@@ -891,11 +893,11 @@ impl SimStream {
         if !core.playing(tl) {
             return Plan::Idle;
         }
-        let owned: Vec<MediaKind> = MediaKind::ALL
-            .into_iter()
-            .filter(|k| core.owners[k.index()] == Some(id) && core.wanted[k.index()])
-            .collect();
-        if owned.is_empty() {
+        let mut owned = [false; 5];
+        for k in MediaKind::ALL {
+            owned[k.index()] = core.owners[k.index()] == Some(id) && core.wanted[k.index()];
+        }
+        if !owned.contains(&true) {
             return Plan::Idle;
         }
         if let Some(queue) = core.resend.get_mut(&id) {
@@ -914,9 +916,9 @@ impl SimStream {
         let mut cursors = core.cursors;
         while buf.len() < MAX_BATCH {
             let mut next: Option<(u32, MediaKind)> = None;
-            for &kind in &owned {
+            for kind in MediaKind::ALL {
                 let k = kind.index();
-                if cursors[k] < tl.count(kind, sources) {
+                if owned[k] && cursors[k] < tl.count(kind, sources) {
                     let tick = tl.tick_of(kind, cursors[k], sources);
                     if next.is_none_or(|(t, _)| tick < t) {
                         next = Some((tick, kind));
@@ -1255,10 +1257,16 @@ impl Core {
                 }
             }
             Pace::RealTime => {
+                // Frames of every stream fall due on one shared grid, so the timer
+                // wakes many sockets per turn instead of one at a time.
+                let base = *CLOCK_GRID.get_or_init(Instant::now);
+                let frame = self.frame_ms.max(1);
+                let since = now.saturating_duration_since(base).as_millis() as u64;
+                let at = base + Duration::from_millis(since.div_ceil(frame) * frame);
                 let segment = Segment {
                     from: self.high_tick,
-                    wall_ms: wire::now_ms(),
-                    at: now,
+                    wall_ms: wire::now_ms() + at.saturating_duration_since(now).as_millis() as u64,
+                    at,
                 };
                 // Nothing was sent since the last restart: its timestamps were unused.
                 if self.segments.last().is_some_and(|s| s.from == segment.from) {
