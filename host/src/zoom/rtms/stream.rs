@@ -51,6 +51,9 @@ const DRAIN_QUIET: Duration = Duration::from_millis(150);
 /// ...or at most this long.
 const DRAIN_MAX: Duration = Duration::from_secs(2);
 
+/// How long a closing media socket is read for what the server sent before its close.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 /// How long signaling is still read after the server closed a media socket.
 const SIGNALING_GRACE: Duration = Duration::from_secs(1);
 
@@ -196,6 +199,7 @@ async fn session(
         return (End::Stopped(stop_text(ctx.stop_cause())), false);
     }
     let signature = ctx.signature();
+    let binary = ctx.config.binary_frames;
     // Signaling handshake.
     let (mut sig, url) = match connect_any(&ctx.start.server_urls, ctx.config.connect_timeout).await
     {
@@ -208,10 +212,11 @@ async fn session(
         &ctx.start.stream_id,
         &signature,
     );
-    if let Err(e) = send(&mut sig, &hello, ctx.config.binary_frames).await {
+    if let Err(e) = send(&mut sig, &hello, binary).await {
         return (End::Lost(format!("signaling {url}: {e}")), false);
     }
-    let reply = match await_reply(&mut sig, msg::SIGNALING_HAND_SHAKE_RESP, ctx).await {
+    let limit = ctx.config.connect_timeout;
+    let reply = match await_reply(&mut sig, msg::SIGNALING_HAND_SHAKE_RESP, limit, binary).await {
         Ok(r) => r,
         Err(End::Fatal(e)) => {
             close(&mut sig).await;
@@ -238,9 +243,15 @@ async fn session(
     };
 
     // Media handshakes, all at once.
+    let shake = Handshake {
+        config: &ctx.config,
+        meeting_uuid: &ctx.start.meeting_uuid,
+        stream_id: &ctx.start.stream_id,
+        signature: &signature,
+    };
     let handshakes = plan
         .iter()
-        .map(|(kinds, url)| media_handshake(ctx, kinds, url, &signature));
+        .map(|(kinds, url)| media_handshake(&shake, kinds, url));
     let results = futures_util::future::join_all(handshakes).await;
     let mut sockets = Vec::new();
     let mut format: Option<AudioFormat> = None;
@@ -394,9 +405,10 @@ struct Reply {
     media_params: Option<Value>,
 }
 
-/// Reads until the message `want` arrives, answering keep-alives meanwhile.
-async fn await_reply(ws: &mut Ws, want: u32, ctx: &StreamCtx) -> Result<Reply, End> {
-    let deadline = Instant::now() + ctx.config.connect_timeout;
+/// Reads until the message `want` arrives (within `limit`), answering keep-alives
+/// meanwhile.
+async fn await_reply(ws: &mut Ws, want: u32, limit: Duration, binary: bool) -> Result<Reply, End> {
+    let deadline = Instant::now() + limit;
     loop {
         let next = tokio::time::timeout_at(deadline, ws.next()).await;
         let message = match next {
@@ -405,26 +417,20 @@ async fn await_reply(ws: &mut Ws, want: u32, ctx: &StreamCtx) -> Result<Reply, E
             Ok(Some(Err(e))) => return Err(End::Lost(format!("during the handshake: {e}"))),
             Ok(Some(Ok(m))) => m,
         };
-        let bytes = match &message {
-            Message::Text(t) => t.as_bytes(),
-            Message::Binary(b) => &b[..],
-            Message::Close(frame) => {
+        let bytes = match frame(&message) {
+            Frame::Data(bytes) => bytes,
+            Frame::Close(f) => {
                 return Err(End::Fatal(format!(
                     "the server closed the socket during the handshake{}",
-                    close_text(frame.as_ref())
+                    close_text(f)
                 )))
             }
-            _ => continue,
+            Frame::Other => continue,
         };
-        let incoming = match protocol::parse(bytes) {
-            Ok(m) => m,
-            Err(e) => return Err(End::Fatal(e)),
-        };
+        let incoming = protocol::parse(bytes).map_err(End::Fatal)?;
         if incoming.msg_type == msg::KEEP_ALIVE_REQ {
             let reply = protocol::keep_alive_response(&incoming);
-            send(ws, &reply, ctx.config.binary_frames)
-                .await
-                .map_err(End::Lost)?;
+            send(ws, &reply, binary).await.map_err(End::Lost)?;
             continue;
         }
         if incoming.msg_type == want {
@@ -439,6 +445,25 @@ async fn await_reply(ws: &mut Ws, want: u32, ctx: &StreamCtx) -> Result<Reply, E
             msg_type = incoming.msg_type,
             "RTMS message before the handshake reply; ignored"
         );
+    }
+}
+
+/// What a WebSocket message carries for the RTMS client.
+enum Frame<'a> {
+    /// JSON, from a text or a binary frame.
+    Data(&'a [u8]),
+    /// The peer's close frame.
+    Close(Option<&'a CloseFrame>),
+    /// Ping, pong, raw frames.
+    Other,
+}
+
+fn frame(message: &Message) -> Frame<'_> {
+    match message {
+        Message::Text(t) => Frame::Data(t.as_bytes()),
+        Message::Binary(b) => Frame::Data(&b[..]),
+        Message::Close(f) => Frame::Close(f.as_ref()),
+        _ => Frame::Other,
     }
 }
 
@@ -495,15 +520,23 @@ fn plan_media(
     }
 }
 
-/// Connects a media socket and runs its handshake; returns the socket and the audio
-/// format the server confirmed.
+/// Who is shaking hands: what every media handshake of a stream needs.
+struct Handshake<'a> {
+    config: &'a RtmsConfig,
+    meeting_uuid: &'a str,
+    stream_id: &'a str,
+    signature: &'a str,
+}
+
+/// Connects a media socket for `kinds` and runs its handshake; returns the socket and the
+/// audio format the server confirmed.
 async fn media_handshake(
-    ctx: &StreamCtx,
+    h: &Handshake<'_>,
     kinds: &[MediaKind],
     url: &str,
-    signature: &str,
 ) -> Result<(Ws, AudioFormat), End> {
-    let mut ws = connect(url, ctx.config.connect_timeout)
+    let config = h.config;
+    let mut ws = connect(url, config.connect_timeout)
         .await
         .map_err(End::Lost)?;
     let media_type = kinds
@@ -512,20 +545,23 @@ async fn media_handshake(
         .fold(0, |a, b| a | b);
     let request = protocol::data_handshake(
         next_sequence(),
-        &ctx.start.meeting_uuid,
-        &ctx.start.stream_id,
-        signature,
+        h.meeting_uuid,
+        h.stream_id,
+        h.signature,
         media_type,
-        protocol::media_params(
-            kinds,
-            &ctx.config.audio,
-            ctx.config.transcript_language.as_deref(),
-        ),
+        protocol::media_params(kinds, &config.audio, config.transcript_language.as_deref()),
     );
-    send(&mut ws, &request, ctx.config.binary_frames)
+    send(&mut ws, &request, config.binary_frames)
         .await
         .map_err(|e| End::Lost(format!("media {url}: {e}")))?;
-    let reply = match await_reply(&mut ws, msg::DATA_HAND_SHAKE_RESP, ctx).await {
+    let reply = match await_reply(
+        &mut ws,
+        msg::DATA_HAND_SHAKE_RESP,
+        config.connect_timeout,
+        config.binary_frames,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(End::Fatal(e)) => {
             close(&mut ws).await;
@@ -537,18 +573,23 @@ async fn media_handshake(
         close(&mut ws).await;
         return Err(End::Fatal(format!(
             "media handshake ({}) refused: {}",
-            kinds
-                .iter()
-                .map(|k| protocol::url_key(*k))
-                .collect::<Vec<_>>()
-                .join("+"),
+            kinds_label(kinds),
             protocol::describe_status(code, reply.reason.as_deref())
         )));
     }
     Ok((
         ws,
-        protocol::confirmed_audio(reply.media_params.as_ref(), &ctx.config.audio),
+        protocol::confirmed_audio(reply.media_params.as_ref(), &config.audio),
     ))
+}
+
+/// `audio+transcript`.
+fn kinds_label(kinds: &[MediaKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| protocol::url_key(*k))
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 /// Reads the signaling socket until the stream stops or the socket is lost.
@@ -565,16 +606,12 @@ async fn signaling_loop(sig: &mut Ws, stream: &MediaStream, ctx: &StreamCtx) -> 
             Ok(Some(Err(e))) => return End::Lost(format!("signaling: {e}")),
             Ok(Some(Ok(m))) => m,
         };
-        let bytes = match &message {
-            Message::Text(t) => t.as_bytes(),
-            Message::Binary(b) => &b[..],
-            Message::Close(frame) => {
-                return End::Stopped(format!(
-                    "the server closed signaling{}",
-                    close_text(frame.as_ref())
-                ))
+        let bytes = match frame(&message) {
+            Frame::Data(bytes) => bytes,
+            Frame::Close(f) => {
+                return End::Stopped(format!("the server closed signaling{}", close_text(f)))
             }
-            _ => continue,
+            Frame::Other => continue,
         };
         let incoming = match protocol::parse(bytes) {
             Ok(m) => m,
@@ -689,11 +726,7 @@ struct MediaSocket {
 
 impl MediaSocket {
     fn label(&self) -> String {
-        self.kinds
-            .iter()
-            .map(|k| protocol::url_key(*k))
-            .collect::<Vec<_>>()
-            .join("+")
+        kinds_label(&self.kinds)
     }
 
     async fn run(
@@ -707,7 +740,7 @@ impl MediaSocket {
                 end = self.read(&mut ws) => end,
                 order = ordered(&mut close_rx) => {
                     match order {
-                        Order::Drain => self.drain(&mut ws).await,
+                        Order::Drain => self.deliver_rest(&mut ws, DRAIN_QUIET, DRAIN_MAX).await,
                         _ => self.close_and_drain(&mut ws).await,
                     }
                     return;
@@ -767,75 +800,15 @@ impl MediaSocket {
     }
 
     async fn handshake(&self) -> Result<Ws, End> {
-        let mut ws = connect(&self.url, self.config.connect_timeout)
+        let shake = Handshake {
+            config: &self.config,
+            meeting_uuid: &self.meeting_uuid,
+            stream_id: &self.stream_id,
+            signature: &self.signature,
+        };
+        media_handshake(&shake, &self.kinds, &self.url)
             .await
-            .map_err(End::Lost)?;
-        let media_type = self
-            .kinds
-            .iter()
-            .map(|k| protocol::media_bit(*k))
-            .fold(0, |a, b| a | b);
-        let request = protocol::data_handshake(
-            next_sequence(),
-            &self.meeting_uuid,
-            &self.stream_id,
-            &self.signature,
-            media_type,
-            protocol::media_params(
-                &self.kinds,
-                &self.config.audio,
-                self.config.transcript_language.as_deref(),
-            ),
-        );
-        send(&mut ws, &request, self.config.binary_frames)
-            .await
-            .map_err(End::Lost)?;
-        let deadline = Instant::now() + self.config.connect_timeout;
-        loop {
-            let message = match tokio::time::timeout_at(deadline, ws.next()).await {
-                Err(_) => return Err(End::Lost("no media handshake reply in time".into())),
-                Ok(None) => {
-                    return Err(End::Lost(
-                        "media connection closed during the handshake".into(),
-                    ))
-                }
-                Ok(Some(Err(e))) => return Err(End::Lost(e.to_string())),
-                Ok(Some(Ok(m))) => m,
-            };
-            let bytes = match &message {
-                Message::Text(t) => t.as_bytes(),
-                Message::Binary(b) => &b[..],
-                Message::Close(frame) => {
-                    return Err(End::Fatal(format!(
-                        "media server closed the socket during the handshake{}",
-                        close_text(frame.as_ref())
-                    )))
-                }
-                _ => continue,
-            };
-            let incoming = protocol::parse(bytes).map_err(End::Fatal)?;
-            match incoming.msg_type {
-                msg::KEEP_ALIVE_REQ => {
-                    let reply = protocol::keep_alive_response(&incoming);
-                    send(&mut ws, &reply, self.config.binary_frames)
-                        .await
-                        .map_err(End::Lost)?;
-                }
-                msg::DATA_HAND_SHAKE_RESP => {
-                    if let Some(code) = incoming.status_code.filter(|c| *c != 0) {
-                        let reason = incoming.reason.as_ref().map(value_text);
-                        close(&mut ws).await;
-                        return Err(End::Fatal(format!(
-                            "media re-handshake ({}) refused: {}",
-                            self.label(),
-                            protocol::describe_status(code, reason.as_deref())
-                        )));
-                    }
-                    return Ok(ws);
-                }
-                _ => {}
-            }
-        }
+            .map(|(ws, _)| ws)
     }
 
     /// Sends close 1000, then keeps delivering what the server sent before it saw the
@@ -845,42 +818,25 @@ impl MediaSocket {
             code: CloseCode::Normal,
             reason: "".into(),
         };
-        if ws.close(Some(frame)).await.is_err() {
-            return;
+        if ws.close(Some(frame)).await.is_ok() {
+            self.deliver_rest(ws, CLOSE_WAIT, CLOSE_WAIT).await;
         }
-        let drain = async {
-            while let Some(Ok(message)) = ws.next().await {
-                let bytes = match &message {
-                    Message::Text(t) => t.as_bytes(),
-                    Message::Binary(b) => &b[..],
-                    Message::Close(_) => return,
-                    _ => continue,
-                };
-                if let Ok(incoming) = protocol::parse(bytes) {
-                    if incoming.msg_type != msg::KEEP_ALIVE_REQ {
-                        self.on_data(incoming);
-                    }
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
     }
 
-    /// Delivers what the socket holds until it has been quiet for a moment (bounded),
-    /// then returns; the caller drops the socket without a close frame.
-    async fn drain(&self, ws: &mut Ws) {
-        let until = Instant::now() + DRAIN_MAX;
+    /// Delivers what the socket holds until it has been quiet for `quiet`, closes, or
+    /// `max` passes; media keeps flowing to the plugins, keep-alives are not answered.
+    async fn deliver_rest(&self, ws: &mut Ws, quiet: Duration, max: Duration) {
+        let until = Instant::now() + max;
         while let Ok(Some(Ok(message))) = tokio::time::timeout(
-            DRAIN_QUIET.min(until.saturating_duration_since(Instant::now())),
+            quiet.min(until.saturating_duration_since(Instant::now())),
             ws.next(),
         )
         .await
         {
-            let bytes = match &message {
-                Message::Text(t) => t.as_bytes(),
-                Message::Binary(b) => &b[..],
-                Message::Close(_) => return,
-                _ => continue,
+            let bytes = match frame(&message) {
+                Frame::Data(bytes) => bytes,
+                Frame::Close(_) => return,
+                Frame::Other => continue,
             };
             if let Ok(incoming) = protocol::parse(bytes) {
                 if incoming.msg_type != msg::KEEP_ALIVE_REQ {
@@ -899,17 +855,16 @@ impl MediaSocket {
                 Ok(Some(Err(e))) => return End::Lost(e.to_string()),
                 Ok(Some(Ok(m))) => m,
             };
-            let bytes = match &message {
-                Message::Text(t) => t.as_bytes(),
-                Message::Binary(b) => &b[..],
-                Message::Close(frame) => {
+            let bytes = match frame(&message) {
+                Frame::Data(bytes) => bytes,
+                Frame::Close(f) => {
                     return End::Stopped(format!(
                         "the server closed the {} media socket{}",
                         self.label(),
-                        close_text(frame.as_ref())
+                        close_text(f)
                     ))
                 }
-                _ => continue,
+                Frame::Other => continue,
             };
             let incoming = match protocol::parse(bytes) {
                 Ok(m) => m,
