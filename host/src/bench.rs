@@ -130,6 +130,10 @@ pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
     let cpu = cpu_seconds() - cpu0;
     let bye = read_json_line(&mut lines).await.unwrap_or(Value::Null);
     let sent = bye["sent"].as_u64();
+    // Read before reaping: a finished child's counters stay readable until then.
+    let sim_cpu = child
+        .id()
+        .map_or(f64::NAN, |pid| cpu_seconds_of(&format!("/proc/{pid}/stat")));
     let _ = child.wait().await;
     let infos = host.shutdown(Duration::from_secs(10)).await;
 
@@ -189,6 +193,10 @@ pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
     println!(
         "host peak RSS      {:.0} MiB",
         peak_rss_mib().unwrap_or(f64::NAN)
+    );
+    println!(
+        "simulator CPU      {sim_cpu:.2} s (its own process, on the same {} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
         "rtms               reconnects {} duplicates {} malformed {}",
@@ -263,7 +271,12 @@ fn percentile(hist: &[u64], q: f64) -> String {
 
 /// User + system CPU seconds of this process.
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    cpu_seconds_of("/proc/self/stat")
+}
+
+/// User + system CPU seconds from a `/proc/PID/stat` file.
+fn cpu_seconds_of(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return f64::NAN;
     };
     // Fields after the parenthesised command name; utime and stime are 14 and 15.

@@ -17,7 +17,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -87,6 +87,13 @@ fn kinds_of(media_type: Option<u64>, path_kind: Option<MediaKind>) -> Vec<MediaK
     } else {
         kinds
     }
+}
+
+/// Client messages are small. tungstenite zero-fills up to `read_buffer_size` before
+/// every read attempt (even one that finds nothing), so its 128 KiB default would cost
+/// a 128 KiB memset each time a socket task looks at its input.
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(4 * 1024)
 }
 
 fn frame(json: String, binary: bool) -> Message {
@@ -227,7 +234,7 @@ async fn serve(tcp: TcpStream, server: Arc<Server>) -> anyhow::Result<()> {
                 Err(refused)
             }
         };
-    let mut ws = tokio_tungstenite::accept_hdr_async(tcp, callback)
+    let mut ws = tokio_tungstenite::accept_hdr_async_with_config(tcp, callback, Some(ws_config()))
         .await
         .context("WebSocket upgrade")?;
     let Some(route) = route else {
