@@ -161,7 +161,9 @@ impl SimParticipant {
 #[serde(rename_all = "snake_case")]
 pub enum Pace {
     /// One audio frame per `send_rate` ms of wall clock; timestamps are the wall clock
-    /// (ms) at which each frame was due.
+    /// (ms) at which each frame was due. Frames of every stream fall due on one shared
+    /// grid (so a stream's first frame may wait up to one frame), which lets the timer
+    /// wake many sockets per turn.
     #[default]
     RealTime,
     /// As fast as the socket takes it; timestamps are synthetic: the stream's creation
@@ -558,6 +560,14 @@ impl RtmsSim {
     /// The stream with this id.
     pub fn stream(&self, stream_id: &str) -> Option<Arc<SimStream>> {
         self.server.stream(stream_id)
+    }
+
+    /// Forgets a stream (ending it at once, without the stop sequence, if it still
+    /// runs); `None` if there was none with that id.
+    pub fn remove_stream(&self, stream_id: &str) -> Option<Arc<SimStream>> {
+        let stream = lock(&self.server.streams).remove(stream_id)?;
+        stream.abandon();
+        Some(stream)
     }
 
     /// Every registered stream (in no particular order).

@@ -1,13 +1,16 @@
 //! The RTMS servers against a tiny hand-driven client over loopback.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{connect_async, connect_async_with_config, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{
+    connect_async, connect_async_with_config, MaybeTlsStream, WebSocketStream,
+};
 
 use super::*;
 
@@ -411,8 +414,8 @@ async fn bad_handshakes_are_refused_with_a_status_and_closed() {
 #[tokio::test]
 async fn unanswered_keepalives_drop_the_socket_answered_ones_keep_it() {
     let sim = sim(|c| {
-        c.keepalive_interval = Duration::from_millis(20);
-        c.keepalive_max_missed = 2;
+        c.keepalive_interval = Duration::from_millis(50);
+        c.keepalive_max_missed = 3;
     })
     .await;
     let stream = sim.add_stream(StreamSpec {
@@ -421,12 +424,12 @@ async fn unanswered_keepalives_drop_the_socket_answered_ones_keep_it() {
     });
     let (mut good, _) = signaling(&sim, &stream, false).await;
     // Answered: still connected after many keep-alives.
-    while good.keepalives < 6 {
+    while good.keepalives < 4 {
         good.send(json!({"msg_type": 10})).await;
         let state = good.expect(11).await;
         assert_eq!(state["rtms_session_id"], stream.session_id());
     }
-    assert!(stream.stats().keepalives_answered >= 5);
+    assert!(stream.stats().keepalives_answered >= 3);
     assert_eq!(stream.stats().dropped_for_keepalive, 0);
 
     // Echoing the sequence with the wrong timestamp does not count: dropped without a
@@ -454,7 +457,7 @@ async fn unanswered_keepalives_drop_the_socket_answered_ones_keep_it() {
     assert!(interrupted);
     let stats = stream.stats();
     assert_eq!(stats.dropped_for_keepalive, 1);
-    assert!(stats.keepalives_sent >= 8);
+    assert!(stats.keepalives_sent >= 7);
     // The first connection was replaced by the second one (Zoom allows one).
     assert!(good.next().await.is_none());
     assert_eq!(good.ended, Some(Ended::Abrupt));
@@ -704,8 +707,6 @@ fn write_wav(path: &Path, rate: u32, channels: u16, bits: u16, samples: usize) {
     w.finalize().expect("finalize");
 }
 
-use std::path::Path;
-
 #[tokio::test]
 async fn a_wav_file_is_streamed_in_its_own_format() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -745,7 +746,7 @@ async fn a_wav_file_is_streamed_in_its_own_format() {
     }
     let expected: Vec<u8> = (0..850)
         .flat_map(|i| ((i % 3000) as i16 - 1500).to_le_bytes())
-        .chain(std::iter::repeat(0).take(6 * 320 - 1700))
+        .chain(std::iter::repeat_n(0, 6 * 320 - 1700))
         .collect();
     assert_eq!(pcm, expected);
 
@@ -787,6 +788,15 @@ async fn an_interrupted_stream_is_given_up_after_the_resume_window() {
     drop(sig);
     assert!(stream.wait_done(WAIT).await);
     assert_eq!(stream.stats().outcome, Some(StreamOutcome::TimedOut));
+    // Removed streams are forgotten: a handshake for them is refused.
+    assert!(sim.remove_stream(stream.stream_id()).is_some());
+    assert!(sim.stream(stream.stream_id()).is_none());
+    let mut peer = Peer::connect(&sim.signaling_url(), false).await;
+    peer.send(handshake(1, &stream, sim.config())).await;
+    assert_eq!(
+        peer.expect(2).await["status_code"],
+        status::STREAM_NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -907,10 +917,34 @@ async fn throughput() {
     measure(&[
         ("fast, 1 stream", 1, 50_000, Pace::Fast, true),
         ("fast, 100 streams", 100, 2_000, Pace::Fast, true),
-        ("fast, 100 streams, counting client", 100, 2_000, Pace::Fast, false),
-        ("real time, 200 streams x 5 s", 200, 250, Pace::RealTime, true),
-        ("real time, 500 streams x 10 s", 500, 500, Pace::RealTime, true),
-        ("real time, 500 streams x 10 s, counting client", 500, 500, Pace::RealTime, false),
+        (
+            "fast, 100 streams, counting client",
+            100,
+            2_000,
+            Pace::Fast,
+            false,
+        ),
+        (
+            "real time, 200 streams x 5 s",
+            200,
+            250,
+            Pace::RealTime,
+            true,
+        ),
+        (
+            "real time, 500 streams x 10 s",
+            500,
+            500,
+            Pace::RealTime,
+            true,
+        ),
+        (
+            "real time, 500 streams x 10 s, counting client",
+            500,
+            500,
+            Pace::RealTime,
+            false,
+        ),
     ])
     .await;
 }
@@ -920,9 +954,27 @@ async fn throughput() {
 #[ignore = "a measurement, not a test"]
 async fn throughput_one_thread() {
     measure(&[
-        ("one thread: fast, 100 streams, counting client", 100, 2_000, Pace::Fast, false),
-        ("one thread: real time, 500 streams x 10 s", 500, 500, Pace::RealTime, true),
-        ("one thread: real time, 500 streams x 10 s, counting client", 500, 500, Pace::RealTime, false),
+        (
+            "one thread: fast, 100 streams, counting client",
+            100,
+            2_000,
+            Pace::Fast,
+            false,
+        ),
+        (
+            "one thread: real time, 500 streams x 10 s",
+            500,
+            500,
+            Pace::RealTime,
+            true,
+        ),
+        (
+            "one thread: real time, 500 streams x 10 s, counting client",
+            500,
+            500,
+            Pace::RealTime,
+            false,
+        ),
     ])
     .await;
 }
