@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -50,6 +50,9 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const DRAIN_QUIET: Duration = Duration::from_millis(150);
 /// ...or at most this long.
 const DRAIN_MAX: Duration = Duration::from_secs(2);
+
+/// Read buffer of every RTMS socket (bigger messages are still read, in more steps).
+const READ_BUFFER: usize = 16 * 1024;
 
 /// How long a closing media socket is read for what the server sent before its close.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -1024,7 +1027,12 @@ impl Dedupe {
 
 async fn connect(url: &str, timeout: Duration) -> Result<Ws, String> {
     crate::zoom::oauth::ensure_tls_provider();
-    match tokio::time::timeout(timeout, tokio_tungstenite::connect_async(url)).await {
+    // tungstenite zero-fills its whole read buffer (128 KiB by default) before every
+    // read; RTMS messages are a few KiB at most (48 kHz stereo: about 5 KiB), and at
+    // real-time rates the default buffer costs more CPU than everything else together.
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    let connecting = tokio_tungstenite::connect_async_with_config(url, Some(config), false);
+    match tokio::time::timeout(timeout, connecting).await {
         Err(_) => Err(format!("connecting to {url}: timed out after {timeout:?}")),
         Ok(Err(e)) => Err(format!("connecting to {url}: {e}")),
         Ok(Ok((ws, _))) => Ok(ws),
