@@ -1,5 +1,5 @@
-//! The outside world: Zoom's OAuth token endpoint, the event WebSocket, webhooks (and,
-//! later, RTMS). Sources turn what Zoom sends into router calls; they never know about
+//! The outside world: Zoom's OAuth token endpoint, the event WebSocket, webhooks and
+//! RTMS media streams. Sources turn what Zoom sends into router calls; they never know about
 //! plugins.
 
 pub mod events;
