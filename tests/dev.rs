@@ -9,12 +9,11 @@
 mod support;
 
 use std::future::Future;
-use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{event, workspace, Logs};
+use support::{event, workspace, Logs, SharedBuffer};
 use tokio::sync::mpsc;
 use zoomhost::config::HostConfig;
 use zoomhost::dev::{
@@ -89,26 +88,6 @@ fn write_source(ws: &Path, name: &str, text: &str) {
     std::fs::rename(&tmp, src.join("lib.rs")).unwrap();
 }
 
-/// What the live view printed.
-#[derive(Clone, Default)]
-struct Screen(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Screen {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Screen {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 async fn version_of(host: &PluginHost, name: &str) -> Option<String> {
     host.plugins()
         .await
@@ -156,7 +135,7 @@ async fn edited_plugin_sources_are_rebuilt_and_hot_swapped_and_a_broken_edit_kee
         }
     });
     let monitor = DevMonitor::new();
-    let screen = Screen::default();
+    let screen = SharedBuffer::default();
     let view = LiveView::new(host.clone(), monitor.clone(), ViewOptions::default())
         .with_output(Box::new(screen.clone()))
         .spawn(view_rx);

@@ -18,10 +18,7 @@ use zoomhost::config::HostConfig;
 use zoomhost::plugins::identity::PluginIdentity;
 use zoomhost::plugins::instance::LiveInstance;
 use zoomhost::plugins::{LogSink, PluginHost, PluginLogRecord, Runtime};
-use zoomhost::types::{
-    AudioCodec, AudioFormat, AudioFrame, LogLevel, MediaKind, SessionKind, StreamInfo,
-    TranscriptSegment,
-};
+use zoomhost::types::{AudioFrame, LogLevel, MediaKind, TranscriptSegment};
 
 const WAIT: Duration = Duration::from_secs(30);
 const PLUGIN: &str = "keyword-alert";
@@ -113,21 +110,6 @@ fn write_config(dir: &Path, toml: &str) -> HostConfig {
 
 fn config_with_keywords(keywords: &str) -> String {
     format!("[plugins.{PLUGIN}]\nconfig = {{ keywords = {keywords:?} }}\n")
-}
-
-fn stream_info(id: &str) -> StreamInfo {
-    StreamInfo {
-        stream_id: id.to_string(),
-        meeting_id: "mtg-uuid==".to_string(),
-        kind: SessionKind::Meeting,
-        media: vec![MediaKind::Audio, MediaKind::Transcript],
-        audio: AudioFormat {
-            codec: AudioCodec::L16,
-            sample_rate: 16_000,
-            channels: 1,
-            frame_ms: 20,
-        },
-    }
 }
 
 fn segment(i: usize, user: &str, text: &str) -> TranscriptSegment {

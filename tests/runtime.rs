@@ -7,27 +7,9 @@ use std::time::Duration;
 
 use support::*;
 use zoomhost::plugins::{reload, LoadOutcome};
-use zoomhost::types::{
-    AudioCodec, AudioFormat, AudioFrame, MediaKind, Participant, SessionKind, StreamInfo,
-    TranscriptSegment,
-};
+use zoomhost::types::{AudioFrame, Participant, TranscriptSegment};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn stream_info(id: &str) -> StreamInfo {
-    StreamInfo {
-        stream_id: id.to_string(),
-        meeting_id: "mtg-uuid==".to_string(),
-        kind: SessionKind::Meeting,
-        media: vec![MediaKind::Audio, MediaKind::Transcript],
-        audio: AudioFormat {
-            codec: AudioCodec::L16,
-            sample_rate: 16_000,
-            channels: 1,
-            frame_ms: 20,
-        },
-    }
-}
 
 fn frame_bytes(i: usize) -> Vec<u8> {
     (0..640).map(|j| ((i * 7 + j * 13) % 251) as u8).collect()

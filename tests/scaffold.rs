@@ -15,10 +15,7 @@ use support::*;
 use zoomhost::config::HostConfig;
 use zoomhost::plugins::PluginHost;
 use zoomhost::scaffold::{self, ScaffoldError, ScaffoldOptions, Scaffolded};
-use zoomhost::types::{
-    AudioCodec, AudioFormat, AudioFrame, Event, EventSource, MediaKind, SessionKind, StreamInfo,
-    TranscriptSegment,
-};
+use zoomhost::types::{AudioFrame, Event, EventSource, TranscriptSegment};
 use zoomhost::wasm_build::{self, WASM_TARGET};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -226,21 +223,6 @@ fn inside_a_zoomhost_checkout_the_crate_becomes_a_workspace_member() {
     .unwrap();
     assert!(!elsewhere.workspace_member);
     assert_eq!(elsewhere.dir, ws.join("side-project"));
-}
-
-fn stream_info(id: &str) -> StreamInfo {
-    StreamInfo {
-        stream_id: id.to_string(),
-        meeting_id: "mtg-uuid==".to_string(),
-        kind: SessionKind::Meeting,
-        media: vec![MediaKind::Audio, MediaKind::Transcript],
-        audio: AudioFormat {
-            codec: AudioCodec::L16,
-            sample_rate: 16_000,
-            channels: 1,
-            frame_ms: 20,
-        },
-    }
 }
 
 fn segment(text: &str, ts: u64) -> TranscriptSegment {

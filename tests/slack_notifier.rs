@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -167,25 +166,12 @@ fn webhook_path(token: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // Everything the host logs, to check the webhook's secret never shows.
 
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Installs (once per test binary) a subscriber capturing every host `tracing` record
 /// down to debug level; returns the capture.
-fn host_logs() -> &'static Capture {
-    static CAPTURE: OnceLock<Capture> = OnceLock::new();
+fn host_logs() -> &'static SharedBuffer {
+    static CAPTURE: OnceLock<SharedBuffer> = OnceLock::new();
     CAPTURE.get_or_init(|| {
-        let capture = Capture(Arc::default());
+        let capture = SharedBuffer::default();
         let writer = capture.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_max_level(tracing::Level::DEBUG)
@@ -208,7 +194,7 @@ fn assert_secret_never_logged(t: &TestHost, plugin: &str, token: &str) {
             t.logs.containing(plugin, needle).is_empty(),
             "{plugin} logged its webhook URL: {lines:#?}"
         );
-        let host = String::from_utf8_lossy(&host_logs().0.lock().unwrap()).into_owned();
+        let host = host_logs().text();
         assert!(!host.contains(needle), "the host logged the webhook URL");
     }
 }
@@ -765,7 +751,7 @@ async fn an_ungranted_webhook_is_denied_once_and_a_bad_url_fails_init_without_sh
     let err = format!("{:#}", t.host.load_file(&bad).await.unwrap_err());
     assert!(err.contains("`webhook_url` must be an http"), "{err}");
     assert!(!err.contains("tokBadUrlW2"), "{err}");
-    let host = String::from_utf8_lossy(&host_logs().0.lock().unwrap()).into_owned();
+    let host = host_logs().text();
     assert!(!host.contains("tokBadUrlW2"));
 }
 

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -404,35 +403,12 @@ async fn reconnects_with_a_fresh_token_before_it_expires() {
     rig.shutdown().await;
 }
 
-/// A `MakeWriter` into a shared buffer.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 // The subscriber is the process-wide default (a thread-local one misses records on a
 // race in tracing's callsite cache when other tests run in parallel), so this test also
 // sees the other tests' records: all the better for a leak check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_contain_neither_the_token_nor_the_client_secret() {
-    let buffer = Buffer::default();
+    let buffer = SharedBuffer::default();
     let filter = tracing_subscriber::EnvFilter::new(
         "zoomhost=trace,tokio_tungstenite=debug,tungstenite=debug,reqwest=debug,hyper=debug,warn",
     );
@@ -457,7 +433,7 @@ async fn logs_contain_neither_the_token_nor_the_client_secret() {
     rig.recorded_eventually(2).await;
     let rig = rig.shutdown().await;
 
-    let text = String::from_utf8_lossy(&buffer.0.lock().unwrap()).to_string();
+    let text = buffer.text();
     let tokens = rig.tokens.seen.lock().unwrap().clone();
     assert!(tokens.len() >= 2, "expected a token refresh");
     for token in &tokens {

@@ -175,3 +175,52 @@ pub fn retagged(bytes: &[u8], tag: u8) -> Vec<u8> {
     out.extend_from_slice(&[0, 6, 3, b'z', b'h', b'v', tag, 0]);
     out
 }
+
+/// A `Write` (and tracing `MakeWriter`) into a shared buffer: captures a live view's or a
+/// tracing subscriber's output for a test to read.
+#[derive(Clone, Default)]
+pub struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    /// Everything written so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SharedBuffer {
+    type Writer = SharedBuffer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// A meeting stream with Zoom's default audio (L16, 16 kHz, mono, 20 ms) carrying audio
+/// and transcript.
+pub fn stream_info(id: &str) -> zoomhost::types::StreamInfo {
+    use zoomhost::types::{AudioCodec, AudioFormat, MediaKind, SessionKind, StreamInfo};
+    StreamInfo {
+        stream_id: id.to_string(),
+        meeting_id: "mtg-uuid==".to_string(),
+        kind: SessionKind::Meeting,
+        media: vec![MediaKind::Audio, MediaKind::Transcript],
+        audio: AudioFormat {
+            codec: AudioCodec::L16,
+            sample_rate: 16_000,
+            channels: 1,
+            frame_ms: 20,
+        },
+    }
+}
