@@ -267,6 +267,8 @@ async fn hostile_plugins_are_contained_and_a_good_plugin_gets_everything() {
         };
     let s = wait_for("h-loop", "quarantine", |s| s.quarantined).await;
     assert_eq!(s.crashes, 3, "{s:?}");
+    let why = s.last_crash.as_deref().unwrap_or_default();
+    assert!(why.contains("deadline"), "{s:?}");
     let s = wait_for("h-membomb", "quarantine", |s| s.quarantined).await;
     assert_eq!(s.crashes, 3, "{s:?}");
     // trap-nth traps on its 4th event per instance: 40 events = 10 instances... but after
@@ -446,6 +448,9 @@ async fn a_bad_new_version_is_rejected_and_the_old_one_keeps_serving() {
     assert_eq!(event_ids(&t.logs, "rec"), vec!["e-0", "e-1"]);
     let s = t.host.stats("rec").await.unwrap();
     assert_eq!((s.rejected_versions, s.swaps), (3, 0));
+    // The last reason is kept for views (`zoomhost dev` quotes it).
+    let why = s.last_rejection.as_deref().unwrap_or_default();
+    assert!(why.contains("init refused by config"), "{s:?}");
     // A good version still swaps in afterwards.
     let good = std::fs::read(wasm("recorder")).unwrap();
     assert!(matches!(

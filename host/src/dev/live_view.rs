@@ -622,6 +622,22 @@ fn drops(s: &StatsSnapshot) -> u64 {
     s.events_dropped + s.audio_dropped + s.media_dropped
 }
 
+/// Longest reason quoted in a line; the full text is in the log.
+const MAX_REASON_CHARS: usize = 240;
+
+/// ": <reason>" for a line, on one line and shortened; empty when there is none.
+fn because(reason: Option<&str>) -> String {
+    let Some(reason) = reason.map(str::trim).filter(|r| !r.is_empty()) else {
+        return String::new();
+    };
+    let flat = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= MAX_REASON_CHARS {
+        return format!(": {flat}");
+    }
+    let cut: String = flat.chars().take(MAX_REASON_CHARS).collect();
+    format!(": {cut}... (full text in the log)")
+}
+
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -662,8 +678,9 @@ pub(crate) fn plugin_changes(prev: &BTreeMap<String, PluginRow>, now: &[PluginRo
                 "plugin",
                 Tone::Bad,
                 format!(
-                    "REJECTED a new version of {name}; {} keeps serving (the reason is in the error log line)",
-                    row.version
+                    "REJECTED a new version of {name}; {} keeps serving{}",
+                    row.version,
+                    because(b.last_rejection.as_deref())
                 ),
             ));
         }
@@ -672,9 +689,10 @@ pub(crate) fn plugin_changes(prev: &BTreeMap<String, PluginRow>, now: &[PluginRo
                 "plugin",
                 Tone::Bad,
                 format!(
-                    "{name} crashed: {} (instance restarted; {} so far)",
+                    "{name} crashed: {} (instance restarted; {} so far){}",
                     plural(b.crashes - a.crashes, "instance killed", "instances killed"),
-                    plural(b.crashes, "crash", "crashes")
+                    plural(b.crashes, "crash", "crashes"),
+                    because(b.last_crash.as_deref())
                 ),
             ));
         }
@@ -890,6 +908,10 @@ mod tests {
             events_failed: 3,
             media_failed: 1,
             http_denied: 1,
+            last_rejection: Some(
+                "plugin world version 0.2.0 does not match\n  the host's 0.1.0".into(),
+            ),
+            last_crash: Some("while handling meeting.started: deadline exceeded".into()),
             ..Default::default()
         };
         let fresh = row("new", "1.2.3", StatsSnapshot::default());
@@ -899,8 +921,8 @@ mod tests {
             [
                 "loaded new 1.2.3 (events: *; media: audio, transcript)",
                 "hot-swapped rec 0.1.0 -> 0.2.0",
-                "REJECTED a new version of rec; 0.2.0 keeps serving (the reason is in the error log line)",
-                "rec crashed: 2 instances killed (instance restarted; 2 crashes so far)",
+                "REJECTED a new version of rec; 0.2.0 keeps serving: plugin world version 0.2.0 does not match the host's 0.1.0",
+                "rec crashed: 2 instances killed (instance restarted; 2 crashes so far): while handling meeting.started: deadline exceeded",
                 "rec QUARANTINED after repeated failures: its deliveries are dropped until a new version is installed",
                 "rec: 4 deliveries failed (events 3, media 1; 4 so far)",
                 "rec: 1 outbound HTTP request denied (grant origins in [plugins.rec] allow_http)",
@@ -958,6 +980,17 @@ mod tests {
             texts(&dev_event_lines(&installed)),
             ["installed event-logger -> /p/event-logger.wasm"]
         );
+    }
+
+    #[test]
+    fn reasons_are_one_line_and_shortened() {
+        assert_eq!(because(None), "");
+        assert_eq!(because(Some("  \n ")), "");
+        assert_eq!(because(Some("trap:\n  unreachable")), ": trap: unreachable");
+        let long = "y".repeat(MAX_REASON_CHARS + 10);
+        let quoted = because(Some(&long));
+        assert!(quoted.ends_with("... (full text in the log)"), "{quoted}");
+        assert_eq!(quoted.matches('y').count(), MAX_REASON_CHARS);
     }
 
     #[test]

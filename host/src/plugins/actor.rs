@@ -255,7 +255,7 @@ impl Actor {
         let mut doing = doing.to_string();
         loop {
             self.current = None;
-            PluginStats::bump(&self.stats().crashes);
+            self.stats().record_crash(format!("while {doing}: {fatal}"));
             let limits = self.runtime.limits();
             let now = Instant::now();
             self.failures.push_back(now);

@@ -16,7 +16,7 @@ use super::identity::{LogSink, PluginIdentity};
 use super::instance::LiveInstance;
 use super::mailbox::{Mailbox, MailboxLimits};
 use super::runtime::{CompiledPlugin, Runtime};
-use super::stats::{PluginStats, StatsSnapshot};
+use super::stats::StatsSnapshot;
 use crate::config::HostConfig;
 use crate::router::{EventPattern, Route, Router};
 
@@ -200,7 +200,7 @@ impl PluginHost {
             Ok(p) => p,
             Err(e) => {
                 if let Some(identity) = existing_identity {
-                    PluginStats::bump(&identity.stats.rejected_versions);
+                    identity.stats.record_rejection(format!("{e:#}"));
                     tracing::error!(
                         plugin = name,
                         "new version rejected, the running version keeps serving: {e:#}"

@@ -1,6 +1,7 @@
 //! Per-plugin counters: what the router and the actor did, readable at any time.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -36,6 +37,10 @@ pub struct PluginStats {
     pub busy_micros: AtomicU64,
     /// Whether the plugin is quarantined now.
     pub quarantined: AtomicBool,
+    /// Why the last new version was rejected (see [`PluginStats::record_rejection`]).
+    last_rejection: Mutex<Option<String>>,
+    /// Why the last instance was killed (see [`PluginStats::record_crash`]).
+    last_crash: Mutex<Option<String>>,
 }
 
 /// A point-in-time copy of [`PluginStats`].
@@ -56,12 +61,31 @@ pub struct StatsSnapshot {
     pub logs_suppressed: u64,
     pub busy_micros: u64,
     pub quarantined: bool,
+    /// Why the last new version was rejected, if one was.
+    pub last_rejection: Option<String>,
+    /// Why the last instance was killed, if one was.
+    pub last_crash: Option<String>,
 }
 
 impl PluginStats {
     /// Adds one to a counter.
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a rejected new version and keeps why, for views that show the reason.
+    pub fn record_rejection(&self, why: String) {
+        Self::bump(&self.rejected_versions);
+        *self
+            .last_rejection
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+
+    /// Counts a killed instance and keeps why, for views that show the reason.
+    pub fn record_crash(&self, why: String) {
+        Self::bump(&self.crashes);
+        *self.last_crash.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
     }
 
     /// Copies the counters.
@@ -81,6 +105,16 @@ impl PluginStats {
             logs_suppressed: self.logs_suppressed.load(Relaxed),
             busy_micros: self.busy_micros.load(Relaxed),
             quarantined: self.quarantined.load(Relaxed),
+            last_rejection: self
+                .last_rejection
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            last_crash: self
+                .last_crash
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 }
