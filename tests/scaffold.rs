@@ -250,14 +250,7 @@ fn clippy(dir: &Path, target_dir: &Path) {
         ])
         .arg(target_dir)
         .args(["--", "-D", "warnings"]);
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-    ] {
-        cmd.env_remove(var);
-    }
+    zoomhost::wasm_build::without_outer_cargo_settings(&mut cmd);
     let out = cmd.output().expect("running cargo clippy");
     assert!(
         out.status.success(),

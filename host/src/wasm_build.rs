@@ -126,15 +126,7 @@ pub fn build_plugins(
     for p in packages {
         cmd.args(["-p", p]);
     }
-    // The outer cargo's settings (e.g. from `cargo test`) must not leak into this build.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-    ] {
-        cmd.env_remove(var);
-    }
+    without_outer_cargo_settings(&mut cmd);
     let status = cmd
         .status()
         .with_context(|| format!("running cargo build for {}", packages.join(", ")))?;
@@ -145,6 +137,19 @@ pub fn build_plugins(
         );
     }
     Ok(target_dir.join(WASM_TARGET).join("release"))
+}
+
+/// Removes the outer cargo's settings (e.g. from `cargo test`) that must not leak into a
+/// nested wasm build: host rustflags, its target dir and its build target.
+pub fn without_outer_cargo_settings(cmd: &mut Command) {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
+        cmd.env_remove(var);
+    }
 }
 
 /// The file a plugin crate builds to, inside the folder [`build_plugins`] returned.

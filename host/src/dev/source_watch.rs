@@ -27,13 +27,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use notify::event::{EventKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 use tokio::sync::{mpsc, oneshot};
 
 use super::cargo::{self, CrateSpec};
 use super::DevEvent;
+use crate::plugins::reload::is_change;
 
 /// How long the sources must be quiet before a build starts (an editor's save, or a
 /// `git checkout`, produces several events).
@@ -201,16 +201,6 @@ pub(crate) fn crate_dir_of(root: &Path, path: &Path) -> Option<PathBuf> {
         }
     }
     Some(root.join(first))
-}
-
-fn is_change(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Any => true,
-        EventKind::Modify(ModifyKind::Metadata(_)) => false,
-        EventKind::Modify(_) => true,
-        // Cargo reading the sources during a build raises access events.
-        EventKind::Access(_) | EventKind::Other => false,
-    }
 }
 
 /// Writes `artifact` to `<plugins_dir>/<krate>.wasm` through a temp file in the same

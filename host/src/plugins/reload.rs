@@ -87,7 +87,9 @@ pub fn watch(host: Arc<PluginHost>, config_file: Option<PathBuf>) -> anyhow::Res
     Ok(Watcher { task })
 }
 
-fn is_change(kind: &EventKind) -> bool {
+/// Whether a file-system event changes content: creations, removals and writes count;
+/// metadata changes and access events (e.g. cargo reading sources during a build) do not.
+pub(crate) fn is_change(kind: &EventKind) -> bool {
     match kind {
         EventKind::Create(_) | EventKind::Remove(_) | EventKind::Any => true,
         EventKind::Modify(ModifyKind::Metadata(_)) => false,
