@@ -265,16 +265,13 @@ async fn the_javascript_plugin_refuses_to_start_without_keywords() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(wasm).unwrap();
     let config = write_config(dir.path(), "");
-    let runtime = Runtime::new(&config.limits).unwrap();
-    let compiled = runtime.compile(&bytes, "keyword-alert.wasm").unwrap();
+    let runtime = Runtime::new(&config).unwrap();
+    let compiled = runtime
+        .compile(&bytes, "keyword-alert.wasm", &config.limits)
+        .unwrap();
     let start = |toml: &str| {
         let config = write_config(dir.path(), toml);
-        let identity = Arc::new(PluginIdentity::new(
-            PLUGIN,
-            config.grant(PLUGIN),
-            None,
-            config.limits.log_lines_per_second,
-        ));
+        let identity = Arc::new(PluginIdentity::new(PLUGIN, config.grant(PLUGIN), None));
         LiveInstance::start(&runtime, &compiled, identity)
     };
     for toml in [

@@ -1,5 +1,6 @@
 //! End to end: real components built from the repo's plugin crates, in a real host.
 
+mod sandbox;
 mod support;
 
 use std::sync::Arc;

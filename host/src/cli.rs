@@ -340,15 +340,11 @@ pub async fn shutdown_signal() {
 async fn check(path: &Path, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let config = load_config(config_path)?;
-    let runtime = Runtime::new(&config.limits)?;
-    let compiled = runtime.compile(&bytes, &path.display().to_string())?;
+    let runtime = Runtime::new(&config)?;
     let name = crate::plugins::plugin_name(path).unwrap_or_else(|| "plugin".into());
-    let identity = Arc::new(PluginIdentity::new(
-        &name,
-        config.grant(&name),
-        None,
-        config.limits.log_lines_per_second,
-    ));
+    let grant = config.grant(&name);
+    let compiled = runtime.compile(&bytes, &path.display().to_string(), &grant.limits)?;
+    let identity = Arc::new(PluginIdentity::new(&name, grant, None));
     let instance = LiveInstance::start(&runtime, &compiled, identity)
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;

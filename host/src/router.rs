@@ -3,6 +3,7 @@
 //! its media kinds. The router never waits: see [`crate::plugins::mailbox`] for what
 //! happens when a plugin is congested.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::plugins::bindings::types::{
@@ -69,16 +70,85 @@ pub struct Route {
 /// block.
 pub type EventObserver = Arc<dyn Fn(&Event) + Send + Sync>;
 
+/// Which routes each event name reaches, without testing every pattern: exact names and
+/// prefixes are looked up, so the cost per event grows with the dots in its name, not
+/// with the number of patterns plugins declared.
+#[derive(Debug, Default)]
+struct PatternIndex {
+    /// Routes subscribed to `*`.
+    any: Vec<usize>,
+    /// Exact name → routes.
+    exact: HashMap<String, Vec<usize>>,
+    /// Prefix, with its trailing dot → routes.
+    prefix: HashMap<String, Vec<usize>>,
+}
+
+impl PatternIndex {
+    fn build(routes: &[Route]) -> Self {
+        let mut index = Self::default();
+        for (i, route) in routes.iter().enumerate() {
+            for pattern in &route.events {
+                let slot = match pattern {
+                    EventPattern::Any => &mut index.any,
+                    EventPattern::Exact(name) => index.exact.entry(name.clone()).or_default(),
+                    EventPattern::Prefix(p) => index.prefix.entry(p.clone()).or_default(),
+                };
+                if slot.last() != Some(&i) {
+                    slot.push(i);
+                }
+            }
+        }
+        index
+    }
+
+    /// The routes `name` reaches, in route order, each once.
+    fn matching(&self, name: &str) -> Vec<usize> {
+        let mut hits: Vec<usize> = self.any.clone();
+        if let Some(routes) = self.exact.get(name) {
+            hits.extend(routes);
+        }
+        if !self.prefix.is_empty() {
+            for (at, _) in name.match_indices('.') {
+                if let Some(routes) = self.prefix.get(&name[..=at]) {
+                    hits.extend(routes);
+                }
+            }
+        }
+        hits.sort_unstable();
+        hits.dedup();
+        hits
+    }
+}
+
+/// The routes with their index; replaced as a whole when plugins come and go.
+#[derive(Default)]
+struct Table {
+    routes: Vec<Route>,
+    index: PatternIndex,
+}
+
+impl Table {
+    fn new(routes: Vec<Route>) -> Self {
+        let index = PatternIndex::build(&routes);
+        Self { routes, index }
+    }
+}
+
 /// The router: a routing table swapped atomically when plugins come and go.
 #[derive(Default)]
 pub struct Router {
-    table: RwLock<Arc<Vec<Route>>>,
+    table: RwLock<Arc<Table>>,
     observers: RwLock<Vec<EventObserver>>,
 }
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<_> = self.routes().iter().map(|r| r.plugin.clone()).collect();
+        let names: Vec<_> = self
+            .table()
+            .routes
+            .iter()
+            .map(|r| r.plugin.clone())
+            .collect();
         f.debug_struct("Router").field("plugins", &names).finish()
     }
 }
@@ -89,7 +159,7 @@ impl Router {
         Self::default()
     }
 
-    fn routes(&self) -> Arc<Vec<Route>> {
+    fn table(&self) -> Arc<Table> {
         self.table
             .read()
             .map(|t| t.clone())
@@ -100,28 +170,31 @@ impl Router {
     pub fn set_route(&self, route: Route) {
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
         let mut routes: Vec<Route> = table
+            .routes
             .iter()
             .filter(|r| r.plugin != route.plugin)
             .cloned()
             .collect();
         routes.push(route);
-        *table = Arc::new(routes);
+        *table = Arc::new(Table::new(routes));
     }
 
     /// Removes a plugin's route.
     pub fn remove_route(&self, plugin: &str) {
         let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
         let routes: Vec<Route> = table
+            .routes
             .iter()
             .filter(|r| &*r.plugin != plugin)
             .cloned()
             .collect();
-        *table = Arc::new(routes);
+        *table = Arc::new(Table::new(routes));
     }
 
     /// The longest mailbox right now (for inputs that can slow down, like replay).
     pub fn busiest_queue(&self) -> usize {
-        self.routes()
+        self.table()
+            .routes
             .iter()
             .map(|r| r.mailbox.len())
             .max()
@@ -148,11 +221,11 @@ impl Router {
             observer(&event);
         }
         let event = Arc::new(event);
+        let table = self.table();
         let mut queued = Vec::new();
-        for route in self.routes().iter() {
-            if route.events.iter().any(|p| p.matches(&event.name))
-                && route.mailbox.push_event(event.clone())
-            {
+        for i in table.index.matching(&event.name) {
+            let route = &table.routes[i];
+            if route.mailbox.push_event(event.clone()) {
                 queued.push(route.plugin.clone());
             }
         }
@@ -165,7 +238,7 @@ impl Router {
     pub fn open_stream(&self, info: StreamInfo) -> MediaStream {
         let id: Arc<str> = Arc::from(info.stream_id.as_str());
         let mut targets = Vec::new();
-        for route in self.routes().iter() {
+        for route in self.table().routes.iter() {
             let kinds: Vec<MediaKind> = info
                 .media
                 .iter()
@@ -320,5 +393,54 @@ mod tests {
         assert!(EventPattern::parse("mee*ting").is_err());
         assert!(EventPattern::parse("").is_err());
         assert!(EventPattern::parse(".*").is_err());
+    }
+
+    fn route(name: &str, patterns: &[&str]) -> Route {
+        use crate::plugins::mailbox::MailboxLimits;
+        Route {
+            plugin: Arc::from(name),
+            events: patterns
+                .iter()
+                .map(|p| EventPattern::parse(p).unwrap())
+                .collect(),
+            media: Vec::new(),
+            mailbox: Arc::new(Mailbox::new(
+                MailboxLimits {
+                    capacity: 8,
+                    event_wait: std::time::Duration::from_millis(1),
+                    audio_frames: 8,
+                },
+                Default::default(),
+            )),
+        }
+    }
+
+    #[test]
+    fn the_index_finds_what_scanning_every_pattern_finds() {
+        let routes = vec![
+            route("a", &["meeting.*", "meeting.started"]),
+            route("b", &["recording.completed"]),
+            route("c", &["*"]),
+            route("d", &["meeting.participant.*", "webinar.*"]),
+        ];
+        let index = PatternIndex::build(&routes);
+        for name in [
+            "meeting.started",
+            "meeting.participant.joined",
+            "meeting",
+            "recording.completed",
+            "recording.completed.x",
+            "webinar.ended",
+            "",
+            "x.y.z",
+        ] {
+            let scanned: Vec<usize> = routes
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.events.iter().any(|p| p.matches(name)))
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(index.matching(name), scanned, "{name}");
+        }
     }
 }

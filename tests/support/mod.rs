@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod wasmgen;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};

@@ -36,8 +36,9 @@ pub enum Control {
         instance: Box<LiveInstance>,
         /// Its compiled component (for restarts).
         compiled: Arc<CompiledPlugin>,
-        /// Told when done.
-        done: oneshot::Sender<SwapReport>,
+        /// Told when done: the report, or why the new version was refused (the running
+        /// one keeps serving).
+        done: oneshot::Sender<Result<SwapReport, String>>,
     },
 }
 
@@ -108,7 +109,15 @@ impl Actor {
         }
     }
 
-    async fn swap(&mut self, mut next: LiveInstance, compiled: Arc<CompiledPlugin>) -> SwapReport {
+    /// Swaps `next` in, handing over the old version's state. Only a healthy instance is
+    /// installed: if `restore` fails or is killed while the old version is alive, the new
+    /// version is refused and the old one keeps serving. If the old version is killed
+    /// while taking its snapshot, the new one is installed without state (logged).
+    async fn swap(
+        &mut self,
+        mut next: LiveInstance,
+        compiled: Arc<CompiledPlugin>,
+    ) -> Result<SwapReport, String> {
         let started = Instant::now();
         let mut state_bytes = None;
         if let Some(old) = self.current.as_mut() {
@@ -116,17 +125,22 @@ impl Actor {
                 Ok(Some(state)) => {
                     state_bytes = Some(state.len());
                     if let Err(e) = next.restore(&state).await {
-                        tracing::warn!(
-                            plugin = self.identity.name(),
-                            "new version could not restore the old version's state: {e}"
-                        );
+                        return Err(format!(
+                            "restore() of the new version failed: {e} (the old version's state was {} bytes)",
+                            state.len()
+                        ));
                     }
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(
-                    plugin = self.identity.name(),
-                    "old version failed to snapshot its state: {e}"
-                ),
+                Err(e) => {
+                    let why = format!("while taking its snapshot for a swap: {e}");
+                    self.stats().record_crash(why.clone());
+                    self.current = None;
+                    tracing::error!(
+                        plugin = self.identity.name(),
+                        "old version killed {why}; the new version starts without its state"
+                    );
+                }
             }
         }
         // The old instance goes away without running session destructors: its streams
@@ -148,11 +162,11 @@ impl Actor {
                 0
             }
         };
-        SwapReport {
+        Ok(SwapReport {
             took: started.elapsed(),
             state_bytes,
             sessions_reopened,
-        }
+        })
     }
 
     /// Opens every live stream's session on the current instance; returns how many
@@ -256,7 +270,8 @@ impl Actor {
         loop {
             self.current = None;
             self.stats().record_crash(format!("while {doing}: {fatal}"));
-            let limits = self.runtime.limits();
+            let grant = self.identity.grant();
+            let limits = &grant.limits;
             let now = Instant::now();
             self.failures.push_back(now);
             while self

@@ -1,6 +1,7 @@
 //! Who a plugin is to the host: its name, the operator's grant, its counters, and where
 //! its log lines go (tracing, rate-limited, plus an optional observer).
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,8 @@ pub struct PluginIdentity {
     pub stats: Arc<PluginStats>,
     sink: Option<LogSink>,
     limiter: Mutex<LogWindow>,
-    lines_per_second: u32,
+    /// Outbound HTTP requests in flight, over all instances of the plugin.
+    pub(crate) outbound_in_flight: Arc<AtomicUsize>,
 }
 
 struct LogWindow {
@@ -52,12 +54,7 @@ impl std::fmt::Debug for PluginIdentity {
 
 impl PluginIdentity {
     /// A new identity.
-    pub fn new(
-        name: &str,
-        grant: ResolvedGrant,
-        sink: Option<LogSink>,
-        lines_per_second: u32,
-    ) -> Self {
+    pub fn new(name: &str, grant: ResolvedGrant, sink: Option<LogSink>) -> Self {
         Self {
             name: name.to_string(),
             grant: RwLock::new(Arc::new(grant)),
@@ -68,7 +65,7 @@ impl PluginIdentity {
                 written: 0,
                 suppressed: 0,
             }),
-            lines_per_second,
+            outbound_in_flight: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -125,6 +122,7 @@ impl PluginIdentity {
     /// Fixed one-second windows: up to `lines_per_second` lines pass; the rest are counted
     /// and summarised once when the next window opens.
     fn admit(&self) -> bool {
+        let lines_per_second = self.grant().limits.log_lines_per_second;
         let mut w = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if now.duration_since(w.started) >= Duration::from_secs(1) {
@@ -135,14 +133,14 @@ impl PluginIdentity {
                     suppressed = w.suppressed,
                     "plugin log rate limit: {} lines suppressed (limit {}/s)",
                     w.suppressed,
-                    self.lines_per_second
+                    lines_per_second
                 );
             }
             w.started = now;
             w.written = 0;
             w.suppressed = 0;
         }
-        if w.written < self.lines_per_second {
+        if w.written < lines_per_second {
             w.written += 1;
             true
         } else {

@@ -4,11 +4,14 @@
 pub mod actor;
 pub mod bindings;
 pub mod capabilities;
+mod declared;
 mod http_gate;
 pub mod identity;
 pub mod instance;
+mod limiter;
 pub mod mailbox;
 mod output;
+mod precheck;
 pub mod registry;
 pub mod reload;
 pub mod runtime;
@@ -16,6 +19,7 @@ pub mod stats;
 mod store;
 
 pub use identity::{LogSink, PluginLogRecord};
+pub use limiter::BudgetExceeded;
 pub use registry::{plugin_name, LoadOutcome, PluginHost, PluginInfo};
 pub use runtime::{LoadError, Runtime};
 pub use stats::StatsSnapshot;

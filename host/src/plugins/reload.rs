@@ -98,8 +98,11 @@ pub(crate) fn is_change(kind: &EventKind) -> bool {
     }
 }
 
+/// Applies one batch of changes. Each plugin file loads in its own task, so one slow
+/// component delays only itself; tickets taken here, in the order the changes were seen,
+/// make the newest version of a file win whatever order the loads finish in.
 async fn apply(
-    host: &PluginHost,
+    host: &Arc<PluginHost>,
     dir: &Path,
     changed: &BTreeSet<PathBuf>,
     config_file: Option<&Path>,
@@ -121,11 +124,17 @@ async fn apply(
         if path.parent() != Some(dir) {
             continue;
         }
+        // `exists` follows symlinks: a dangling link is a removal.
         if path.exists() {
-            // Errors are logged by the host; the old version keeps serving.
-            let _ = host.load_file(path).await;
+            let ticket = host.begin_load(&name);
+            let host = host.clone();
+            let path = path.clone();
+            // Errors are logged by the host with their reason; the old version keeps
+            // serving.
+            tokio::spawn(async move { host.load_file_with(&path, ticket).await });
         } else if let Some(task) = host.unload(&name).await {
-            let _ = task.await;
+            // The plugin drains its mailbox on its own.
+            drop(task);
         }
     }
 }

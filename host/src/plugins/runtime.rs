@@ -1,9 +1,14 @@
 //! The wasmtime side: one engine (pooling allocator where the machine allows it), one
 //! linker with WASI p2 + wasi-http + the `host` interface, an epoch ticker for deadlines,
 //! and compilation with the checks that give clear errors for bad files.
+//!
+//! A Cranelift compile cannot be interrupted, so a component's shape is checked against
+//! the plugin's limits before compiling ([`super::precheck`]); compiles then run one at a
+//! time on one thread, so loading a plugin never takes more than one core from the
+//! delivery path.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -11,8 +16,9 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{self, PluginPre, WORLD_PACKAGE, WORLD_VERSION};
+use super::precheck::{self, ShapeLimits};
 use super::store::StoreState;
-use crate::config::Limits;
+use crate::config::{HostConfig, Limits};
 
 /// How often the engine's epoch advances; deadlines are checked at this granularity and
 /// a running guest yields to the executor this often.
@@ -61,6 +67,14 @@ pub enum LoadError {
         /// wasmtime's reason.
         reason: String,
     },
+    /// Refused before compiling: too large or too complex for the plugin's limits.
+    #[error("{origin}: refused before compiling: {reason}")]
+    Shape {
+        /// File or name.
+        origin: String,
+        /// Which figure is over which limit.
+        reason: String,
+    },
     /// Imports something the host does not provide.
     #[error("{origin}: failed to link: {reason}")]
     Link {
@@ -91,8 +105,12 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<StoreState>,
     limits: Limits,
+    /// The largest linear memory an instance may have (the pool's slot size).
+    max_memory_bytes: usize,
     pooling: bool,
     ticker_stop: Arc<AtomicBool>,
+    /// Held through each compile: one at a time.
+    compiling: Mutex<()>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -114,20 +132,28 @@ fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // One compile uses one core; the other is left to deliveries.
+    config.parallel_compilation(false);
     config
 }
 
 impl Runtime {
     /// Builds the engine (pooling allocator, or on-demand where pooling cannot reserve
-    /// its memory), the linker, and starts the epoch ticker.
-    pub fn new(limits: &Limits) -> anyhow::Result<Self> {
+    /// its memory), the linker, and starts the epoch ticker. The pool's slots are sized
+    /// for the largest memory and tables any plugin of `config` may have.
+    pub fn new(config: &HostConfig) -> anyhow::Result<Self> {
+        let limits = &config.limits;
+        let all = || std::iter::once(limits).chain(config.plugins.values().map(|g| &g.limits));
+        let max_memory_bytes = all().map(Limits::memory_bytes).max().unwrap_or(0);
+        let max_table_elements = all().map(|l| l.table_elements).max().unwrap_or(0);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_INSTANCES)
             .total_core_instances(POOL_INSTANCES * 16)
             .total_memories(POOL_INSTANCES * 4)
             .total_tables(POOL_INSTANCES * 8)
             .total_stacks(POOL_INSTANCES)
-            .max_memory_size(limits.memory_bytes());
+            .max_memory_size(max_memory_bytes)
+            .table_elements(usize::try_from(max_table_elements).unwrap_or(usize::MAX));
         let mut config = base_config();
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let (engine, pooling) = match Engine::new(&config) {
@@ -157,6 +183,7 @@ impl Runtime {
         tracing::debug!(
             pooling,
             memory_mib = limits.memory_mib,
+            pool_slot_mib = max_memory_bytes >> 20,
             event_deadline_ms = limits.event_deadline_ms,
             media_deadline_ms = limits.media_deadline_ms,
             "wasm runtime ready"
@@ -179,8 +206,10 @@ impl Runtime {
             engine,
             linker,
             limits: limits.clone(),
+            max_memory_bytes,
             pooling,
             ticker_stop,
+            compiling: Mutex::new(()),
         })
     }
 
@@ -194,14 +223,25 @@ impl Runtime {
         &self.limits
     }
 
+    /// The largest linear memory an instance may have, fixed at start.
+    pub fn max_memory_bytes(&self) -> usize {
+        self.max_memory_bytes
+    }
+
     /// Whether the pooling allocator is in use.
     pub fn pooling(&self) -> bool {
         self.pooling
     }
 
-    /// Validates, compiles and links `bytes`. CPU-heavy: call it off the async threads
-    /// (e.g. in `spawn_blocking`).
-    pub fn compile(&self, bytes: &[u8], origin: &str) -> Result<CompiledPlugin, LoadError> {
+    /// Checks `bytes` against `limits`, then validates, compiles and links them. CPU-heavy:
+    /// call it off the async threads (e.g. in `spawn_blocking`). Compiles run one at a
+    /// time; the shape check does not wait for them.
+    pub fn compile(
+        &self,
+        bytes: &[u8],
+        origin: &str,
+        limits: &Limits,
+    ) -> Result<CompiledPlugin, LoadError> {
         let origin = origin.to_string();
         if !bytes.starts_with(b"\0asm") {
             return Err(LoadError::NotWasm { origin });
@@ -209,6 +249,11 @@ impl Runtime {
         if wasmparser::Parser::is_core_wasm(bytes) {
             return Err(LoadError::CoreModule { origin });
         }
+        precheck::check(bytes, &shape_limits(limits)).map_err(|e| LoadError::Shape {
+            origin: origin.clone(),
+            reason: e.to_string(),
+        })?;
+        let _one_at_a_time = self.compiling.lock().unwrap_or_else(|p| p.into_inner());
         let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
             origin: origin.clone(),
             reason: format!("{e:#}"),
@@ -226,6 +271,19 @@ impl Runtime {
             reason: format!("{e:#}"),
         })?;
         Ok(CompiledPlugin { origin, pre })
+    }
+}
+
+/// The pre-compile figures of `limits`.
+fn shape_limits(limits: &Limits) -> ShapeLimits {
+    ShapeLimits {
+        max_component_bytes: limits.max_component_bytes(),
+        max_modules: limits.max_modules,
+        max_functions: limits.max_functions,
+        max_code_bytes: limits.max_code_bytes,
+        max_data_bytes: limits.max_data_bytes,
+        max_core_instances: u64::from(limits.max_core_instances),
+        max_component_instances: limits.max_component_instances,
     }
 }
 

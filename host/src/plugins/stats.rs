@@ -31,6 +31,12 @@ pub struct PluginStats {
     pub rejected_versions: AtomicU64,
     /// Outbound HTTP requests denied by the grants.
     pub http_denied: AtomicU64,
+    /// Outbound HTTP requests refused because the plugin had `max_outbound_requests` in
+    /// flight.
+    pub http_refused: AtomicU64,
+    /// Outbound HTTP requests (or their connections) cancelled because the call that
+    /// made them ended first.
+    pub http_cancelled: AtomicU64,
     /// Log lines suppressed by the rate limit.
     pub logs_suppressed: AtomicU64,
     /// Total time spent inside the plugin, in microseconds.
@@ -58,6 +64,8 @@ pub struct StatsSnapshot {
     pub swaps: u64,
     pub rejected_versions: u64,
     pub http_denied: u64,
+    pub http_refused: u64,
+    pub http_cancelled: u64,
     pub logs_suppressed: u64,
     pub busy_micros: u64,
     pub quarantined: bool,
@@ -102,6 +110,8 @@ impl PluginStats {
             swaps: self.swaps.load(Relaxed),
             rejected_versions: self.rejected_versions.load(Relaxed),
             http_denied: self.http_denied.load(Relaxed),
+            http_refused: self.http_refused.load(Relaxed),
+            http_cancelled: self.http_cancelled.load(Relaxed),
             logs_suppressed: self.logs_suppressed.load(Relaxed),
             busy_micros: self.busy_micros.load(Relaxed),
             quarantined: self.quarantined.load(Relaxed),

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -13,12 +12,17 @@ use super::bindings::types::LogLevel;
 use super::bindings::zoomhost::plugin::host;
 use super::http_gate::HttpGate;
 use super::identity::PluginIdentity;
+use super::limiter::SandboxLimiter;
 use super::output::GuestOutput;
+use crate::config::Limits;
 
 /// A reserved `config-get` key: the milliseconds left before the deadline of the call in
 /// progress, so a plugin can decide whether a retry still fits. Operators cannot set keys
 /// in the `zoomhost.` namespace.
 pub const REMAINING_MS_KEY: &str = "zoomhost.remaining_ms";
+
+/// Largest `wasi:random` request served in one call.
+const MAX_RANDOM_BYTES: u64 = 64 * 1024;
 
 /// The data of one plugin instance's store.
 pub struct StoreState {
@@ -26,16 +30,17 @@ pub struct StoreState {
     http: WasiHttpCtx,
     table: ResourceTable,
     gate: HttpGate,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limiter: SandboxLimiter,
     pub(crate) identity: Arc<PluginIdentity>,
     /// When the call in progress must stop; checked on every epoch tick.
     pub(crate) deadline: Instant,
 }
 
 impl StoreState {
-    /// A sandbox for `identity`: no preopens, no env, no args, no sockets, no name lookup;
-    /// stdout/stderr become tracing records.
-    pub fn new(identity: Arc<PluginIdentity>, memory_bytes: usize) -> Self {
+    /// A sandbox for `identity` under `limits`: no preopens, no env, no args, no sockets,
+    /// no name lookup; stdout/stderr become tracing records; host-side resources capped
+    /// (see [`Limits::host_bytes_bound`]).
+    pub fn new(identity: Arc<PluginIdentity>, limits: &Limits) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(GuestOutput::new(identity.clone(), "stdout"))
             .stderr(GuestOutput::new(identity.clone(), "stderr"))
@@ -43,27 +48,34 @@ impl StoreState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }))
+            // Random bytes are made on the host before they are copied in.
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
-        let limits = wasmtime::StoreLimitsBuilder::new()
-            .memory_size(memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(limits.http_field_bytes as usize);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_handles as usize);
         Self {
             wasi,
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             gate: HttpGate::new(identity.clone()),
-            limits,
+            limiter: SandboxLimiter::new(limits),
             identity,
             deadline: Instant::now(),
         }
     }
 
-    /// Sets the deadline of the call about to start, for the epoch check and for
-    /// outbound HTTP timeouts.
-    pub(crate) fn set_deadline(&mut self, deadline: Instant) {
+    /// A call starts: sets its deadline (for the epoch check and outbound HTTP timeouts)
+    /// and opens its scope for outbound requests.
+    pub(crate) fn begin_call(&mut self, deadline: Instant) {
         self.deadline = deadline;
-        self.gate.deadline = deadline;
+        self.gate.begin_call(deadline);
+    }
+
+    /// The call ended, however: its unfinished outbound requests are cancelled.
+    pub(crate) fn end_call(&mut self) {
+        self.gate.end_call();
     }
 }
 

@@ -13,6 +13,10 @@
 //! max_failures = 5                 # failures within `failure_window_s` that quarantine a plugin
 //! failure_window_s = 60
 //! log_lines_per_second = 1000      # per plugin; the rest are counted and summarised
+//! # ...and the sandbox budgets: see `limits.rs` and README's "Sandbox and failure policy"
+//!
+//! [plugins.transcript-forwarder.limits]   # one plugin's own limits, over [limits]
+//! event_deadline_ms = 10000
 //!
 //! [plugins.slack-notifier]         # keyed by the .wasm file stem
 //! allow_http = ["https://hooks.slack.com"]
@@ -68,87 +72,8 @@ use serde::Deserialize;
 
 use crate::plugins::capabilities::HostPattern;
 
-/// Limits applied to every plugin.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    /// Deadline for one event call, in milliseconds.
-    pub event_deadline_ms: u64,
-    /// Deadline for one media call (frame, segment, session open/close), in milliseconds.
-    pub media_deadline_ms: u64,
-    /// Linear-memory cap per instance, in MiB.
-    pub memory_mib: u64,
-    /// Deliveries queued per plugin before events start to wait.
-    pub mailbox_capacity: usize,
-    /// How long an event queued beyond capacity may wait before it is dropped.
-    pub event_wait_ms: u64,
-    /// Audio frames queued per plugin before the oldest are dropped.
-    pub audio_queue_frames: usize,
-    /// Failures within `failure_window_s` after which a plugin is quarantined.
-    pub max_failures: u32,
-    /// Window for `max_failures`, in seconds.
-    pub failure_window_s: u64,
-    /// Log lines per second a plugin may write before the rest are suppressed and counted.
-    pub log_lines_per_second: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            event_deadline_ms: 1000,
-            media_deadline_ms: 50,
-            memory_mib: 64,
-            mailbox_capacity: 1024,
-            event_wait_ms: 2000,
-            audio_queue_frames: 500,
-            max_failures: 5,
-            failure_window_s: 60,
-            log_lines_per_second: 1000,
-        }
-    }
-}
-
-impl Limits {
-    /// Event call deadline.
-    pub fn event_deadline(&self) -> Duration {
-        Duration::from_millis(self.event_deadline_ms)
-    }
-    /// Media call deadline.
-    pub fn media_deadline(&self) -> Duration {
-        Duration::from_millis(self.media_deadline_ms)
-    }
-    /// Memory cap in bytes.
-    pub fn memory_bytes(&self) -> usize {
-        usize::try_from(self.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
-    }
-    /// How long an event may wait beyond capacity.
-    pub fn event_wait(&self) -> Duration {
-        Duration::from_millis(self.event_wait_ms)
-    }
-    /// Window for counting failures.
-    pub fn failure_window(&self) -> Duration {
-        Duration::from_secs(self.failure_window_s)
-    }
-
-    fn validate(&self, problems: &mut Vec<String>) {
-        let mut positive = |name: &str, v: u64| {
-            if v == 0 {
-                problems.push(format!("limits.{name} must be greater than 0"));
-            }
-        };
-        positive("event_deadline_ms", self.event_deadline_ms);
-        positive("media_deadline_ms", self.media_deadline_ms);
-        positive("memory_mib", self.memory_mib);
-        positive("mailbox_capacity", self.mailbox_capacity as u64);
-        positive("audio_queue_frames", self.audio_queue_frames as u64);
-        positive("max_failures", u64::from(self.max_failures));
-        positive("failure_window_s", self.failure_window_s);
-        positive("log_lines_per_second", u64::from(self.log_lines_per_second));
-        if self.memory_mib > 4096 {
-            problems.push("limits.memory_mib must be at most 4096 (wasm32 address space)".into());
-        }
-    }
-}
+mod limits;
+pub use limits::{Limits, HTTP_BODY_CHUNK, OUTBOUND_CONNECTION_BYTES};
 
 /// What the operator grants one plugin.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -160,6 +85,8 @@ pub struct PluginGrant {
     pub config: BTreeMap<String, String>,
     /// Set to false to keep a plugin in the folder without loading it.
     pub enabled: Option<bool>,
+    /// This plugin's own limits: only the keys named replace the host's `[limits]`.
+    pub limits: toml::Table,
 }
 
 /// A validated, expanded grant, ready for the runtime.
@@ -171,6 +98,8 @@ pub struct ResolvedGrant {
     pub config: BTreeMap<String, String>,
     /// Whether the plugin is loaded at all.
     pub enabled: bool,
+    /// The host's limits with the plugin's overrides laid over them.
+    pub limits: Limits,
 }
 
 /// The raw file shape.
@@ -242,7 +171,7 @@ impl HostConfig {
     ) -> anyhow::Result<Self> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut problems = Vec::new();
-        raw.limits.validate(&mut problems);
+        raw.limits.validate("limits", &mut problems);
         let mut plugins = BTreeMap::new();
         for (name, grant) in raw.plugins {
             let mut allow_http = Vec::new();
@@ -267,12 +196,23 @@ impl HostConfig {
                     Err(e) => problems.push(format!("plugins.{name}.config.{key}: {e}")),
                 }
             }
+            let limits = match raw.limits.overlay(&grant.limits) {
+                Ok(limits) => {
+                    limits.validate(&format!("plugins.{name}.limits"), &mut problems);
+                    limits
+                }
+                Err(e) => {
+                    problems.push(format!("plugins.{name}.limits: {e}"));
+                    raw.limits.clone()
+                }
+            };
             plugins.insert(
                 name,
                 ResolvedGrant {
                     allow_http,
                     config,
                     enabled: grant.enabled.unwrap_or(true),
+                    limits,
                 },
             );
         }
@@ -295,10 +235,14 @@ impl HostConfig {
 
     /// The grant for a plugin; a plugin the config does not name gets nothing.
     pub fn grant(&self, plugin: &str) -> ResolvedGrant {
-        self.plugins.get(plugin).cloned().unwrap_or(ResolvedGrant {
-            enabled: true,
-            ..ResolvedGrant::default()
-        })
+        self.plugins
+            .get(plugin)
+            .cloned()
+            .unwrap_or_else(|| ResolvedGrant {
+                enabled: true,
+                limits: self.limits.clone(),
+                ..ResolvedGrant::default()
+            })
     }
 }
 
