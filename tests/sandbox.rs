@@ -399,3 +399,146 @@ async fn only_regular_files_are_loaded_and_a_fifo_cannot_hang_the_host() {
     );
     good_gets_everything(&t, 3).await;
 }
+
+/// A loopback server on its own threads that accepts connections and never answers (for
+/// a child process, whose connections outlive no runtime of the test's).
+fn silent_server_threads() -> (u16, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let a = accepted.clone();
+    std::thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else { break };
+            a.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 1024];
+                while matches!(socket.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// Peak resident memory (bytes) and open file descriptors of a running process, sampled
+/// until it exits.
+fn sample_until_exit(child: &mut std::process::Child) -> (u64, usize, std::process::ExitStatus) {
+    let pid = child.id();
+    let (mut rss, mut fds) = (0u64, 0usize);
+    loop {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let kb = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            rss = rss.max(kb * 1024);
+        }
+        if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+            fds = fds.max(dir.count());
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return (rss, fds, status);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The whole host in a child process, with a low file-descriptor limit of its own: hostile
+/// plugins that hoard host resources and connections cannot take its memory or its
+/// descriptors, and the good plugin gets every event.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_host_with_hostile_plugins_stays_within_its_memory_and_descriptors() {
+    use std::os::unix::process::CommandExt as _;
+    let (port, accepted) = silent_server_threads();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(wasm("recorder"), plugins.join("good.wasm")).unwrap();
+    for name in ["h-hoard", "h-requests", "h-fire", "h-membomb"] {
+        std::fs::copy(wasm("hostile"), plugins.join(format!("{name}.wasm"))).unwrap();
+    }
+    let config = dir.path().join("zoomhost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [limits]
+            max_failures = 1000
+            [plugins.h-hoard]
+            config = {{ mode = "fields-hoard", n = "300", size = "15000" }}
+            [plugins.h-requests]
+            config = {{ mode = "request-hoard" }}
+            [plugins.h-membomb]
+            config = {{ mode = "membomb" }}
+            [plugins.h-fire]
+            allow_http = ["http://127.0.0.1:{port}"]
+            config = {{ mode = "fire-and-forget", n = "300", url = "http://127.0.0.1:{port}/x" }}
+            "#
+        ),
+    )
+    .unwrap();
+    let events = 100;
+    let lines: String = (0..events)
+        .map(|i| {
+            format!("{{\"event\":\"meeting.started\",\"event_ts\":{i},\"payload\":{{\"id\":\"e-{i}\"}}}}\n")
+        })
+        .collect();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_zoomhost"));
+    cmd.arg("replay")
+        .arg(&file)
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    const NOFILE: u64 = 256;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: NOFILE,
+                rlim_max: NOFILE,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
+    let (rss, fds, status) = sample_until_exit(&mut child);
+    let stdout = reader.join().unwrap();
+    assert!(status.success(), "{status}\n{stdout}");
+    // Each hostile plugin may hold about one instance's bound (~113 MiB with the
+    // defaults, mostly never touched); without the budgets the hoarder alone reached
+    // gigabytes. Generous: this is a limit, not a benchmark.
+    eprintln!("peak RSS {} MiB, peak fds {fds}", rss >> 20);
+    assert!(rss < 600 << 20, "peak RSS {} MiB", rss >> 20);
+    assert!(fds < 128, "peak open descriptors {fds} (limit {NOFILE})");
+    assert!(accepted.load(Ordering::SeqCst) <= 16 * events);
+    let row = |name: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no summary row for {name} in {stdout}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let good = row("good");
+    assert_eq!(good[1], events.to_string(), "events delivered: {good:?}");
+    assert_eq!(good[2], "0", "events failed: {good:?}");
+    assert_eq!(good[3], "0", "events dropped: {good:?}");
+    let hoard = row("h-hoard");
+    assert_eq!(
+        hoard[1],
+        events.to_string(),
+        "the hoarder got every event: {hoard:?}"
+    );
+}

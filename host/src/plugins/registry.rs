@@ -553,11 +553,13 @@ impl PluginHost {
     }
 
     /// Applies a changed host config: grants and config values take effect on the next
-    /// call; plugins disabled by it are unloaded. Limits apply to instances created
-    /// from now on only if the host is restarted.
+    /// call; plugins disabled by it are unloaded. Changed limits apply to instances
+    /// started from now on (a config-value change, a restart, a new version).
     pub async fn apply_config(&self, config: HostConfig) {
         if config.limits != self.runtime.limits().clone() {
-            tracing::warn!("host config: [limits] changes take effect when zoomhost restarts");
+            tracing::warn!(
+                "host config: [limits] changed; they apply to plugin instances started from now on (a memory_mib above the one at start-up needs a restart)"
+            );
         }
         let names: Vec<String> = self.entries.lock().await.keys().cloned().collect();
         for name in names {
