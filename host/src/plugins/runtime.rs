@@ -128,6 +128,14 @@ impl Drop for Runtime {
     }
 }
 
+/// Set to `on-demand` to allocate instances on demand instead of from the pool (for
+/// machines that cannot reserve the pool's address space, and to test both allocators).
+pub const ALLOCATOR_ENV: &str = "ZOOMHOST_ALLOCATOR";
+
+fn on_demand_requested() -> bool {
+    std::env::var(ALLOCATOR_ENV).is_ok_and(|v| v.trim() == "on-demand")
+}
+
 fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
@@ -156,12 +164,15 @@ impl Runtime {
             .table_elements(usize::try_from(max_table_elements).unwrap_or(usize::MAX));
         let mut config = base_config();
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let (engine, pooling) = match Engine::new(&config) {
+        let pooled = if on_demand_requested() {
+            Err(anyhow::anyhow!("{ALLOCATOR_ENV}=on-demand"))
+        } else {
+            Engine::new(&config).map_err(anyhow::Error::from)
+        };
+        let (engine, pooling) = match pooled {
             Ok(engine) => (engine, true),
             Err(e) => {
-                tracing::warn!(
-                    "pooling allocator unavailable on this machine ({e}); using on-demand allocation"
-                );
+                tracing::warn!("pooling allocator not used ({e}); allocating instances on demand");
                 let config = base_config();
                 (
                     Engine::new(&config).map_err(|e| anyhow::anyhow!("creating engine: {e}"))?,
