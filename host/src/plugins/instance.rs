@@ -112,7 +112,7 @@ pub(crate) fn reason(e: &wasmtime::Error) -> String {
     if parts.is_empty() {
         return "unknown error".into();
     }
-    parts.join(": ")
+    guest_text(parts.join(": "))
 }
 
 /// The `[limits]` budget that wasmtime's own message names, if any.
@@ -209,7 +209,25 @@ async fn guarded<R>(
 }
 
 fn guest_result(r: Result<(), String>) -> Result<(), CallError> {
-    r.map_err(CallError::Guest)
+    r.map_err(|e| CallError::Guest(guest_text(e)))
+}
+
+/// Longest error text from a plugin that the host keeps (logs, stats, reasons).
+const MAX_GUEST_TEXT: usize = 2 * 1024;
+
+/// A plugin's error text as the host keeps it: on one line, cut past
+/// [`MAX_GUEST_TEXT`] bytes with a marker, so a plugin cannot write megabytes into the
+/// host's log through its errors.
+fn guest_text(text: String) -> String {
+    let flat = text.replace(['\n', '\r'], " ");
+    if flat.len() <= MAX_GUEST_TEXT {
+        return flat;
+    }
+    let mut cut = MAX_GUEST_TEXT;
+    while !flat.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… [{} bytes cut]", &flat[..cut], flat.len() - cut)
 }
 
 impl LiveInstance {
@@ -269,7 +287,7 @@ impl LiveInstance {
         .await;
         disarm(&mut store, init)
             .map_err(|e| format!("init() failed: {e}"))?
-            .map_err(|e| format!("init() returned error: {e}"))?;
+            .map_err(|e| format!("init() returned error: {}", guest_text(e)))?;
         Ok(Self {
             store,
             plugin,
@@ -438,6 +456,14 @@ mod tests {
         let e = wasmtime::Error::msg("resource limit exceeded: memory count too high at 5");
         let fatal = Fatal::from_error(e, Duration::from_secs(1), &limits);
         assert!(fatal.to_string().contains("limits.max_memories"), "{fatal}");
+    }
+
+    #[test]
+    fn long_guest_errors_are_cut() {
+        let text = guest_text("é".repeat(10_000));
+        assert!(text.len() < MAX_GUEST_TEXT + 40, "{}", text.len());
+        assert!(text.ends_with("bytes cut]"), "{text}");
+        assert_eq!(guest_text("a\nb".into()), "a b");
     }
 
     #[test]
