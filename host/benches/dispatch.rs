@@ -111,6 +111,46 @@ fn bench_event(c: &mut Criterion) {
     group.finish();
 }
 
+/// Routing alone: 16 plugins each declaring the most event patterns the default limits
+/// allow (256 prefixes), one event matching one of them. The router looks names up in an
+/// index, so the cost does not grow with the patterns declared.
+fn bench_routing(c: &mut Criterion) {
+    use zoomhost::plugins::mailbox::{Mailbox, MailboxLimits};
+    use zoomhost::router::{EventPattern, Route, Router};
+    let router = Router::new();
+    let patterns = zoomhost::config::Limits::default().max_event_patterns as usize;
+    for plugin in 0..16 {
+        let events = (0..patterns)
+            .map(|i| EventPattern::parse(&format!("p{plugin}x{i}.*")).unwrap())
+            .collect();
+        router.set_route(Route {
+            plugin: format!("plugin-{plugin}").into(),
+            events,
+            media: Vec::new(),
+            mailbox: Arc::new(Mailbox::new(
+                MailboxLimits {
+                    capacity: 1,
+                    event_wait: Duration::ZERO,
+                    audio_frames: 1,
+                },
+                Default::default(),
+            )),
+        });
+    }
+    let event = Event {
+        name: "p7x200.participant_joined".into(),
+        timestamp: 1_700_000_000_000,
+        payload: "{}".into(),
+        source: EventSource::Websocket,
+    };
+    let mut group = c.benchmark_group("dispatch");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("route_event_16x256_patterns", |b| {
+        b.iter(|| router.dispatch_event(event.clone()))
+    });
+    group.finish();
+}
+
 /// An L16 16 kHz mono audio stream.
 fn audio_stream(id: &str) -> StreamInfo {
     StreamInfo {
@@ -191,7 +231,7 @@ fn bench_swap() {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(5));
-    targets = bench_event, bench_audio
+    targets = bench_routing, bench_event, bench_audio
 }
 
 fn main() {

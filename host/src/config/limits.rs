@@ -120,7 +120,7 @@ impl Default for Limits {
             max_component_mib: 64,
             max_modules: 32,
             max_functions: 60_000,
-            max_code_bytes: 48 * 1024 * 1024,
+            max_code_bytes: 8 * 1024 * 1024,
             max_data_bytes: 48 * 1024 * 1024,
             max_component_instances: 64,
             max_event_patterns: 256,
