@@ -6,14 +6,12 @@
 //! `plugins/`, which other builds glob). They depend on the repo's SDK by path and build
 //! into the repo's `target/wasm`, so the compiled dependencies are shared.
 
-mod support;
-
 use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{event, workspace, Logs, SharedBuffer};
+use crate::support::{event, workspace, Logs, SharedBuffer};
 use tokio::sync::mpsc;
 use zoomhost::config::HostConfig;
 use zoomhost::dev::{
@@ -354,7 +352,7 @@ fn summary_row<'a>(table: &[&'a str], plugin: &str) -> Vec<&'a str> {
 fn zoomhost_dev_once_plays_a_meeting_through_the_simulator_into_the_example_plugins() {
     // Build the example plugins first (as the other tests do), so the deadline below is
     // about the dev session; `zoomhost dev` then finds them up to date in target/wasm.
-    support::built();
+    crate::support::built();
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("dev-drill.toml");
     std::fs::write(&scenario, DEV_SCENARIO).unwrap();

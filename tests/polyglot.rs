@@ -6,14 +6,12 @@
 //! When the toolchain cannot be had (no Node.js, or no npm registry) the tests print
 //! `SKIP` and pass, unless `ZOOMHOST_REQUIRE_POLYGLOT` is set, in which case they fail.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use zoomhost::config::HostConfig;
 use zoomhost::plugins::identity::PluginIdentity;
 use zoomhost::plugins::instance::LiveInstance;

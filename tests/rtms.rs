@@ -5,13 +5,11 @@
 //! recorder plugin's media session received: count, order, user, timestamp, length and
 //! an FNV-1a sum of every audio frame, the text of every transcript segment.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{eventually, field, fnv1a, Logs, TestHost};
 use serde_json::json;
-use support::{eventually, field, fnv1a, Logs, TestHost};
 use zoomhost::config::Secret;
 use zoomhost::sim::rtms::{
     End, ExtraMedia, Fault, Pace, RtmsSim, RtmsSimConfig, SimParticipant, SimStream, StreamSpec,
@@ -293,10 +291,6 @@ async fn a_full_meeting_reaches_the_plugin_exactly_once_in_order_byte_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_and_signaling_drops_recover_without_loss_or_duplicates() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     let host = host("audio,transcript").await;
     let sim = sim(Duration::from_secs(5)).await;
     let rtms = manager(&host, client_config(SECRET));

@@ -1,12 +1,9 @@
 //! End to end: real components built from the repo's plugin crates, in a real host.
 
-mod sandbox;
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use zoomhost::plugins::{reload, LoadOutcome};
 use zoomhost::types::{AudioFrame, Participant, TranscriptSegment};
 

@@ -5,13 +5,11 @@
 //! Crates are scaffolded into temp folders only: the real `plugins/` is globbed by the
 //! other builds.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use zoomhost::config::HostConfig;
 use zoomhost::plugins::PluginHost;
 use zoomhost::scaffold::{self, ScaffoldError, ScaffoldOptions, Scaffolded};

@@ -3,18 +3,16 @@
 //! server that records every request and answers as each test scripts it). Payloads
 //! come from the simulator's `MeetingGen`.
 
-mod support;
-
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use support::*;
 use zoomhost::plugins::StatsSnapshot;
 use zoomhost::sim::events::MeetingGen;
 use zoomhost::types::{Event, EventSource};
@@ -165,24 +163,6 @@ fn webhook_path(token: &str) -> String {
 
 // ---------------------------------------------------------------------------------------
 // Everything the host logs, to check the webhook's secret never shows.
-
-/// Installs (once per test binary) a subscriber capturing every host `tracing` record
-/// down to debug level; returns the capture.
-fn host_logs() -> &'static SharedBuffer {
-    static CAPTURE: OnceLock<SharedBuffer> = OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let capture = SharedBuffer::default();
-        let writer = capture.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::set_global_default(subscriber)
-            .expect("no other tracing subscriber in this test binary");
-        capture
-    })
-}
 
 /// Neither the plugin's log lines (every level) nor the host's tracing output contain
 /// the webhook's token or path.

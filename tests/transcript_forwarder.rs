@@ -14,14 +14,12 @@
 //! `sink_url = sink.url()`, then `sink.batches()` (accepted batch bodies, in order) or
 //! `sink.segments()` (their segments, flattened).
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 use zoomhost::plugins::reload;
 use zoomhost::types::{
     AudioCodec, AudioFormat, AudioFrame, MediaKind, Participant, SessionKind, StreamInfo,

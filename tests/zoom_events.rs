@@ -2,12 +2,10 @@
 //! real OAuth token manager and simulated OAuth endpoint, delivering into a real recorder
 //! plugin.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 use zoomhost::sim::events::{EventSim, EventSimConfig, Scenario};
 use zoomhost::sim::oauth::{OAuthSim, OAuthSimConfig};
 use zoomhost::zoom::events::{ConnectionState, EventStream, EventStreamConfig, EventStreamStats};
@@ -408,16 +406,7 @@ async fn reconnects_with_a_fresh_token_before_it_expires() {
 // sees the other tests' records: all the better for a leak check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_contain_neither_the_token_nor_the_client_secret() {
-    let buffer = SharedBuffer::default();
-    let filter = tracing_subscriber::EnvFilter::new(
-        "zoomhost=trace,tokio_tungstenite=debug,tungstenite=debug,reqwest=debug,hyper=debug,warn",
-    );
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(buffer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let buffer = host_logs();
 
     let rig = rig(3600, |c| c.silence_timeout = Duration::from_secs(2)).await;
     rig.connected().await;

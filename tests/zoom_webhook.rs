@@ -2,15 +2,13 @@
 //! the real webhook receiver feeding real plugins, the real token manager against the
 //! simulator's OAuth endpoint, and log capture to prove secrets never leak.
 
-mod support;
-
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{event_ids, eventually, TestHost};
+use crate::support::{event_ids, eventually, host_logs, TestHost};
 use zoomhost::config::{HostConfig, Secret};
 use zoomhost::router::Router;
 use zoomhost::sim::oauth::{OAuthSim, OAuthSimConfig};
@@ -42,7 +40,7 @@ async fn start_receiver(
     WebhookSender,
     tokio::sync::oneshot::Sender<()>,
 ) {
-    captured_logs();
+    host_logs();
     let server = WebhookServer::bind(config, router).await.unwrap();
     let sender = WebhookSender::new(server.url(), Secret::new(WEBHOOK_SECRET)).unwrap();
     let receiver = server.receiver().clone();
@@ -58,7 +56,7 @@ fn payload(id: &str) -> serde_json::Value {
 }
 
 async fn sim(expires_in: u64) -> OAuthSim {
-    captured_logs();
+    host_logs();
     OAuthSim::start(OAuthSimConfig {
         client_id: CLIENT_ID.into(),
         client_secret: CLIENT_SECRET.into(),
@@ -590,40 +588,9 @@ fn a_dotenv_file_beside_the_config_fills_in_values() {
 
 // ---------------------------------------------------------------- secrets in logs
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The process-wide log capture. A global subscriber (not `set_default`) because tracing
-/// caches per-callsite interest globally, so a thread-scoped subscriber misses events when
-/// other tests run concurrently. Every test in this binary logs into it.
-fn captured_logs() -> &'static Capture {
-    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let capture = Capture::default();
-        let writer = capture.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        capture
-    })
-}
-
 #[tokio::test]
 async fn secrets_never_appear_in_logs_or_errors() {
-    let capture = captured_logs();
+    let capture = host_logs();
     let sim = sim(3600).await;
     let mut errors = Vec::new();
     // OAuth: retries, success, refresh after invalidation, a 401.
@@ -674,7 +641,7 @@ async fn secrets_never_appear_in_logs_or_errors() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let _ = std::io::stdout().flush();
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).to_string();
+    let logs = capture.text();
     assert!(
         logs.contains("token refreshed (expires in 3600 s)"),
         "{logs}"

@@ -3,7 +3,8 @@
 //! N simulated streams play real-time audio (20 ms L16 frames, 16 kHz mono) from an RTMS
 //! simulator in a **child process**, so the figures below are the host's alone. This
 //! process runs the host: the RTMS client for every stream and the `latency-probe`
-//! plugin (a pass-through audio plugin from `tests/plugins`, built for wasm32-wasip2).
+//! plugin (a pass-through audio plugin, a bench asset in `host/bench-probe`, built for
+//! wasm32-wasip2).
 //!
 //! Printed: frames/s delivered to the plugin, host CPU seconds per 1,000 frames (user +
 //! system, from `/proc/self/stat`), latency percentiles from the simulator's send time
@@ -36,7 +37,7 @@ pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
     check_fd_limit(streams)?;
     let cwd = std::env::current_dir().context("reading the current folder")?;
     let ws = crate::wasm_build::find_workspace(&cwd)
-        .context("zoomhost bench runs inside the zoomhost repository (it builds tests/plugins/latency-probe)")?;
+        .context("zoomhost bench runs inside the zoomhost repository (it builds host/bench-probe, the latency-probe plugin)")?;
     tokio::task::spawn_blocking(crate::wasm_build::ensure_wasm_target).await??;
     let built = {
         let ws = ws.clone();

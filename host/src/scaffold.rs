@@ -344,7 +344,7 @@ fn check_clash(name: &str, checkout: &Path) -> Result<(), ScaffoldError> {
         checkout.join("host/Cargo.toml"),
         checkout.join("plugin-sdk/Cargo.toml"),
     ];
-    for group in ["plugins", "tests/plugins"] {
+    for group in ["host", "plugins", "tests/plugins"] {
         let Ok(entries) = fs::read_dir(checkout.join(group)) else {
             continue;
         };

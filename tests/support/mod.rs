@@ -1,5 +1,6 @@
-//! Shared by the end-to-end tests: one build of the repo's plugin crates for
-//! wasm32-wasip2, hosts in temp folders, and a capture of plugin log lines.
+//! Shared by the end-to-end tests: the repo's plugin crates built for wasm32-wasip2 (by
+//! `zoomhost-test-artifacts`), hosts in temp folders, and captures of plugin and host log
+//! lines.
 
 #![allow(dead_code)]
 
@@ -13,17 +14,6 @@ use zoomhost::config::HostConfig;
 use zoomhost::plugins::{LogSink, PluginHost, PluginLogRecord};
 use zoomhost::types::{Event, EventSource};
 
-/// Every plugin crate the tests use.
-pub const PLUGIN_CRATES: &[&str] = &[
-    "event-logger",
-    "recorder",
-    "hostile",
-    "future-world",
-    "noop",
-    "slack-notifier",
-    "transcript-forwarder",
-];
-
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,20 +22,17 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the plugin crates once per test binary (cargo makes later builds no-ops) and
-/// returns the folder holding the `.wasm` files.
+/// The folder holding the test plugins' `.wasm` files, built once by
+/// `zoomhost-test-artifacts`' build script.
 pub fn built() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = workspace();
-        zoomhost::wasm_build::build_plugins(&root, PLUGIN_CRATES, &root.join("target/wasm"))
-            .expect("building the test plugins for wasm32-wasip2")
-    })
+    Path::new(zoomhost_test_artifacts::path("recorder"))
+        .parent()
+        .expect("a .wasm file has a folder")
 }
 
 /// The built `.wasm` of a crate.
 pub fn wasm(krate: &str) -> PathBuf {
-    zoomhost::wasm_build::artifact(built(), krate)
+    PathBuf::from(zoomhost_test_artifacts::path(krate))
 }
 
 /// Plugin log lines captured from a host.
@@ -176,6 +163,29 @@ pub fn retagged(bytes: &[u8], tag: u8) -> Vec<u8> {
     // section id 0 (custom), size 6, name "zhv" (len 3), payload [tag, 0]
     out.extend_from_slice(&[0, 6, 3, b'z', b'h', b'v', tag, 0]);
     out
+}
+
+/// The host's tracing output, captured for the whole test binary by one global subscriber
+/// (tracing caches per-callsite interest globally, so a thread-scoped subscriber misses
+/// records while other tests run in parallel). Tests that check what reaches the logs, or
+/// that nothing secret does, read it: it holds every test's records, all the better for a
+/// leak check.
+pub fn host_logs() -> &'static SharedBuffer {
+    static CAPTURE: OnceLock<SharedBuffer> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = SharedBuffer::default();
+        let filter = tracing_subscriber::EnvFilter::new(
+            "zoomhost=trace,plugin=debug,tokio_tungstenite=debug,tungstenite=debug,reqwest=debug,hyper=debug,warn",
+        );
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(capture.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other tracing subscriber in the test binary");
+        capture
+    })
 }
 
 /// A `Write` (and tracing `MakeWriter`) into a shared buffer: captures a live view's or a

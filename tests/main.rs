@@ -1,0 +1,16 @@
+//! zoomhost's end-to-end tests, in one test binary (each linked binary carries wasmtime,
+//! so one binary instead of ten saves most of a cold build's link time). Every module
+//! drives real parts: components built from the repo's plugin crates, the host, the
+//! simulator and loopback servers.
+
+mod dev;
+mod polyglot;
+mod rtms;
+mod runtime;
+mod sandbox;
+mod scaffold;
+mod slack_notifier;
+mod support;
+mod transcript_forwarder;
+mod zoom_events;
+mod zoom_webhook;
