@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 
 use crate::support::{event, workspace, Logs, SharedBuffer};
 use tokio::sync::mpsc;
-use zoomhost::config::HostConfig;
 use zoomhost::dev::{
     BuildOutcome, DevEvent, DevMonitor, LiveView, SourceWatchConfig, SourceWatcher, ViewOptions,
 };
-use zoomhost::plugins::{reload, PluginHost};
-use zoomhost::types::EventSource;
+use zoomhost_runtime::{reload, PluginHost, RuntimeConfig};
+use zoomhost_types::EventSource;
 
 /// Upper bound for anything to happen (builds may wait for the shared cargo lock).
 const WAIT: Duration = Duration::from_secs(300);
@@ -112,9 +111,9 @@ async fn edited_plugin_sources_are_rebuilt_and_hot_swapped_and_a_broken_edit_kee
     std::fs::create_dir_all(&plugins_dir).unwrap();
     let logs = Logs::default();
     let host = PluginHost::new(
-        HostConfig {
+        RuntimeConfig {
             plugins_dir: plugins_dir.clone(),
-            ..HostConfig::default()
+            ..RuntimeConfig::default()
         },
         Some(logs.sink()),
     )

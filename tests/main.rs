@@ -3,6 +3,7 @@
 //! drives real parts: components built from the repo's plugin crates, the host, the
 //! simulator and loopback servers.
 
+mod architecture;
 mod dev;
 mod polyglot;
 mod rtms;

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use crate::support::*;
 use zoomhost::config::HostConfig;
-use zoomhost::plugins::identity::PluginIdentity;
-use zoomhost::plugins::instance::LiveInstance;
-use zoomhost::plugins::{LogSink, PluginHost, PluginLogRecord, Runtime};
-use zoomhost::types::{AudioFrame, LogLevel, MediaKind, TranscriptSegment};
+use zoomhost_runtime::bindings::types::{LogLevel, MediaKind};
+use zoomhost_runtime::identity::PluginIdentity;
+use zoomhost_runtime::instance::LiveInstance;
+use zoomhost_runtime::{LogSink, PluginHost, PluginLogRecord, Runtime, RuntimeConfig};
+use zoomhost_types::{AudioFrame, TranscriptSegment};
 
 const WAIT: Duration = Duration::from_secs(30);
 const PLUGIN: &str = "keyword-alert";
@@ -100,10 +101,10 @@ impl Capture {
 }
 
 /// Writes `zoomhost.toml` (plugins folder `plugins/` beside it) and parses it.
-fn write_config(dir: &Path, toml: &str) -> HostConfig {
+fn write_config(dir: &Path, toml: &str) -> RuntimeConfig {
     let path = dir.join("zoomhost.toml");
     std::fs::write(&path, toml).unwrap();
-    HostConfig::load(&path).unwrap()
+    HostConfig::load(&path).unwrap().runtime
 }
 
 fn config_with_keywords(keywords: &str) -> String {
@@ -201,7 +202,7 @@ async fn a_javascript_plugin_alerts_on_keywords_in_transcripts_and_only_then() {
             user_id: 16_778_240,
             user_name: (*user).to_string(),
             timestamp: 1_700_000_000_000 + 20 * i as u64,
-            data: vec![0; 640],
+            data: vec![0; 640].into(),
         });
         stream.transcript(segment(i, user, text));
         for k in *keywords {

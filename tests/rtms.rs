@@ -11,11 +11,12 @@ use std::time::Duration;
 use crate::support::{eventually, field, fnv1a, Logs, TestHost};
 use serde_json::json;
 use zoomhost::config::Secret;
+use zoomhost::inputs::Inputs;
 use zoomhost::sim::rtms::{
     End, ExtraMedia, Fault, Pace, RtmsSim, RtmsSimConfig, SimParticipant, SimStream, StreamSpec,
 };
-use zoomhost::types::{Event, EventSource, MediaKind};
 use zoomhost::zoom::rtms::{RtmsConfig, RtmsManager, RtmsNotice};
+use zoomhost_types::{Event, EventSource, InputSink, MediaKind};
 
 const CLIENT_ID: &str = "rtms-test-client";
 const SECRET: &str = "rtms-test-secret";
@@ -58,10 +59,13 @@ fn client_config(secret: &str) -> RtmsConfig {
     config
 }
 
-fn manager(host: &TestHost, config: RtmsConfig) -> Arc<RtmsManager> {
+/// An RTMS client feeding `host`'s router, tapped into an input path as the host wires
+/// it: events given to the returned `Inputs` reach the client, then the plugins.
+fn manager(host: &TestHost, config: RtmsConfig) -> (Arc<RtmsManager>, Arc<Inputs>) {
     let manager = RtmsManager::new(config, host.host.router().clone());
-    manager.observe_router();
-    manager
+    let inputs = Inputs::new(host.host.router().clone());
+    inputs.tap(manager.event_tap());
+    (manager, inputs)
 }
 
 /// `meeting.rtms_started` for a simulator stream, as a webhook would deliver it.
@@ -143,7 +147,7 @@ async fn a_full_meeting_reaches_the_plugin_exactly_once_in_order_byte_exact() {
     let sim = sim(Duration::from_millis(40)).await;
     let mut config = client_config(SECRET);
     config.media = MediaKind::ALL.to_vec();
-    let rtms = manager(&host, config);
+    let (rtms, inputs) = manager(&host, config);
     let mut notices = rtms.subscribe();
     let stream = sim.add_stream(StreamSpec {
         participants: vec![
@@ -162,9 +166,8 @@ async fn a_full_meeting_reaches_the_plugin_exactly_once_in_order_byte_exact() {
         ..StreamSpec::new("mtg-full==", "stream-full")
     });
     // Zoom may deliver the start on both sources: one stream opens.
-    let router = host.host.router().clone();
-    router.dispatch_event(started(&sim, &stream, EventSource::Webhook));
-    router.dispatch_event(started(&sim, &stream, EventSource::Websocket));
+    inputs.event(started(&sim, &stream, EventSource::Webhook));
+    inputs.event(started(&sim, &stream, EventSource::Websocket));
 
     assert!(
         stream.wait_done(Duration::from_secs(30)).await,
@@ -293,7 +296,7 @@ async fn a_full_meeting_reaches_the_plugin_exactly_once_in_order_byte_exact() {
 async fn media_and_signaling_drops_recover_without_loss_or_duplicates() {
     let host = host("audio,transcript").await;
     let sim = sim(Duration::from_secs(5)).await;
-    let rtms = manager(&host, client_config(SECRET));
+    let (rtms, inputs) = manager(&host, client_config(SECRET));
     let stream = sim.add_stream(StreamSpec {
         frames: 400,
         pace: Pace::Fast,
@@ -304,9 +307,7 @@ async fn media_and_signaling_drops_recover_without_loss_or_duplicates() {
         confirm_audio: Some(json!({ "sample_rate": 3, "channel": 2 })),
         ..StreamSpec::new("mtg-drop==", "stream-drop")
     });
-    host.host
-        .router()
-        .dispatch_event(started(&sim, &stream, EventSource::Websocket));
+    inputs.event(started(&sim, &stream, EventSource::Websocket));
     assert!(
         stream.wait_done(Duration::from_secs(30)).await,
         "simulator finished"
@@ -358,15 +359,13 @@ async fn media_and_signaling_drops_recover_without_loss_or_duplicates() {
 async fn a_bad_signature_is_rejected_by_the_server_and_reported_by_the_host() {
     let host = host("audio").await;
     let sim = sim(Duration::from_secs(5)).await;
-    let rtms = manager(&host, client_config("not-the-secret"));
+    let (rtms, inputs) = manager(&host, client_config("not-the-secret"));
     let mut notices = rtms.subscribe();
     let stream = sim.add_stream(StreamSpec {
         end: End::Hold,
         ..StreamSpec::new("mtg-bad==", "stream-bad")
     });
-    host.host
-        .router()
-        .dispatch_event(started(&sim, &stream, EventSource::Webhook));
+    inputs.event(started(&sim, &stream, EventSource::Webhook));
     let failure = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match notices.recv().await {
@@ -403,15 +402,14 @@ async fn rtms_stopped_closes_every_socket_with_1000_and_the_sessions() {
     let host = host("audio,transcript").await;
     // Keep-alives every 30 ms on each of the 3 sockets, 3 misses drop a client.
     let sim = sim(Duration::from_millis(30)).await;
-    let rtms = manager(&host, client_config(SECRET));
+    let (rtms, inputs) = manager(&host, client_config(SECRET));
     let stream = sim.add_stream(StreamSpec {
         frames: 100_000,
         pace: Pace::RealTime,
         end: End::Hold,
         ..StreamSpec::new("mtg-stop==", "stream-stop")
     });
-    let router = host.host.router().clone();
-    router.dispatch_event(started(&sim, &stream, EventSource::Webhook));
+    inputs.event(started(&sim, &stream, EventSource::Webhook));
     assert!(stream.wait_ready(Duration::from_secs(10)).await);
     assert!(
         eventually(Duration::from_secs(10), || !received_audio(
@@ -432,7 +430,7 @@ async fn rtms_stopped_closes_every_socket_with_1000_and_the_sessions() {
     assert_eq!(alive.dropped_for_keepalive, 0, "{alive:?}");
     let stop =
         json!({ "meeting_uuid": "mtg-stop==", "rtms_stream_id": "stream-stop", "stop_reason": 6 });
-    router.dispatch_event(Event {
+    inputs.event(Event {
         name: "meeting.rtms_stopped".into(),
         timestamp: 1_700_000_000_001,
         payload: stop.to_string(),
@@ -468,8 +466,7 @@ async fn fifty_concurrent_streams_are_isolated() {
     let sim = sim(Duration::from_millis(500)).await;
     let mut config = client_config(SECRET);
     config.media = vec![MediaKind::Audio];
-    let rtms = manager(&host, config);
-    let router = host.host.router().clone();
+    let (rtms, inputs) = manager(&host, config);
     let mut streams = Vec::new();
     for i in 0..50 {
         let mut spec = StreamSpec {
@@ -484,7 +481,7 @@ async fn fifty_concurrent_streams_are_isolated() {
             spec.end = End::Hold;
         }
         let stream = sim.add_stream(spec);
-        router.dispatch_event(started(&sim, &stream, EventSource::Websocket));
+        inputs.event(started(&sim, &stream, EventSource::Websocket));
         streams.push(stream);
     }
     for (i, stream) in streams.iter().enumerate() {
@@ -534,16 +531,14 @@ async fn one_all_socket_and_json_in_binary_and_text_frames() {
     .unwrap();
     let mut config = client_config(SECRET);
     config.binary_frames = false;
-    let rtms = manager(&host, config);
+    let (rtms, inputs) = manager(&host, config);
     let stream = sim.add_stream(StreamSpec {
         frames: 150,
         pace: Pace::Fast,
         transcript_every: 30,
         ..StreamSpec::new("mtg-all==", "stream-all")
     });
-    host.host
-        .router()
-        .dispatch_event(started(&sim, &stream, EventSource::Webhook));
+    inputs.event(started(&sim, &stream, EventSource::Webhook));
     assert!(stream.wait_done(Duration::from_secs(30)).await);
     assert!(eventually(Duration::from_secs(20), || closed(&host.logs, "stream-all")).await);
     let sent = sent_audio(&stream);

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::*;
-use zoomhost::plugins::{reload, LoadOutcome};
-use zoomhost::types::{AudioFrame, Participant, TranscriptSegment};
+use zoomhost_runtime::{reload, LoadOutcome};
+use zoomhost_types::{AudioFrame, Participant, TranscriptSegment};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -105,7 +105,7 @@ async fn media_sessions_get_every_frame_in_order_byte_exact() {
             user_id: 16778240,
             user_name: "Ada".into(),
             timestamp: 1_700_000_000_000 + 20 * i as u64,
-            data,
+            data: data.into(),
         });
         if i % 50 == 0 {
             stream.transcript(TranscriptSegment {
@@ -217,7 +217,7 @@ async fn hostile_plugins_are_contained_and_a_good_plugin_gets_everything() {
                 user_id: 1,
                 user_name: "A".into(),
                 timestamp: k as u64,
-                data: frame_bytes(k),
+                data: frame_bytes(k).into(),
             });
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -247,7 +247,7 @@ async fn hostile_plugins_are_contained_and_a_good_plugin_gets_everything() {
         async move { host.stats(n).await.unwrap() }
     };
     let wait_for =
-        |n: &'static str, what: &'static str, f: fn(&zoomhost::plugins::StatsSnapshot) -> bool| {
+        |n: &'static str, what: &'static str, f: fn(&zoomhost_runtime::StatsSnapshot) -> bool| {
             let host = t.host.clone();
             async move {
                 for _ in 0..3000 {
@@ -311,7 +311,7 @@ async fn a_crashed_instance_is_restarted_with_its_media_sessions_reopened() {
                 user_id: 1,
                 user_name: "A".into(),
                 timestamp: k as u64,
-                data: frame_bytes(k),
+                data: frame_bytes(k).into(),
             });
         }
     };
@@ -338,9 +338,9 @@ async fn a_crashed_instance_is_restarted_with_its_media_sessions_reopened() {
 }
 
 fn futures_stats(
-    host: &Arc<zoomhost::plugins::PluginHost>,
+    host: &Arc<zoomhost_runtime::PluginHost>,
     name: &str,
-) -> zoomhost::plugins::StatsSnapshot {
+) -> zoomhost_runtime::StatsSnapshot {
     let host = host.clone();
     let name = name.to_string();
     tokio::task::block_in_place(|| {
@@ -351,7 +351,11 @@ fn futures_stats(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_reload_under_a_steady_stream_loses_and_duplicates_nothing() {
     let t = TestHost::start("", &[("rec", "recorder")]).await;
-    let _watcher = reload::watch(t.host.clone(), Some(t.config_path())).unwrap();
+    let _watcher = reload::watch(
+        t.host.clone(),
+        Some((t.config_path(), zoomhost::config::runtime_loader())),
+    )
+    .unwrap();
     let router = t.host.router().clone();
     let total = 900;
     let sender = tokio::spawn(async move {
@@ -574,7 +578,11 @@ async fn outbound_http_reaches_granted_hosts_only_and_grants_reload() {
     assert_eq!(t.host.stats("granted").await.unwrap().http_denied, 0);
 
     // The operator grants the host in the config file; the running plugin gets it.
-    let _watcher = reload::watch(t.host.clone(), Some(t.config_path())).unwrap();
+    let _watcher = reload::watch(
+        t.host.clone(),
+        Some((t.config_path(), zoomhost::config::runtime_loader())),
+    )
+    .unwrap();
     std::fs::write(t.config_path(), config(true)).unwrap();
     let mut i = 10;
     let reached = eventually(WAIT, || {
@@ -689,7 +697,11 @@ async fn changed_config_values_reinitialise_the_plugin_with_its_state() {
         &[("rec", "recorder")],
     )
     .await;
-    let _watcher = reload::watch(t.host.clone(), Some(t.config_path())).unwrap();
+    let _watcher = reload::watch(
+        t.host.clone(),
+        Some((t.config_path(), zoomhost::config::runtime_loader())),
+    )
+    .unwrap();
     let router = t.host.router().clone();
     router.dispatch_event(event("meeting.started", 0));
     router.dispatch_event(event("recording.completed", 1));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::support::wasmgen::{with_extra_memories, with_many_functions};
 use crate::support::*;
-use zoomhost::plugins::{LoadOutcome, PluginHost, StatsSnapshot};
+use zoomhost_runtime::{LoadOutcome, PluginHost, StatsSnapshot};
 
 const WAIT: Duration = Duration::from_secs(60);
 

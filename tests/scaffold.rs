@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use crate::support::*;
 use zoomhost::config::HostConfig;
-use zoomhost::plugins::PluginHost;
 use zoomhost::scaffold::{self, ScaffoldError, ScaffoldOptions, Scaffolded};
-use zoomhost::types::{AudioFrame, Event, EventSource, TranscriptSegment};
 use zoomhost::wasm_build::{self, WASM_TARGET};
+use zoomhost_runtime::PluginHost;
+use zoomhost_types::{AudioFrame, Event, EventSource, TranscriptSegment};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -319,7 +319,11 @@ async fn a_standalone_scaffold_builds_loads_and_logs_events_and_media() {
     )
     .unwrap();
     let logs = Logs::default();
-    let host = PluginHost::new(HostConfig::load(&config_path).unwrap(), Some(logs.sink())).unwrap();
+    let host = PluginHost::new(
+        HostConfig::load(&config_path).unwrap().runtime,
+        Some(logs.sink()),
+    )
+    .unwrap();
     assert_eq!(host.load_dir().await.unwrap(), ["scaffold-e2e"]);
     let p = "scaffold-e2e";
     assert_eq!(
@@ -354,7 +358,7 @@ async fn a_standalone_scaffold_builds_loads_and_logs_events_and_media() {
             user_id: 16778240,
             user_name: "Ada".into(),
             timestamp: 1_700_000_000_000 + 20 * i,
-            data: vec![0; 640],
+            data: vec![0; 640].into(),
         });
     }
     stream.transcript(segment("good morning everyone", 1_700_000_000_040));

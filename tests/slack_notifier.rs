@@ -13,9 +13,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use zoomhost::plugins::StatsSnapshot;
 use zoomhost::sim::events::MeetingGen;
-use zoomhost::types::{Event, EventSource};
+use zoomhost_runtime::StatsSnapshot;
+use zoomhost_types::{Event, EventSource};
 
 const WAIT: Duration = Duration::from_secs(30);
 const PLUGIN: &str = "slack-notifier";
@@ -843,22 +843,23 @@ event = "recording.completed"
         host_logs();
         let slack = FakeSlack::start().await;
         let token = "tokThroughTheSimK7";
-        let t = TestHost::start(
+        // The simulated Zoom, and a host with its event client signed in through OAuth.
+        let zoom = LocalZoom::start().await.unwrap();
+        let sim = &zoom.events;
+        let mut live_zoom = zoom.zoom_config(Vec::new());
+        live_zoom.rtms = None;
+        let (t, live) = TestHost::start_live(
             &plugin_config(PLUGIN, &slack, token, ""),
             &[(PLUGIN, PLUGIN)],
+            live_zoom,
         )
         .await;
         // What the host received from the WebSocket, payloads included.
         let received: Arc<Mutex<Vec<Event>>> = Arc::default();
         let seen = received.clone();
-        t.host.router().observe(Arc::new(move |e: &Event| {
+        live.inputs().tap(Arc::new(move |e: &Event| {
             seen.lock().unwrap().push(e.clone())
         }));
-
-        // The simulated Zoom and the host's event client, signed in through OAuth.
-        let zoom = LocalZoom::start().await.unwrap();
-        let sim = &zoom.events;
-        let (stop, client) = zoom.connect_events(t.host.router().clone()).unwrap();
 
         let report = Scenario::parse(SCENARIO)
             .unwrap()
@@ -956,11 +957,11 @@ event = "recording.completed"
         );
         assert_secret_never_logged(&t, PLUGIN, token);
 
-        stop.send_replace(true);
-        let ended = tokio::time::timeout(WAIT, client).await;
+        let stopped = live.shutdown().await;
         assert!(
-            matches!(ended, Ok(Ok(Ok(())))),
-            "event client stopped cleanly"
+            stopped.source_errors.is_empty(),
+            "event client stopped cleanly: {:?}",
+            stopped.source_errors
         );
     }
 }

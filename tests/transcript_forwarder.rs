@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use crate::support::*;
 use serde_json::{json, Value};
-use zoomhost::plugins::reload;
-use zoomhost::types::{
+use zoomhost_runtime::reload;
+use zoomhost_types::{
     AudioCodec, AudioFormat, AudioFrame, MediaKind, Participant, SessionKind, StreamInfo,
     TranscriptSegment,
 };
@@ -325,7 +325,10 @@ async fn segments_reach_the_sink_in_exact_batches_with_every_field() {
 
     // Without speech-to-text the plugin wants transcripts only.
     let plugins = t.host.plugins().await;
-    assert_eq!(plugins[0].metadata.media, vec![MediaKind::Transcript]);
+    assert_eq!(
+        plugins[0].metadata.media,
+        vec![zoomhost_runtime::bindings::types::MediaKind::Transcript]
+    );
     assert!(plugins[0]
         .metadata
         .events
@@ -558,7 +561,11 @@ async fn pending_segments_survive_a_config_reload() {
         &values("100"),
     ))
     .await;
-    let _watcher = reload::watch(t.host.clone(), Some(t.config_path())).unwrap();
+    let _watcher = reload::watch(
+        t.host.clone(),
+        Some((t.config_path(), zoomhost::config::runtime_loader())),
+    )
+    .unwrap();
     let stream = t
         .host
         .router()
@@ -729,7 +736,7 @@ fn audio(user: u32, name: &str, ts: u64, data: Vec<u8>) -> AudioFrame {
         user_id: user,
         user_name: name.into(),
         timestamp: ts,
-        data,
+        data: data.into(),
     }
 }
 
@@ -787,7 +794,10 @@ async fn speech_to_text_uploads_valid_wav_chunks_and_forwards_the_text() {
     let plugins = t.host.plugins().await;
     assert_eq!(
         plugins[0].metadata.media,
-        vec![MediaKind::Transcript, MediaKind::Audio]
+        vec![
+            zoomhost_runtime::bindings::types::MediaKind::Transcript,
+            zoomhost_runtime::bindings::types::MediaKind::Audio
+        ]
     );
 
     // Ada speaks 2.4 s, Bob 1 s (from 0.5 s on); 8 kHz stereo, 20 ms frames.
@@ -1025,7 +1035,6 @@ mod through_the_simulator {
     use zoomhost::sim::events::Scenario;
     use zoomhost::sim::rtms::SentMedia;
     use zoomhost::sim::LocalZoom;
-    use zoomhost::zoom::rtms::RtmsManager;
     const BATCH_MAX: usize = 4;
     const FRAMES: u64 = 300;
     const TRANSCRIPT_EVERY: u64 = 20;
@@ -1087,7 +1096,7 @@ kind = "rtms_stop"
     async fn every_transcript_segment_the_simulator_sends_reaches_the_sink_in_batches() {
         let sink = Sink::start().await;
         // batch_ms far away: batches go when full, or when the stream ends.
-        let t = start(&config(
+        let t_config = config(
             &sink,
             &[],
             "media_deadline_ms = 2000",
@@ -1095,21 +1104,19 @@ kind = "rtms_stop"
                 ("batch_max", BATCH_MAX.to_string()),
                 ("batch_ms", "600000".into()),
             ],
-        ))
-        .await;
+        );
 
         // The simulated Zoom (OAuth, the event WebSocket, RTMS) and the host's clients:
         // RTMS streams open on `meeting.rtms_started` from the event WebSocket.
         let zoom = LocalZoom::start().await.unwrap();
         let (event_sim, rtms_sim) = (&zoom.events, &zoom.rtms);
-        let router = t.host.router().clone();
-        let rtms_config = zoom
-            .zoom_config(vec![MediaKind::Audio, MediaKind::Transcript])
-            .rtms
-            .unwrap();
-        let rtms = RtmsManager::new(rtms_config, router.clone());
-        rtms.observe_router();
-        let (stop, events) = zoom.connect_events(router).unwrap();
+        let (t, live) = TestHost::start_live(
+            &t_config,
+            &[(PLUGIN, PLUGIN)],
+            zoom.zoom_config(vec![MediaKind::Audio, MediaKind::Transcript]),
+        )
+        .await;
+        let rtms = live.rtms().expect("RTMS is configured").clone();
 
         let report = Scenario::parse(&scenario())
             .unwrap()
@@ -1227,12 +1234,11 @@ kind = "rtms_stop"
         let client = rtms.stats();
         assert_eq!((client.opened, client.failed), (1, 0), "{client:?}");
         assert!(rtms.active().is_empty());
-        stop.send_replace(true);
-        let ended = tokio::time::timeout(WAIT, events).await;
+        let stopped = live.shutdown().await;
         assert!(
-            matches!(ended, Ok(Ok(Ok(())))),
-            "event client stopped cleanly"
+            stopped.source_errors.is_empty(),
+            "event client stopped cleanly: {:?}",
+            stopped.source_errors
         );
-        rtms.shutdown(Duration::from_secs(5)).await;
     }
 }

@@ -11,14 +11,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use zoomhost::config::HostConfig;
-use zoomhost::plugins::{LogSink, PluginHost, PluginLogRecord};
-use zoomhost::types::{Event, EventSource};
+use zoomhost_runtime::{LogSink, PluginHost, PluginLogRecord};
+use zoomhost_types::{Event, EventSource};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
+        .ancestors()
+        .nth(2)
+        .expect("host/zoomhost is two levels below the workspace root")
         .to_path_buf()
 }
 
@@ -90,10 +91,44 @@ impl TestHost {
         std::fs::write(&config_path, config_toml).unwrap();
         let config = HostConfig::load(&config_path).unwrap();
         let logs = Logs::default();
-        let host = PluginHost::new(config, Some(logs.sink())).unwrap();
+        let host = PluginHost::new(config.runtime, Some(logs.sink())).unwrap();
         let loaded = host.load_dir().await.unwrap();
         assert_eq!(loaded.len(), plugins.len(), "loaded {loaded:?}");
         TestHost { host, logs, dir }
+    }
+
+    /// Like [`TestHost::start`], but the whole host as `zoomhost run` starts it
+    /// (`zoomhost::host::Host`): the plugins, the input path, and the Zoom sources and RTMS
+    /// client `zoom` enables. The returned `Host` is for taps, the RTMS client and
+    /// shutdown; `TestHost::host` is its plugin runtime.
+    pub async fn start_live(
+        config_toml: &str,
+        plugins: &[(&str, &str)],
+        zoom: zoomhost::config::ZoomConfig,
+    ) -> (TestHost, zoomhost::host::Host) {
+        let dir = tempfile::tempdir().unwrap();
+        let plugins_dir = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins_dir).unwrap();
+        for (stem, krate) in plugins {
+            std::fs::copy(wasm(krate), plugins_dir.join(format!("{stem}.wasm"))).unwrap();
+        }
+        let config_path = dir.path().join("zoomhost.toml");
+        std::fs::write(&config_path, config_toml).unwrap();
+        let mut config = HostConfig::load(&config_path).unwrap();
+        config.zoom = Some(zoom);
+        let logs = Logs::default();
+        let live = zoomhost::host::Host::start(
+            config,
+            zoomhost::host::HostOptions {
+                log_sink: Some(logs.sink()),
+                watch: None,
+            },
+        )
+        .await
+        .unwrap();
+        let host = live.plugins().clone();
+        assert_eq!(host.plugins().await.len(), plugins.len());
+        (TestHost { host, logs, dir }, live)
     }
 
     /// The plugins folder.
@@ -221,8 +256,8 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SharedBuffer {
 
 /// A meeting stream with Zoom's default audio (L16, 16 kHz, mono, 20 ms) carrying audio
 /// and transcript.
-pub fn stream_info(id: &str) -> zoomhost::types::StreamInfo {
-    use zoomhost::types::{AudioCodec, AudioFormat, MediaKind, SessionKind, StreamInfo};
+pub fn stream_info(id: &str) -> zoomhost_types::StreamInfo {
+    use zoomhost_types::{AudioCodec, AudioFormat, MediaKind, SessionKind, StreamInfo};
     StreamInfo {
         stream_id: id.to_string(),
         meeting_id: "mtg-uuid==".to_string(),

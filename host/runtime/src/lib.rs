@@ -1,0 +1,56 @@
+//! zoomhost's plugin runtime: plugins are WebAssembly components run by wasmtime, each in
+//! a sandbox with budgets for everything the host holds on its behalf, each owned by an
+//! actor that takes deliveries from a bounded mailbox, in order.
+//!
+//! ```text
+//!  InputSink (zoomhost-types) ── Router ── per-plugin Mailbox ── Actor ── LiveInstance
+//!    events, streams, frames      │ patterns index,      bounded,    restarts,   wasmtime
+//!    (plain types)                │ converts to WIT      drop policy quarantine, Store +
+//!                                 │ types, moving        per kind    swaps       limits
+//!                                 ▼ buffers
+//!  PluginHost (registry): loads, hot-swaps and unloads plugins off the delivery path;
+//!  `reload::watch` applies changes of the plugins folder and the config file.
+//! ```
+//!
+//! Modules: [`engine`] (wasmtime engine, linker, compile with a shape check first),
+//! `store`/`limiter`/`http_gate` (the sandbox: WASI without files or sockets, memory and
+//! table budgets over all memories, handle and host-call budgets, outbound HTTP gated by
+//! grants, capped and scoped to the call), [`instance`] (one instance: calls under
+//! deadlines), [`actor`] (failures, restarts, swaps), [`mailbox`], [`router`],
+//! [`registry`], [`reload`], [`config`] and [`limits`] (what the operator configures).
+//!
+//! It knows nothing of sockets or Zoom's wire formats: sources hand it plain
+//! [`zoomhost_types`] through [`zoomhost_types::InputSink`], which [`Router`] implements.
+
+#![warn(missing_docs)]
+
+pub mod actor;
+pub mod bindings;
+pub mod capabilities;
+pub mod config;
+mod convert;
+mod declared;
+pub mod engine;
+mod http_gate;
+pub mod identity;
+pub mod instance;
+mod limiter;
+pub mod limits;
+pub mod mailbox;
+mod output;
+mod precheck;
+pub mod registry;
+pub mod reload;
+pub mod router;
+pub mod stats;
+mod store;
+
+pub use config::{PluginGrant, ResolvedGrant, RuntimeConfig};
+pub use declared::Subscriptions;
+pub use engine::{LoadError, Runtime};
+pub use identity::{LogSink, PluginIdentity, PluginLogRecord};
+pub use limiter::BudgetExceeded;
+pub use limits::{Limits, HTTP_BODY_CHUNK, OUTBOUND_CONNECTION_BYTES};
+pub use registry::{plugin_name, LoadOutcome, PluginHost, PluginInfo};
+pub use router::{EventPattern, MediaStream, Route, Router};
+pub use stats::StatsSnapshot;

@@ -1,0 +1,700 @@
+//! The set of loaded plugins: loading, hot-swapping and unloading them, keeping the
+//! router's table in step, and applying host-config changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::task::JoinHandle;
+
+use crate::actor::{Actor, Control, SwapReport};
+use crate::bindings::types::Metadata;
+use crate::config::RuntimeConfig;
+use crate::engine::{CompiledPlugin, Runtime};
+use crate::identity::{LogSink, PluginIdentity};
+use crate::instance::LiveInstance;
+use crate::mailbox::{Mailbox, MailboxLimits};
+use crate::router::{Route, Router};
+use crate::stats::StatsSnapshot;
+
+/// What loading a file did.
+#[derive(Debug)]
+pub enum LoadOutcome {
+    /// A new plugin is serving.
+    Loaded(Metadata),
+    /// A new version replaced the running one.
+    Swapped(Metadata, SwapReport),
+    /// The config disables this plugin; it is not loaded (and was unloaded if running).
+    Disabled,
+    /// The bytes are those of the running version; nothing was done.
+    Unchanged,
+    /// A newer version of the file arrived while this one was being prepared; this one
+    /// was discarded.
+    Superseded,
+}
+
+/// A loaded plugin, as reported by [`PluginHost::plugins`].
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    /// Name (file stem).
+    pub name: String,
+    /// What the running version declared.
+    pub metadata: Metadata,
+    /// Its counters.
+    pub stats: StatsSnapshot,
+    /// Deliveries waiting.
+    pub queued: usize,
+}
+
+struct Entry {
+    identity: Arc<PluginIdentity>,
+    mailbox: Arc<Mailbox>,
+    control: mpsc::Sender<Control>,
+    task: JoinHandle<()>,
+    metadata: Metadata,
+    /// Digest of the running version's bytes.
+    digest: u64,
+    /// The running version, compiled (to re-initialise it when its config changes).
+    compiled: Arc<CompiledPlugin>,
+    /// The ticket of the version serving now.
+    ticket: u64,
+}
+
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// The plugin host: runtime, router and the loaded plugins.
+pub struct PluginHost {
+    runtime: Arc<Runtime>,
+    router: Arc<Router>,
+    entries: Mutex<BTreeMap<String, Entry>>,
+    config: RwLock<RuntimeConfig>,
+    sink: Option<LogSink>,
+    tickets: LoadTickets,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("router", &self.router)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The plugin name for a `.wasm` path: its file stem.
+pub fn plugin_name(path: &Path) -> Option<String> {
+    if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+        return None;
+    }
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| !s.is_empty() && !s.starts_with('.'))
+        .map(str::to_string)
+}
+
+/// Logs the event patterns a plugin's metadata gave that cannot be used: one line per
+/// load, however many there are.
+fn warn_invalid_patterns(name: &str, instance: &LiveInstance) {
+    if let Some(line) = instance.subscriptions().invalid_summary() {
+        tracing::warn!(plugin = name, "{line}");
+    }
+}
+
+/// Load order per plugin name: each load (and unload) takes the next ticket, and a load
+/// whose ticket is no longer the newest when its compile ends is discarded, so when two
+/// versions of one file race, the newest file wins.
+#[derive(Debug, Default)]
+struct LoadTickets(std::sync::Mutex<HashMap<String, u64>>);
+
+impl LoadTickets {
+    fn next(&self, name: &str) -> u64 {
+        let mut seq = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = seq.entry(name.to_string()).or_default();
+        *slot += 1;
+        *slot
+    }
+
+    fn is_latest(&self, name: &str, ticket: u64) -> bool {
+        let seq = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        seq.get(name).is_some_and(|t| *t == ticket)
+    }
+}
+
+/// A ticket for one load of a plugin, taken when the change was seen (see
+/// [`PluginHost::begin_load`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadTicket(u64);
+
+/// Reads a plugin file: regular files only (a symlink to one is followed, as container
+/// platforms mount files that way), opened without blocking so a FIFO or device named
+/// `*.wasm` cannot hang the host, and at most `max_bytes` of it.
+async fn read_plugin_file(path: &Path, max_bytes: u64) -> anyhow::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut options = tokio::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    options.custom_flags(libc::O_NONBLOCK);
+    let file = options
+        .open(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .await
+        .with_context(|| format!("reading the metadata of {}", path.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!(
+            "{} is not a regular file ({}); only regular files (or symlinks to them) are loaded",
+            path.display(),
+            file_kind(&meta.file_type())
+        );
+    }
+    if meta.len() > max_bytes {
+        anyhow::bail!(
+            "{} is {} bytes, over the limit of {max_bytes} (limits.max_component_mib)",
+            path.display(),
+            meta.len()
+        );
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .await
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > max_bytes {
+        anyhow::bail!(
+            "{} grew past the limit of {max_bytes} bytes while being read (limits.max_component_mib)",
+            path.display()
+        );
+    }
+    Ok(bytes)
+}
+
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+    }
+    if t.is_dir() {
+        "a folder"
+    } else {
+        "not a file"
+    }
+}
+
+impl PluginHost {
+    /// A host with no plugins yet. `sink` observes every plugin log line.
+    pub fn new(config: RuntimeConfig, sink: Option<LogSink>) -> anyhow::Result<Arc<Self>> {
+        let runtime = Arc::new(Runtime::new(&config)?);
+        Ok(Arc::new(Self {
+            runtime,
+            router: Arc::new(Router::new()),
+            entries: Mutex::new(BTreeMap::new()),
+            config: RwLock::new(config),
+            sink,
+            tickets: LoadTickets::default(),
+        }))
+    }
+
+    /// The router sources dispatch into.
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// The wasmtime runtime.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> RuntimeConfig {
+        self.config
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Loads every `*.wasm` in the plugins folder; a file that fails is logged and
+    /// skipped. Returns the names that loaded.
+    pub async fn load_dir(&self) -> anyhow::Result<Vec<String>> {
+        let dir = self.config().plugins_dir;
+        let mut paths: Vec<PathBuf> = Vec::new();
+        let listing = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading plugins folder {}", dir.display()))?;
+        for entry in listing {
+            match entry {
+                Ok(e) if plugin_name(&e.path()).is_some() => paths.push(e.path()),
+                Ok(_) => {}
+                Err(e) => tracing::error!("reading plugins folder {}: {e}", dir.display()),
+            }
+        }
+        paths.sort();
+        let mut loaded = Vec::new();
+        for path in paths {
+            // Failures are logged by `load_file`, with their reason.
+            if let Ok(LoadOutcome::Loaded(_) | LoadOutcome::Swapped(..)) =
+                self.load_file(&path).await
+            {
+                loaded.extend(plugin_name(&path));
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Takes the next load ticket of plugin `name`: call it when a change is seen, so
+    /// that loads started in that order finish in that order (the newest wins).
+    pub fn begin_load(&self, name: &str) -> LoadTicket {
+        LoadTicket(self.tickets.next(name))
+    }
+
+    /// Loads or hot-swaps the plugin in `path`. Every failure is logged with its reason.
+    pub async fn load_file(&self, path: &Path) -> anyhow::Result<LoadOutcome> {
+        let name = plugin_name(path)
+            .with_context(|| format!("{} is not a .wasm plugin file", path.display()))?;
+        let ticket = self.begin_load(&name);
+        self.load_file_with(path, ticket).await
+    }
+
+    /// [`PluginHost::load_file`] with a ticket taken earlier.
+    pub async fn load_file_with(
+        &self,
+        path: &Path,
+        ticket: LoadTicket,
+    ) -> anyhow::Result<LoadOutcome> {
+        let name = plugin_name(path)
+            .with_context(|| format!("{} is not a .wasm plugin file", path.display()))?;
+        let max = self.config().grant(&name).limits.max_component_bytes();
+        let bytes = match read_plugin_file(path, max).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(plugin = name.as_str(), "plugin file not loaded: {e:#}");
+                if let Some(entry) = self.entries.lock().await.get(&name) {
+                    entry.identity.stats.record_rejection(format!("{e:#}"));
+                }
+                return Err(e);
+            }
+        };
+        self.load_ticketed(&name, bytes, &path.display().to_string(), ticket)
+            .await
+    }
+
+    /// Compiles (off the async threads), instantiates and initialises `bytes` as plugin
+    /// `name`, then starts it or swaps it in for the running version. On any failure a
+    /// running version keeps serving.
+    pub async fn load_bytes(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        origin: &str,
+    ) -> anyhow::Result<LoadOutcome> {
+        let ticket = self.begin_load(name);
+        self.load_ticketed(name, bytes, origin, ticket).await
+    }
+
+    /// The load itself. Nothing here holds the registry lock while compiling or
+    /// initialising, so a slow component delays only itself.
+    async fn load_ticketed(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        origin: &str,
+        ticket: LoadTicket,
+    ) -> anyhow::Result<LoadOutcome> {
+        let grant = self.config().grant(name);
+        if !grant.enabled {
+            self.unload(name).await;
+            tracing::info!(plugin = name, "plugin disabled in host config; not loaded");
+            return Ok(LoadOutcome::Disabled);
+        }
+        let digest = digest(&bytes);
+        let existing_identity = {
+            let entries = self.entries.lock().await;
+            if entries.get(name).is_some_and(|e| e.digest == digest) {
+                // File watchers report one deploy as several changes: same bytes, no swap.
+                tracing::debug!(plugin = name, "unchanged plugin file; nothing to reload");
+                return Ok(LoadOutcome::Unchanged);
+            }
+            entries.get(name).map(|e| e.identity.clone())
+        };
+        let prepared = self
+            .prepare(name, bytes, origin, existing_identity.clone(), grant)
+            .await;
+        if !self.tickets.is_latest(name, ticket.0) {
+            tracing::info!(
+                plugin = name,
+                "{origin}: discarded, a newer version of the file arrived while it was being prepared"
+            );
+            return Ok(LoadOutcome::Superseded);
+        }
+        let (compiled, instance, identity) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                self.reject(name, existing_identity.as_deref(), &e);
+                return Err(e);
+            }
+        };
+        warn_invalid_patterns(name, &instance);
+        let metadata = instance.metadata().clone();
+        let events = instance.subscriptions().events.clone();
+        let mut entries = self.entries.lock().await;
+        if let Some(entry) = entries.get(name) {
+            let identity = entry.identity.clone();
+            let done = send_swap(name, entry, compiled.clone(), instance).await?;
+            // The actor swaps between two deliveries; the registry is not held meanwhile.
+            drop(entries);
+            let report = match done.await {
+                Ok(Ok(report)) => report,
+                Ok(Err(why)) => {
+                    let e = anyhow::anyhow!("{origin}: {why}");
+                    self.reject(name, Some(&identity), &e);
+                    return Err(e);
+                }
+                Err(_) => anyhow::bail!("plugin {name}: actor stopped during swap"),
+            };
+            self.finish_swap(name, &metadata, events, compiled, Some(digest), ticket.0)
+                .await;
+            tracing::info!(
+                plugin = name,
+                version = metadata.version.as_str(),
+                swap_us = report.took.as_micros() as u64,
+                state_bytes = report.state_bytes.unwrap_or(0),
+                sessions = report.sessions_reopened,
+                "hot-swapped to new version"
+            );
+            return Ok(LoadOutcome::Swapped(metadata, report));
+        }
+        let limits = identity.grant().limits.clone();
+        let mailbox = Arc::new(Mailbox::new(
+            MailboxLimits {
+                capacity: limits.mailbox_capacity,
+                event_wait: limits.event_wait(),
+                audio_frames: limits.audio_queue_frames,
+            },
+            identity.stats.clone(),
+        ));
+        let (control, control_rx) = mpsc::channel(4);
+        let actor = Actor::new(
+            self.runtime.clone(),
+            identity.clone(),
+            mailbox.clone(),
+            control_rx,
+            compiled.clone(),
+            instance,
+        );
+        let task = tokio::spawn(actor.run());
+        self.router.set_route(Route {
+            plugin: Arc::from(name),
+            events,
+            media: metadata.media.clone(),
+            mailbox: mailbox.clone(),
+        });
+        tracing::info!(
+            plugin = name,
+            version = metadata.version.as_str(),
+            events = metadata.events.join(",").as_str(),
+            media = metadata
+                .media
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+                .as_str(),
+            "plugin loaded"
+        );
+        entries.insert(
+            name.to_string(),
+            Entry {
+                identity,
+                mailbox,
+                control,
+                task,
+                metadata: metadata.clone(),
+                digest,
+                compiled,
+                ticket: ticket.0,
+            },
+        );
+        Ok(LoadOutcome::Loaded(metadata))
+    }
+
+    /// After a swap: points the entry and the route at the new version, unless a newer
+    /// version was swapped in meanwhile.
+    async fn finish_swap(
+        &self,
+        name: &str,
+        metadata: &Metadata,
+        events: Vec<crate::router::EventPattern>,
+        compiled: Arc<CompiledPlugin>,
+        digest: Option<u64>,
+        ticket: u64,
+    ) {
+        let mut entries = self.entries.lock().await;
+        let Some(entry) = entries.get_mut(name) else {
+            return;
+        };
+        if entry.ticket > ticket {
+            return;
+        }
+        self.router.set_route(Route {
+            plugin: Arc::from(name),
+            events,
+            media: metadata.media.clone(),
+            mailbox: entry.mailbox.clone(),
+        });
+        entry.metadata = metadata.clone();
+        entry.compiled = compiled;
+        entry.ticket = ticket;
+        if let Some(digest) = digest {
+            entry.digest = digest;
+        }
+    }
+
+    /// Counts and logs a version that will not serve.
+    fn reject(&self, name: &str, running: Option<&PluginIdentity>, e: &anyhow::Error) {
+        match running {
+            Some(identity) => {
+                identity.stats.record_rejection(format!("{e:#}"));
+                tracing::error!(
+                    plugin = name,
+                    "new version rejected, the running version keeps serving: {e:#}"
+                );
+            }
+            None => tracing::error!(plugin = name, "plugin not loaded: {e:#}"),
+        }
+    }
+
+    /// Starts a fresh instance of the running version (so `init` and `metadata` see new
+    /// config values) and swaps it in, state handed over.
+    async fn reinit(&self, name: &str) -> anyhow::Result<SwapReport> {
+        let ticket = self.begin_load(name);
+        let (compiled, identity) = {
+            let entries = self.entries.lock().await;
+            let entry = entries
+                .get(name)
+                .with_context(|| format!("plugin {name} is not loaded"))?;
+            (entry.compiled.clone(), entry.identity.clone())
+        };
+        let instance = LiveInstance::start(&self.runtime, &compiled, identity)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("plugin {name}: re-initialising with the new config failed: {e}")
+            })?;
+        warn_invalid_patterns(name, &instance);
+        let metadata = instance.metadata().clone();
+        let events = instance.subscriptions().events.clone();
+        let done = {
+            let entries = self.entries.lock().await;
+            let entry = entries
+                .get(name)
+                .with_context(|| format!("plugin {name} was unloaded"))?;
+            send_swap(name, entry, compiled.clone(), instance).await?
+        };
+        let report = done
+            .await
+            .map_err(|_| anyhow::anyhow!("plugin {name}: actor stopped during swap"))?
+            .map_err(|why| anyhow::anyhow!("plugin {name}: {why}"))?;
+        self.finish_swap(name, &metadata, events, compiled, None, ticket.0)
+            .await;
+        Ok(report)
+    }
+
+    async fn prepare(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        origin: &str,
+        identity: Option<Arc<PluginIdentity>>,
+        grant: crate::config::ResolvedGrant,
+    ) -> anyhow::Result<(Arc<CompiledPlugin>, LiveInstance, Arc<PluginIdentity>)> {
+        let runtime = self.runtime.clone();
+        let origin_owned = origin.to_string();
+        let limits = grant.limits.clone();
+        let compiled =
+            tokio::task::spawn_blocking(move || runtime.compile(&bytes, &origin_owned, &limits))
+                .await
+                .context("compile task failed")??;
+        let identity = identity
+            .unwrap_or_else(|| Arc::new(PluginIdentity::new(name, grant, self.sink.clone())));
+        let instance = LiveInstance::start(&self.runtime, &compiled, identity.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        Ok((Arc::new(compiled), instance, identity))
+    }
+
+    /// Unloads a plugin: no new deliveries; it finishes what is queued, then stops.
+    /// Returns the task to await for the drain, if the plugin was loaded.
+    pub async fn unload(&self, name: &str) -> Option<JoinHandle<()>> {
+        self.tickets.next(name);
+        let entry = self.entries.lock().await.remove(name)?;
+        self.router.remove_route(name);
+        entry.mailbox.close();
+        tracing::info!(
+            plugin = name,
+            queued = entry.mailbox.len(),
+            "unloading plugin after its mailbox drains"
+        );
+        Some(entry.task)
+    }
+
+    /// Applies a changed host config: grants and config values take effect on the next
+    /// call; plugins disabled by it are unloaded. Changed limits apply to instances
+    /// started from now on (a config-value change, a restart, a new version).
+    pub async fn apply_config(&self, config: RuntimeConfig) {
+        if config.limits != self.runtime.limits().clone() {
+            tracing::warn!(
+                "host config: [limits] changed; they apply to plugin instances started from now on (a memory_mib above the one at start-up needs a restart)"
+            );
+        }
+        let names: Vec<String> = self.entries.lock().await.keys().cloned().collect();
+        for name in names {
+            let grant = config.grant(&name);
+            if !grant.enabled {
+                self.unload(&name).await;
+                continue;
+            }
+            let mut entries = self.entries.lock().await;
+            let Some(entry) = entries.get_mut(&name) else {
+                continue;
+            };
+            let old = entry.identity.grant();
+            if *old == grant {
+                continue;
+            }
+            let config_changed = old.config != grant.config;
+            entry.identity.set_grant(grant);
+            drop(entries);
+            tracing::info!(plugin = name.as_str(), "grants and config updated");
+            if config_changed {
+                match self.reinit(&name).await {
+                    Ok(_) => tracing::info!(
+                        plugin = name.as_str(),
+                        "re-initialised with the new config values"
+                    ),
+                    Err(e) => tracing::error!(
+                        plugin = name.as_str(),
+                        "{e:#}; the running instance keeps serving"
+                    ),
+                }
+            }
+        }
+        let old_dir = self.config().plugins_dir;
+        if config.plugins_dir != old_dir {
+            tracing::warn!(
+                "host config: plugins_dir changes take effect when zoomhost restarts (still watching {})",
+                old_dir.display()
+            );
+        }
+        let mut config = config;
+        config.plugins_dir = old_dir;
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        tracing::info!("host config reloaded");
+        // Plugins enabled by this config (or that failed before) load now; unchanged
+        // ones are skipped by their digest.
+        if let Err(e) = self.load_dir().await {
+            tracing::error!("{e:#}");
+        }
+    }
+
+    /// The loaded plugins with their counters.
+    pub async fn plugins(&self) -> Vec<PluginInfo> {
+        self.entries
+            .lock()
+            .await
+            .iter()
+            .map(|(name, e)| PluginInfo {
+                name: name.clone(),
+                metadata: e.metadata.clone(),
+                stats: e.identity.stats.snapshot(),
+                queued: e.mailbox.len(),
+            })
+            .collect()
+    }
+
+    /// Counters of one plugin.
+    pub async fn stats(&self, name: &str) -> Option<StatsSnapshot> {
+        self.entries
+            .lock()
+            .await
+            .get(name)
+            .map(|e| e.identity.stats.snapshot())
+    }
+
+    /// Stops every plugin after its mailbox drains, waiting at most `timeout` in all.
+    /// Returns the final counters.
+    pub async fn shutdown(&self, timeout: Duration) -> Vec<PluginInfo> {
+        let infos = self.plugins().await;
+        let names: Vec<String> = infos.iter().map(|i| i.name.clone()).collect();
+        let mut tasks = Vec::new();
+        let mut identities = Vec::new();
+        for name in &names {
+            if let Some(e) = self.entries.lock().await.get(name) {
+                identities.push((
+                    name.clone(),
+                    e.identity.clone(),
+                    e.metadata.clone(),
+                    e.mailbox.clone(),
+                ));
+            }
+            tasks.extend(self.unload(name).await);
+        }
+        let all = futures_join_all(tasks);
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            tracing::warn!(
+                "shutdown: plugins did not drain within {} ms",
+                timeout.as_millis()
+            );
+        }
+        identities
+            .into_iter()
+            .map(|(name, identity, metadata, mailbox)| PluginInfo {
+                name,
+                metadata,
+                stats: identity.stats.snapshot(),
+                queued: mailbox.len(),
+            })
+            .collect()
+    }
+}
+
+async fn futures_join_all(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Hands a started instance to the plugin's actor, which swaps it in between two
+/// deliveries; the result arrives on the returned channel.
+async fn send_swap(
+    name: &str,
+    entry: &Entry,
+    compiled: Arc<CompiledPlugin>,
+    instance: LiveInstance,
+) -> anyhow::Result<oneshot::Receiver<Result<SwapReport, String>>> {
+    let (done, report) = oneshot::channel();
+    entry
+        .control
+        .send(Control::Swap {
+            instance: Box::new(instance),
+            compiled,
+            done,
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("plugin {name}: actor is gone"))?;
+    Ok(report)
+}

@@ -1,0 +1,48 @@
+//! Where sources deliver what they receive.
+
+use crate::{
+    AudioFrame, ChatMessage, Event, MediaKind, Participant, StreamInfo, StreamState,
+    TranscriptSegment, VideoFrame,
+};
+
+/// Takes every input of the sources. The runtime's router implements it; the binary may
+/// wrap it (e.g. to let the RTMS client see the events that start streams). A sink never
+/// blocks its caller.
+pub trait InputSink: Send + Sync {
+    /// One event; returns how many consumers it was queued for.
+    fn event(&self, event: Event) -> usize;
+
+    /// A media stream opened; its inputs go to the returned handle, which ends the stream
+    /// when closed or dropped.
+    fn open_stream(&self, info: StreamInfo) -> Box<dyn StreamSink>;
+}
+
+/// One open stream's inputs, in order.
+pub trait StreamSink: Send + Sync {
+    /// The stream id.
+    fn id(&self) -> &str;
+    /// Whether anyone takes `kind` (frames nobody wants need not be decoded).
+    fn wants(&self, kind: MediaKind) -> bool;
+    /// The consumers (plugins) that have the stream open, by name.
+    fn consumers(&self) -> Vec<std::sync::Arc<str>>;
+    /// An audio frame.
+    fn audio(&self, frame: AudioFrame);
+    /// A transcript segment.
+    fn transcript(&self, segment: TranscriptSegment);
+    /// A video frame.
+    fn video(&self, frame: VideoFrame);
+    /// A screen-share frame.
+    fn share(&self, frame: VideoFrame);
+    /// A chat message.
+    fn chat(&self, message: ChatMessage);
+    /// A participant joined.
+    fn participant_join(&self, who: Participant);
+    /// A participant left.
+    fn participant_leave(&self, who: Participant);
+    /// The active speaker changed.
+    fn active_speaker(&self, who: Participant);
+    /// The stream changed state.
+    fn state(&self, state: StreamState);
+    /// Ends the stream.
+    fn close(self: Box<Self>);
+}

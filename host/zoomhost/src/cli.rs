@@ -1,0 +1,437 @@
+//! The `zoomhost` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::HostConfig;
+use crate::replay;
+use zoomhost_runtime::identity::PluginIdentity;
+use zoomhost_runtime::instance::LiveInstance;
+use zoomhost_runtime::{PluginHost, PluginInfo, Runtime};
+
+/// zoomhost: Zoom events and RTMS media into sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "zoomhost", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The whole pipeline on this machine, no Zoom account: the Zoom simulator (events and
+    /// RTMS media), the host pointed at it and the workspace's plugins/* crates, rebuilt
+    /// and hot-swapped when their sources change; shows live what flows.
+    Dev {
+        /// Scenario to play, over and over (default host/samples/rtms-meeting.toml).
+        #[arg(long, short)]
+        scenario: Option<PathBuf>,
+        /// Host config for grants and plugin config (default: generated in
+        /// target/zoomhost-dev/, pointing the example plugins at a local sink).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Play the scenario once, then stop.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Create a plugin crate from the template: inside the zoomhost repo in
+    /// plugins/NAME (picked up by `zoomhost dev`), elsewhere in ./NAME.
+    New {
+        /// Crate name: lowercase letters, digits, `-` and `_`, starting with a letter.
+        name: String,
+        /// Where to create it instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Load test: N simulated RTMS streams at real-time pace through a pass-through
+    /// plugin; prints frames/s, CPU per 1,000 frames, latency percentiles, drops and RSS.
+    Bench {
+        /// Concurrent streams.
+        #[arg(long, default_value_t = 500)]
+        streams: usize,
+        /// Seconds of audio per stream.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+    /// The simulator process of `zoomhost bench` (internal).
+    #[command(hide = true)]
+    BenchSim {
+        /// Streams to serve.
+        #[arg(long)]
+        streams: usize,
+        /// Frames per stream.
+        #[arg(long)]
+        frames: u32,
+    },
+    /// Start the host with its plugins folder watched.
+    Run {
+        /// Host config file (TOML).
+        #[arg(long, short, default_value = "zoomhost.toml")]
+        config: PathBuf,
+    },
+    /// Run the built-in Zoom simulator (OAuth, event WebSocket, RTMS signaling and media)
+    /// and play a scenario to the first client that connects; prints the settings to
+    /// point a host at it (the RTMS client signs with the same app credentials).
+    Simulate {
+        /// Scenario file (TOML or JSON).
+        #[arg(long, short, default_value = "host/samples/scenario.toml")]
+        scenario: PathBuf,
+        /// Keep serving after the scenario ends, until Ctrl-C.
+        #[arg(long)]
+        hold: bool,
+    },
+    /// Validate a plugin component and print its metadata.
+    Check {
+        /// The `.wasm` file.
+        plugin: PathBuf,
+        /// Host config whose `[plugins.NAME]` config values and grants the check runs
+        /// `init` with (NAME is the file stem); optional.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Push a JSON-lines file of recorded events (and media) through a folder of plugins.
+    Replay {
+        /// The JSON-lines file.
+        file: PathBuf,
+        /// Folder of `.wasm` plugins (defaults to the config's `plugins_dir`).
+        #[arg(long, short)]
+        plugins: Option<PathBuf>,
+        /// Host config file; optional.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Build the workspace's example plugin crates (`plugins/*`) for wasm32-wasip2
+        /// first and replay through them (run from inside the zoomhost repo).
+        #[arg(long, conflicts_with = "plugins")]
+        build_examples: bool,
+    },
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Run { config } => run_host(&config).await,
+        Command::Dev {
+            scenario,
+            config,
+            once,
+        } => crate::dev::run_dev(crate::dev::DevOptions {
+            scenario,
+            config,
+            once,
+            pause: None,
+        })
+        .await
+        .map(|()| ExitCode::SUCCESS),
+        Command::New { name, dir } => crate::scaffold::create(
+            &name,
+            &crate::scaffold::ScaffoldOptions {
+                dest: dir,
+                ..Default::default()
+            },
+        )
+        .map(|created| {
+            println!("{created}");
+            ExitCode::SUCCESS
+        }),
+        Command::Bench { streams, seconds } => crate::bench::run(streams, seconds).await,
+        Command::BenchSim { streams, frames } => crate::bench::serve_sim(streams, frames).await,
+        Command::Simulate { scenario, hold } => simulate(&scenario, hold).await,
+        Command::Check { plugin, config } => check(&plugin, config.as_deref()).await,
+        Command::Replay {
+            file,
+            plugins,
+            config,
+            build_examples,
+        } => {
+            // `_built` keeps the temp folder of built examples alive during the replay.
+            let (plugins, _built) = if build_examples {
+                match build_examples_into_temp() {
+                    Ok(dir) => (Some(dir.path().to_path_buf()), Some(dir)),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                (plugins, None)
+            };
+            replay_file(&file, plugins, config.as_deref()).await
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<HostConfig> {
+    match path {
+        Some(p) => HostConfig::load(p),
+        None => Ok(HostConfig::default()),
+    }
+}
+
+async fn run_host(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = if config_path.exists() {
+        HostConfig::load(config_path)?
+    } else {
+        tracing::warn!(
+            "{} not found: running with defaults (plugins folder ./plugins, no grants) and Zoom settings from the environment",
+            config_path.display()
+        );
+        let cwd = std::env::current_dir().context("reading the current folder")?;
+        HostConfig::from_env(&cwd)?
+    };
+    let watch_file = config_path.exists().then(|| config_path.to_path_buf());
+    let live = config.zoom.is_some();
+    let host = crate::host::Host::start(
+        config,
+        crate::host::HostOptions {
+            log_sink: None,
+            watch: Some(watch_file),
+        },
+    )
+    .await?;
+    if !live {
+        tracing::info!(
+            "no [zoom] configuration: no live sources (plugins are still hosted and hot-reloaded)"
+        );
+    }
+    let loaded: Vec<String> = host
+        .plugins()
+        .plugins()
+        .await
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    tracing::info!(plugins = ?loaded, "zoomhost running; Ctrl-C to stop");
+    shutdown_signal().await;
+    // Stop accepting first, then let the plugins drain what was accepted.
+    let stopped = host.shutdown().await;
+    print_summary(&stopped.plugins);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn simulate(scenario_path: &Path, hold: bool) -> anyhow::Result<ExitCode> {
+    let scenario = crate::sim::events::Scenario::load(scenario_path)?;
+    let zoom = crate::sim::LocalZoom::start().await?;
+    let sim = &zoom.events;
+    println!(
+        "simulated Zoom is up (RTMS signaling at {}). Point a host at it with:",
+        zoom.rtms.signaling_url()
+    );
+    for (var, value) in zoom.env() {
+        println!("  export {var}={value}");
+    }
+    println!("waiting for a client to connect (Ctrl-C to stop)...");
+    tokio::select! {
+        _ = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+        _ = async { while !sim.wait_connected(Duration::from_secs(3600)).await {} } => {}
+    }
+    let report = scenario.run_with(sim, Some(&zoom.rtms)).await?;
+    println!(
+        "scenario {}: {} events sent while connected, {} missed (no client), {} faults",
+        scenario_path.display(),
+        report.sent.len(),
+        report.missed.len(),
+        report.faults
+    );
+    if hold {
+        println!("holding; Ctrl-C to stop");
+        shutdown_signal().await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn check(path: &Path, config_path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let config = load_config(config_path)?;
+    let runtime = Runtime::new(&config.runtime)?;
+    let name = zoomhost_runtime::plugin_name(path).unwrap_or_else(|| "plugin".into());
+    let grant = config.runtime.grant(&name);
+    let compiled = runtime.compile(&bytes, &path.display().to_string(), &grant.limits)?;
+    let identity = Arc::new(PluginIdentity::new(&name, grant, None));
+    let instance = LiveInstance::start(&runtime, &compiled, identity)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let m = instance.metadata();
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "(none)".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!(
+        "{}: ok, a zoomhost plugin for zoomhost:plugin@{}",
+        path.display(),
+        zoomhost_runtime::bindings::WORLD_VERSION
+    );
+    println!("  name:         {}", m.name);
+    println!("  version:      {}", m.version);
+    println!("  events:       {}", list(&m.events));
+    let media: Vec<String> = m.media.iter().map(|k| k.as_str().to_string()).collect();
+    println!("  media:        {}", list(&media));
+    println!("  wanted hosts: {}", list(&m.wanted_hosts));
+    println!("  config keys:  {}", list(&m.config_keys));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds every crate under the workspace's `plugins/` for wasm32-wasip2 and copies the
+/// components into a fresh temp folder.
+fn build_examples_into_temp() -> anyhow::Result<tempfile::TempDir> {
+    let cwd = std::env::current_dir().context("reading the current folder")?;
+    let workspace = crate::wasm_build::find_workspace(&cwd).with_context(|| {
+        format!(
+            "--build-examples needs the zoomhost repo: no workspace with plugins/ above {}",
+            cwd.display()
+        )
+    })?;
+    let crates = crate::wasm_build::example_crates(&workspace)?;
+    let names: Vec<&str> = crates.iter().map(String::as_str).collect();
+    eprintln!(
+        "building example plugins for wasm32-wasip2: {}",
+        names.join(", ")
+    );
+    let out = crate::wasm_build::build_plugins(&workspace, &names, &workspace.join("target/wasm"))?;
+    let dir = tempfile::tempdir().context("creating a temp plugins folder")?;
+    for name in &names {
+        let from = crate::wasm_build::artifact(&out, name);
+        std::fs::copy(&from, dir.path().join(format!("{name}.wasm")))
+            .with_context(|| format!("copying {}", from.display()))?;
+    }
+    Ok(dir)
+}
+
+async fn replay_file(
+    file: &Path,
+    plugins: Option<PathBuf>,
+    config_path: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut config = load_config(config_path)?;
+    if let Some(dir) = plugins {
+        config.runtime.plugins_dir = dir;
+    }
+    let capacity = config.runtime.limits.mailbox_capacity;
+    let (items, mut errors) = replay::parse(&text);
+    let host = PluginHost::new(config.runtime, None)?;
+    let loaded = host.load_dir().await?;
+    if loaded.is_empty() {
+        anyhow::bail!(
+            "no plugin loaded from {}",
+            host.config().plugins_dir.display()
+        );
+    }
+    let started = Instant::now();
+    let mut player = replay::Player::new(host.router());
+    let total = items.len();
+    for (line, item) in items {
+        // Replay may run faster than plugins: wait instead of letting events expire.
+        while host.router().busiest_queue() >= capacity / 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if let Err(e) = player.play(item) {
+            errors.push(format!("line {line}: {e}"));
+        }
+    }
+    player.finish();
+    let infos = host.shutdown(Duration::from_secs(60)).await;
+    println!(
+        "replayed {} events and media items from {} in {:.1} ms",
+        total,
+        file.display(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    print_summary(&infos);
+    if errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        errors.sort_by_key(|e| {
+            e.strip_prefix("line ")
+                .and_then(|r| r.split(':').next())
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0)
+        });
+        eprintln!(
+            "{} malformed input line(s) in {}:",
+            errors.len(),
+            file.display()
+        );
+        for e in &errors {
+            eprintln!("  {e}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Prints one line per plugin: events delivered/failed/dropped, media delivered/failed,
+/// audio frames dropped, outbound HTTP denied, crashes, quarantine, time inside the plugin.
+pub fn print_summary(infos: &[PluginInfo]) {
+    println!(
+        "{:<20} {:>9} {:>7} {:>8} {:>9} {:>7} {:>8} {:>7} {:>8} {:>6} {:>10}",
+        "plugin",
+        "delivered",
+        "failed",
+        "dropped",
+        "media",
+        "mfailed",
+        "adropped",
+        "denied",
+        "crashes",
+        "quar.",
+        "time ms"
+    );
+    for i in infos {
+        let s = &i.stats;
+        println!(
+            "{:<20} {:>9} {:>7} {:>8} {:>9} {:>7} {:>8} {:>7} {:>8} {:>6} {:>10.1}",
+            i.name,
+            s.events_delivered,
+            s.events_failed,
+            s.events_dropped,
+            s.media_delivered,
+            s.media_failed,
+            s.audio_dropped,
+            s.http_denied,
+            s.crashes,
+            if s.quarantined { "yes" } else { "no" },
+            s.busy_micros as f64 / 1000.0
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! The one place that wires a zoomhost together: the plugin runtime, the input path
+//! ([`Inputs`]), the RTMS client and the configured Zoom sources, with the start-up and
+//! shutdown order. `run`, `dev`, `bench` and the tests all start a host through here.
+//!
+//! Start-up: plugins are loaded (and the folder and config file watched) before any
+//! source connects, and the RTMS client is tapped into the input path before the sources
+//! start, so a `*.rtms_started` on the first connection opens its stream.
+//!
+//! Shutdown: sources stop accepting first, then RTMS streams close, then the plugins'
+//! mailboxes drain, so nothing already accepted is lost.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use zoomhost_runtime::reload;
+use zoomhost_runtime::{LogSink, PluginHost, PluginInfo};
+
+use crate::config::{HostConfig, ZoomConfig};
+use crate::inputs::Inputs;
+use crate::zoom::rtms::RtmsManager;
+
+/// How long each shutdown stage may take.
+const STOP_SOURCES: Duration = Duration::from_secs(5);
+const STOP_STREAMS: Duration = Duration::from_secs(5);
+const DRAIN_PLUGINS: Duration = Duration::from_secs(10);
+
+/// What to start besides the configuration.
+#[derive(Default)]
+pub struct HostOptions {
+    /// Observer of every plugin log line (the dev view, tests).
+    pub log_sink: Option<LogSink>,
+    /// Watch the plugins folder, and this config file when given, and apply changes.
+    pub watch: Option<Option<PathBuf>>,
+}
+
+/// A running host.
+pub struct Host {
+    plugins: Arc<PluginHost>,
+    inputs: Arc<Inputs>,
+    rtms: Option<Arc<RtmsManager>>,
+    sources: JoinSet<anyhow::Result<()>>,
+    stop: watch::Sender<bool>,
+    _watcher: Option<reload::Watcher>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("plugins", &self.plugins)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// Starts a host: loads the plugins folder, then starts the RTMS client and the Zoom
+    /// sources `config.zoom` enables.
+    pub async fn start(config: HostConfig, options: HostOptions) -> anyhow::Result<Host> {
+        let dir = &config.runtime.plugins_dir;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating plugins folder {}", dir.display()))?;
+        let plugins = PluginHost::new(config.runtime.clone(), options.log_sink)?;
+        let loaded = plugins.load_dir().await?;
+        tracing::debug!(plugins = ?loaded, "plugins loaded");
+        let watcher = match options.watch {
+            Some(config_file) => {
+                let loader = crate::config::runtime_loader();
+                Some(reload::watch(
+                    plugins.clone(),
+                    config_file.map(|f| (f, loader)),
+                )?)
+            }
+            None => None,
+        };
+        let inputs = Inputs::new(plugins.router().clone());
+        let (stop, _) = watch::channel(false);
+        let mut host = Host {
+            plugins,
+            inputs,
+            rtms: None,
+            sources: JoinSet::new(),
+            stop,
+            _watcher: watcher,
+        };
+        if let Some(zoom) = &config.zoom {
+            host.start_zoom(zoom).await?;
+        }
+        Ok(host)
+    }
+
+    /// The RTMS client first (tapped into the input path), then the event WebSocket and
+    /// the webhook receiver.
+    async fn start_zoom(&mut self, zoom: &ZoomConfig) -> anyhow::Result<()> {
+        use crate::zoom::{events, oauth::TokenManager, webhook::WebhookServer, TokenSource};
+        if let Some(config) = zoom.rtms.clone() {
+            let manager = RtmsManager::new(config, self.plugins.router().clone());
+            self.inputs.tap(manager.event_tap());
+            tracing::info!("RTMS client ready: streams open on *.rtms_started");
+            self.rtms = Some(manager);
+        }
+        if let Some(ws) = &zoom.websocket {
+            let oauth = zoom
+                .oauth
+                .clone()
+                .context("the event WebSocket needs OAuth credentials")?;
+            let tokens: Arc<dyn TokenSource> = Arc::new(TokenManager::new(oauth)?);
+            let mut config =
+                events::EventStreamConfig::new(ws.url.clone(), ws.subscription_id.clone());
+            config.heartbeat = ws.heartbeat;
+            config.silence_timeout = ws.silence_timeout;
+            self.sources.spawn(events::run(
+                config,
+                tokens,
+                self.inputs.clone(),
+                self.stop.subscribe(),
+            ));
+        }
+        if let Some(webhook) = &zoom.webhook {
+            let server = WebhookServer::bind(webhook.clone(), self.inputs.clone()).await?;
+            let mut stopped = self.stop.subscribe();
+            self.sources.spawn(server.serve(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
+        }
+        Ok(())
+    }
+
+    /// The plugin runtime.
+    pub fn plugins(&self) -> &Arc<PluginHost> {
+        &self.plugins
+    }
+
+    /// The input path the sources deliver into (add taps here).
+    pub fn inputs(&self) -> &Arc<Inputs> {
+        &self.inputs
+    }
+
+    /// The RTMS client, when `[zoom.rtms]` is enabled.
+    pub fn rtms(&self) -> Option<&Arc<RtmsManager>> {
+        self.rtms.as_ref()
+    }
+
+    /// Stops in order: sources, then RTMS streams, then the plugins after their
+    /// mailboxes drain.
+    pub async fn shutdown(mut self) -> Shutdown {
+        tracing::info!("shutting down: closing sources");
+        let _ = self.stop.send(true);
+        let sources = &mut self.sources;
+        let mut source_errors = Vec::new();
+        let closing = async {
+            while let Some(result) = sources.join_next().await {
+                let error = match result {
+                    Ok(Err(e)) => format!("source stopped with an error: {e:#}"),
+                    Err(e) => format!("source task failed: {e}"),
+                    Ok(Ok(())) => continue,
+                };
+                tracing::error!("{error}");
+                source_errors.push(error);
+            }
+        };
+        if tokio::time::timeout(STOP_SOURCES, closing).await.is_err() {
+            let error = format!("sources did not close within {} s", STOP_SOURCES.as_secs());
+            tracing::warn!("{error}");
+            source_errors.push(error);
+        }
+        if let Some(rtms) = &self.rtms {
+            tracing::info!("closing RTMS streams");
+            rtms.shutdown(STOP_STREAMS).await;
+        }
+        tracing::info!("draining plugin mailboxes");
+        let plugins = self.plugins.shutdown(DRAIN_PLUGINS).await;
+        Shutdown {
+            plugins,
+            source_errors,
+        }
+    }
+}
+
+/// What a shutdown saw.
+#[derive(Debug)]
+pub struct Shutdown {
+    /// Every plugin's final counters.
+    pub plugins: Vec<PluginInfo>,
+    /// Sources that stopped with an error or did not stop in time (empty after a clean
+    /// stop).
+    pub source_errors: Vec<String>,
+}

@@ -1,0 +1,106 @@
+//! A local Zoom, speaking the same protocols from the server side: used by
+//! `zoomhost simulate`, `zoomhost dev` and every end-to-end test.
+
+pub mod events;
+pub mod oauth;
+pub mod rtms;
+pub mod webhook;
+
+use std::sync::Arc;
+
+/// The simulator's app credentials: not secrets of any real account.
+pub mod credentials {
+    /// Account id for the `account_credentials` grant.
+    pub const ACCOUNT_ID: &str = "sim-account";
+    /// Client id (OAuth and RTMS signatures).
+    pub const CLIENT_ID: &str = "sim-client-id";
+    /// Client secret (OAuth and RTMS signatures).
+    pub const CLIENT_SECRET: &str = "sim-client-secret";
+    /// Event subscription id.
+    pub const SUBSCRIPTION_ID: &str = "sim-subscription";
+}
+
+/// A whole simulated Zoom account on loopback: the OAuth endpoint, the event WebSocket
+/// and the RTMS servers, all using [`credentials`].
+pub struct LocalZoom {
+    /// The token endpoint.
+    pub oauth: oauth::OAuthSim,
+    /// The event WebSocket.
+    pub events: events::EventSim,
+    /// The RTMS signaling and media servers.
+    pub rtms: Arc<rtms::RtmsSim>,
+}
+
+impl LocalZoom {
+    /// Starts every server.
+    pub async fn start() -> anyhow::Result<LocalZoom> {
+        use credentials::*;
+        let oauth = oauth::OAuthSim::start(oauth::OAuthSimConfig {
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            account_id: ACCOUNT_ID.into(),
+            expires_in: 3600,
+        })
+        .await?;
+        let events = events::EventSim::start(
+            events::EventSimConfig {
+                subscription_id: Some(SUBSCRIPTION_ID.into()),
+                ..events::EventSimConfig::default()
+            },
+            Arc::new(oauth.clone()),
+        )
+        .await?;
+        let rtms = rtms::RtmsSim::start(rtms::RtmsSimConfig {
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            ..rtms::RtmsSimConfig::default()
+        })
+        .await?;
+        Ok(LocalZoom {
+            oauth,
+            events,
+            rtms,
+        })
+    }
+
+    /// The environment that points `zoomhost run` at this simulator.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        use credentials::*;
+        vec![
+            ("ZOOM_OAUTH_URL", self.oauth.url()),
+            ("ZOOM_WS_URL", self.events.url()),
+            ("ZOOM_ACCOUNT_ID", ACCOUNT_ID.into()),
+            ("ZOOM_CLIENT_ID", CLIENT_ID.into()),
+            ("ZOOM_CLIENT_SECRET", CLIENT_SECRET.into()),
+            ("ZOOM_SUBSCRIPTION_ID", SUBSCRIPTION_ID.into()),
+        ]
+    }
+
+    /// A host's `[zoom]` settings for this simulator: OAuth, the event WebSocket and the
+    /// RTMS client requesting `media`.
+    pub fn zoom_config(&self, media: Vec<zoomhost_types::MediaKind>) -> crate::config::ZoomConfig {
+        use crate::config::{Secret, ZoomWebsocketConfig};
+        use credentials::*;
+        let secret = || Secret::new(CLIENT_SECRET.to_string());
+        let mut rtms = crate::zoom::rtms::RtmsConfig::new(CLIENT_ID, secret());
+        rtms.media = media;
+        crate::config::ZoomConfig {
+            oauth: Some(crate::zoom::oauth::OAuthConfig::new(
+                self.oauth.url(),
+                CLIENT_ID,
+                secret(),
+                crate::zoom::oauth::Grant::AccountCredentials {
+                    account_id: ACCOUNT_ID.into(),
+                },
+            )),
+            websocket: Some(ZoomWebsocketConfig {
+                url: self.events.url(),
+                subscription_id: SUBSCRIPTION_ID.into(),
+                heartbeat: std::time::Duration::from_secs(30),
+                silence_timeout: std::time::Duration::from_secs(45),
+            }),
+            webhook: None,
+            rtms: Some(rtms),
+        }
+    }
+}

@@ -1,0 +1,517 @@
+//! The Zoom webhook receiver (see `../shared/zoom-protocol.md` §3).
+//!
+//! An axum endpoint that
+//! * checks the size first (413 above [`WebhookConfig::max_body_bytes`]),
+//! * requires `x-zm-request-timestamp` (epoch seconds, within
+//!   [`WebhookConfig::timestamp_window`], else 401) and `x-zm-signature: v0=HEX`, the
+//!   HMAC-SHA256 of `"v0:{timestamp}:{raw body}"` under the webhook secret token, verified
+//!   over the raw bytes in constant time (401 when it does not match),
+//! * answers `endpoint.url_validation` with `{"plainToken","encryptedToken"}`,
+//! * answers 200 at once for an event and dispatches it afterwards, in arrival order, on a
+//!   dispatcher task,
+//! * drops Zoom's retries of an already accepted delivery (same `x-zm-request-id`, or the
+//!   same body within [`WebhookConfig::dedupe_window`]) with a 200 so Zoom stops retrying.
+//!
+//! Every rejection (400, 401, 413) gets one `warn` line with the reason; nothing is
+//! dispatched for it. Log lines never carry the secret and at most a short excerpt of a body.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::config::Secret;
+use zoomhost_types::InputSink;
+use zoomhost_types::{Event, EventSource};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The webhook receiver's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    /// Address to listen on (port 0 picks a free port).
+    pub bind: SocketAddr,
+    /// Path Zoom posts to, e.g. `/zoom/webhook`.
+    pub path: String,
+    /// The app's webhook secret token.
+    pub secret: Secret,
+    /// Largest accepted body; bigger requests get 413.
+    pub max_body_bytes: usize,
+    /// How far `x-zm-request-timestamp` may be from now (either way).
+    pub timestamp_window: Duration,
+    /// How long an accepted delivery is remembered for de-duplication.
+    pub dedupe_window: Duration,
+    /// Most deliveries remembered for de-duplication (oldest forgotten first).
+    pub dedupe_capacity: usize,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            path: "/zoom/webhook".into(),
+            secret: Secret::default(),
+            max_body_bytes: 1024 * 1024,
+            timestamp_window: Duration::from_secs(300),
+            dedupe_window: Duration::from_secs(600),
+            dedupe_capacity: 100_000,
+        }
+    }
+}
+
+/// Counters of what the receiver did, readable while it runs.
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    duplicates: AtomicU64,
+    validations: AtomicU64,
+}
+
+impl WebhookStats {
+    /// Events accepted and queued for dispatch.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+    /// Requests rejected (400, 401, 413).
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::SeqCst)
+    }
+    /// Retries of an already accepted delivery, answered 200 and dropped.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.load(Ordering::SeqCst)
+    }
+    /// `endpoint.url_validation` challenges answered.
+    pub fn validations(&self) -> u64 {
+        self.validations.load(Ordering::SeqCst)
+    }
+}
+
+/// Remembers accepted deliveries (request ids and body hashes) for a window, with bounded
+/// memory: a map plus a time-ordered queue; the oldest entries are forgotten first.
+#[derive(Debug)]
+struct Dedupe {
+    window: Duration,
+    capacity: usize,
+    seen: HashMap<String, Instant>,
+    order: VecDeque<(Instant, String)>,
+}
+
+impl Dedupe {
+    fn new(window: Duration, capacity: usize) -> Self {
+        Self {
+            window,
+            capacity: capacity.max(1),
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn prune(&mut self, now: Instant) {
+        while let Some((at, _)) = self.order.front() {
+            let expired = now.duration_since(*at) > self.window;
+            if !expired && self.order.len() <= self.capacity {
+                break;
+            }
+            if let Some((at, key)) = self.order.pop_front() {
+                // Only forget the key if this queue entry is its latest sighting.
+                if self.seen.get(&key) == Some(&at) {
+                    self.seen.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Whether any key was seen within the window; if none was, remembers all of them.
+    fn check_and_insert(&mut self, keys: &[String]) -> bool {
+        let now = Instant::now();
+        self.prune(now);
+        if keys.iter().any(|k| self.seen.contains_key(k)) {
+            return true;
+        }
+        for k in keys {
+            self.seen.insert(k.clone(), now);
+            self.order.push_back((now, k.clone()));
+        }
+        self.prune(now);
+        false
+    }
+}
+
+/// The receiver's shared state: config, counters, de-duplication, and the queue to the
+/// dispatcher task.
+pub struct WebhookReceiver {
+    config: WebhookConfig,
+    stats: Arc<WebhookStats>,
+    dedupe: Mutex<Dedupe>,
+    queue: mpsc::UnboundedSender<Event>,
+}
+
+impl std::fmt::Debug for WebhookReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookReceiver")
+            .field("config", &self.config)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl WebhookReceiver {
+    /// A receiver handing events to `sink`; spawns the dispatcher task (call inside a
+    /// tokio runtime). The task ends, after draining its queue, when the receiver is
+    /// dropped.
+    pub fn new(config: WebhookConfig, sink: Arc<dyn InputSink>) -> Arc<Self> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let name = event.name.clone();
+                let queued = sink.event(event);
+                tracing::debug!(event = %name, plugins = queued, "webhook event dispatched");
+            }
+        });
+        let dedupe = Dedupe::new(config.dedupe_window, config.dedupe_capacity);
+        Arc::new(Self {
+            config,
+            stats: Arc::new(WebhookStats::default()),
+            dedupe: Mutex::new(dedupe),
+            queue: tx,
+        })
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Arc<WebhookStats> {
+        &self.stats
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &WebhookConfig {
+        &self.config
+    }
+
+    fn reject(&self, status: StatusCode, reason: &str) -> Response {
+        self.stats.rejected.fetch_add(1, Ordering::SeqCst);
+        tracing::warn!(
+            status = status.as_u16(),
+            "webhook request rejected: {reason}"
+        );
+        (status, axum::Json(serde_json::json!({ "error": reason }))).into_response()
+    }
+
+    /// Handles one request (already routed to the webhook path).
+    async fn handle(&self, headers: HeaderMap, body: Body) -> Response {
+        let limit = self.config.max_body_bytes;
+        let declared = headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return self.reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("body larger than {limit} bytes"),
+            );
+        }
+        let body: Bytes = match axum::body::to_bytes(body, limit).await {
+            Ok(b) => b,
+            Err(_) => {
+                return self.reject(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("body larger than {limit} bytes or not fully received"),
+                );
+            }
+        };
+
+        // Headers.
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let (Some(ts_text), Some(sig_text)) =
+            (header("x-zm-request-timestamp"), header("x-zm-signature"))
+        else {
+            return self.reject(
+                StatusCode::BAD_REQUEST,
+                "missing x-zm-request-timestamp or x-zm-signature header",
+            );
+        };
+        let Ok(ts) = ts_text.trim().parse::<i64>() else {
+            return self.reject(
+                StatusCode::BAD_REQUEST,
+                "x-zm-request-timestamp is not epoch seconds",
+            );
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let skew = now.abs_diff(ts);
+        if skew > self.config.timestamp_window.as_secs() {
+            return self.reject(
+                StatusCode::UNAUTHORIZED,
+                &format!(
+                    "stale x-zm-request-timestamp ({skew} s from now, window {} s)",
+                    self.config.timestamp_window.as_secs()
+                ),
+            );
+        }
+
+        // Signature over the raw bytes, compared in constant time by `verify_slice`.
+        let Some(sig) = sig_text
+            .trim()
+            .strip_prefix("v0=")
+            .and_then(|h| hex::decode(h).ok())
+        else {
+            return self.reject(
+                StatusCode::UNAUTHORIZED,
+                "x-zm-signature is not of the form v0=HEX",
+            );
+        };
+        let mut mac = hmac_for(&self.config.secret);
+        mac.update(b"v0:");
+        mac.update(ts_text.as_bytes());
+        mac.update(b":");
+        mac.update(&body);
+        if mac.verify_slice(&sig).is_err() {
+            return self.reject(StatusCode::UNAUTHORIZED, "x-zm-signature does not match");
+        }
+
+        // Body.
+        let json: serde_json::Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                let excerpt = excerpt(&body, 64);
+                return self.reject(
+                    StatusCode::BAD_REQUEST,
+                    &format!("body is not JSON ({e}); starts with {excerpt:?}"),
+                );
+            }
+        };
+        let Some(name) = json.get("event").and_then(|v| v.as_str()) else {
+            return self.reject(
+                StatusCode::BAD_REQUEST,
+                "body is not a Zoom event (no \"event\" string)",
+            );
+        };
+        let payload = json.get("payload");
+
+        if name == "endpoint.url_validation" {
+            let Some(plain) = payload
+                .and_then(|p| p.get("plainToken"))
+                .and_then(|v| v.as_str())
+            else {
+                return self.reject(
+                    StatusCode::BAD_REQUEST,
+                    "endpoint.url_validation without payload.plainToken",
+                );
+            };
+            let mut mac = hmac_for(&self.config.secret);
+            mac.update(plain.as_bytes());
+            let encrypted = hex::encode(mac.finalize().into_bytes());
+            self.stats.validations.fetch_add(1, Ordering::SeqCst);
+            tracing::info!("answered endpoint.url_validation");
+            return axum::Json(serde_json::json!({
+                "plainToken": plain,
+                "encryptedToken": encrypted,
+            }))
+            .into_response();
+        }
+
+        let payload_text = match payload {
+            None | Some(serde_json::Value::Null) => "{}".to_string(),
+            Some(p @ serde_json::Value::Object(_)) => p.to_string(),
+            Some(_) => {
+                return self.reject(
+                    StatusCode::BAD_REQUEST,
+                    &format!("event {name:?} has a payload that is not an object"),
+                );
+            }
+        };
+        let timestamp = json
+            .get("event_ts")
+            .and_then(|v| v.as_u64())
+            .unwrap_or_else(|| (ts.max(0) as u64).saturating_mul(1000));
+
+        // De-duplication: Zoom retries with the same request id; the body hash catches
+        // retries that arrive without one.
+        let mut keys = vec![format!("body:{}", hex::encode(Sha256::digest(&body)))];
+        if let Some(id) = header("x-zm-request-id").filter(|s| !s.is_empty()) {
+            keys.push(format!("id:{id}"));
+        }
+        let duplicate = self
+            .dedupe
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check_and_insert(&keys);
+        if duplicate {
+            self.stats.duplicates.fetch_add(1, Ordering::SeqCst);
+            tracing::info!(event = %name, "duplicate webhook delivery dropped (Zoom retry)");
+            return StatusCode::OK.into_response();
+        }
+
+        let event = Event {
+            name: name.to_string(),
+            timestamp,
+            payload: payload_text,
+            source: EventSource::Webhook,
+        };
+        if self.queue.send(event).is_err() {
+            // The dispatcher is gone (shutting down): let Zoom retry later.
+            tracing::warn!(event = %name, "webhook dispatcher stopped; answering 503");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        self.stats.accepted.fetch_add(1, Ordering::SeqCst);
+        tracing::debug!(event = %name, "webhook event accepted");
+        StatusCode::OK.into_response()
+    }
+}
+
+fn hmac_for(secret: &Secret) -> HmacSha256 {
+    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+    match HmacSha256::new_from_slice(secret.expose().as_bytes()) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    }
+}
+
+/// Lowercase hex HMAC-SHA256 of `message` under `secret` (the webhook signature and the
+/// url_validation `encryptedToken`).
+pub fn sign_hex(secret: &Secret, message: &[u8]) -> String {
+    let mut mac = hmac_for(secret);
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// At most `n` bytes of `body` as text, control characters replaced.
+fn excerpt(body: &[u8], n: usize) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(n)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+async fn handler(
+    State(receiver): State<Arc<WebhookReceiver>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    receiver.handle(headers, body).await
+}
+
+/// The axum app: `POST {config.path}` handled by `receiver`.
+pub fn app(receiver: Arc<WebhookReceiver>) -> axum::Router {
+    let path = receiver.config.path.clone();
+    axum::Router::new()
+        .route(&path, axum::routing::post(handler))
+        // The handler enforces `max_body_bytes` itself (with a log line and a count).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(receiver)
+}
+
+/// A receiver bound to its address, not yet serving.
+#[derive(Debug)]
+pub struct WebhookServer {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    receiver: Arc<WebhookReceiver>,
+}
+
+impl WebhookServer {
+    /// Binds `config.bind` (port 0 picks a free port) and creates the receiver.
+    pub async fn bind(config: WebhookConfig, sink: Arc<dyn InputSink>) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("binding the webhook receiver on {}", config.bind))?;
+        let addr = listener
+            .local_addr()
+            .context("local address of the webhook receiver")?;
+        let receiver = WebhookReceiver::new(config, sink);
+        Ok(Self {
+            listener,
+            addr,
+            receiver,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The full URL Zoom should post to, e.g. `http://127.0.0.1:8080/zoom/webhook`.
+    pub fn url(&self) -> String {
+        format!("http://{}{}", self.addr, self.receiver.config.path)
+    }
+
+    /// The receiver (counters, config).
+    pub fn receiver(&self) -> &Arc<WebhookReceiver> {
+        &self.receiver
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(
+            addr = %self.addr,
+            path = %self.receiver.config.path,
+            "webhook receiver listening"
+        );
+        axum::serve(self.listener, app(self.receiver))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving the webhook receiver")
+    }
+}
+
+/// Binds and serves `config` until `shutdown` completes.
+pub async fn serve(
+    config: WebhookConfig,
+    sink: Arc<dyn InputSink>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    WebhookServer::bind(config, sink)
+        .await?
+        .serve(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedupe_remembers_within_window_and_is_bounded() {
+        let mut d = Dedupe::new(Duration::from_secs(600), 3);
+        assert!(!d.check_and_insert(&["a".into()]));
+        assert!(d.check_and_insert(&["a".into()]));
+        assert!(!d.check_and_insert(&["b".into(), "c".into()]));
+        assert!(d.check_and_insert(&["x".into(), "c".into()]));
+        assert!(!d.check_and_insert(&["d".into()]));
+        // Capacity 3: "a" was forgotten first.
+        assert!(d.seen.len() <= 3);
+        assert!(!d.check_and_insert(&["a".into()]));
+
+        let mut short = Dedupe::new(Duration::from_millis(0), 10);
+        assert!(!short.check_and_insert(&["k".into()]));
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(!short.check_and_insert(&["k".into()]));
+    }
+
+    #[test]
+    fn signature_matches_zoom_reference() {
+        // HMAC-SHA256("secret", "abc") as computed by any HMAC implementation.
+        let s = sign_hex(&Secret::new("secret"), b"abc");
+        assert_eq!(s.len(), 64);
+        assert_eq!(
+            s,
+            "9946dad4e00e913fc8be8e5d3f7e110a4a9e832f83fb09c345285d78638d8a0e"
+        );
+    }
+}
