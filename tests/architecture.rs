@@ -86,7 +86,13 @@ fn every_crate_depends_on_the_layers_below_it_only() {
             );
         }
     }
-    for layer in ["zoomhost-types", "zoomhost-runtime", "zoomhost"] {
+    for layer in [
+        "zoomhost-types",
+        "zoomhost-protocol",
+        "zoomhost-sim",
+        "zoomhost-runtime",
+        "zoomhost",
+    ] {
         assert!(
             deps.contains_key(layer),
             "{layer} is missing from the workspace"

@@ -12,10 +12,10 @@ use crate::support::{eventually, field, fnv1a, Logs, TestHost};
 use serde_json::json;
 use zoomhost::config::Secret;
 use zoomhost::inputs::Inputs;
-use zoomhost::sim::rtms::{
+use zoomhost::zoom::rtms::{RtmsConfig, RtmsManager, RtmsNotice};
+use zoomhost_sim::rtms::{
     End, ExtraMedia, Fault, Pace, RtmsSim, RtmsSimConfig, SimParticipant, SimStream, StreamSpec,
 };
-use zoomhost::zoom::rtms::{RtmsConfig, RtmsManager, RtmsNotice};
 use zoomhost_types::{Event, EventSource, InputSink, MediaKind};
 
 const CLIENT_ID: &str = "rtms-test-client";
@@ -90,7 +90,7 @@ fn sent_audio(stream: &SimStream) -> Vec<(String, String, String, String)> {
     stream
         .sent()
         .iter()
-        .filter(|m| m.kind == zoomhost::sim::rtms::MediaKind::Audio && !m.resent)
+        .filter(|m| m.kind == zoomhost_sim::rtms::MediaKind::Audio && !m.resent)
         .map(|m| {
             (
                 m.user_id.to_string(),
@@ -195,7 +195,7 @@ async fn a_full_meeting_reaches_the_plugin_exactly_once_in_order_byte_exact() {
     let sent_text: Vec<(String, String)> = stream
         .sent()
         .iter()
-        .filter(|m| m.kind == zoomhost::sim::rtms::MediaKind::Transcript)
+        .filter(|m| m.kind == zoomhost_sim::rtms::MediaKind::Transcript)
         .map(|m| {
             (
                 m.user_id.to_string(),
@@ -523,7 +523,7 @@ async fn one_all_socket_and_json_in_binary_and_text_frames() {
     let sim = RtmsSim::start(RtmsSimConfig {
         client_id: CLIENT_ID.into(),
         client_secret: SECRET.into(),
-        media_urls: zoomhost::sim::rtms::MediaUrlMode::AllOnly,
+        media_urls: zoomhost_sim::rtms::MediaUrlMode::AllOnly,
         binary_frames: true,
         ..RtmsSimConfig::default()
     })

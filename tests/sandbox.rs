@@ -61,11 +61,14 @@ async fn host_resources_a_plugin_keeps_are_capped_by_its_handle_budget() {
         config = { mode = "fields-hoard", n = "300", size = "15000" }
         [plugins.h-requests]
         config = { mode = "request-hoard" }
+        [plugins.h-big-field]
+        config = { mode = "fields-hoard", n = "1", size = "100000" }
         "#,
         &[
             ("good", "recorder"),
             ("h-fields", "hostile"),
             ("h-requests", "hostile"),
+            ("h-big-field", "hostile"),
         ],
     )
     .await;
@@ -78,6 +81,10 @@ async fn host_resources_a_plugin_keeps_are_capped_by_its_handle_budget() {
     assert!(!why.contains('\n'), "one line: {why}");
     let kept = t.logs.containing("h-fields", "hostile hoard fields=");
     assert!(kept.len() >= 3, "{kept:?}");
+    // One header value over the per-object limit: killed, naming that budget.
+    let s = stats_until(&t.host, "h-big-field", "a kill", |s| s.crashes >= 1).await;
+    let why = s.last_crash.clone().unwrap_or_default();
+    assert!(why.contains("limits.http_field_bytes"), "{why}");
     // The loop creating requests forever stops at the budget, long before its deadline.
     let s = stats_until(&t.host, "h-requests", "quarantine", |s| s.quarantined).await;
     let why = s.last_crash.clone().unwrap_or_default();

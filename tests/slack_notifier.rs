@@ -13,8 +13,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use zoomhost::sim::events::MeetingGen;
 use zoomhost_runtime::StatsSnapshot;
+use zoomhost_sim::events::MeetingGen;
 use zoomhost_types::{Event, EventSource};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -742,8 +742,8 @@ async fn an_ungranted_webhook_is_denied_once_and_a_bad_url_fails_init_without_sh
 /// simulator over loopback sockets.
 mod through_the_simulator {
     use super::*;
-    use zoomhost::sim::events::Scenario;
-    use zoomhost::sim::LocalZoom;
+    use zoomhost_sim::events::Scenario;
+    use zoomhost_sim::LocalZoom;
     /// Characters Slack mrkdwn must see escaped, all the way from the simulator.
     const TOPIC: &str = "Q3 <Roadmap> & Hiring";
 
@@ -846,7 +846,7 @@ event = "recording.completed"
         // The simulated Zoom, and a host with its event client signed in through OAuth.
         let zoom = LocalZoom::start().await.unwrap();
         let sim = &zoom.events;
-        let mut live_zoom = zoom.zoom_config(Vec::new());
+        let mut live_zoom = zoomhost::config::for_local_zoom(&zoom, Vec::new());
         live_zoom.rtms = None;
         let (t, live) = TestHost::start_live(
             &plugin_config(PLUGIN, &slack, token, ""),

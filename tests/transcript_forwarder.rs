@@ -1032,9 +1032,9 @@ async fn failing_speech_to_text_is_retried_within_its_memory_bound_and_keeps_the
 /// and the RTMS client, against the simulator over loopback sockets.
 mod through_the_simulator {
     use super::*;
-    use zoomhost::sim::events::Scenario;
-    use zoomhost::sim::rtms::SentMedia;
-    use zoomhost::sim::LocalZoom;
+    use zoomhost_sim::events::Scenario;
+    use zoomhost_sim::rtms::SentMedia;
+    use zoomhost_sim::LocalZoom;
     const BATCH_MAX: usize = 4;
     const FRAMES: u64 = 300;
     const TRANSCRIPT_EVERY: u64 = 20;
@@ -1113,7 +1113,7 @@ kind = "rtms_stop"
         let (t, live) = TestHost::start_live(
             &t_config,
             &[(PLUGIN, PLUGIN)],
-            zoom.zoom_config(vec![MediaKind::Audio, MediaKind::Transcript]),
+            zoomhost::config::for_local_zoom(&zoom, vec![MediaKind::Audio, MediaKind::Transcript]),
         )
         .await;
         let rtms = live.rtms().expect("RTMS is configured").clone();
@@ -1167,7 +1167,7 @@ kind = "rtms_stop"
         let sent: Vec<SentMedia> = stream
             .sent()
             .into_iter()
-            .filter(|m| m.kind == zoomhost::sim::rtms::MediaKind::Transcript)
+            .filter(|m| m.kind == zoomhost_sim::rtms::MediaKind::Transcript)
             .collect();
         assert_eq!(sent.len() as u64, FRAMES / TRANSCRIPT_EVERY);
         assert!(sent.iter().all(|m| !m.resent));

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use crate::support::{event_ids, eventually, host_logs, TestHost};
 use zoomhost::config::{HostConfig, Secret};
-use zoomhost::sim::oauth::{OAuthSim, OAuthSimConfig};
-use zoomhost::sim::webhook::{SendOptions, WebhookSender};
 use zoomhost::zoom::oauth::{Grant, OAuthConfig, RetryPolicy, TokenManager};
 use zoomhost::zoom::webhook::{WebhookConfig, WebhookServer};
 use zoomhost::zoom::TokenSource;
 use zoomhost_runtime::router::Router;
+use zoomhost_sim::oauth::{OAuthSim, OAuthSimConfig};
+use zoomhost_sim::webhook::{SendOptions, WebhookSender};
 
 const CLIENT_ID: &str = "cid-7f3a";
 const CLIENT_SECRET: &str = "csecret-9b1d2e7c";

@@ -124,6 +124,14 @@ fn budget_named_by(text: &str, limits: &Limits) -> Option<(&'static str, String)
             "max_handles",
             format!("more than {} live handles", limits.max_handles),
         )
+    } else if text.contains("size of fields exceeds limit") {
+        (
+            "http_field_bytes",
+            format!(
+                "a wasi:http fields object over {} bytes",
+                limits.http_field_bytes
+            ),
+        )
     } else if text.contains("fuel allocated for hostcalls has been exhausted") {
         (
             "hostcall_bytes",
@@ -451,6 +459,11 @@ mod tests {
         let e = wasmtime::Error::msg("cannot allocate another handle: store handle limit exceeded");
         match Fatal::from_error(e, Duration::from_secs(1), &limits) {
             Fatal::Budget { key, .. } => assert_eq!(key, "max_handles"),
+            other => panic!("{other:?}"),
+        }
+        let e = wasmtime::Error::msg("total size of fields exceeds limit");
+        match Fatal::from_error(e, Duration::from_secs(1), &limits) {
+            Fatal::Budget { key, .. } => assert_eq!(key, "http_field_bytes"),
             other => panic!("{other:?}"),
         }
         let e = wasmtime::Error::msg("resource limit exceeded: memory count too high at 5");

@@ -653,7 +653,7 @@ impl PluginHost {
             }
             tasks.extend(self.unload(name).await);
         }
-        let all = futures_join_all(tasks);
+        let all = await_each(tasks);
         if tokio::time::timeout(timeout, all).await.is_err() {
             tracing::warn!(
                 "shutdown: plugins did not drain within {} ms",
@@ -672,7 +672,8 @@ impl PluginHost {
     }
 }
 
-async fn futures_join_all(tasks: Vec<JoinHandle<()>>) {
+/// Waits for every task (they run concurrently already; this only collects them).
+async fn await_each(tasks: Vec<JoinHandle<()>>) {
     for t in tasks {
         let _ = t.await;
     }

@@ -225,7 +225,7 @@ pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
 /// one JSON line with its signaling URL, serves `streams` streams of `frames` frames,
 /// then prints how many audio frames it sent.
 pub async fn serve_sim(streams: usize, frames: u32) -> anyhow::Result<ExitCode> {
-    use crate::sim::rtms::{Pace, RtmsSim, RtmsSimConfig, SimParticipant, StreamSpec};
+    use zoomhost_sim::rtms::{Pace, RtmsSim, RtmsSimConfig, SimParticipant, StreamSpec};
     let sim = RtmsSim::start(RtmsSimConfig {
         client_id: SIM_CLIENT_ID.into(),
         client_secret: SIM_CLIENT_SECRET.into(),

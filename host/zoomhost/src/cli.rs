@@ -223,8 +223,8 @@ async fn run_host(config_path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn simulate(scenario_path: &Path, hold: bool) -> anyhow::Result<ExitCode> {
-    let scenario = crate::sim::events::Scenario::load(scenario_path)?;
-    let zoom = crate::sim::LocalZoom::start().await?;
+    let scenario = zoomhost_sim::events::Scenario::load(scenario_path)?;
+    let zoom = zoomhost_sim::LocalZoom::start().await?;
     let sim = &zoom.events;
     println!(
         "simulated Zoom is up (RTMS signaling at {}). Point a host at it with:",

@@ -13,6 +13,5 @@ pub mod host;
 pub mod inputs;
 pub mod replay;
 pub mod scaffold;
-pub mod sim;
 pub mod wasm_build;
 pub mod zoom;

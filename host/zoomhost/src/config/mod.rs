@@ -72,6 +72,36 @@ use serde::Deserialize;
 
 pub use zoomhost_runtime::{Limits, PluginGrant, ResolvedGrant, RuntimeConfig};
 
+/// A host's `[zoom]` settings for a local simulated Zoom: OAuth, the event WebSocket and
+/// the RTMS client requesting `media`, with the simulator's credentials.
+pub fn for_local_zoom(
+    zoom: &zoomhost_sim::LocalZoom,
+    media: Vec<zoomhost_types::MediaKind>,
+) -> ZoomConfig {
+    use zoomhost_sim::credentials::*;
+    let secret = || Secret::new(CLIENT_SECRET.to_string());
+    let mut rtms = crate::zoom::rtms::RtmsConfig::new(CLIENT_ID, secret());
+    rtms.media = media;
+    ZoomConfig {
+        oauth: Some(crate::zoom::oauth::OAuthConfig::new(
+            zoom.oauth.url(),
+            CLIENT_ID,
+            secret(),
+            crate::zoom::oauth::Grant::AccountCredentials {
+                account_id: ACCOUNT_ID.into(),
+            },
+        )),
+        websocket: Some(ZoomWebsocketConfig {
+            url: zoom.events.url(),
+            subscription_id: SUBSCRIPTION_ID.into(),
+            heartbeat: std::time::Duration::from_secs(30),
+            silence_timeout: std::time::Duration::from_secs(45),
+        }),
+        webhook: None,
+        rtms: Some(rtms),
+    }
+}
+
 /// Re-reads a config file for the runtime's watcher: the runtime's part of
 /// [`HostConfig::load`].
 pub fn runtime_loader() -> zoomhost_runtime::reload::ConfigLoader {
@@ -152,34 +182,7 @@ impl HostConfig {
     }
 }
 
-/// A secret string (client secret, webhook secret token, access token). `Debug` and
-/// `Display` print `<redacted>`; read the value with [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret value. Never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use zoomhost_protocol::Secret;
 
 /// Zoom's production token endpoint.
 pub const DEFAULT_OAUTH_URL: &str = "https://zoom.us/oauth/token";

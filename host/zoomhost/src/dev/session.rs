@@ -18,9 +18,9 @@ use serde_json::Value;
 use super::{DevMonitor, LiveView, SourceWatchConfig, SourceWatcher, ViewOptions};
 use crate::config::HostConfig;
 use crate::host::{Host, HostOptions};
-use crate::sim::events::Scenario;
-use crate::sim::LocalZoom;
 use crate::zoom::rtms::{RtmsManager, RtmsNotice};
+use zoomhost_sim::events::Scenario;
+use zoomhost_sim::LocalZoom;
 use zoomhost_types::{Event, MediaKind};
 
 /// Options of `zoomhost dev`.
@@ -75,11 +75,10 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     };
     let mut config = HostConfig::load(&config_path)?;
     config.runtime.plugins_dir = plugins_dir.clone();
-    config.zoom = Some(zoom.zoom_config(vec![
-        MediaKind::Audio,
-        MediaKind::Transcript,
-        MediaKind::Chat,
-    ]));
+    config.zoom = Some(crate::config::for_local_zoom(
+        &zoom,
+        vec![MediaKind::Audio, MediaKind::Transcript, MediaKind::Chat],
+    ));
     // The host, watching the plugins folder and the config file. Plugins built by an
     // earlier session load at once; the build below swaps in what changed.
     let host = Host::start(

@@ -1,4 +1,4 @@
-//! The Zoom event WebSocket client (see `../shared/zoom-protocol.md` §2).
+//! The Zoom event WebSocket client (see the event WebSocket notes in `crate::zoom`).
 //!
 //! One connection at a time to `{ws_url}?subscriptionId=SUB&access_token=TOKEN`. Every
 //! server message is an envelope `{module, success, content, header}`:
@@ -37,9 +37,6 @@ use crate::zoom::{AccessToken, TokenSource};
 use zoomhost_types::InputSink;
 use zoomhost_types::{Event, EventSource};
 
-/// Zoom's production event WebSocket endpoint.
-pub const DEFAULT_WS_URL: &str = "wss://ws.zoom.us/ws";
-
 /// The longest excerpt of a malformed message that is logged.
 const EXCERPT_CHARS: usize = 120;
 
@@ -50,7 +47,7 @@ const CLOSE_DRAIN_MAX: Duration = Duration::from_secs(1);
 /// run with short ones.
 #[derive(Debug, Clone)]
 pub struct EventStreamConfig {
-    /// Endpoint without query, e.g. [`DEFAULT_WS_URL`].
+    /// Endpoint without query, e.g. [`crate::config::DEFAULT_WS_URL`].
     pub ws_url: String,
     /// The event subscription id (`subscriptionId` in the query).
     pub subscription_id: String,

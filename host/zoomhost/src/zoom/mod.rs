@@ -1,6 +1,65 @@
 //! The outside world: Zoom's OAuth token endpoint, the event WebSocket, webhooks and
-//! RTMS media streams. Sources turn what Zoom sends into router calls; they never know about
-//! plugins.
+//! RTMS media streams. Sources turn what Zoom sends into plain inputs handed to an
+//! `InputSink`; they never know about plugins.
+//!
+//! # What the code relies on about Zoom's wire formats
+//!
+//! These notes are the project's own summary of Zoom's public documentation, its samples,
+//! and what Zoom's official RTMS SDK (PyPI `rtms`) sends; the simulator in `zoomhost_sim`
+//! speaks the same formats from the server side. Be liberal in what is accepted.
+//!
+//! ## OAuth (Server-to-Server), [`oauth`]
+//! `POST {oauth_url}` with HTTP Basic auth (`client_id:client_secret`) and either
+//! `grant_type=account_credentials&account_id=...` or `grant_type=client_credentials`, the
+//! parameters in the query or a form body. The answer carries `access_token` and
+//! `expires_in` (seconds, usually 3600); bad credentials get a 401 with
+//! `error: invalid_client`. Tokens are refreshed ahead of expiry; 429 and 5xx are retried
+//! with backoff.
+//!
+//! ## Event WebSocket, [`events`]
+//! `wss://ws.zoom.us/ws?subscriptionId=...&access_token=...` (the token only counts in the
+//! query). Every server message is an envelope `{module, success, content}`: first
+//! `build_connection` (`success: false` with a reason such as "Invalid Token" when the
+//! token is refused, then a close), `heartbeat` answering the client's
+//! `{"module":"heartbeat"}` (sent every 30 s), and `message`, whose `content` is a JSON
+//! *string* holding the webhook-shaped `{event, event_ts, payload}`. Zoom publishes no close
+//! codes; about 45 s of silence means the connection is dead. Events sent while no
+//! connection is up are not replayed, and a second connection for one subscription closes
+//! the first.
+//!
+//! ## Webhooks, [`webhook`]
+//! `x-zm-request-timestamp` (epoch seconds) and `x-zm-signature: v0=HEX`, HEX being
+//! HMAC-SHA256 keyed by the webhook secret token over `v0:{timestamp}:{raw body}`; checked
+//! over the raw bytes in constant time, within a timestamp window. `endpoint.url_validation`
+//! is answered with `{plainToken, encryptedToken}` (`encryptedToken` = hex HMAC-SHA256 of
+//! the plain token). A 200/204 within 3 s counts as delivered; anything else is retried
+//! later, so answers are immediate and deliveries are deduplicated.
+//!
+//! ## Events
+//! Payloads are `{account_id, object: {...}}`, except the RTMS lifecycle, whose fields are
+//! flat: `*.rtms_started` (`meeting_uuid` or the product's id, `rtms_stream_id`,
+//! `server_urls`: a comma-separated string), `*.rtms_stopped` (`stop_reason`) and
+//! `*.rtms_interrupted`, for meetings, `webinar.*` (`webinar_uuid`), `session.*`
+//! (`session_id`) and `contact_center.voice_rtms_*` (`engagement_id`); the handshakes carry
+//! the id in `meeting_uuid` whatever the product.
+//!
+//! ## RTMS, [`rtms`]
+//! One signaling WebSocket (from `server_urls`) and media WebSockets (URLs from the
+//! signaling answer) per stream; every message is a JSON object with an integer
+//! `msg_type`, in text or binary frames either way. Each handshake is signed with lowercase
+//! hex HMAC-SHA256 keyed by the client secret over `{client_id},{meeting_uuid},{stream_id}`.
+//! Signaling: handshake 1 → 2 (`status_code` 0 and the media URLs per kind: `audio`,
+//! `video`, `deskshare`, `transcript`, `chat`, `all`), event subscription 5, event updates
+//! 6 (active speaker, participant join/leave, sharing, media interrupted), client-ready 7
+//! after the media handshakes, stream state 8 (4 = terminated ends the stream), session
+//! state 9. Media: handshake 3 → 4 (`media_type` bitmask audio 1, video 2, deskshare 4,
+//! transcript 8, chat 16, all 32; the answer's `media_params` are the effective ones), then
+//! data 14 audio, 15 video, 16 share, 17 transcript, 18 chat (`content` with `user_id`,
+//! `user_name`, base64 `data` or text, `timestamp` in ms). Keep-alive 12 arrives on every
+//! socket and is answered at once with 13 echoing `sequence` and `timestamp`. Audio
+//! defaults: L16, 16 kHz, mono, mixed, 20 ms (640 bytes a frame). A socket lost without a
+//! close frame is re-handshaken with growing delays while Zoom keeps the stream resumable
+//! (about 60 s); a server close, a terminated state or `*.rtms_stopped` ends it.
 
 pub mod events;
 pub mod oauth;

@@ -1,4 +1,4 @@
-//! The Zoom webhook receiver (see `../shared/zoom-protocol.md` §3).
+//! The Zoom webhook receiver (see the webhook notes in `crate::zoom`).
 //!
 //! An axum endpoint that
 //! * checks the size first (413 above [`WebhookConfig::max_body_bytes`]),
@@ -27,15 +27,13 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::config::Secret;
+use zoomhost_protocol::webhook::{self as signature, SignatureError};
+use zoomhost_protocol::Secret;
 use zoomhost_types::InputSink;
 use zoomhost_types::{Event, EventSource};
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// The webhook receiver's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,23 +260,17 @@ impl WebhookReceiver {
         }
 
         // Signature over the raw bytes, compared in constant time by `verify_slice`.
-        let Some(sig) = sig_text
-            .trim()
-            .strip_prefix("v0=")
-            .and_then(|h| hex::decode(h).ok())
-        else {
-            return self.reject(
-                StatusCode::UNAUTHORIZED,
-                "x-zm-signature is not of the form v0=HEX",
-            );
-        };
-        let mut mac = hmac_for(&self.config.secret);
-        mac.update(b"v0:");
-        mac.update(ts_text.as_bytes());
-        mac.update(b":");
-        mac.update(&body);
-        if mac.verify_slice(&sig).is_err() {
-            return self.reject(StatusCode::UNAUTHORIZED, "x-zm-signature does not match");
+        match signature::verify(&self.config.secret, ts_text, &body, sig_text) {
+            Ok(()) => {}
+            Err(SignatureError::Malformed) => {
+                return self.reject(
+                    StatusCode::UNAUTHORIZED,
+                    "x-zm-signature is not of the form v0=HEX",
+                )
+            }
+            Err(SignatureError::Mismatch) => {
+                return self.reject(StatusCode::UNAUTHORIZED, "x-zm-signature does not match")
+            }
         }
 
         // Body.
@@ -310,9 +302,7 @@ impl WebhookReceiver {
                     "endpoint.url_validation without payload.plainToken",
                 );
             };
-            let mut mac = hmac_for(&self.config.secret);
-            mac.update(plain.as_bytes());
-            let encrypted = hex::encode(mac.finalize().into_bytes());
+            let encrypted = signature::sign_hex(&self.config.secret, plain.as_bytes());
             self.stats.validations.fetch_add(1, Ordering::SeqCst);
             tracing::info!("answered endpoint.url_validation");
             return axum::Json(serde_json::json!({
@@ -369,22 +359,6 @@ impl WebhookReceiver {
         tracing::debug!(event = %name, "webhook event accepted");
         StatusCode::OK.into_response()
     }
-}
-
-fn hmac_for(secret: &Secret) -> HmacSha256 {
-    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
-    match HmacSha256::new_from_slice(secret.expose().as_bytes()) {
-        Ok(m) => m,
-        Err(_) => unreachable!("HMAC accepts keys of any length"),
-    }
-}
-
-/// Lowercase hex HMAC-SHA256 of `message` under `secret` (the webhook signature and the
-/// url_validation `encryptedToken`).
-pub fn sign_hex(secret: &Secret, message: &[u8]) -> String {
-    let mut mac = hmac_for(secret);
-    mac.update(message);
-    hex::encode(mac.finalize().into_bytes())
 }
 
 /// At most `n` bytes of `body` as text, control characters replaced.
@@ -470,18 +444,6 @@ impl WebhookServer {
     }
 }
 
-/// Binds and serves `config` until `shutdown` completes.
-pub async fn serve(
-    config: WebhookConfig,
-    sink: Arc<dyn InputSink>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    WebhookServer::bind(config, sink)
-        .await?
-        .serve(shutdown)
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,16 +464,5 @@ mod tests {
         assert!(!short.check_and_insert(&["k".into()]));
         std::thread::sleep(Duration::from_millis(2));
         assert!(!short.check_and_insert(&["k".into()]));
-    }
-
-    #[test]
-    fn signature_matches_zoom_reference() {
-        // HMAC-SHA256("secret", "abc") as computed by any HMAC implementation.
-        let s = sign_hex(&Secret::new("secret"), b"abc");
-        assert_eq!(s.len(), 64);
-        assert_eq!(
-            s,
-            "9946dad4e00e913fc8be8e5d3f7e110a4a9e832f83fb09c345285d78638d8a0e"
-        );
     }
 }

@@ -1,4 +1,4 @@
-//! The RTMS client (Realtime Media Streams; `../shared/zoom-protocol.md` §5).
+//! The RTMS client (Realtime Media Streams; see the RTMS notes in `crate::zoom`).
 //!
 //! [`RtmsManager`] sees every event the sources deliver (the host taps its input path), whatever its source. A
 //! `*.rtms_started` event (`meeting.`, `webinar.`, `session.`, `contact_center.voice_`)
@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
-use crate::config::Secret;
+use zoomhost_protocol::Secret;
 use zoomhost_types::InputSink;
 use zoomhost_types::{Event, MediaKind, SessionKind};
 

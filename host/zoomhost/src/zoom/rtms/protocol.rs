@@ -1,4 +1,4 @@
-//! RTMS wire messages, client side (see `../shared/zoom-protocol.md` §5).
+//! RTMS wire messages, client side (see the RTMS notes in `crate::zoom`).
 //!
 //! Every message is a JSON object with an integer `msg_type`. Incoming messages may come
 //! in text or binary frames; fields Zoom adds later are ignored, and numbers that arrive
@@ -7,10 +7,8 @@
 
 use std::borrow::Cow;
 
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 use zoomhost_types::{AudioCodec, AudioFormat, MediaKind};
 
@@ -77,19 +75,7 @@ pub mod event_type {
 /// The `stream_state` value that ends a stream.
 pub const STREAM_STATE_TERMINATED: u32 = 4;
 
-/// The RTMS signature: lowercase hex HMAC-SHA256 keyed by the client secret over
-/// `"{client_id},{meeting_uuid},{rtms_stream_id}"`.
-pub fn signature(
-    client_id: &str,
-    client_secret: &str,
-    meeting_uuid: &str,
-    stream_id: &str,
-) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(client_secret.as_bytes())
-        .expect("HMAC-SHA256 accepts keys of any length");
-    mac.update(format!("{client_id},{meeting_uuid},{stream_id}").as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
+pub use zoomhost_protocol::rtms::signature;
 
 /// The media-type bit of a kind (audio 1, video 2, deskshare 4, transcript 8, chat 16).
 pub fn media_bit(kind: MediaKind) -> u32 {
@@ -560,18 +546,6 @@ pub fn participants(event: &Value) -> Vec<(u32, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signature_is_hex_hmac_of_the_three_ids() {
-        // Computed independently: printf 'cid,muuid,sid' | openssl dgst -sha256 -hmac secret
-        let sig = signature("cid", "secret", "muuid", "sid");
-        assert_eq!(sig.len(), 64);
-        assert!(sig
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
-        assert_ne!(sig, signature("cid", "secret", "muuid", "sid2"));
-        assert_ne!(sig, signature("cid", "other", "muuid", "sid"));
-    }
 
     #[test]
     fn confirmed_format_reads_nested_flat_and_missing_params() {

@@ -3,10 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, Mac};
 use rand::Rng;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 use super::SimParticipant;
 
@@ -88,24 +86,8 @@ pub mod status {
     pub const STREAM_ENDED: u32 = 15;
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
-/// The handshake signature Zoom expects: lowercase hex
-/// HMAC-SHA256(`client_secret`, `"{client_id},{meeting_uuid},{rtms_stream_id}"`).
-pub fn expected_signature(
-    client_id: &str,
-    client_secret: &str,
-    meeting_uuid: &str,
-    rtms_stream_id: &str,
-) -> String {
-    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
-    let mut mac = match HmacSha256::new_from_slice(client_secret.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => unreachable!("HMAC accepts keys of any length"),
-    };
-    mac.update(format!("{client_id},{meeting_uuid},{rtms_stream_id}").as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
+/// The handshake signature Zoom expects (see `zoomhost_protocol::rtms`).
+pub use zoomhost_protocol::rtms::signature as expected_signature;
 
 pub(super) fn now_ms() -> u64 {
     SystemTime::now()

@@ -1,4 +1,4 @@
-//! Simulator: a webhook sender that signs like Zoom (`zoom-protocol.md` §3).
+//! Simulator: a webhook sender that signs like Zoom (see the webhook notes in `zoomhost::zoom` (the client's protocol notes)).
 //!
 //! Each delivery carries `x-zm-request-timestamp` (epoch seconds), `x-zm-signature:
 //! v0=HEX` (HMAC-SHA256 of `"v0:{timestamp}:{raw body}"` under the webhook secret token)
@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 
-use crate::config::Secret;
-use crate::zoom::webhook::sign_hex;
+use zoomhost_protocol::webhook::sign_hex;
+use zoomhost_protocol::Secret;
 
 /// How to send one delivery.
 #[derive(Debug, Clone, Default)]
@@ -93,7 +93,8 @@ fn now_s() -> i64 {
 impl WebhookSender {
     /// A sender posting to `url` (the receiver's full URL) and signing with `secret`.
     pub fn new(url: impl Into<String>, secret: Secret) -> anyhow::Result<Self> {
-        crate::zoom::oauth::ensure_tls_provider();
+        // reqwest is built without a default crypto provider: install ring's, once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -159,14 +160,14 @@ impl WebhookSender {
         let request_id = options
             .request_id
             .clone()
-            .unwrap_or_else(|| format!("sim-{}", crate::sim::oauth::random_hex(12)));
+            .unwrap_or_else(|| format!("sim-{}", crate::oauth::random_hex(12)));
         let ts = now_s()
             .saturating_add(options.timestamp_offset_s)
             .to_string();
         let mut message = format!("v0:{ts}:").into_bytes();
         message.extend_from_slice(&body);
         let signature = if options.forge_signature {
-            let wrong = Secret::new(format!("forged-{}", crate::sim::oauth::random_hex(8)));
+            let wrong = Secret::new(format!("forged-{}", crate::oauth::random_hex(8)));
             sign_hex(&wrong, &message)
         } else {
             sign_hex(&self.secret, &message)

@@ -75,32 +75,4 @@ impl LocalZoom {
             ("ZOOM_SUBSCRIPTION_ID", SUBSCRIPTION_ID.into()),
         ]
     }
-
-    /// A host's `[zoom]` settings for this simulator: OAuth, the event WebSocket and the
-    /// RTMS client requesting `media`.
-    pub fn zoom_config(&self, media: Vec<zoomhost_types::MediaKind>) -> crate::config::ZoomConfig {
-        use crate::config::{Secret, ZoomWebsocketConfig};
-        use credentials::*;
-        let secret = || Secret::new(CLIENT_SECRET.to_string());
-        let mut rtms = crate::zoom::rtms::RtmsConfig::new(CLIENT_ID, secret());
-        rtms.media = media;
-        crate::config::ZoomConfig {
-            oauth: Some(crate::zoom::oauth::OAuthConfig::new(
-                self.oauth.url(),
-                CLIENT_ID,
-                secret(),
-                crate::zoom::oauth::Grant::AccountCredentials {
-                    account_id: ACCOUNT_ID.into(),
-                },
-            )),
-            websocket: Some(ZoomWebsocketConfig {
-                url: self.events.url(),
-                subscription_id: SUBSCRIPTION_ID.into(),
-                heartbeat: std::time::Duration::from_secs(30),
-                silence_timeout: std::time::Duration::from_secs(45),
-            }),
-            webhook: None,
-            rtms: Some(rtms),
-        }
-    }
 }

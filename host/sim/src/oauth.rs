@@ -1,4 +1,4 @@
-//! Simulator: Zoom's Server-to-Server OAuth token endpoint (`zoom-protocol.md` §1).
+//! Simulator: Zoom's Server-to-Server OAuth token endpoint (see the OAuth notes in `zoomhost::zoom` (the client's protocol notes)).
 //!
 //! An axum server on loopback (port 0) that accepts both grants (`account_credentials` with
 //! `account_id`, and `client_credentials`), with parameters in the query string or a form
@@ -172,11 +172,6 @@ impl OAuthSim {
                 retry_after,
             });
         }
-    }
-
-    /// Changes the lifetime of tokens issued from now on.
-    pub fn set_expires_in(&self, seconds: u64) {
-        lock(&self.inner.config).expires_in = seconds;
     }
 
     /// Requests received (including failed and rejected ones).

@@ -1,4 +1,4 @@
-//! Simulator: the event WebSocket, server side (see `../shared/zoom-protocol.md` §2).
+//! Simulator: the event WebSocket, server side (see the event WebSocket notes in `zoomhost::zoom` (the client's protocol notes)).
 //!
 //! [`EventSim`] listens on `127.0.0.1:0` and speaks Zoom's envelope: it checks the
 //! `access_token` query parameter with a [`TokenAuthority`] (the [`OAuthSim`], or any
@@ -48,8 +48,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::sim::oauth::OAuthSim;
-use crate::sim::rtms::{self, RtmsSim, SimParticipant, SimStream, StreamSpec};
+use crate::oauth::OAuthSim;
+use crate::rtms::{self, RtmsSim, SimParticipant, SimStream, StreamSpec};
 
 /// Who decides whether a token is good, and how token faults are injected.
 pub trait TokenAuthority: Send + Sync + 'static {
@@ -538,7 +538,7 @@ async fn close(ws: &mut ServerWs, code: u16, reason: &str) {
 // ---------------------------------------------------------------------------------------
 // Payloads and scenarios.
 
-/// Generates realistic Zoom payloads for one meeting (shapes from `zoom-protocol.md` §4).
+/// Generates realistic Zoom payloads for one meeting (shapes as in the event notes of `zoomhost::zoom` (the client's protocol notes)).
 #[derive(Debug, Clone)]
 pub struct MeetingGen {
     /// Account id.
@@ -1336,7 +1336,7 @@ mod tests {
     }
 
     /// The next event pushed to a raw event WebSocket client: (name, payload).
-    async fn next_event(ws: &mut crate::sim::rtms::tests::Ws) -> (String, Value) {
+    async fn next_event(ws: &mut crate::rtms::tests::Ws) -> (String, Value) {
         loop {
             let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
                 .await
@@ -1360,7 +1360,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_rtms_scenario_announces_streams_a_client_can_join() {
-        use crate::sim::rtms::tests as client;
+        use crate::rtms::tests as client;
         let authority = Arc::new(TokenCheck(|t: &str| t == "tok"));
         let sim = EventSim::start(EventSimConfig::default(), authority)
             .await

@@ -1,5 +1,5 @@
 //! Simulator: Zoom's RTMS servers, signaling and media, server side (see
-//! `shared/zoom-protocol.md` §5).
+//! the RTMS notes in `zoomhost::zoom` (the client's protocol notes)).
 //!
 //! [`RtmsSim`] listens on `127.0.0.1:0` and serves one signaling endpoint
 //! (`/signaling`, the URL that goes into `meeting.rtms_started`'s `server_urls`) and the
