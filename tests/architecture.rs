@@ -90,6 +90,7 @@ fn every_crate_depends_on_the_layers_below_it_only() {
         "zoomhost-types",
         "zoomhost-protocol",
         "zoomhost-sim",
+        "zoomhost-zoom",
         "zoomhost-runtime",
         "zoomhost",
     ] {

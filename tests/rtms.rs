@@ -12,11 +12,11 @@ use crate::support::{eventually, field, fnv1a, Logs, TestHost};
 use serde_json::json;
 use zoomhost::config::Secret;
 use zoomhost::inputs::Inputs;
-use zoomhost::zoom::rtms::{RtmsConfig, RtmsManager, RtmsNotice};
 use zoomhost_sim::rtms::{
     End, ExtraMedia, Fault, Pace, RtmsSim, RtmsSimConfig, SimParticipant, SimStream, StreamSpec,
 };
 use zoomhost_types::{Event, EventSource, InputSink, MediaKind};
+use zoomhost_zoom::rtms::{RtmsConfig, RtmsManager, RtmsNotice};
 
 const CLIENT_ID: &str = "rtms-test-client";
 const SECRET: &str = "rtms-test-secret";

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use zoomhost::zoom::events::{ConnectionState, EventStream, EventStreamConfig, EventStreamStats};
-use zoomhost::zoom::oauth::{Grant, OAuthConfig, RetryPolicy, TokenManager};
-use zoomhost::zoom::{AccessToken, TokenSource};
 use zoomhost_sim::events::{EventSim, EventSimConfig, Scenario};
 use zoomhost_sim::oauth::{OAuthSim, OAuthSimConfig};
+use zoomhost_zoom::events::{ConnectionState, EventStream, EventStreamConfig, EventStreamStats};
+use zoomhost_zoom::oauth::{Grant, OAuthConfig, RetryPolicy, TokenManager};
+use zoomhost_zoom::{AccessToken, TokenSource};
 
 const WAIT: Duration = Duration::from_secs(30);
 const CLIENT_ID: &str = "test-client-id";

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use crate::support::{event_ids, eventually, host_logs, TestHost};
 use zoomhost::config::{HostConfig, Secret};
-use zoomhost::zoom::oauth::{Grant, OAuthConfig, RetryPolicy, TokenManager};
-use zoomhost::zoom::webhook::{WebhookConfig, WebhookServer};
-use zoomhost::zoom::TokenSource;
 use zoomhost_runtime::router::Router;
 use zoomhost_sim::oauth::{OAuthSim, OAuthSimConfig};
 use zoomhost_sim::webhook::{SendOptions, WebhookSender};
+use zoomhost_zoom::oauth::{Grant, OAuthConfig, RetryPolicy, TokenManager};
+use zoomhost_zoom::webhook::{WebhookConfig, WebhookServer};
+use zoomhost_zoom::TokenSource;
 
 const CLIENT_ID: &str = "cid-7f3a";
 const CLIENT_SECRET: &str = "csecret-9b1d2e7c";
@@ -36,7 +36,7 @@ async fn start_receiver(
     config: WebhookConfig,
     router: Arc<Router>,
 ) -> (
-    Arc<zoomhost::zoom::webhook::WebhookReceiver>,
+    Arc<zoomhost_zoom::webhook::WebhookReceiver>,
     WebhookSender,
     tokio::sync::oneshot::Sender<()>,
 ) {
@@ -421,7 +421,7 @@ async fn a_rejected_client_secret_fails_at_once_naming_what_to_check() {
 #[tokio::test]
 async fn the_simulator_accepts_parameters_in_the_query_string() {
     let sim = sim(60).await;
-    zoomhost::zoom::oauth::ensure_tls_provider();
+    zoomhost_zoom::oauth::ensure_tls_provider();
     let reply: serde_json::Value = reqwest::Client::new()
         .post(sim.url())
         .query(&[
@@ -492,7 +492,7 @@ fn zoom_config_comes_from_toml_and_the_environment_wins() {
     let ws = zoom
         .websocket
         .expect("websocket enabled by subscription id");
-    assert_eq!(ws.url, "wss://ws.zoomgov.com/ws");
+    assert_eq!(ws.ws_url, "wss://ws.zoomgov.com/ws");
     assert_eq!(ws.subscription_id, "sub-1");
     assert_eq!(ws.heartbeat, Duration::from_secs(10));
     assert_eq!(ws.silence_timeout, Duration::from_secs(45));

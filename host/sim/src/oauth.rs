@@ -1,4 +1,4 @@
-//! Simulator: Zoom's Server-to-Server OAuth token endpoint (see the OAuth notes in `zoomhost::zoom` (the client's protocol notes)).
+//! Simulator: Zoom's Server-to-Server OAuth token endpoint (see the OAuth notes in the `zoomhost-zoom` crate docs).
 //!
 //! An axum server on loopback (port 0) that accepts both grants (`account_credentials` with
 //! `account_id`, and `client_credentials`), with parameters in the query string or a form

@@ -1,4 +1,4 @@
-//! Simulator: a webhook sender that signs like Zoom (see the webhook notes in `zoomhost::zoom` (the client's protocol notes)).
+//! Simulator: a webhook sender that signs like Zoom (see the webhook notes in the `zoomhost-zoom` crate docs).
 //!
 //! Each delivery carries `x-zm-request-timestamp` (epoch seconds), `x-zm-signature:
 //! v0=HEX` (HMAC-SHA256 of `"v0:{timestamp}:{raw body}"` under the webhook secret token)

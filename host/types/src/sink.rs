@@ -5,6 +5,10 @@ use crate::{
     TranscriptSegment, VideoFrame,
 };
 
+/// Something that sees events on their way in (the binary taps its input path with the
+/// RTMS client and views). Called on the delivering thread: it must not block.
+pub type EventTap = std::sync::Arc<dyn Fn(&Event) + Send + Sync>;
+
 /// Takes every input of the sources. The runtime's router implements it; the binary may
 /// wrap it (e.g. to let the RTMS client see the events that start streams). A sink never
 /// blocks its caller.

@@ -20,9 +20,9 @@ use anyhow::Context as _;
 use serde_json::{json, Value};
 
 use crate::config::{HostConfig, Secret};
-use crate::zoom::rtms::{RtmsConfig, StreamStart};
 use zoomhost_runtime::{LogSink, PluginLogRecord};
 use zoomhost_types::{MediaKind, SessionKind};
+use zoomhost_zoom::rtms::{RtmsConfig, StreamStart};
 
 const SIM_CLIENT_ID: &str = "bench-client-id";
 const SIM_CLIENT_SECRET: &str = "bench-client-secret";

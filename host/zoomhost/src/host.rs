@@ -21,7 +21,7 @@ use zoomhost_runtime::{LogSink, PluginHost, PluginInfo};
 
 use crate::config::{HostConfig, ZoomConfig};
 use crate::inputs::Inputs;
-use crate::zoom::rtms::RtmsManager;
+use zoomhost_zoom::rtms::RtmsManager;
 
 /// How long each shutdown stage may take.
 const STOP_SOURCES: Duration = Duration::from_secs(5);
@@ -94,7 +94,7 @@ impl Host {
     /// The RTMS client first (tapped into the input path), then the event WebSocket and
     /// the webhook receiver.
     async fn start_zoom(&mut self, zoom: &ZoomConfig) -> anyhow::Result<()> {
-        use crate::zoom::{events, oauth::TokenManager, webhook::WebhookServer, TokenSource};
+        use zoomhost_zoom::{events, oauth::TokenManager, webhook::WebhookServer, TokenSource};
         if let Some(config) = zoom.rtms.clone() {
             let manager = RtmsManager::new(config, self.plugins.router().clone());
             self.inputs.tap(manager.event_tap());
@@ -107,12 +107,8 @@ impl Host {
                 .clone()
                 .context("the event WebSocket needs OAuth credentials")?;
             let tokens: Arc<dyn TokenSource> = Arc::new(TokenManager::new(oauth)?);
-            let mut config =
-                events::EventStreamConfig::new(ws.url.clone(), ws.subscription_id.clone());
-            config.heartbeat = ws.heartbeat;
-            config.silence_timeout = ws.silence_timeout;
             self.sources.spawn(events::run(
-                config,
+                ws.clone(),
                 tokens,
                 self.inputs.clone(),
                 self.stop.subscribe(),

@@ -5,11 +5,8 @@
 
 use std::sync::{Arc, RwLock};
 
+pub use zoomhost_types::EventTap;
 use zoomhost_types::{Event, InputSink, StreamInfo, StreamSink};
-
-/// Something that sees every event before the plugins do. Called on the delivering
-/// thread: it must not block.
-pub type EventTap = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// The input sink the sources deliver into.
 pub struct Inputs {

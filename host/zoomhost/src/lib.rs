@@ -14,4 +14,3 @@ pub mod inputs;
 pub mod replay;
 pub mod scaffold;
 pub mod wasm_build;
-pub mod zoom;

@@ -1,5 +1,5 @@
 //! Simulator: Zoom's RTMS servers, signaling and media, server side (see
-//! the RTMS notes in `zoomhost::zoom` (the client's protocol notes)).
+//! the RTMS notes in the `zoomhost-zoom` crate docs).
 //!
 //! [`RtmsSim`] listens on `127.0.0.1:0` and serves one signaling endpoint
 //! (`/signaling`, the URL that goes into `meeting.rtms_started`'s `server_urls`) and the

@@ -18,10 +18,10 @@ use serde_json::Value;
 use super::{DevMonitor, LiveView, SourceWatchConfig, SourceWatcher, ViewOptions};
 use crate::config::HostConfig;
 use crate::host::{Host, HostOptions};
-use crate::zoom::rtms::{RtmsManager, RtmsNotice};
 use zoomhost_sim::events::Scenario;
 use zoomhost_sim::LocalZoom;
 use zoomhost_types::{Event, MediaKind};
+use zoomhost_zoom::rtms::{RtmsManager, RtmsNotice};
 
 /// Options of `zoomhost dev`.
 #[derive(Debug, Clone, Default)]

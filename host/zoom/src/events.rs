@@ -1,4 +1,4 @@
-//! The Zoom event WebSocket client (see the event WebSocket notes in `crate::zoom`).
+//! The Zoom event WebSocket client (see the event WebSocket notes in the crate docs).
 //!
 //! One connection at a time to `{ws_url}?subscriptionId=SUB&access_token=TOKEN`. Every
 //! server message is an envelope `{module, success, content, header}`:
@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::zoom::{AccessToken, TokenSource};
+use crate::{AccessToken, TokenSource};
 use zoomhost_types::InputSink;
 use zoomhost_types::{Event, EventSource};
 
@@ -45,9 +45,9 @@ const CLOSE_DRAIN_MAX: Duration = Duration::from_secs(1);
 
 /// Settings of the event WebSocket client. Every timing is configurable so tests can
 /// run with short ones.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EventStreamConfig {
-    /// Endpoint without query, e.g. [`crate::config::DEFAULT_WS_URL`].
+    /// Endpoint without query, e.g. `wss://ws.zoom.us/ws`.
     pub ws_url: String,
     /// The event subscription id (`subscriptionId` in the query).
     pub subscription_id: String,
@@ -391,7 +391,7 @@ impl EventStream {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         // Checked once up front so a typo fails fast instead of retrying forever.
         connect_urls(&self.config, "")?;
-        crate::zoom::oauth::ensure_tls_provider();
+        crate::oauth::ensure_tls_provider();
         let mut backoff = self.config.backoff();
         let mut last_secret: Option<String> = None;
         loop {

@@ -1,4 +1,4 @@
-//! Server-to-Server OAuth token manager (see the OAuth notes in `crate::zoom`).
+//! Server-to-Server OAuth token manager (see the OAuth notes in the crate docs).
 //!
 //! [`TokenManager`] fetches a token from Zoom's token endpoint with Basic auth
 //! (`client_id:client_secret`) and the `account_credentials` (or `client_credentials`) grant
@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use backon::{ExponentialBuilder, Retryable as _};
 use reqwest::StatusCode;
 
-use crate::zoom::{AccessToken, TokenSource};
+use crate::{AccessToken, TokenSource};
 use zoomhost_protocol::Secret;
 
 /// Installs rustls' `ring` crypto provider as the process default, if no provider is

@@ -1030,7 +1030,7 @@ impl Dedupe {
 }
 
 async fn connect(url: &str, timeout: Duration) -> Result<Ws, String> {
-    crate::zoom::oauth::ensure_tls_provider();
+    crate::oauth::ensure_tls_provider();
     // tungstenite zero-fills its whole read buffer (128 KiB by default) before every
     // read; RTMS messages are a few KiB at most (48 kHz stereo: about 5 KiB), and at
     // real-time rates the default buffer costs more CPU than everything else together.

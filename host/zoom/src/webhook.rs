@@ -1,4 +1,4 @@
-//! The Zoom webhook receiver (see the webhook notes in `crate::zoom`).
+//! The Zoom webhook receiver (see the webhook notes in the crate docs).
 //!
 //! An axum endpoint that
 //! * checks the size first (413 above [`WebhookConfig::max_body_bytes`]),
@@ -206,159 +206,195 @@ impl WebhookReceiver {
         (status, axum::Json(serde_json::json!({ "error": reason }))).into_response()
     }
 
-    /// Handles one request (already routed to the webhook path).
+    /// Handles one request (already routed to the webhook path): read the body within
+    /// its limit, verify the timestamp and signature over the raw bytes, parse, dedupe,
+    /// queue. Every refusal is counted and logged with its reason.
     async fn handle(&self, headers: HeaderMap, body: Body) -> Response {
+        match self.accept(&headers, body).await {
+            Ok(response) => response,
+            Err(Refusal(status, reason)) => self.reject(status, &reason),
+        }
+    }
+
+    async fn accept(&self, headers: &HeaderMap, body: Body) -> Result<Response, Refusal> {
+        let body = self.read_body(headers, body).await?;
+        let ts = self.verify(headers, &body)?;
+        let event = match parse(&body, ts)? {
+            Delivery::UrlValidation { plain_token } => {
+                let encrypted = signature::sign_hex(&self.config.secret, plain_token.as_bytes());
+                self.stats.validations.fetch_add(1, Ordering::SeqCst);
+                tracing::info!("answered endpoint.url_validation");
+                return Ok(axum::Json(serde_json::json!({
+                    "plainToken": plain_token,
+                    "encryptedToken": encrypted,
+                }))
+                .into_response());
+            }
+            Delivery::Event(event) => event,
+        };
+        if self.is_duplicate(headers, &body) {
+            self.stats.duplicates.fetch_add(1, Ordering::SeqCst);
+            tracing::info!(event = %event.name, "duplicate webhook delivery dropped (Zoom retry)");
+            return Ok(StatusCode::OK.into_response());
+        }
+        let name = event.name.clone();
+        if self.queue.send(event).is_err() {
+            // The dispatcher is gone (shutting down): let Zoom retry later.
+            tracing::warn!(event = %name, "webhook dispatcher stopped; answering 503");
+            return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response());
+        }
+        self.stats.accepted.fetch_add(1, Ordering::SeqCst);
+        tracing::debug!(event = %name, "webhook event accepted");
+        Ok(StatusCode::OK.into_response())
+    }
+
+    /// The raw body, refused past `max_body_bytes` (declared or received).
+    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, Refusal> {
         let limit = self.config.max_body_bytes;
         let declared = headers
             .get(axum::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
-            return self.reject(
+            return Err(Refusal(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("body larger than {limit} bytes"),
-            );
+                format!("body larger than {limit} bytes"),
+            ));
         }
-        let body: Bytes = match axum::body::to_bytes(body, limit).await {
-            Ok(b) => b,
-            Err(_) => {
-                return self.reject(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("body larger than {limit} bytes or not fully received"),
-                );
-            }
-        };
+        axum::body::to_bytes(body, limit).await.map_err(|_| {
+            Refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {limit} bytes or not fully received"),
+            )
+        })
+    }
 
-        // Headers.
+    /// Checks the timestamp window and the signature over the raw bytes (constant time);
+    /// returns the request's timestamp, in epoch seconds.
+    fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<i64, Refusal> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let (Some(ts_text), Some(sig_text)) =
             (header("x-zm-request-timestamp"), header("x-zm-signature"))
         else {
-            return self.reject(
-                StatusCode::BAD_REQUEST,
+            return Err(Refusal::bad_request(
                 "missing x-zm-request-timestamp or x-zm-signature header",
-            );
+            ));
         };
         let Ok(ts) = ts_text.trim().parse::<i64>() else {
-            return self.reject(
-                StatusCode::BAD_REQUEST,
+            return Err(Refusal::bad_request(
                 "x-zm-request-timestamp is not epoch seconds",
-            );
+            ));
         };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let skew = now.abs_diff(ts);
-        if skew > self.config.timestamp_window.as_secs() {
-            return self.reject(
+        let window = self.config.timestamp_window.as_secs();
+        if skew > window {
+            return Err(Refusal(
                 StatusCode::UNAUTHORIZED,
-                &format!(
-                    "stale x-zm-request-timestamp ({skew} s from now, window {} s)",
-                    self.config.timestamp_window.as_secs()
-                ),
-            );
+                format!("stale x-zm-request-timestamp ({skew} s from now, window {window} s)"),
+            ));
         }
-
-        // Signature over the raw bytes, compared in constant time by `verify_slice`.
-        match signature::verify(&self.config.secret, ts_text, &body, sig_text) {
-            Ok(()) => {}
-            Err(SignatureError::Malformed) => {
-                return self.reject(
-                    StatusCode::UNAUTHORIZED,
-                    "x-zm-signature is not of the form v0=HEX",
-                )
-            }
-            Err(SignatureError::Mismatch) => {
-                return self.reject(StatusCode::UNAUTHORIZED, "x-zm-signature does not match")
-            }
+        match signature::verify(&self.config.secret, ts_text, body, sig_text) {
+            Ok(()) => Ok(ts),
+            Err(SignatureError::Malformed) => Err(Refusal(
+                StatusCode::UNAUTHORIZED,
+                "x-zm-signature is not of the form v0=HEX".into(),
+            )),
+            Err(SignatureError::Mismatch) => Err(Refusal(
+                StatusCode::UNAUTHORIZED,
+                "x-zm-signature does not match".into(),
+            )),
         }
+    }
 
-        // Body.
-        let json: serde_json::Value = match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                let excerpt = excerpt(&body, 64);
-                return self.reject(
-                    StatusCode::BAD_REQUEST,
-                    &format!("body is not JSON ({e}); starts with {excerpt:?}"),
-                );
-            }
-        };
-        let Some(name) = json.get("event").and_then(|v| v.as_str()) else {
-            return self.reject(
-                StatusCode::BAD_REQUEST,
-                "body is not a Zoom event (no \"event\" string)",
-            );
-        };
-        let payload = json.get("payload");
-
-        if name == "endpoint.url_validation" {
-            let Some(plain) = payload
-                .and_then(|p| p.get("plainToken"))
-                .and_then(|v| v.as_str())
-            else {
-                return self.reject(
-                    StatusCode::BAD_REQUEST,
-                    "endpoint.url_validation without payload.plainToken",
-                );
-            };
-            let encrypted = signature::sign_hex(&self.config.secret, plain.as_bytes());
-            self.stats.validations.fetch_add(1, Ordering::SeqCst);
-            tracing::info!("answered endpoint.url_validation");
-            return axum::Json(serde_json::json!({
-                "plainToken": plain,
-                "encryptedToken": encrypted,
-            }))
-            .into_response();
-        }
-
-        let payload_text = match payload {
-            None | Some(serde_json::Value::Null) => "{}".to_string(),
-            Some(p @ serde_json::Value::Object(_)) => p.to_string(),
-            Some(_) => {
-                return self.reject(
-                    StatusCode::BAD_REQUEST,
-                    &format!("event {name:?} has a payload that is not an object"),
-                );
-            }
-        };
-        let timestamp = json
-            .get("event_ts")
-            .and_then(|v| v.as_u64())
-            .unwrap_or_else(|| (ts.max(0) as u64).saturating_mul(1000));
-
-        // De-duplication: Zoom retries with the same request id; the body hash catches
-        // retries that arrive without one.
-        let mut keys = vec![format!("body:{}", hex::encode(Sha256::digest(&body)))];
-        if let Some(id) = header("x-zm-request-id").filter(|s| !s.is_empty()) {
+    /// Whether this delivery was seen within the dedupe window: Zoom retries with the
+    /// same request id; the body hash catches retries that arrive without one.
+    fn is_duplicate(&self, headers: &HeaderMap, body: &[u8]) -> bool {
+        let mut keys = vec![format!("body:{}", hex::encode(Sha256::digest(body)))];
+        if let Some(id) = headers
+            .get("x-zm-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty())
+        {
             keys.push(format!("id:{id}"));
         }
-        let duplicate = self
-            .dedupe
+        self.dedupe
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .check_and_insert(&keys);
-        if duplicate {
-            self.stats.duplicates.fetch_add(1, Ordering::SeqCst);
-            tracing::info!(event = %name, "duplicate webhook delivery dropped (Zoom retry)");
-            return StatusCode::OK.into_response();
-        }
-
-        let event = Event {
-            name: name.to_string(),
-            timestamp,
-            payload: payload_text,
-            source: EventSource::Webhook,
-        };
-        if self.queue.send(event).is_err() {
-            // The dispatcher is gone (shutting down): let Zoom retry later.
-            tracing::warn!(event = %name, "webhook dispatcher stopped; answering 503");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        }
-        self.stats.accepted.fetch_add(1, Ordering::SeqCst);
-        tracing::debug!(event = %name, "webhook event accepted");
-        StatusCode::OK.into_response()
+            .check_and_insert(&keys)
     }
+}
+
+/// A refused request: the status to answer and why.
+struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn bad_request(reason: &str) -> Self {
+        Self(StatusCode::BAD_REQUEST, reason.to_string())
+    }
+}
+
+/// What a verified body is.
+enum Delivery {
+    /// `endpoint.url_validation`, to be answered with the encrypted token.
+    UrlValidation {
+        /// `payload.plainToken`.
+        plain_token: String,
+    },
+    /// An event for the plugins.
+    Event(Event),
+}
+
+/// Parses a verified body sent at `ts` (epoch seconds, the fallback for `event_ts`).
+fn parse(body: &[u8], ts: i64) -> Result<Delivery, Refusal> {
+    let json: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        let excerpt = excerpt(body, 64);
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            format!("body is not JSON ({e}); starts with {excerpt:?}"),
+        )
+    })?;
+    let Some(name) = json.get("event").and_then(|v| v.as_str()) else {
+        return Err(Refusal::bad_request(
+            "body is not a Zoom event (no \"event\" string)",
+        ));
+    };
+    let payload = json.get("payload");
+    if name == "endpoint.url_validation" {
+        let Some(plain) = payload
+            .and_then(|p| p.get("plainToken"))
+            .and_then(|v| v.as_str())
+        else {
+            return Err(Refusal::bad_request(
+                "endpoint.url_validation without payload.plainToken",
+            ));
+        };
+        return Ok(Delivery::UrlValidation {
+            plain_token: plain.to_string(),
+        });
+    }
+    let payload_text = match payload {
+        None | Some(serde_json::Value::Null) => "{}".to_string(),
+        Some(p @ serde_json::Value::Object(_)) => p.to_string(),
+        Some(_) => {
+            return Err(Refusal(
+                StatusCode::BAD_REQUEST,
+                format!("event {name:?} has a payload that is not an object"),
+            ));
+        }
+    };
+    let timestamp = json
+        .get("event_ts")
+        .and_then(|v| v.as_u64())
+        .unwrap_or_else(|| (ts.max(0) as u64).saturating_mul(1000));
+    Ok(Delivery::Event(Event {
+        name: name.to_string(),
+        timestamp,
+        payload: payload_text,
+        source: EventSource::Webhook,
+    }))
 }
 
 /// At most `n` bytes of `body` as text, control characters replaced.

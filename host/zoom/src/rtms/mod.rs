@@ -1,4 +1,4 @@
-//! The RTMS client (Realtime Media Streams; see the RTMS notes in `crate::zoom`).
+//! The RTMS client (Realtime Media Streams; see the RTMS notes in the crate docs).
 //!
 //! [`RtmsManager`] sees every event the sources deliver (the host taps its input path), whatever its source. A
 //! `*.rtms_started` event (`meeting.`, `webinar.`, `session.`, `contact_center.voice_`)
@@ -323,7 +323,7 @@ impl RtmsManager {
     /// A tap for the host's input path: every event passed to it reaches
     /// [`RtmsManager::on_event`], so RTMS starts and stops from every source open and close
     /// streams. The tap holds only a weak reference.
-    pub fn event_tap(self: &Arc<Self>) -> crate::inputs::EventTap {
+    pub fn event_tap(self: &Arc<Self>) -> zoomhost_types::EventTap {
         let weak = Arc::downgrade(self);
         Arc::new(move |event: &Event| {
             if let Some(manager) = weak.upgrade() {

@@ -1,4 +1,4 @@
-//! RTMS wire messages, client side (see the RTMS notes in `crate::zoom`).
+//! RTMS wire messages, client side (see the RTMS notes in the crate docs).
 //!
 //! Every message is a JSON object with an integer `msg_type`. Incoming messages may come
 //! in text or binary frames; fields Zoom adds later are ignored, and numbers that arrive

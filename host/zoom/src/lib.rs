@@ -61,6 +61,7 @@
 //! close frame is re-handshaken with growing delays while Zoom keeps the stream resumable
 //! (about 60 s); a server close, a terminated state or `*.rtms_stopped` ends it.
 
+pub mod config;
 pub mod events;
 pub mod oauth;
 pub mod rtms;

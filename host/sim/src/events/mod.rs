@@ -1,0 +1,40 @@
+//! Simulator: the event WebSocket, server side (see the event WebSocket notes in the `zoomhost-zoom` crate docs).
+//!
+//! [`EventSim`] listens on `127.0.0.1:0` and speaks Zoom's envelope: it checks the
+//! `access_token` query parameter with a [`TokenAuthority`] (the [`OAuthSim`], or any
+//! closure), answers `build_connection` (success, or failure with `"token is empty"` /
+//! `"Invalid Token"` and a close), replies to heartbeats with `content:"live"`, drops
+//! clients that stay silent too long, and closes the older connection when a new one for
+//! the same subscription arrives. Events are pushed as `message` envelopes whose `content`
+//! is the JSON *string* of `{event, event_ts, payload}`.
+//!
+//! Faults: abrupt TCP drop (no close frame), close with a code, stall (neither read nor
+//! write for a while), refusing connections, token invalidation and OAuth outages (through
+//! the [`TokenAuthority`]). Every event written to a connected client is recorded with its
+//! id ([`EventSim::sent`]), so tests can check exactly-once delivery; events pushed while
+//! no client was connected are recorded apart ([`EventSim::missed`]): Zoom does not replay
+//! them either.
+//!
+//! Scenarios ([`Scenario`], TOML or JSON) describe a meeting timeline with realistic
+//! payloads ([`MeetingGen`]) and fault steps; see `host/samples/scenario.toml`. When
+//! `tag_ids` is on (the default) every payload carries a top-level string `"id"`
+//! (`evt-0001`, ...) that the test recorder plugin reports. Real Zoom payloads have no
+//! such field.
+//!
+//! With an [`RtmsSim`] attached ([`Scenario::run_with`]), `rtms_start` steps register a
+//! media stream for the meeting and announce it with `meeting.rtms_started` (its
+//! `server_urls` is the simulator's signaling URL), `rtms_wait` waits for the client, and
+//! `rtms_stop` runs the stream's stop sequence and pushes `meeting.rtms_stopped`; see
+//! `host/samples/rtms-meeting.toml`.
+
+mod payloads;
+mod scenario;
+mod server;
+#[cfg(test)]
+mod tests;
+
+use payloads::random_token;
+pub use payloads::MeetingGen;
+pub use scenario::*;
+use server::now_ms;
+pub use server::*;
