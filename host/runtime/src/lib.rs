@@ -17,7 +17,7 @@
 //! table budgets over all memories, handle and host-call budgets, outbound HTTP gated by
 //! grants, capped and scoped to the call), [`instance`] (one instance: calls under
 //! deadlines), [`actor`] (failures, restarts, swaps), [`mailbox`], [`router`],
-//! [`registry`], [`reload`], [`config`] and [`limits`] (what the operator configures).
+//! [`plugin_host`], [`reload`], [`config`] and [`limits`] (what the operator configures).
 //!
 //! It knows nothing of sockets or Zoom's wire formats: sources hand it plain
 //! [`zoomhost_types`] through [`zoomhost_types::InputSink`], which [`Router`] implements.
@@ -38,8 +38,8 @@ mod limiter;
 pub mod limits;
 pub mod mailbox;
 mod output;
+pub mod plugin_host;
 mod precheck;
-pub mod registry;
 pub mod reload;
 pub mod router;
 pub mod stats;
@@ -51,6 +51,6 @@ pub use engine::{LoadError, Runtime};
 pub use identity::{LogSink, PluginIdentity, PluginLogRecord};
 pub use limiter::BudgetExceeded;
 pub use limits::{Limits, HTTP_BODY_CHUNK, OUTBOUND_CONNECTION_BYTES};
-pub use registry::{plugin_name, LoadOutcome, PluginHost, PluginInfo};
+pub use plugin_host::{plugin_name, LoadOutcome, PluginHost, PluginInfo};
 pub use router::{EventPattern, MediaStream, Route, Router};
 pub use stats::StatsSnapshot;

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::RuntimeConfig;
-use crate::registry::{plugin_name, PluginHost};
+use crate::plugin_host::{plugin_name, PluginHost};
 
 /// Reads the config file again when it changes (the binary knows its format).
 pub type ConfigLoader = Arc<dyn Fn(&Path) -> anyhow::Result<RuntimeConfig> + Send + Sync>;

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::BackoffBuilder;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -90,12 +90,8 @@ impl EventStreamConfig {
         let max = self.backoff_max.max(self.backoff_min);
         let base_cap = (max / 2).max(self.backoff_min);
         let cap = max;
-        ExponentialBuilder::default()
-            .with_min_delay(self.backoff_min)
-            .with_max_delay(base_cap)
-            .with_factor(2.0)
+        crate::retry::doubling(self.backoff_min, base_cap)
             .with_jitter()
-            .without_max_times()
             .build()
             .map(move |d| d.min(cap))
     }
@@ -137,7 +133,7 @@ pub struct EventStreamStats {
 
 /// A copy of [`EventStreamStats`] at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
+pub struct EventStreamStatsSnapshot {
     /// Connection attempts (socket opens tried).
     pub attempts: u64,
     /// Successful `build_connection`s.
@@ -164,9 +160,9 @@ impl EventStreamStats {
     }
 
     /// The current values.
-    pub fn snapshot(&self) -> StatsSnapshot {
+    pub fn snapshot(&self) -> EventStreamStatsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        StatsSnapshot {
+        EventStreamStatsSnapshot {
             attempts: get(&self.attempts),
             connects: get(&self.connects),
             heartbeats_sent: get(&self.heartbeats_sent),
@@ -288,15 +284,7 @@ fn content_text(content: &serde_json::Value) -> String {
 
 /// At most [`EXCERPT_CHARS`] characters of `text`, on one line.
 fn excerpt(text: &str) -> String {
-    let mut out: String = text
-        .chars()
-        .take(EXCERPT_CHARS)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if text.chars().count() > EXCERPT_CHARS {
-        out.push('…');
-    }
-    out
+    crate::text::excerpt(text, EXCERPT_CHARS)
 }
 
 /// `text` with every occurrence of `secret` replaced.

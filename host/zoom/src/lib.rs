@@ -64,7 +64,9 @@
 pub mod config;
 pub mod events;
 pub mod oauth;
+pub(crate) mod retry;
 pub mod rtms;
+pub(crate) mod text;
 pub mod webhook;
 
 use std::future::Future;

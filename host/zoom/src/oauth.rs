@@ -17,7 +17,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use backon::{ExponentialBuilder, Retryable as _};
+use backon::Retryable as _;
+
+use crate::text::excerpt;
 use reqwest::StatusCode;
 
 use crate::{AccessToken, TokenSource};
@@ -191,19 +193,6 @@ struct ErrorReply {
     error: String,
 }
 
-/// At most `n` characters of `s`, on one line.
-fn excerpt(s: &str, n: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .take(n)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if s.chars().count() > n {
-        out.push('…');
-    }
-    out
-}
-
 impl TokenManager {
     /// A manager for `config`. No request is made until the first [`TokenSource::token`].
     pub fn new(config: OAuthConfig) -> anyhow::Result<Self> {
@@ -283,9 +272,7 @@ impl TokenManager {
 
     async fn fetch_with_retries(&self) -> anyhow::Result<(String, Duration)> {
         let policy = &self.config.retry;
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(policy.min_delay)
-            .with_max_delay(policy.max_delay)
+        let backoff = crate::retry::doubling(policy.min_delay, policy.max_delay)
             .with_max_times(policy.max_retries)
             .with_jitter();
         let max_retry_after = policy.max_retry_after;

@@ -99,14 +99,14 @@ impl WebhookStats {
 /// Remembers accepted deliveries (request ids and body hashes) for a window, with bounded
 /// memory: a map plus a time-ordered queue; the oldest entries are forgotten first.
 #[derive(Debug)]
-struct Dedupe {
+struct DeliveryDedupe {
     window: Duration,
     capacity: usize,
     seen: HashMap<String, Instant>,
     order: VecDeque<(Instant, String)>,
 }
 
-impl Dedupe {
+impl DeliveryDedupe {
     fn new(window: Duration, capacity: usize) -> Self {
         Self {
             window,
@@ -152,7 +152,7 @@ impl Dedupe {
 pub struct WebhookReceiver {
     config: WebhookConfig,
     stats: Arc<WebhookStats>,
-    dedupe: Mutex<Dedupe>,
+    dedupe: Mutex<DeliveryDedupe>,
     queue: mpsc::UnboundedSender<Event>,
 }
 
@@ -178,7 +178,7 @@ impl WebhookReceiver {
                 tracing::debug!(event = %name, plugins = queued, "webhook event dispatched");
             }
         });
-        let dedupe = Dedupe::new(config.dedupe_window, config.dedupe_capacity);
+        let dedupe = DeliveryDedupe::new(config.dedupe_window, config.dedupe_capacity);
         Arc::new(Self {
             config,
             stats: Arc::new(WebhookStats::default()),
@@ -397,12 +397,9 @@ fn parse(body: &[u8], ts: i64) -> Result<Delivery, Refusal> {
     }))
 }
 
-/// At most `n` bytes of `body` as text, control characters replaced.
+/// The start of `body` as text, for a log line.
 fn excerpt(body: &[u8], n: usize) -> String {
-    String::from_utf8_lossy(&body[..body.len().min(n)])
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    crate::text::excerpt(&String::from_utf8_lossy(&body[..body.len().min(n)]), n)
 }
 
 async fn handler(
@@ -486,7 +483,7 @@ mod tests {
 
     #[test]
     fn dedupe_remembers_within_window_and_is_bounded() {
-        let mut d = Dedupe::new(Duration::from_secs(600), 3);
+        let mut d = DeliveryDedupe::new(Duration::from_secs(600), 3);
         assert!(!d.check_and_insert(&["a".into()]));
         assert!(d.check_and_insert(&["a".into()]));
         assert!(!d.check_and_insert(&["b".into(), "c".into()]));
@@ -496,7 +493,7 @@ mod tests {
         assert!(d.seen.len() <= 3);
         assert!(!d.check_and_insert(&["a".into()]));
 
-        let mut short = Dedupe::new(Duration::from_millis(0), 10);
+        let mut short = DeliveryDedupe::new(Duration::from_millis(0), 10);
         assert!(!short.check_and_insert(&["k".into()]));
         std::thread::sleep(Duration::from_millis(2));
         assert!(!short.check_and_insert(&["k".into()]));
