@@ -4,6 +4,7 @@
 pub mod events;
 pub mod oauth;
 pub mod rtms;
+mod util;
 pub mod webhook;
 
 use std::sync::Arc;

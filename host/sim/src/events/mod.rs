@@ -33,8 +33,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
-use payloads::random_token;
+use crate::util::random_token;
 pub use payloads::MeetingGen;
 pub use scenario::*;
-use server::now_ms;
 pub use server::*;

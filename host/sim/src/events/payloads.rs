@@ -1,6 +1,6 @@
 //! Realistic Zoom event payloads for one meeting.
 
-use super::now_ms;
+use crate::util::{now_ms, random_token};
 use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -27,14 +27,6 @@ pub struct MeetingGen {
     pub(super) rtms_started: bool,
     start_ms: u64,
     pub(super) participants: HashMap<String, Value>,
-}
-
-pub(super) fn random_token(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
 }
 
 /// `ms` since the epoch as RFC 3339 UTC with seconds (`2024-05-01T12:00:00Z`).

@@ -2,14 +2,16 @@
 //! record of what was sent.
 
 use crate::oauth::OAuthSim;
+use crate::util::lock;
+use crate::util::now_ms;
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -113,10 +115,6 @@ struct Inner {
     heartbeats: AtomicU64,
     connections: AtomicU64,
     next_id: AtomicU64,
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A running simulated event WebSocket. Cheap to clone; the listener stops when the
@@ -317,13 +315,6 @@ impl EventSim {
             *current = None;
         }
     }
-}
-
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 async fn accept_loop(listener: TcpListener, inner: std::sync::Weak<Inner>) {

@@ -20,10 +20,15 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+use zoomhost_protocol::rtms::media::{bit, key};
+use zoomhost_protocol::rtms::msg;
+use zoomhost_protocol::rtms::states::{stop_reason, stream_state};
+use zoomhost_protocol::rtms::{control, handshake};
 
 use super::stream::{Cmd, Exit, Outgoing, Plan, Role, SelfAction, SimStream};
 use super::wire::{self, status};
 use super::{MediaKind, MediaUrlMode, Server};
+use crate::util::now_ms;
 
 type ServerWs = WebSocketStream<TcpStream>;
 
@@ -66,7 +71,7 @@ fn endpoint(path: &str, mode: MediaUrlMode) -> Option<Endpoint> {
         return Some(Endpoint::Signaling);
     }
     match path.strip_prefix("/media/")? {
-        "all" => Some(Endpoint::Media(None)),
+        key::ALL => Some(Endpoint::Media(None)),
         _ if mode == MediaUrlMode::AllOnly => None,
         key => MediaKind::from_key(key).map(|k| Endpoint::Media(Some(k))),
     }
@@ -75,7 +80,7 @@ fn endpoint(path: &str, mode: MediaUrlMode) -> Option<Endpoint> {
 /// The kinds a media socket carries: its `media_type` bits (32: all), else its URL's.
 fn kinds_of(media_type: Option<u64>, path_kind: Option<MediaKind>) -> Vec<MediaKind> {
     let bits = media_type.unwrap_or(0);
-    if bits & 32 != 0 {
+    if bits & u64::from(bit::ALL) != 0 {
         return MediaKind::ALL.to_vec();
     }
     let kinds: Vec<MediaKind> = MediaKind::ALL
@@ -162,10 +167,10 @@ impl Refusal {
 }
 
 /// Checks a handshake request (msg 1 or 3): type, version, stream, meeting, signature.
-fn validate(server: &Server, msg: &Value, want: u64) -> Result<Arc<SimStream>, Refusal> {
+fn validate(server: &Server, msg: &Value, want: u32) -> Result<Arc<SimStream>, Refusal> {
     let stream_id = msg["rtms_stream_id"].as_str();
     let stream = stream_id.and_then(|id| server.stream(id));
-    if msg["msg_type"].as_u64() != Some(want) {
+    if msg["msg_type"].as_u64() != Some(u64::from(want)) {
         if let Some(stream) = &stream {
             stream.count_connection();
         }
@@ -201,7 +206,7 @@ fn validate(server: &Server, msg: &Value, want: u64) -> Result<Arc<SimStream>, R
         return refuse(status::INVALID_SIGNATURE, "signature missing".to_string());
     };
     let config = stream.config();
-    let expected = wire::expected_signature(
+    let expected = handshake::signature(
         &config.client_id,
         &config.client_secret,
         stream.meeting_uuid(),
@@ -243,10 +248,10 @@ async fn serve(tcp: TcpStream, server: Arc<Server>) -> anyhow::Result<()> {
     let binary = server.config.binary_frames;
     let (want, reply_type) = match route {
         Endpoint::Signaling => (
-            wire::SIGNALING_HAND_SHAKE_REQ,
-            wire::SIGNALING_HAND_SHAKE_RESP,
+            msg::SIGNALING_HAND_SHAKE_REQ,
+            msg::SIGNALING_HAND_SHAKE_RESP,
         ),
-        Endpoint::Media(_) => (wire::DATA_HAND_SHAKE_REQ, wire::DATA_HAND_SHAKE_RESP),
+        Endpoint::Media(_) => (msg::DATA_HAND_SHAKE_REQ, msg::DATA_HAND_SHAKE_RESP),
     };
     let msg = match tokio::time::timeout(server.config.handshake_timeout, read_json(&mut ws)).await
     {
@@ -276,7 +281,7 @@ async fn serve(tcp: TcpStream, server: Arc<Server>) -> anyhow::Result<()> {
                 let refusal = Refusal::new(code, reason, Some(stream));
                 return refuse(&mut ws, &server, reply_type, &msg, refusal, binary).await;
             }
-            let mut reply = wire::handshake_reply(reply_type, &sequence, status::OK, "");
+            let mut reply = handshake::reply(reply_type, &sequence, status::OK, "");
             reply["media_server"] = json!({"server_urls": server.media_urls()});
             (Role::Signaling, reply)
         }
@@ -290,7 +295,7 @@ async fn serve(tcp: TcpStream, server: Arc<Server>) -> anyhow::Result<()> {
             let requested = msg.get("media_params").unwrap_or(&Value::Null);
             match stream.register_media(id, tx, &kinds, requested) {
                 Ok(params) => {
-                    let mut reply = wire::handshake_reply(reply_type, &sequence, status::OK, "");
+                    let mut reply = handshake::reply(reply_type, &sequence, status::OK, "");
                     reply["payload_encrypted"] = false.into();
                     reply["media_params"] = params;
                     (Role::Media, reply)
@@ -336,7 +341,7 @@ async fn serve(tcp: TcpStream, server: Arc<Server>) -> anyhow::Result<()> {
 async fn refuse(
     ws: &mut ServerWs,
     server: &Server,
-    reply_type: u64,
+    reply_type: u32,
     msg: &Value,
     refusal: Refusal,
     binary: bool,
@@ -348,12 +353,12 @@ async fn refuse(
         reason = %refusal.reason,
         "RTMS sim: handshake refused"
     );
-    server.record_rejection(reply_type, refusal.status, stream_id);
+    server.record_rejection(reply_type.into(), refusal.status, stream_id);
     if let Some(stream) = &refusal.stream {
-        stream.record_rejection(reply_type, refusal.status);
+        stream.record_rejection(reply_type.into(), refusal.status);
     }
     let sequence = msg.get("sequence").cloned().unwrap_or(Value::Null);
-    let reply = wire::handshake_reply(reply_type, &sequence, refusal.status, &refusal.reason);
+    let reply = handshake::reply(reply_type, &sequence, refusal.status, &refusal.reason);
     ws.send(frame(reply.to_string(), binary))
         .await
         .context("handshake refusal")?;
@@ -502,14 +507,14 @@ impl ConnTask {
             if self.role == Role::Signaling {
                 let msg = wire::stream_state_update(
                     self.stream.stream_id(),
-                    2,  // interrupted
-                    24, // keep-alive timeout
+                    stream_state::INTERRUPTED,
+                    stop_reason::KEEP_ALIVE_TIMEOUT,
                 );
                 let _ = self.send(msg).await;
             }
             return Err(self.drop_tcp(Exit::KeepaliveTimeout).await);
         }
-        let (sequence, timestamp) = (self.next_seq, wire::now_ms());
+        let (sequence, timestamp) = (self.next_seq, now_ms());
         self.next_seq += 1;
         self.pending.push_back((sequence, timestamp));
         if self.pending.len() > 64 {
@@ -535,8 +540,9 @@ impl ConnTask {
             }
         };
         let signaling = self.role == Role::Signaling;
-        let reply = match msg["msg_type"].as_u64() {
-            Some(wire::KEEP_ALIVE_RESP) => {
+        let msg_type = msg["msg_type"].as_u64().and_then(|t| u32::try_from(t).ok());
+        let reply = match msg_type {
+            Some(msg::KEEP_ALIVE_RESP) => {
                 let (sequence, timestamp) = (msg["sequence"].as_u64(), msg["timestamp"].as_u64());
                 let answered = self
                     .pending
@@ -549,27 +555,23 @@ impl ConnTask {
                 None
             }
             // A client's own keep-alive: echo it.
-            Some(wire::KEEP_ALIVE_REQ) => Some(
-                json!({
-                    "msg_type": wire::KEEP_ALIVE_RESP,
-                    "sequence": msg["sequence"],
-                    "timestamp": msg["timestamp"],
-                })
-                .to_string(),
+            Some(msg::KEEP_ALIVE_REQ) => Some(
+                control::keep_alive_response(Some(&msg["sequence"]), Some(&msg["timestamp"]))
+                    .to_string(),
             ),
-            Some(wire::EVENT_SUBSCRIPTION) if signaling => {
+            Some(msg::EVENT_SUBSCRIPTION) if signaling => {
                 self.stream.subscribe(&msg);
                 None
             }
-            Some(wire::CLIENT_READY_ACK) if signaling => {
+            Some(msg::CLIENT_READY_ACK) if signaling => {
                 self.stream.ready_ack(self.id);
                 None
             }
-            Some(wire::SESSION_STATE_REQ) => Some(self.stream.session_state_resp()),
-            Some(wire::STREAM_STATE_REQ) => Some(self.stream.stream_state_resp()),
-            Some(wire::STREAM_CLOSE_REQ) if signaling => {
+            Some(msg::SESSION_STATE_REQ) => Some(self.stream.session_state_resp()),
+            Some(msg::STREAM_STATE_REQ) => Some(self.stream.stream_state_resp()),
+            Some(msg::STREAM_CLOSE_REQ) if signaling => {
                 let reply = json!({
-                    "msg_type": wire::STREAM_CLOSE_RESP,
+                    "msg_type": msg::STREAM_CLOSE_RESP,
                     "rtms_stream_id": self.stream.stream_id(),
                     "status_code": status::OK,
                     "reason": "",

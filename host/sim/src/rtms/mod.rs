@@ -32,7 +32,8 @@
 //! `SESSION_STATE_UPDATE` STOPPED, then close frames 1000 on the media sockets and on
 //! signaling.
 //!
-//! Wire shapes (all JSON objects with `msg_type`):
+//! Wire shapes (all JSON objects with `msg_type`; the numbers, the handshake and
+//! keep-alive messages and the state updates are those of [`zoomhost_protocol::rtms`]):
 //!
 //! ```text
 //! 2  {msg_type, protocol_version:1, sequence, status_code, reason,
@@ -63,15 +64,22 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use zoomhost_protocol::rtms::media::{bit, key};
+use zoomhost_protocol::rtms::msg;
+use zoomhost_protocol::rtms::states::stop_reason;
+
+use crate::util::{lock, random_token};
 
 pub use stream::{SentMedia, SimStream, SimStreamStats, StreamOutcome};
-pub use wire::{expected_signature, status};
+pub use wire::status;
+/// The handshake signature Zoom expects (see [`zoomhost_protocol::rtms::handshake`]).
+pub use zoomhost_protocol::rtms::signature as expected_signature;
 
 /// Which media URLs the signaling handshake reply offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -288,8 +296,8 @@ pub struct StreamSpec {
 impl Default for StreamSpec {
     fn default() -> Self {
         Self {
-            meeting_uuid: format!("{}==", wire::random_token(22)),
-            stream_id: wire::random_token(32).to_lowercase(),
+            meeting_uuid: format!("{}==", random_token(22)),
+            stream_id: random_token(32).to_lowercase(),
             participants: vec![
                 SimParticipant::new(16_778_240, "Ada Lovelace"),
                 SimParticipant::new(16_779_264, "Grace Hopper"),
@@ -303,7 +311,7 @@ impl Default for StreamSpec {
             faults: Vec::new(),
             resend_on_resume: 0,
             end: End::AfterFrames,
-            stop_reason: 6,
+            stop_reason: stop_reason::MEETING_ENDED,
             extra: ExtraMedia::default(),
             record: true,
         }
@@ -348,35 +356,35 @@ impl MediaKind {
 
     /// The `media_type` bit.
     pub fn bit(self) -> u64 {
-        match self {
-            MediaKind::Audio => 1,
-            MediaKind::Video => 2,
-            MediaKind::Share => 4,
-            MediaKind::Transcript => 8,
-            MediaKind::Chat => 16,
-        }
+        u64::from(match self {
+            MediaKind::Audio => bit::AUDIO,
+            MediaKind::Video => bit::VIDEO,
+            MediaKind::Share => bit::DESKSHARE,
+            MediaKind::Transcript => bit::TRANSCRIPT,
+            MediaKind::Chat => bit::CHAT,
+        })
     }
 
     /// The key of `media_server.server_urls` (and of `media_params`).
     pub fn key(self) -> &'static str {
         match self {
-            MediaKind::Audio => "audio",
-            MediaKind::Video => "video",
-            MediaKind::Share => "deskshare",
-            MediaKind::Transcript => "transcript",
-            MediaKind::Chat => "chat",
+            MediaKind::Audio => key::AUDIO,
+            MediaKind::Video => key::VIDEO,
+            MediaKind::Share => key::DESKSHARE,
+            MediaKind::Transcript => key::TRANSCRIPT,
+            MediaKind::Chat => key::CHAT,
         }
     }
 
     /// The `msg_type` of its data messages.
     pub fn msg_type(self) -> u64 {
-        match self {
-            MediaKind::Audio => 14,
-            MediaKind::Video => 15,
-            MediaKind::Share => 16,
-            MediaKind::Transcript => 17,
-            MediaKind::Chat => 18,
-        }
+        u64::from(match self {
+            MediaKind::Audio => msg::MEDIA_DATA_AUDIO,
+            MediaKind::Video => msg::MEDIA_DATA_VIDEO,
+            MediaKind::Share => msg::MEDIA_DATA_SHARE,
+            MediaKind::Transcript => msg::MEDIA_DATA_TRANSCRIPT,
+            MediaKind::Chat => msg::MEDIA_DATA_CHAT,
+        })
     }
 
     fn from_key(key: &str) -> Option<MediaKind> {
@@ -421,10 +429,6 @@ pub(crate) async fn shut_down(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Server {
     fn signaling_url(&self) -> String {
         format!("ws://{}/signaling", self.addr)
@@ -442,7 +446,7 @@ impl Server {
                 urls.insert(kind.key().into(), self.media_url(kind.key()).into());
             }
         }
-        urls.insert("all".into(), self.media_url("all").into());
+        urls.insert(key::ALL.into(), self.media_url(key::ALL).into());
         urls.into()
     }
 
@@ -515,7 +519,7 @@ impl RtmsSim {
     /// The media URL for `kind` (`None`: the `all` URL). Per-type URLs answer 404 in
     /// [`MediaUrlMode::AllOnly`].
     pub fn media_url(&self, kind: Option<MediaKind>) -> String {
-        self.server.media_url(kind.map_or("all", MediaKind::key))
+        self.server.media_url(kind.map_or(key::ALL, MediaKind::key))
     }
 
     /// The listening address.

@@ -9,12 +9,12 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
+use zoomhost_protocol::rtms::media::{codec, content_type, data_opt, key, resolution, sample_rate};
+use zoomhost_protocol::rtms::msg;
+
 use super::{DataOpt, SimParticipant};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-/// RTMS `sample_rate` enum → Hz.
-const RATES: [u32; 4] = [8_000, 16_000, 32_000, 48_000];
 
 /// The audio params the server confirmed (and generates frames in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +28,7 @@ pub(super) struct AudioFormat {
 
 impl AudioFormat {
     pub fn rate_hz(&self) -> u32 {
-        RATES[self.sample_rate as usize]
+        sample_rate::HZ[self.sample_rate as usize]
     }
 
     /// Bytes of one frame (L16).
@@ -53,7 +53,7 @@ impl AudioFormat {
                 .ok_or_else(|| format!("audio param `{name}` must be a non-negative integer"))
         };
         let sample_rate = field("sample_rate")?;
-        if sample_rate as usize >= RATES.len() {
+        if sample_rate as usize >= sample_rate::HZ.len() {
             return Err(format!("audio sample_rate {sample_rate} is not 0..=3"));
         }
         let channels = field("channel")?;
@@ -102,16 +102,15 @@ impl WavAudio {
             spec.bits_per_sample,
             spec.sample_format
         );
-        let sample_rate = RATES
-            .iter()
-            .position(|&r| r == spec.sample_rate)
+        let sample_rate = sample_rate::code(spec.sample_rate)
             .with_context(|| {
                 format!(
                     "WAV {}: {} Hz; RTMS audio is 8000, 16000, 32000 or 48000 Hz (no resampling)",
                     path.display(),
                     spec.sample_rate
                 )
-            })? as u64;
+            })?
+            .into();
         anyhow::ensure!(
             (1..=2).contains(&spec.channels),
             "WAV {}: {} channels; RTMS audio is mono or stereo",
@@ -134,7 +133,8 @@ impl WavAudio {
 
     /// Length in 20 ms frames (rounded up).
     pub fn frames_20ms(&self) -> u32 {
-        let per_frame = RATES[self.sample_rate as usize] as usize * self.channels as usize * 2 / 50;
+        let per_frame =
+            sample_rate::HZ[self.sample_rate as usize] as usize * self.channels as usize * 2 / 50;
         self.pcm.len().div_ceil(per_frame) as u32
     }
 }
@@ -185,7 +185,9 @@ impl AudioPlan {
         requested: &Value,
     ) -> Result<AudioPlan, String> {
         let asked = |name: &str| requested.get(name).and_then(Value::as_u64);
-        let mut sample_rate = asked("sample_rate").filter(|r| *r < 4).unwrap_or(1);
+        let mut sample_rate = asked("sample_rate")
+            .filter(|r| *r < sample_rate::HZ.len() as u64)
+            .unwrap_or(sample_rate::KHZ_16.into());
         let mut channel = asked("channel")
             .filter(|c| (1..=2).contains(c))
             .unwrap_or(1);
@@ -193,19 +195,20 @@ impl AudioPlan {
             sample_rate = wav.sample_rate;
             channel = u64::from(wav.channels);
         }
+        let mixed = u64::from(data_opt::AUDIO_MIXED);
         let data_opt = match data_opt {
-            DataOpt::Mixed => 1,
-            DataOpt::PerSpeaker => 2,
+            DataOpt::Mixed => mixed,
+            DataOpt::PerSpeaker => data_opt::AUDIO_PER_SPEAKER.into(),
             DataOpt::AsRequested => asked("data_opt")
                 .filter(|d| (1..=2).contains(d))
-                .unwrap_or(1),
+                .unwrap_or(mixed),
         };
         let send_rate = asked("send_rate")
             .filter(|r| *r > 0 && r % 20 == 0 && *r <= 1000)
             .unwrap_or(20);
         let mut params = Map::new();
-        params.insert("content_type".into(), 2.into());
-        params.insert("codec".into(), 1.into());
+        params.insert("content_type".into(), content_type::RAW_AUDIO.into());
+        params.insert("codec".into(), codec::L16.into());
         params.insert("sample_rate".into(), sample_rate.into());
         params.insert("channel".into(), channel.into());
         params.insert("data_opt".into(), data_opt.into());
@@ -218,7 +221,7 @@ impl AudioPlan {
         let format = AudioFormat::from_params(&params)
             .map_err(|e| format!("the confirmed audio params are unusable: {e}"))?;
         let frame_bytes = format.frame_bytes();
-        let mixed_only = format.data_opt == 1 || participants.is_empty();
+        let mixed_only = format.data_opt == mixed || participants.is_empty();
         let sources = match input {
             AudioInput::Broken(reason) => return Err(reason.clone()),
             AudioInput::Wav(wav) => {
@@ -334,7 +337,8 @@ fn source(participant: Option<&SimParticipant>, frame_bytes: usize, pcm: Pcm) ->
     let (user_id, user_name) = participant.map_or((0, ""), |p| (p.user_id, p.user_name.as_str()));
     let name = Value::from(user_name).to_string();
     let head = format!(
-        "{{\"msg_type\":14,\"content\":{{\"user_id\":{user_id},\"user_name\":{name},\"length\":{frame_bytes},\"data\":\""
+        "{{\"msg_type\":{},\"content\":{{\"user_id\":{user_id},\"user_name\":{name},\"length\":{frame_bytes},\"data\":\"",
+        msg::MEDIA_DATA_AUDIO
     );
     SourcePlan {
         user_id,
@@ -405,16 +409,21 @@ pub(super) fn chat_text(n: u64, from: &str) -> String {
 
 /// The effective params of a non-audio kind: the client's request echoed, with
 /// defaults for what it left out.
-pub(super) fn other_params(key: &str, requested: Option<&Value>) -> Value {
+pub(super) fn other_params(kind_key: &str, requested: Option<&Value>) -> Value {
     let mut params = match requested {
         Some(Value::Object(o)) => o.clone(),
         _ => Map::new(),
     };
-    let defaults = match key {
-        "transcript" => json!({"content_type": 5, "enable_lid": false}),
-        "chat" => json!({"content_type": 5}),
+    let defaults = match kind_key {
+        key::TRANSCRIPT => json!({"content_type": content_type::TEXT, "enable_lid": false}),
+        key::CHAT => json!({"content_type": content_type::TEXT}),
         // H.264, 720p, 25 fps: what Zoom's samples request.
-        _ => json!({"content_type": 3, "codec": 7, "resolution": 2, "fps": 25}),
+        _ => json!({
+            "content_type": content_type::RAW_VIDEO,
+            "codec": codec::H264,
+            "resolution": resolution::HD,
+            "fps": 25
+        }),
     };
     if let Value::Object(defaults) = defaults {
         for (k, v) in defaults {

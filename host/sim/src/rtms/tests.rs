@@ -596,7 +596,7 @@ async fn stop_runs_the_stop_sequence_on_every_socket() {
     // Real time: the first frame arrives, with the wall clock as its timestamp.
     let first = all.expect(14).await;
     let ts = first["content"]["timestamp"].as_u64().unwrap_or(0);
-    assert!(ts.abs_diff(wire::now_ms()) < 60_000);
+    assert!(ts.abs_diff(crate::util::now_ms()) < 60_000);
     let media_reader = tokio::spawn(all.drain());
     stream.stop(2).await;
     assert!(stream.is_done());
@@ -902,7 +902,7 @@ async fn lean_client(sim: Arc<RtmsSim>, stream: Arc<SimStream>, parse: bool) -> 
         if v["msg_type"] == 14 {
             frames += 1;
             let ts = v["content"]["timestamp"].as_u64().unwrap_or(0);
-            late.push(wire::now_ms().saturating_sub(ts));
+            late.push(crate::util::now_ms().saturating_sub(ts));
         }
     }
     let _ = sig.await;

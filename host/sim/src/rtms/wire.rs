@@ -1,77 +1,23 @@
-//! RTMS wire messages, server side: message types, status codes, the handshake
-//! signature, and the JSON the servers write.
+//! The JSON the simulated servers write: the shared message shapes of
+//! [`zoomhost_protocol::rtms`] stamped with the wall clock, the server's own event and
+//! media bodies, and the status codes it answers handshakes with.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use rand::Rng;
 use serde_json::{json, Value};
+use zoomhost_protocol::rtms::control;
+use zoomhost_protocol::rtms::msg::event_type;
 
 use super::SimParticipant;
-
-pub(super) const SIGNALING_HAND_SHAKE_REQ: u64 = 1;
-pub(super) const SIGNALING_HAND_SHAKE_RESP: u64 = 2;
-pub(super) const DATA_HAND_SHAKE_REQ: u64 = 3;
-pub(super) const DATA_HAND_SHAKE_RESP: u64 = 4;
-pub(super) const EVENT_SUBSCRIPTION: u64 = 5;
-pub(super) const EVENT_UPDATE: u64 = 6;
-pub(super) const CLIENT_READY_ACK: u64 = 7;
-pub(super) const STREAM_STATE_UPDATE: u64 = 8;
-pub(super) const SESSION_STATE_UPDATE: u64 = 9;
-pub(super) const SESSION_STATE_REQ: u64 = 10;
-pub(super) const SESSION_STATE_RESP: u64 = 11;
-pub(super) const KEEP_ALIVE_REQ: u64 = 12;
-pub(super) const KEEP_ALIVE_RESP: u64 = 13;
-pub(super) const STREAM_STATE_REQ: u64 = 19;
-pub(super) const STREAM_STATE_RESP: u64 = 20;
-pub(super) const STREAM_CLOSE_REQ: u64 = 21;
-pub(super) const STREAM_CLOSE_RESP: u64 = 22;
-
-/// `EVENT_UPDATE` event types.
-pub(super) mod event {
-    pub const FIRST_PACKET_TIMESTAMP: u32 = 1;
-    pub const ACTIVE_SPEAKER_CHANGE: u32 = 2;
-    pub const PARTICIPANT_JOIN: u32 = 3;
-    pub const PARTICIPANT_LEAVE: u32 = 4;
-    pub const MEDIA_CONNECTION_INTERRUPTED: u32 = 7;
-}
-
-/// Stream states (`STREAM_STATE_UPDATE`).
-pub(super) mod stream_state {
-    pub const INACTIVE: u32 = 0;
-    pub const ACTIVE: u32 = 1;
-    pub const INTERRUPTED: u32 = 2;
-    pub const TERMINATING: u32 = 3;
-    pub const TERMINATED: u32 = 4;
-    pub const PAUSED: u32 = 5;
-    pub const RESUMED: u32 = 6;
-}
-
-/// Session states (`SESSION_STATE_UPDATE`).
-pub(super) mod session_state {
-    pub const INACTIVE: u32 = 0;
-    pub const STARTED: u32 = 2;
-    pub const PAUSED: u32 = 3;
-    pub const STOPPED: u32 = 5;
-}
-
-/// Stop reasons the simulator uses by itself.
-pub(super) mod stop_reason {
-    /// The stream was not resumed within the resume window.
-    pub const AWAIT_RECONNECTION_TIMEOUT: u32 = 19;
-    /// The client asked to close the stream (`STREAM_CLOSE_REQ`).
-    pub const RECEIVER_REQUEST_CLOSE: u32 = 20;
-    /// A socket stopped answering keep-alives.
-    pub const KEEP_ALIVE_TIMEOUT: u32 = 24;
-}
+use crate::util::now_ms;
 
 /// The `status_code`s the simulator puts in handshake replies (0 is success).
 ///
 /// Zoom's published tables disagree with each other, so these are the simulator's own
-/// choice; the `reason` text always says what was wrong. An injected
-/// [`Fault::Reject`](super::Fault::Reject) uses whatever code it names.
+/// choice (they are not the numbers of `zoomhost_protocol::rtms::status`); the `reason`
+/// text always says what was wrong. An injected [`Fault::Reject`](super::Fault::Reject)
+/// uses whatever code it names.
 pub mod status {
     /// Success.
-    pub const OK: u32 = 0;
+    pub const OK: u32 = zoomhost_protocol::rtms::status::OK;
     /// `protocol_version` missing or not 1.
     pub const UNSUPPORTED_PROTOCOL_VERSION: u32 = 2;
     /// Not JSON, not the expected `msg_type`, or a required field missing.
@@ -86,43 +32,12 @@ pub mod status {
     pub const STREAM_ENDED: u32 = 15;
 }
 
-/// The handshake signature Zoom expects (see `zoomhost_protocol::rtms`).
-pub use zoomhost_protocol::rtms::signature as expected_signature;
-
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub(super) fn random_token(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..len)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
-}
-
-pub(super) fn handshake_reply(
-    msg_type: u64,
-    sequence: &Value,
-    status_code: u32,
-    reason: &str,
-) -> Value {
-    json!({
-        "msg_type": msg_type,
-        "protocol_version": 1,
-        "sequence": sequence,
-        "status_code": status_code,
-        "reason": reason,
-    })
-}
-
+/// `EVENT_UPDATE` with `event`.
 pub(super) fn event_update(event: Value) -> String {
-    json!({"msg_type": EVENT_UPDATE, "event": event}).to_string()
+    control::event_update(event).to_string()
 }
 
+/// Participants joined or left (`event_type` 3 or 4).
 pub(super) fn participants_event(event_type: u32, participants: &[SimParticipant]) -> String {
     let list: Vec<Value> = participants
         .iter()
@@ -135,30 +50,43 @@ pub(super) fn participants_event(event_type: u32, participants: &[SimParticipant
     }))
 }
 
+/// The first media packet went out at `ts`.
+pub(super) fn first_packet_event(ts: u64) -> String {
+    event_update(json!({"event_type": event_type::FIRST_PACKET_TIMESTAMP, "timestamp": ts}))
+}
+
+/// The media connection(s) carrying `media_type` (bits) were interrupted.
+pub(super) fn media_interrupted_event(media_type: u64) -> String {
+    event_update(json!({
+        "event_type": event_type::MEDIA_CONNECTION_INTERRUPTED,
+        "timestamp": now_ms(),
+        "media_type": media_type,
+    }))
+}
+
+/// `p` is the active speaker now.
+pub(super) fn speaker_event(p: &SimParticipant) -> String {
+    event_update(json!({
+        "event_type": event_type::ACTIVE_SPEAKER_CHANGE,
+        "timestamp": now_ms(),
+        "user_id": p.user_id,
+        "user_name": p.user_name,
+    }))
+}
+
+/// `STREAM_STATE_UPDATE`, stamped now.
 pub(super) fn stream_state_update(stream_id: &str, state: u32, reason: u32) -> String {
-    json!({
-        "msg_type": STREAM_STATE_UPDATE,
-        "rtms_stream_id": stream_id,
-        "state": state,
-        "reason": reason,
-        "timestamp": now_ms(),
-    })
-    .to_string()
+    control::stream_state_update(stream_id, state, reason, now_ms()).to_string()
 }
 
+/// `SESSION_STATE_UPDATE`, stamped now.
 pub(super) fn session_state_update(session_id: &str, state: u32, stop_reason: u32) -> String {
-    json!({
-        "msg_type": SESSION_STATE_UPDATE,
-        "rtms_session_id": session_id,
-        "state": state,
-        "stop_reason": stop_reason,
-        "timestamp": now_ms(),
-    })
-    .to_string()
+    control::session_state_update(session_id, state, stop_reason, now_ms()).to_string()
 }
 
+/// `KEEP_ALIVE_REQ`.
 pub(super) fn keep_alive_req(sequence: u64, timestamp: u64) -> String {
-    json!({"msg_type": KEEP_ALIVE_REQ, "sequence": sequence, "timestamp": timestamp}).to_string()
+    control::keep_alive_request(sequence, timestamp).to_string()
 }
 
 /// A data message whose `data` is text (transcript, chat) or base64 (video, share).

@@ -36,8 +36,12 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::protocol::{self, msg, Incoming};
+use super::protocol::{self, Incoming};
 use super::{RtmsConfig, RtmsNotice, RtmsStats, StopCause, StreamStart};
+use zoomhost_protocol::rtms::media::key;
+use zoomhost_protocol::rtms::msg::{self, event_type};
+use zoomhost_protocol::rtms::states::{stop_reason, stream_state};
+use zoomhost_protocol::rtms::{control, handshake, status};
 use zoomhost_types::{
     AudioFormat, AudioFrame, ChatMessage, MediaKind, Participant, StreamInfo, StreamState,
     TranscriptSegment, VideoFrame,
@@ -83,7 +87,7 @@ pub(super) struct StreamCtx {
 
 impl StreamCtx {
     fn signature(&self) -> String {
-        protocol::signature(
+        handshake::signature(
             &self.config.client_id,
             self.config.client_secret.expose(),
             &self.start.meeting_uuid,
@@ -186,13 +190,18 @@ fn stop_text(cause: Option<StopCause>) -> String {
     match cause {
         Some(StopCause::Event(reason)) => format!(
             "rtms_stopped (stop_reason {reason}: {})",
-            protocol::stop_reason_name(reason)
+            stop_reason::name(reason)
         ),
         Some(StopCause::Shutdown) | None => "host shutdown".into(),
     }
 }
 
-/// One session. Returns how it ended and whether media got flowing.
+/// Media sockets whose handshakes succeeded: the kinds each carries, its URL, the socket.
+type MediaSockets = Vec<(Vec<MediaKind>, String, Ws)>;
+
+/// One session: the signaling handshake, the media handshakes, the stream opened in the
+/// plugins (first session only), the ready acknowledgement, then streaming until the
+/// session ends. Returns how it ended and whether media got flowing.
 async fn session(
     ctx: &StreamCtx,
     media: &mut Option<Arc<dyn StreamSink>>,
@@ -202,55 +211,81 @@ async fn session(
         return (End::Stopped(stop_text(ctx.stop_cause())), false);
     }
     let signature = ctx.signature();
-    let binary = ctx.config.binary_frames;
-    // Signaling handshake.
-    let (mut sig, url) = match connect_any(&ctx.start.server_urls, ctx.config.connect_timeout).await
-    {
+    let (mut sig, plan) = match signaling_handshake(ctx, &signature).await {
         Ok(ok) => ok,
-        Err(e) => return (End::Lost(e), false),
+        Err(end) => return (end, false),
     };
-    let hello = protocol::signaling_handshake(
+    let (sockets, format) = match media_handshakes(ctx, &signature, plan, &mut sig).await {
+        Ok(ok) => ok,
+        Err(end) => return (end, false),
+    };
+    let stream = open_stream(ctx, media, format);
+    if let Err(end) = send_ready(ctx, &mut sig).await {
+        return (end, false);
+    }
+    let end = stream_media(ctx, &mut sig, stream, sockets, dedupe, &signature).await;
+    (end, true)
+}
+
+/// Connects signaling (trying each URL in turn), shakes hands, and plans the media
+/// sockets from the reply. A refusal closes the socket.
+async fn signaling_handshake(
+    ctx: &StreamCtx,
+    signature: &str,
+) -> Result<(Ws, Vec<(Vec<MediaKind>, String)>), End> {
+    let binary = ctx.config.binary_frames;
+    let (mut sig, url) = connect_any(&ctx.start.server_urls, ctx.config.connect_timeout)
+        .await
+        .map_err(End::Lost)?;
+    let hello = handshake::signaling_request(
         next_sequence(),
         &ctx.start.meeting_uuid,
         &ctx.start.stream_id,
-        &signature,
+        signature,
+        protocol::CLIENT_AGENT,
     );
     if let Err(e) = send(&mut sig, &hello, binary).await {
-        return (End::Lost(format!("signaling {url}: {e}")), false);
+        return Err(End::Lost(format!("signaling {url}: {e}")));
     }
     let limit = ctx.config.connect_timeout;
     let reply = match await_reply(&mut sig, msg::SIGNALING_HAND_SHAKE_RESP, limit, binary).await {
         Ok(r) => r,
         Err(End::Fatal(e)) => {
             close(&mut sig).await;
-            return (End::Fatal(format!("signaling handshake: {e}")), false);
+            return Err(End::Fatal(format!("signaling handshake: {e}")));
         }
-        Err(e) => return (e, false),
+        Err(e) => return Err(e),
     };
     if let Some(code) = reply.status_code.filter(|c| *c != 0) {
         close(&mut sig).await;
-        return (
-            End::Fatal(format!(
-                "signaling handshake refused: {}",
-                protocol::describe_status(code, reply.reason.as_deref())
-            )),
-            false,
-        );
+        return Err(End::Fatal(format!(
+            "signaling handshake refused: {}",
+            status::describe(code, reply.reason.as_deref())
+        )));
     }
-    let plan = match plan_media(reply.media_server.as_ref(), &ctx.config) {
-        Ok(plan) => plan,
+    match plan_media(reply.media_server.as_ref(), &ctx.config) {
+        Ok(plan) => Ok((sig, plan)),
         Err(e) => {
             close(&mut sig).await;
-            return (End::Fatal(e), false);
+            Err(End::Fatal(e))
         }
-    };
+    }
+}
 
-    // Media handshakes, all at once.
+/// Runs every media handshake at once; returns the sockets and the audio format the
+/// server confirmed (when audio was asked for). When one fails fatally, every socket and
+/// signaling are closed; when one was merely lost, they are dropped (still resumable).
+async fn media_handshakes(
+    ctx: &StreamCtx,
+    signature: &str,
+    plan: Vec<(Vec<MediaKind>, String)>,
+    sig: &mut Ws,
+) -> Result<(MediaSockets, Option<AudioFormat>), End> {
     let shake = Handshake {
         config: &ctx.config,
         meeting_uuid: &ctx.start.meeting_uuid,
         stream_id: &ctx.start.stream_id,
-        signature: &signature,
+        signature,
     };
     let handshakes = plan
         .iter()
@@ -279,67 +314,87 @@ async fn session(
             for (_, _, ws) in &mut sockets {
                 close(ws).await;
             }
-            close(&mut sig).await;
+            close(sig).await;
         }
-        return (failure, false);
+        return Err(failure);
     }
+    Ok((sockets, format))
+}
 
-    // The stream opens in the plugins once, with the confirmed format.
-    let stream = match media {
-        Some(stream) => stream.clone(),
-        None => {
-            let audio = format.unwrap_or_else(|| ctx.config.audio.format());
-            if audio.sample_rate != ctx.config.audio.sample_rate
-                || audio.channels != ctx.config.audio.channels
-                || audio.codec != ctx.config.audio.codec
-                || audio.frame_ms != ctx.config.audio.frame_ms
-            {
-                tracing::info!(
-                    stream = %ctx.start.stream_id,
-                    "server confirmed a different audio format than requested: {:?} {} Hz, {} ch, {} ms",
-                    audio.codec, audio.sample_rate, audio.channels, audio.frame_ms
-                );
-            }
-            let info = StreamInfo {
-                stream_id: ctx.start.stream_id.clone(),
-                meeting_id: ctx.start.meeting_uuid.clone(),
-                kind: ctx.start.kind,
-                media: ctx.config.media.clone(),
-                audio,
-            };
-            let opened: Arc<dyn StreamSink> = Arc::from(ctx.sink.open_stream(info));
-            tracing::info!(
-                stream = %ctx.start.stream_id,
-                meeting = %ctx.start.meeting_uuid,
-                plugins = ?opened.consumers(),
-                "RTMS stream open: {} Hz, {} ch, {} ms frames",
-                audio.sample_rate, audio.channels, audio.frame_ms
-            );
-            ctx.stats.opened.fetch_add(1, Ordering::Relaxed);
-            ctx.notice(RtmsNotice::Opened {
-                stream_id: ctx.start.stream_id.clone(),
-                meeting_id: ctx.start.meeting_uuid.clone(),
-                plugins: opened.consumers(),
-                format: (audio.sample_rate, audio.channels, audio.frame_ms),
-            });
-            *media = Some(opened.clone());
-            opened
-        }
+/// The stream in the plugins: opened once, by the first session, with the confirmed
+/// format; later sessions reuse it.
+fn open_stream(
+    ctx: &StreamCtx,
+    media: &mut Option<Arc<dyn StreamSink>>,
+    format: Option<AudioFormat>,
+) -> Arc<dyn StreamSink> {
+    if let Some(stream) = media {
+        return stream.clone();
+    }
+    let audio = format.unwrap_or_else(|| ctx.config.audio.format());
+    if audio.sample_rate != ctx.config.audio.sample_rate
+        || audio.channels != ctx.config.audio.channels
+        || audio.codec != ctx.config.audio.codec
+        || audio.frame_ms != ctx.config.audio.frame_ms
+    {
+        tracing::info!(
+            stream = %ctx.start.stream_id,
+            "server confirmed a different audio format than requested: {:?} {} Hz, {} ch, {} ms",
+            audio.codec, audio.sample_rate, audio.channels, audio.frame_ms
+        );
+    }
+    let info = StreamInfo {
+        stream_id: ctx.start.stream_id.clone(),
+        meeting_id: ctx.start.meeting_uuid.clone(),
+        kind: ctx.start.kind,
+        media: ctx.config.media.clone(),
+        audio,
     };
+    let opened: Arc<dyn StreamSink> = Arc::from(ctx.sink.open_stream(info));
+    tracing::info!(
+        stream = %ctx.start.stream_id,
+        meeting = %ctx.start.meeting_uuid,
+        plugins = ?opened.consumers(),
+        "RTMS stream open: {} Hz, {} ch, {} ms frames",
+        audio.sample_rate, audio.channels, audio.frame_ms
+    );
+    ctx.stats.opened.fetch_add(1, Ordering::Relaxed);
+    ctx.notice(RtmsNotice::Opened {
+        stream_id: ctx.start.stream_id.clone(),
+        meeting_id: ctx.start.meeting_uuid.clone(),
+        plugins: opened.consumers(),
+        format: (audio.sample_rate, audio.channels, audio.frame_ms),
+    });
+    *media = Some(opened.clone());
+    opened
+}
 
+/// The event subscription, then CLIENT_READY_ACK: subscribing first means the server's
+/// first join updates are already wanted when media starts.
+async fn send_ready(ctx: &StreamCtx, sig: &mut Ws) -> Result<(), End> {
     let binary = ctx.config.binary_frames;
-    // Subscribe first, so the server's first join updates are already wanted when
-    // media starts.
     for message in [
-        protocol::event_subscription(),
-        protocol::ready_ack(&ctx.start.stream_id),
+        control::event_subscription(&protocol::SUBSCRIBED_EVENTS),
+        control::ready_ack(&ctx.start.stream_id),
     ] {
-        if let Err(e) = send(&mut sig, &message, binary).await {
-            return (End::Lost(format!("signaling: {e}")), false);
+        if let Err(e) = send(sig, &message, binary).await {
+            return Err(End::Lost(format!("signaling: {e}")));
         }
     }
+    Ok(())
+}
 
-    // Streaming.
+/// Streaming: one task per media socket, signaling read here, until signaling or a
+/// media socket ends the session or the stream is stopped; then the session ends
+/// ([`end_session`]).
+async fn stream_media(
+    ctx: &StreamCtx,
+    sig: &mut Ws,
+    stream: Arc<dyn StreamSink>,
+    sockets: MediaSockets,
+    dedupe: &Arc<Dedupe>,
+    signature: &str,
+) -> End {
     let (close_tx, close_rx) = watch::channel(Order::Run);
     let (end_tx, mut end_rx) = mpsc::channel::<End>(8);
     let mut tasks = tokio::task::JoinSet::new();
@@ -354,27 +409,35 @@ async fn session(
             notices: ctx.notices.clone(),
             stream_id: ctx.start.stream_id.clone(),
             meeting_uuid: ctx.start.meeting_uuid.clone(),
-            signature: signature.clone(),
+            signature: signature.to_string(),
         };
         tasks.spawn(socket.run(ws, close_rx.clone(), end_tx.clone()));
     }
     drop(end_tx);
     let mut stop = ctx.stop.clone();
     let (end, from_media) = tokio::select! {
-        end = signaling_loop(&mut sig, stream.as_ref(), ctx) => (end, false),
+        end = signaling_loop(sig, stream.as_ref(), ctx) => (end, false),
         Some(end) = end_rx.recv() => (end, true),
         _ = stop.wait_for(Option::is_some) => (End::Stopped(stop_text(ctx.stop_cause())), false),
     };
     if from_media && matches!(end, End::Stopped(_)) {
         // The server closed a media socket at the end of the stream: what it said on
         // signaling before (states, last updates, TERMINATED) still reaches the plugins.
-        let _ = tokio::time::timeout(
-            SIGNALING_GRACE,
-            signaling_loop(&mut sig, stream.as_ref(), ctx),
-        )
-        .await;
+        let _ =
+            tokio::time::timeout(SIGNALING_GRACE, signaling_loop(sig, stream.as_ref(), ctx)).await;
     }
-    match &end {
+    end_session(&end, &close_tx, tasks, sig).await;
+    end
+}
+
+/// Ends a session's sockets as `end` requires, and waits for every media task.
+async fn end_session(
+    end: &End,
+    close_tx: &watch::Sender<Order>,
+    mut tasks: tokio::task::JoinSet<()>,
+    sig: &mut Ws,
+) {
+    match end {
         End::Lost(_) => {
             // Deliver what the media sockets already hold, then drop them without a
             // close frame: the server keeps the stream resumable and resumes after what
@@ -397,11 +460,10 @@ async fn session(
             {
                 tasks.abort_all();
             }
-            close(&mut sig).await;
+            close(sig).await;
         }
     }
     while tasks.join_next().await.is_some() {}
-    (end, true)
 }
 
 /// The handshake reply fields the client reads, owned.
@@ -512,7 +574,7 @@ fn plan_media(
         .iter()
         .map(|k| url_of(protocol::url_key(*k)).map(|u| (vec![*k], u)))
         .collect();
-    match (config.single_socket, per_kind, url_of("all")) {
+    match (config.single_socket, per_kind, url_of(key::ALL)) {
         (false, Some(plan), _) => Ok(plan),
         (_, _, Some(all)) => Ok(vec![(config.media.clone(), all)]),
         (true, Some(plan), None) => Ok(plan),
@@ -550,7 +612,7 @@ async fn media_handshake(
         .iter()
         .map(|k| protocol::media_bit(*k))
         .fold(0, |a, b| a | b);
-    let request = protocol::data_handshake(
+    let request = handshake::data_request(
         next_sequence(),
         h.meeting_uuid,
         h.stream_id,
@@ -581,7 +643,7 @@ async fn media_handshake(
         return Err(End::Fatal(format!(
             "media handshake ({}) refused: {}",
             kinds_label(kinds),
-            protocol::describe_status(code, reply.reason.as_deref())
+            status::describe(code, reply.reason.as_deref())
         )));
     }
     Ok((
@@ -652,12 +714,11 @@ async fn signaling_loop(sig: &mut Ws, stream: &dyn StreamSink, ctx: &StreamCtx) 
                 if let Some(s) = stream_state(state) {
                     stream.state(s);
                 }
-                if state == protocol::STREAM_STATE_TERMINATED as i64 {
+                if state == i64::from(stream_state::TERMINATED) {
                     return End::Stopped(match reason {
-                        Some(r) => format!(
-                            "stream TERMINATED (reason {r}: {})",
-                            protocol::stop_reason_name(r)
-                        ),
+                        Some(r) => {
+                            format!("stream TERMINATED (reason {r}: {})", stop_reason::name(r))
+                        }
                         None => "stream TERMINATED".into(),
                     });
                 }
@@ -685,17 +746,17 @@ fn on_event_update(event: &Value, stream: &dyn StreamSink) {
     let people = || protocol::participants(event);
     let participant = |(user_id, user_name)| Participant { user_id, user_name };
     match kind.map(|k| k as u32) {
-        Some(protocol::event_type::ACTIVE_SPEAKER_CHANGE) => {
+        Some(event_type::ACTIVE_SPEAKER_CHANGE) => {
             if let Some(p) = people().into_iter().next() {
                 stream.active_speaker(participant(p));
             }
         }
-        Some(protocol::event_type::PARTICIPANT_JOIN) => {
+        Some(event_type::PARTICIPANT_JOIN) => {
             for p in people() {
                 stream.participant_join(participant(p));
             }
         }
-        Some(protocol::event_type::PARTICIPANT_LEAVE) => {
+        Some(event_type::PARTICIPANT_LEAVE) => {
             for p in people() {
                 stream.participant_leave(participant(p));
             }
@@ -705,14 +766,14 @@ fn on_event_update(event: &Value, stream: &dyn StreamSink) {
 }
 
 fn stream_state(state: i64) -> Option<StreamState> {
-    Some(match state {
-        0 => StreamState::Inactive,
-        1 => StreamState::Active,
-        2 => StreamState::Interrupted,
-        3 => StreamState::Terminating,
-        4 => StreamState::Terminated,
-        5 => StreamState::Paused,
-        6 => StreamState::Resumed,
+    Some(match u32::try_from(state).ok()? {
+        stream_state::INACTIVE => StreamState::Inactive,
+        stream_state::ACTIVE => StreamState::Active,
+        stream_state::INTERRUPTED => StreamState::Interrupted,
+        stream_state::TERMINATING => StreamState::Terminating,
+        stream_state::TERMINATED => StreamState::Terminated,
+        stream_state::PAUSED => StreamState::Paused,
+        stream_state::RESUMED => StreamState::Resumed,
         _ => return None,
     })
 }

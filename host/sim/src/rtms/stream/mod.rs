@@ -1,0 +1,361 @@
+//! One simulated stream: which socket carries which media kind, the clock, the per-kind
+//! cursors (what was written), faults, the stop sequence, and what was recorded.
+//!
+//! Connection tasks ([`super::conn`]) own the sockets. A media socket asks
+//! [`SimStream::plan`] what to write next, writes it, then reports it with
+//! [`SimStream::commit`]: only then does an item count as sent and the cursor move, so
+//! a socket that dies mid-write loses nothing. One supervisor task per stream
+//! ([`supervise`]) runs the stop sequence, ends pauses and gives up streams that were
+//! not resumed in time.
+//!
+//! This module holds the stream itself, the types connection tasks exchange with it, and
+//! its public API. The rest is split by concern:
+//!
+//! - [`state`]: the mutable state behind one lock (connections, owners of each media
+//!   kind, cursors, readiness, pauses, subscriptions) and the derived state;
+//! - [`timeline`]: what a stream sends and when: items per kind, their frames, speakers,
+//!   and the clock segments timestamps are computed from;
+//! - [`connections`]: what connection tasks report (handshakes, signaling requests,
+//!   keep-alives, connection ends);
+//! - [`media`]: planning and committing the media a socket writes;
+//! - [`faults`]: injected faults;
+//! - [`supervisor`]: the per-stream task and the stop sequence;
+//! - [`records`]: what was sent, and the counters.
+
+mod connections;
+mod faults;
+mod media;
+mod records;
+mod state;
+mod supervisor;
+mod timeline;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::source::{AudioInput, WavAudio};
+use super::{AudioSource, RtmsSimConfig, SimParticipant, StreamSpec};
+use crate::util::{lock, now_ms, random_token};
+
+pub(super) use faults::SelfAction;
+pub(super) use media::{Outgoing, Plan};
+pub use records::{SentMedia, SimStreamStats};
+use state::Core;
+pub(super) use supervisor::supervise;
+use timeline::Timeline;
+
+/// A command for a connection task.
+pub(super) enum Cmd {
+    /// Write this JSON (text or binary frame per the config).
+    Send(String),
+    /// Drop the TCP connection without a close frame.
+    Drop,
+    /// Close with a code and reason; the sender is told when done.
+    Close(u16, String, Option<oneshot::Sender<()>>),
+    /// Neither read nor write for this long.
+    Stall(Duration),
+}
+
+/// What a connection carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    Signaling,
+    Media,
+}
+
+/// How a connection task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Exit {
+    /// The client sent a close frame (with this code).
+    ClientClosed(Option<u16>),
+    /// Read or write failed, or EOF without a close frame.
+    Lost,
+    /// Dropped by the server (fault, takeover) without a close frame.
+    Dropped,
+    /// Closed by the server with a close frame.
+    Closed,
+    /// Dropped for unanswered keep-alives.
+    KeepaliveTimeout,
+    /// The simulator shut down.
+    Shutdown,
+}
+
+impl Exit {
+    fn abrupt(self) -> bool {
+        matches!(self, Exit::Lost | Exit::Dropped | Exit::KeepaliveTimeout)
+    }
+}
+
+struct ConnEntry {
+    tx: mpsc::UnboundedSender<Cmd>,
+    role: Role,
+}
+
+/// How a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOutcome {
+    /// The stop sequence ran with this stop reason.
+    Completed {
+        /// The stop reason sent in TERMINATED / STOPPED.
+        reason: u32,
+    },
+    /// Not resumed within the resume window: the stop sequence ran with reason 19.
+    TimedOut,
+    /// The client closed the signaling socket with 1000 while the stream was live.
+    ClientClosed,
+    /// Replaced by a stream with the same id, or the simulator shut down.
+    Abandoned,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// No signaling handshake yet.
+    Waiting,
+    Live,
+    Stopping,
+    Done(StreamOutcome),
+}
+
+/// A simulated RTMS stream (see the module docs).
+pub struct SimStream {
+    tl: Timeline,
+    config: Arc<RtmsSimConfig>,
+    core: Mutex<Core>,
+    sent: Mutex<Vec<SentMedia>>,
+    epoch: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for SimStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimStream")
+            .field("stream_id", &self.tl.stream_id)
+            .field("meeting_uuid", &self.tl.meeting_uuid)
+            .field("phase", &self.lock().phase)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimStream {
+    /// A stream; a WAV that cannot be used makes every audio handshake fail (logged
+    /// when `log` is set).
+    pub(super) fn new(spec: StreamSpec, config: Arc<RtmsSimConfig>, log: bool) -> Arc<SimStream> {
+        let input = match &spec.audio {
+            AudioSource::Tone => AudioInput::Tone,
+            AudioSource::Wav(path) => match WavAudio::load(path) {
+                Ok(wav) => AudioInput::Wav(wav),
+                Err(e) => {
+                    if log {
+                        tracing::error!(stream = %spec.stream_id, "RTMS sim: {e:#}");
+                    }
+                    AudioInput::Broken(format!("{e:#}"))
+                }
+            },
+        };
+        Self::build(spec, config, input)
+    }
+
+    /// A stream, or the error of its WAV source.
+    pub(super) fn try_new(
+        spec: StreamSpec,
+        config: Arc<RtmsSimConfig>,
+    ) -> anyhow::Result<Arc<SimStream>> {
+        let input = match &spec.audio {
+            AudioSource::Tone => AudioInput::Tone,
+            AudioSource::Wav(path) => AudioInput::Wav(WavAudio::load(path)?),
+        };
+        Ok(Self::build(spec, config, input))
+    }
+
+    fn build(spec: StreamSpec, config: Arc<RtmsSimConfig>, input: AudioInput) -> Arc<SimStream> {
+        let frames = match (&input, spec.frames) {
+            (AudioInput::Wav(wav), 0) => wav.frames_20ms(),
+            (_, frames) => frames,
+        };
+        let mut faults = spec.faults;
+        faults.sort_by_key(|(n, _)| *n);
+        let tl = Timeline {
+            meeting_uuid: spec.meeting_uuid,
+            stream_id: spec.stream_id,
+            session_id: random_token(32).to_lowercase(),
+            participants: spec.participants,
+            frames,
+            pace: spec.pace,
+            input,
+            data_opt: spec.data_opt,
+            transcript_every: spec.transcript_every,
+            confirm_audio: spec.confirm_audio,
+            resend_on_resume: spec.resend_on_resume,
+            end: spec.end,
+            stop_reason: spec.stop_reason,
+            extra: spec.extra,
+            record: spec.record,
+            created_wall_ms: now_ms(),
+        };
+        let core = Core {
+            phase: Phase::Waiting,
+            audio: None,
+            other_params: Default::default(),
+            language: "en-US".to_string(),
+            conns: HashMap::new(),
+            signaling: None,
+            owners: [None; 5],
+            wanted: [false; 5],
+            cursors: [0; 5],
+            resend: HashMap::new(),
+            high_tick: 0,
+            ready: false,
+            ever_ready: false,
+            paused: false,
+            pause_until: None,
+            clock_running: false,
+            frame_ms: 20,
+            segments: Vec::new(),
+            subscriptions: BTreeSet::new(),
+            first_packet: None,
+            last_speaker: None,
+            faults: faults.into(),
+            reject_next: VecDeque::new(),
+            stop_request: None,
+            interrupted_since: None,
+            stats: SimStreamStats::default(),
+        };
+        Arc::new(SimStream {
+            tl,
+            config,
+            core: Mutex::new(core),
+            sent: Mutex::default(),
+            epoch: watch::channel(0).0,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        lock(&self.core)
+    }
+
+    /// Wakes every task watching the stream's state.
+    fn bump(&self) {
+        self.epoch.send_modify(|e| *e = e.wrapping_add(1));
+    }
+
+    pub(super) fn subscribe_epoch(&self) -> watch::Receiver<u64> {
+        self.epoch.subscribe()
+    }
+
+    pub(super) fn config(&self) -> &RtmsSimConfig {
+        &self.config
+    }
+
+    /// The meeting uuid handshakes must carry.
+    pub fn meeting_uuid(&self) -> &str {
+        &self.tl.meeting_uuid
+    }
+
+    /// The RTMS stream id.
+    pub fn stream_id(&self) -> &str {
+        &self.tl.stream_id
+    }
+
+    /// The `rtms_session_id` of its state messages.
+    pub fn session_id(&self) -> &str {
+        &self.tl.session_id
+    }
+
+    /// Its participants.
+    pub fn participants(&self) -> &[SimParticipant] {
+        &self.tl.participants
+    }
+
+    /// Audio frames per source (resolved: a WAV with `frames = 0` gives its length).
+    pub fn frames(&self) -> u32 {
+        self.tl.frames
+    }
+
+    /// Every media item written to a client socket, in order (empty when recording is
+    /// off).
+    pub fn sent(&self) -> Vec<SentMedia> {
+        lock(&self.sent).clone()
+    }
+
+    /// Audio messages sent so far (first sends).
+    pub fn audio_frames_sent(&self) -> u64 {
+        self.lock().stats.audio_frames_sent
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> SimStreamStats {
+        let core = self.lock();
+        let mut stats = core.stats.clone();
+        stats.subscriptions = core.subscriptions.iter().copied().collect();
+        stats.confirmed_audio = core.audio.as_ref().map(|a| a.params.clone());
+        stats.outcome = match core.phase {
+            Phase::Done(outcome) => Some(outcome),
+            _ => None,
+        };
+        stats
+    }
+
+    /// Whether every frame was sent and the stop sequence ran, or the stream was given
+    /// up.
+    pub fn is_done(&self) -> bool {
+        matches!(self.lock().phase, Phase::Done(_))
+    }
+
+    /// Runs the stop sequence now with `reason` (unless the stream already ends) and
+    /// waits (up to 15 s) until it is done.
+    pub async fn stop(&self, reason: u32) {
+        {
+            let mut core = self.lock();
+            if matches!(core.phase, Phase::Waiting | Phase::Live) {
+                core.stop_request.get_or_insert(reason);
+            }
+        }
+        self.bump();
+        self.wait_done(Duration::from_secs(15)).await;
+    }
+
+    /// Waits until the stream is done ([`SimStream::is_done`]); false after `timeout`.
+    pub async fn wait_done(&self, timeout: Duration) -> bool {
+        self.wait_until(timeout, |core| matches!(core.phase, Phase::Done(_)))
+            .await
+    }
+
+    /// Waits until the client sent `CLIENT_READY_ACK`; false after `timeout`.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        self.wait_until(timeout, |core| core.stats.ready_acks > 0)
+            .await
+    }
+
+    async fn wait_until(&self, timeout: Duration, done: impl Fn(&Core) -> bool) -> bool {
+        let mut epoch = self.epoch.subscribe();
+        let wait = async {
+            loop {
+                if done(&self.lock()) {
+                    return true;
+                }
+                if epoch.changed().await.is_err() {
+                    return done(&self.lock());
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
+    /// Ends the stream at once: replaced by another with the same id, or shut down.
+    pub(super) fn abandon(&self) {
+        {
+            let mut core = self.lock();
+            if !matches!(core.phase, Phase::Done(_)) {
+                core.phase = Phase::Done(StreamOutcome::Abandoned);
+            }
+            for conn in core.conns.values() {
+                let _ = conn.tx.send(Cmd::Drop);
+            }
+            core.update(&self.tl, Instant::now());
+        }
+        self.bump();
+    }
+}

@@ -1,0 +1,83 @@
+//! What a stream recorded: every media item written to a socket, and its counters.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::StreamOutcome;
+use crate::rtms::MediaKind;
+
+/// One media item written to a client socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMedia {
+    /// What kind of item.
+    pub kind: MediaKind,
+    /// Its position among the stream's items of this kind (0-based; audio counts every
+    /// source).
+    pub index: u64,
+    /// The audio frame (tick) it belongs to.
+    pub frame: u32,
+    /// `user_id` (0: mixed audio).
+    pub user_id: u32,
+    /// `user_name`.
+    pub user_name: String,
+    /// `timestamp` (ms).
+    pub timestamp: u64,
+    /// Decoded audio (L16 LE), the fake video/share payload, or the UTF-8 text of a
+    /// transcript or chat message.
+    pub data: Bytes,
+    /// When the write completed.
+    pub sent_at: std::time::Instant,
+    /// A repeat after a resumed handshake ([`StreamSpec::resend_on_resume`]).
+    pub resent: bool,
+}
+
+impl SentMedia {
+    /// The text of a transcript or chat item.
+    pub fn text(&self) -> Option<&str> {
+        match self.kind {
+            MediaKind::Transcript | MediaKind::Chat => std::str::from_utf8(&self.data).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Counters of one stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SimStreamStats {
+    /// Connections that named this stream in a handshake (accepted or not).
+    pub connections: u32,
+    /// Accepted signaling handshakes.
+    pub signaling_handshakes: u32,
+    /// Accepted media handshakes.
+    pub media_handshakes: u32,
+    /// Refused handshakes: (reply `msg_type` 2 or 4, `status_code`).
+    pub rejections: Vec<(u64, u32)>,
+    /// `CLIENT_READY_ACK`s from the current signaling connection.
+    pub ready_acks: u32,
+    /// Event types currently subscribed, ascending.
+    pub subscriptions: Vec<u32>,
+    /// `KEEP_ALIVE_REQ`s written, over every socket.
+    pub keepalives_sent: u64,
+    /// `KEEP_ALIVE_RESP`s that echoed a pending request's sequence and timestamp.
+    pub keepalives_answered: u64,
+    /// Sockets dropped for unanswered keep-alives.
+    pub dropped_for_keepalive: u32,
+    /// Close codes of the close frames the client sent (initiated or answered).
+    pub client_close_codes: Vec<u16>,
+    /// Audio messages sent (first sends).
+    pub audio_frames_sent: u64,
+    /// Video messages sent.
+    pub video_sent: u64,
+    /// Share messages sent.
+    pub share_sent: u64,
+    /// Transcript messages sent.
+    pub transcripts_sent: u64,
+    /// Chat messages sent.
+    pub chat_sent: u64,
+    /// Items sent again after a resumed handshake.
+    pub resent: u64,
+    /// The audio params confirmed in msg 4, once an audio handshake succeeded.
+    pub confirmed_audio: Option<Value>,
+    /// How the stream ended, once it did.
+    pub outcome: Option<StreamOutcome>,
+}

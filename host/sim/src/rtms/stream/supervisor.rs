@@ -1,0 +1,177 @@
+//! The per-stream supervisor task: it runs the stop sequence when one is requested (or
+//! the stream was not resumed within the resume window), and ends pauses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use zoomhost_protocol::rtms::msg::event_type;
+use zoomhost_protocol::rtms::states::{session_state, stop_reason, stream_state};
+
+use super::state::Core;
+use super::timeline::Timeline;
+use super::{Cmd, Phase, Role, SimStream, StreamOutcome};
+use crate::rtms::wire;
+
+/// How long the stop sequence waits for a socket to finish closing.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+impl SimStream {
+    /// The stop sequence: media flushed already; on signaling participant-left (if
+    /// subscribed), TERMINATING, TERMINATED, STOPPED; then close 1000 on every socket.
+    async fn run_stop(&self, reason: u32, outcome: StreamOutcome) {
+        let (signaling, media) = {
+            let mut core = self.lock();
+            core.phase = Phase::Stopping;
+            core.update(&self.tl, Instant::now());
+            let signaling = core
+                .signaling
+                .and_then(|id| core.conns.get(&id))
+                .map(|c| c.tx.clone());
+            let media: Vec<_> = core
+                .conns
+                .values()
+                .filter(|c| c.role == Role::Media)
+                .map(|c| c.tx.clone())
+                .collect();
+            if let Some(signaling) = &signaling {
+                let mut messages = Vec::new();
+                if core.subscriptions.contains(&event_type::PARTICIPANT_LEAVE)
+                    && !self.tl.participants.is_empty()
+                {
+                    messages.push(wire::participants_event(
+                        event_type::PARTICIPANT_LEAVE,
+                        &self.tl.participants,
+                    ));
+                }
+                let id = &self.tl.stream_id;
+                messages.push(wire::stream_state_update(
+                    id,
+                    stream_state::TERMINATING,
+                    reason,
+                ));
+                messages.push(wire::stream_state_update(
+                    id,
+                    stream_state::TERMINATED,
+                    reason,
+                ));
+                messages.push(wire::session_state_update(
+                    &self.tl.session_id,
+                    session_state::STOPPED,
+                    reason,
+                ));
+                for msg in messages {
+                    let _ = signaling.send(Cmd::Send(msg));
+                }
+            }
+            (signaling, media)
+        };
+        self.bump();
+        let close = |tx: mpsc::UnboundedSender<Cmd>| async move {
+            let (ack, done) = oneshot::channel();
+            if tx.send(Cmd::Close(1000, String::new(), Some(ack))).is_ok() {
+                let _ = tokio::time::timeout(CLOSE_WAIT, done).await;
+            }
+        };
+        futures_util::future::join_all(media.into_iter().map(close)).await;
+        if let Some(signaling) = signaling {
+            close(signaling).await;
+        }
+        {
+            let mut core = self.lock();
+            if core.phase == Phase::Stopping {
+                core.phase = Phase::Done(outcome);
+            }
+            core.update(&self.tl, Instant::now());
+        }
+        tracing::debug!(stream = %self.tl.stream_id, ?outcome, "RTMS sim: stream ended");
+        self.bump();
+    }
+}
+
+/// What the supervisor does next.
+pub(super) enum Step {
+    Stop(u32, StreamOutcome),
+    Wait(Option<Instant>),
+    Exit,
+}
+
+/// One per stream: stop sequence, pause ends, resume-window expiry.
+pub(in crate::rtms) async fn supervise(
+    stream: Arc<SimStream>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut epoch = stream.epoch.subscribe();
+    let window = stream.config.resume_window;
+    loop {
+        epoch.borrow_and_update();
+        let (step, resumed) = stream.lock().supervise(&stream.tl, Instant::now(), window);
+        if resumed {
+            stream.bump();
+            continue;
+        }
+        match step {
+            Step::Exit => return,
+            Step::Stop(reason, outcome) => {
+                stream.run_stop(reason, outcome).await;
+                return;
+            }
+            Step::Wait(deadline) => {
+                tokio::select! {
+                    _ = crate::rtms::shut_down(&mut shutdown) => {
+                        stream.abandon();
+                        return;
+                    }
+                    _ = epoch.changed() => {}
+                    _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)),
+                        if deadline.is_some() => {}
+                }
+            }
+        }
+    }
+}
+
+impl Core {
+    /// The supervisor's next step; `true` when a pause just ended (state changed).
+    pub(super) fn supervise(
+        &mut self,
+        tl: &Timeline,
+        now: Instant,
+        window: Duration,
+    ) -> (Step, bool) {
+        match self.phase {
+            Phase::Done(_) | Phase::Stopping => return (Step::Exit, false),
+            Phase::Waiting | Phase::Live => {}
+        }
+        if let Some(reason) = self.stop_request.take() {
+            return (
+                Step::Stop(reason, StreamOutcome::Completed { reason }),
+                false,
+            );
+        }
+        if self.pause_until.is_some_and(|until| until <= now) {
+            self.pause_until = None;
+            self.paused = false;
+            let msg = wire::stream_state_update(&tl.stream_id, stream_state::RESUMED, 0);
+            self.send_signaling(msg);
+            self.update(tl, now);
+            return (Step::Wait(None), true);
+        }
+        let expiry = self.interrupted_since.map(|since| since + window);
+        if expiry.is_some_and(|at| at <= now) {
+            return (
+                Step::Stop(
+                    stop_reason::AWAIT_RECONNECTION_TIMEOUT,
+                    StreamOutcome::TimedOut,
+                ),
+                false,
+            );
+        }
+        let deadline = match (expiry, self.pause_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        (Step::Wait(deadline), false)
+    }
+}
