@@ -70,6 +70,21 @@ impl Logs {
     }
 }
 
+/// A temp folder with `plugins/` holding `plugins` (`(file stem, crate)`) and
+/// `zoomhost.toml` holding `config_toml` (without `plugins_dir`), and that config loaded.
+fn host_folder(config_toml: &str, plugins: &[(&str, &str)]) -> (tempfile::TempDir, HostConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins_dir = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins_dir).unwrap();
+    for (stem, krate) in plugins {
+        std::fs::copy(wasm(krate), plugins_dir.join(format!("{stem}.wasm"))).unwrap();
+    }
+    let config_path = dir.path().join("zoomhost.toml");
+    std::fs::write(&config_path, config_toml).unwrap();
+    let config = HostConfig::load(&config_path).unwrap();
+    (dir, config)
+}
+
 /// A host over a temp plugins folder.
 pub struct TestHost {
     pub host: Arc<PluginHost>,
@@ -81,15 +96,7 @@ impl TestHost {
     /// Copies `plugins` (`(file stem, crate)`) into a temp folder, writes `config_toml`
     /// (without `plugins_dir`) and loads the folder.
     pub async fn start(config_toml: &str, plugins: &[(&str, &str)]) -> TestHost {
-        let dir = tempfile::tempdir().unwrap();
-        let plugins_dir = dir.path().join("plugins");
-        std::fs::create_dir_all(&plugins_dir).unwrap();
-        for (stem, krate) in plugins {
-            std::fs::copy(wasm(krate), plugins_dir.join(format!("{stem}.wasm"))).unwrap();
-        }
-        let config_path = dir.path().join("zoomhost.toml");
-        std::fs::write(&config_path, config_toml).unwrap();
-        let config = HostConfig::load(&config_path).unwrap();
+        let (dir, config) = host_folder(config_toml, plugins);
         let logs = Logs::default();
         let host = PluginHost::new(config.runtime, Some(logs.sink())).unwrap();
         let loaded = host.load_dir().await.unwrap();
@@ -106,15 +113,7 @@ impl TestHost {
         plugins: &[(&str, &str)],
         zoom: zoomhost::config::ZoomConfig,
     ) -> (TestHost, zoomhost::host::Host) {
-        let dir = tempfile::tempdir().unwrap();
-        let plugins_dir = dir.path().join("plugins");
-        std::fs::create_dir_all(&plugins_dir).unwrap();
-        for (stem, krate) in plugins {
-            std::fs::copy(wasm(krate), plugins_dir.join(format!("{stem}.wasm"))).unwrap();
-        }
-        let config_path = dir.path().join("zoomhost.toml");
-        std::fs::write(&config_path, config_toml).unwrap();
-        let mut config = HostConfig::load(&config_path).unwrap();
+        let (dir, mut config) = host_folder(config_toml, plugins);
         config.zoom = Some(zoom);
         let logs = Logs::default();
         let live = zoomhost::host::Host::start(

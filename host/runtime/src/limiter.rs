@@ -55,6 +55,23 @@ impl SandboxLimiter {
     }
 }
 
+/// Adds the growth from `current` to `desired` to `used`, or refuses it with `over(total)`
+/// when the total would pass `cap`.
+fn charge(
+    used: &mut usize,
+    cap: usize,
+    current: usize,
+    desired: usize,
+    over: impl FnOnce(usize) -> BudgetExceeded,
+) -> wasmtime::Result<bool> {
+    let total = used.saturating_add(desired.saturating_sub(current));
+    if total > cap {
+        return Err(wasmtime::Error::new(over(total)));
+    }
+    *used = total;
+    Ok(true)
+}
+
 impl ResourceLimiter for SandboxLimiter {
     fn memory_growing(
         &mut self,
@@ -62,20 +79,17 @@ impl ResourceLimiter for SandboxLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let more = desired.saturating_sub(current);
-        let total = self.memory_used.saturating_add(more);
-        if total > self.memory_cap {
-            return Err(wasmtime::Error::new(BudgetExceeded {
+        let cap = self.memory_cap;
+        charge(&mut self.memory_used, cap, current, desired, |total| {
+            BudgetExceeded {
                 key: "memory_mib",
                 detail: format!(
                     "linear memory would grow to {} MiB over all memories, cap {} MiB",
                     total.div_ceil(1 << 20),
-                    self.memory_cap >> 20
+                    cap >> 20
                 ),
-            }));
-        }
-        self.memory_used = total;
-        Ok(true)
+            }
+        })
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -90,19 +104,13 @@ impl ResourceLimiter for SandboxLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let more = desired.saturating_sub(current);
-        let total = self.table_used.saturating_add(more);
-        if total > self.table_cap {
-            return Err(wasmtime::Error::new(BudgetExceeded {
+        let cap = self.table_cap;
+        charge(&mut self.table_used, cap, current, desired, |total| {
+            BudgetExceeded {
                 key: "table_elements",
-                detail: format!(
-                    "tables would grow to {total} elements over all tables, cap {}",
-                    self.table_cap
-                ),
-            }));
-        }
-        self.table_used = total;
-        Ok(true)
+                detail: format!("tables would grow to {total} elements over all tables, cap {cap}"),
+            }
+        })
     }
 
     fn instances(&self) -> usize {
