@@ -13,11 +13,13 @@
 //!   `{client_id},{meeting_uuid},{rtms_stream_id}`), and the messages both sides build or
 //!   read.
 //!
-//! The event-WebSocket envelopes move here from the client and the simulator next (see
-//! ARCHITECTURE.md).
+//! - [`event_socket`]: the event WebSocket's envelopes (`build_connection`, `heartbeat`,
+//!   `message` with the event as a JSON string), built by the simulator and read by the
+//!   client.
 
 #![warn(missing_docs)]
 
+pub mod event_socket;
 mod mac;
 pub mod rtms;
 mod secret;

@@ -25,13 +25,13 @@ use std::time::Duration;
 use anyhow::Context;
 use backon::BackoffBuilder;
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use zoomhost_protocol::event_socket::{self, Envelope, EventBody};
 
 use crate::{AccessToken, TokenSource};
 use zoomhost_types::InputSink;
@@ -203,47 +203,24 @@ pub enum Malformed {
     Content(String),
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    module: String,
-    #[serde(default)]
-    success: Option<bool>,
-    #[serde(default)]
-    content: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct EventBody {
-    event: String,
-    #[serde(default)]
-    event_ts: serde_json::Value,
-    #[serde(default)]
-    payload: serde_json::Value,
-}
-
 /// Parses one server message: the envelope, then (for `message`) its `content` string
 /// a second time. A content that is already an object is accepted too.
 pub fn parse_envelope(text: &str) -> Result<Inbound, Malformed> {
-    let envelope: Envelope =
-        serde_json::from_str(text).map_err(|e| Malformed::Envelope(e.to_string()))?;
+    let envelope = Envelope::parse(text).map_err(|e| Malformed::Envelope(e.to_string()))?;
     match envelope.module.as_str() {
-        "build_connection" => Ok(if envelope.success.unwrap_or(false) {
+        event_socket::BUILD_CONNECTION => Ok(if envelope.success.unwrap_or(false) {
             Inbound::Connected
         } else {
             Inbound::Rejected(content_text(&envelope.content))
         }),
-        "heartbeat" => Ok(Inbound::HeartbeatReply),
-        "message" => parse_event(&envelope.content).map(Inbound::Event),
+        event_socket::HEARTBEAT => Ok(Inbound::HeartbeatReply),
+        event_socket::MESSAGE => parse_event(&envelope.content).map(Inbound::Event),
         other => Err(Malformed::UnknownModule(excerpt(other))),
     }
 }
 
 fn parse_event(content: &serde_json::Value) -> Result<Event, Malformed> {
-    let body: EventBody = match content {
-        serde_json::Value::String(s) => serde_json::from_str(s),
-        other => serde_json::from_value(other.clone()),
-    }
-    .map_err(|e| Malformed::Content(e.to_string()))?;
+    let body = EventBody::from_content(content).map_err(|e| Malformed::Content(e.to_string()))?;
     if body.event.is_empty() {
         return Err(Malformed::Content("empty event name".to_string()));
     }
@@ -584,7 +561,7 @@ impl Session<'_> {
     }
 
     async fn send_heartbeat(&self, ws: &mut Ws) -> Step {
-        match ws.send(Message::text(r#"{"module":"heartbeat"}"#)).await {
+        match ws.send(Message::text(event_socket::CLIENT_HEARTBEAT)).await {
             Ok(()) => {
                 EventStreamStats::bump(&self.stream.stats.heartbeats_sent);
                 Step::Continue

@@ -6,7 +6,7 @@ use crate::util::lock;
 use crate::util::now_ms;
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+use zoomhost_protocol::event_socket;
 
 /// Who decides whether a token is good, and how token faults are injected.
 pub trait TokenAuthority: Send + Sync + 'static {
@@ -236,8 +237,7 @@ impl EventSim {
     /// Pushes `{event, event_ts, payload}` to the connected client; true if it was
     /// written (and recorded in [`EventSim::sent`]).
     pub async fn push_event(&self, name: &str, payload: Value) -> bool {
-        let body = json!({"event": name, "event_ts": now_ms(), "payload": payload});
-        let envelope = json!({"module": "message", "success": true, "content": body.to_string()});
+        let envelope = event_socket::message(name, now_ms(), &payload);
         let record = SentEvent {
             id: payload["id"].as_str().unwrap_or("-").to_string(),
             name: name.to_string(),
@@ -368,14 +368,13 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) -> anyhow::Result<()> {
         .context("WebSocket upgrade")?;
     let params = query_params(query.as_deref());
     if let Some(reason) = rejection(&inner, &params) {
-        let envelope = json!({"module": "build_connection", "success": false, "content": reason});
-        ws.send(Message::text(envelope.to_string())).await?;
+        ws.send(Message::text(event_socket::build_connection(Err(reason))))
+            .await?;
         close(&mut ws, 1000, "").await;
         return Ok(());
     }
-    let envelope =
-        json!({"module": "build_connection", "success": true, "content": "connection established"});
-    ws.send(Message::text(envelope.to_string())).await?;
+    ws.send(Message::text(event_socket::build_connection(Ok(()))))
+        .await?;
     let (tx, rx) = mpsc::unbounded_channel();
     let client = Client {
         id: inner.next_id.fetch_add(1, Ordering::Relaxed),
@@ -467,13 +466,9 @@ async fn connection_loop(
 }
 
 async fn on_client_text(ws: &mut ServerWs, inner: &Inner, text: &str) -> anyhow::Result<()> {
-    let module = serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|v| v["module"].as_str().map(str::to_owned));
-    if module.as_deref() == Some("heartbeat") {
+    if event_socket::is_heartbeat(text) {
         inner.heartbeats.fetch_add(1, Ordering::Relaxed);
-        let reply = json!({"module": "heartbeat", "success": true, "content": "live"});
-        ws.send(Message::text(reply.to_string()))
+        ws.send(Message::text(event_socket::heartbeat_reply()))
             .await
             .context("heartbeat reply")?;
     }
