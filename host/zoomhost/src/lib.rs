@@ -1,7 +1,20 @@
-//! zoomhost: keeps a Zoom account's live connections open and routes every event and
-//! media frame into sandboxed WebAssembly plugins.
+//! zoomhost, the binary: keeps a Zoom account's live connections open and routes every
+//! event and media frame into sandboxed WebAssembly plugins.
 //!
-//! Data flows one way: **source → [`router`] → plugin mailbox → component**.
+//! This crate is the only one that knows both sides. The layers below it:
+//! `zoomhost-types` (what sources hand over), `zoomhost-protocol` (Zoom's wire formats),
+//! `zoomhost-zoom` (the Zoom clients), `zoomhost-sim` (a local Zoom) and
+//! `zoomhost-runtime` (the plugins). Here:
+//!
+//! - [`config`]: reads `zoomhost.toml`, the environment and `.env`, expands `${VAR}`, and
+//!   composes the runtime's and the Zoom sources' own sections;
+//! - [`host`]: the one `Host` that wires sources, the RTMS client and the runtime, with
+//!   the start-up and shutdown order; [`inputs`]: the input path and its taps;
+//! - the commands: [`cli`] (`run`, `simulate`, `check`, `replay`), [`dev`], [`bench`],
+//!   [`scaffold`] (`new`), [`replay`], and [`wasm_build`] for building plugin crates.
+//!
+//! Data flows one way: **source → inputs → router → plugin mailbox → component** (see
+//! ARCHITECTURE.md at the repository root).
 
 #![warn(missing_docs)]
 

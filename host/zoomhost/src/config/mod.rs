@@ -13,7 +13,7 @@
 //! max_failures = 5                 # failures within `failure_window_s` that quarantine a plugin
 //! failure_window_s = 60
 //! log_lines_per_second = 1000      # per plugin; the rest are counted and summarised
-//! # ...and the sandbox budgets: see `limits.rs` and README's "Sandbox and failure policy"
+//! # ...and the sandbox budgets: see `zoomhost_runtime::limits` and README's "Sandbox and failure policy"
 //!
 //! [plugins.transcript-forwarder.limits]   # one plugin's own limits, over [limits]
 //! event_deadline_ms = 10000
