@@ -12,45 +12,50 @@
 //!  `reload::watch` applies changes of the plugins folder and the config file.
 //! ```
 //!
-//! Modules: [`engine`] (wasmtime engine, linker, compile with a shape check first),
-//! `store`/`limiter`/`http_gate` (the sandbox: WASI without files or sockets, memory and
-//! table budgets over all memories, handle and host-call budgets, outbound HTTP gated by
-//! grants, capped and scoped to the call), [`instance`] (one instance: calls under
-//! deadlines), [`actor`] (failures, restarts, swaps), [`mailbox`], [`router`],
-//! [`plugin_host`], [`reload`], [`config`] and [`limits`] (what the operator configures).
+//! Modules: `engine` ([`Runtime`]: wasmtime engine, linker, compile after a shape check
+//! in `precheck`), `store`/`limiter`/`http_gate` (the sandbox: WASI without files or
+//! sockets, memory and table budgets over all memories, handle and host-call budgets,
+//! outbound HTTP gated by grants, capped and scoped to the call), [`instance`] (one
+//! instance: calls under deadlines), `actor` (failures, restarts, swaps), [`mailbox`],
+//! [`router`], `plugin_host` ([`PluginHost`]: load, swap, unload), [`reload`], and
+//! `config`/`limits` ([`RuntimeConfig`], [`Limits`]: what the operator configures).
+//! Private modules are reached through the re-exports below; the public ones are what
+//! the binary and the tests drive directly.
 //!
 //! It knows nothing of sockets or Zoom's wire formats: sources hand it plain
 //! [`zoomhost_types`] through [`zoomhost_types::InputSink`], which [`Router`] implements.
 
 #![warn(missing_docs)]
 
-pub mod actor;
+mod actor;
 pub mod bindings;
-pub mod capabilities;
-pub mod config;
+mod capabilities;
+mod config;
 mod convert;
 mod declared;
-pub mod engine;
+mod engine;
 mod http_gate;
 pub mod identity;
 pub mod instance;
 mod limiter;
-pub mod limits;
+mod limits;
 pub mod mailbox;
 mod output;
-pub mod plugin_host;
+mod plugin_host;
 mod precheck;
 pub mod reload;
 pub mod router;
-pub mod stats;
+mod stats;
 mod store;
 
+pub use actor::SwapReport;
+pub use capabilities::HostPattern;
 pub use config::{PluginGrant, ResolvedGrant, RuntimeConfig};
 pub use declared::Subscriptions;
-pub use engine::{LoadError, Runtime};
+pub use engine::{CompiledPlugin, LoadError, Runtime, EPOCH_TICK};
 pub use identity::{LogSink, PluginIdentity, PluginLogRecord};
 pub use limiter::BudgetExceeded;
 pub use limits::{Limits, HTTP_BODY_CHUNK, OUTBOUND_CONNECTION_BYTES};
 pub use plugin_host::{plugin_name, LoadOutcome, PluginHost, PluginInfo};
 pub use router::{EventPattern, MediaStream, Route, Router};
-pub use stats::StatsSnapshot;
+pub use stats::{PluginStats, StatsSnapshot};
