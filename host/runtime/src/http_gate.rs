@@ -28,8 +28,11 @@ pub struct HttpGate {
     identity: Arc<PluginIdentity>,
     /// When the call in progress must end (set with each call's deadline).
     pub(crate) deadline: Instant,
-    /// Cancelled when the call in progress ends.
+    /// Cancelled when the call in progress ends. Replaced only after a call that sent a
+    /// request, so the per-frame path allocates nothing for calls that make none.
     call: CancellationToken,
+    /// Whether the call in progress handed `call` to a request.
+    call_used: bool,
     /// Whether this call has already logged a refused request (one line per call).
     refusal_logged: bool,
 }
@@ -41,6 +44,7 @@ impl HttpGate {
             identity,
             deadline: Instant::now(),
             call: CancellationToken::new(),
+            call_used: false,
             refusal_logged: false,
         }
     }
@@ -48,13 +52,18 @@ impl HttpGate {
     /// A call starts: requests made from now on belong to it.
     pub(crate) fn begin_call(&mut self, deadline: Instant) {
         self.deadline = deadline;
-        self.call = CancellationToken::new();
+        if self.call_used || self.call.is_cancelled() {
+            self.call = CancellationToken::new();
+            self.call_used = false;
+        }
         self.refusal_logged = false;
     }
 
     /// The call ended (returned or killed): cancel what it left running.
     pub(crate) fn end_call(&mut self) {
-        self.call.cancel();
+        if self.call_used {
+            self.call.cancel();
+        }
     }
 }
 
@@ -161,6 +170,7 @@ impl WasiHttpHooks for HttpGate {
             return Box::new(async { Err(HttpError::ConnectionLimitReached) });
         };
         let options = Some(within_deadline(options, self.deadline));
+        self.call_used = true;
         let call = self.call.clone();
         let stats = self.identity.stats.clone();
         Box::new(async move {
