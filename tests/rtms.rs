@@ -77,6 +77,7 @@ fn started(sim: &RtmsSim, stream: &SimStream, source: EventSource) -> Event {
         "operator_id": "op-1",
     });
     Event {
+        id: zoomhost_protocol::event_id("meeting.rtms_started", 1_700_000_000_000, &payload),
         name: "meeting.rtms_started".into(),
         timestamp: 1_700_000_000_000,
         payload: payload.to_string(),
@@ -431,6 +432,7 @@ async fn rtms_stopped_closes_every_socket_with_1000_and_the_sessions() {
     let stop =
         json!({ "meeting_uuid": "mtg-stop==", "rtms_stream_id": "stream-stop", "stop_reason": 6 });
     inputs.event(Event {
+        id: zoomhost_protocol::event_id("meeting.rtms_stopped", 1_700_000_000_001, &stop),
         name: "meeting.rtms_stopped".into(),
         timestamp: 1_700_000_000_001,
         payload: stop.to_string(),

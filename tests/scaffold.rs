@@ -334,6 +334,7 @@ async fn a_standalone_scaffold_builds_loads_and_logs_events_and_media() {
     // Events: `meeting.*` only, with the topic from the payload.
     let router = host.router();
     let queued = router.dispatch_event(Event {
+        id: "scaffold-1".into(),
         name: "meeting.started".into(),
         timestamp: 1_700_000_000_000,
         payload: r#"{"account_id":"acc","object":{"id":"85746065","uuid":"mtg-uuid==","topic":"Weekly sync"}}"#.into(),

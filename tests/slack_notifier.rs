@@ -200,6 +200,7 @@ fn plugin_config(plugin: &str, slack: &FakeSlack, token: &str, config: &str) -> 
 
 fn zoom_event(name: &str, payload: &Value) -> Event {
     Event {
+        id: zoomhost_protocol::event_id(name, 1_700_000_000_000, payload),
         name: name.to_string(),
         timestamp: 1_700_000_000_000,
         payload: payload.to_string(),

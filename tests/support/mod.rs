@@ -144,6 +144,7 @@ impl TestHost {
 /// An event whose payload carries `id` (what the recorder reports).
 pub fn event(name: &str, id: usize) -> Event {
     Event {
+        id: format!("event-{id}"),
         name: name.to_string(),
         timestamp: 1_700_000_000_000 + id as u64,
         payload: format!(r#"{{"id":"e-{id}","object":{{"topic":"Standup"}}}}"#),

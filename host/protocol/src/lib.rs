@@ -13,16 +13,20 @@
 //!   `{client_id},{meeting_uuid},{rtms_stream_id}`), and the messages both sides build or
 //!   read.
 //!
+//! - [`event_id`]: the content-derived identity of a Zoom event (name, `event_ts`,
+//!   canonical payload), the same whichever source delivered it.
 //! - [`event_socket`]: the event WebSocket's envelopes (`build_connection`, `heartbeat`,
 //!   `message` with the event as a JSON string), built by the simulator and read by the
 //!   client.
 
 #![warn(missing_docs)]
 
+pub mod event_id;
 pub mod event_socket;
 mod mac;
 pub mod rtms;
 mod secret;
 pub mod webhook;
 
+pub use event_id::{event_id, event_id_of_text};
 pub use secret::Secret;

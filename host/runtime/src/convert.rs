@@ -70,6 +70,8 @@ impl From<plain::SessionKind> for wit::SessionKind {
             plain::SessionKind::Webinar => Self::Webinar,
             plain::SessionKind::VideoSdk => Self::VideoSdk,
             plain::SessionKind::ContactCenter => Self::ContactCenter,
+            // World 0.1.0 has no phone kind (0.2.0 adds it).
+            plain::SessionKind::Phone => Self::ContactCenter,
         }
     }
 }

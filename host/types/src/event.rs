@@ -16,6 +16,10 @@ pub enum EventSource {
 /// One Zoom event, in the webhook-body shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// The event's identity, derived from its content (name, `event_ts` and payload; see
+    /// `zoomhost_protocol::event_id`), so the same Zoom event has the same id whichever
+    /// source delivered it, and however often (Zoom retries webhooks).
+    pub id: String,
     /// The event name, e.g. `meeting.started`.
     pub name: String,
     /// Zoom's `event_ts`, in milliseconds.

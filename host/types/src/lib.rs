@@ -24,4 +24,4 @@ pub use media::{
     AudioCodec, AudioFormat, AudioFrame, ChatMessage, MediaKind, Participant, SessionKind,
     StreamInfo, StreamState, TranscriptSegment, VideoFrame,
 };
-pub use sink::{EventTap, InputSink, StreamSink};
+pub use sink::{ControlError, EventTap, InputSink, StreamControl, StreamSink};

@@ -81,6 +81,8 @@ pub enum SessionKind {
     VideoSdk,
     /// A Contact Center engagement.
     ContactCenter,
+    /// A Zoom Phone call.
+    Phone,
 }
 
 /// One RTMS stream, as it opens.
@@ -152,6 +154,11 @@ pub struct ChatMessage {
     pub timestamp: u64,
     /// The text.
     pub text: String,
+    /// Zoom's `message_id`, when the message came as structured (JSON) chat content.
+    pub message_id: Option<String>,
+    /// The whole structured chat content as JSON text (chat session, operation, sender,
+    /// receiver, files), when Zoom sent it as JSON rather than plain text.
+    pub details: Option<String>,
 }
 
 /// A participant.

@@ -50,3 +50,41 @@ pub trait StreamSink: Send + Sync {
     /// Ends the stream.
     fn close(self: Box<Self>);
 }
+
+/// Why a [`StreamControl`] request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlError {
+    /// No open stream has this id.
+    UnknownStream(String),
+    /// The stream cannot do this now (e.g. not connected, or not carrying video).
+    Unavailable(String),
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlError::UnknownStream(id) => write!(f, "no open RTMS stream {id}"),
+            ControlError::Unavailable(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
+
+/// Actions on open RTMS streams that plugins may ask for (when the operator grants it).
+/// The RTMS client implements it; the runtime calls it for a plugin's host-interface
+/// calls. A request only queues the action: it never blocks the caller.
+pub trait StreamControl: Send + Sync {
+    /// Asks Zoom to close the stream (`STREAM_CLOSE_REQ`); the stream then ends as every
+    /// stream does, for every plugin.
+    fn close_stream(&self, stream_id: &str) -> Result<(), ControlError>;
+
+    /// Subscribes the stream's individual video to one participant (`subscribe` true), or
+    /// stops it (`false`). One subscription per stream: a new one replaces the previous.
+    fn subscribe_video(
+        &self,
+        stream_id: &str,
+        user_id: u32,
+        subscribe: bool,
+    ) -> Result<(), ControlError>;
+}

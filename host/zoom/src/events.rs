@@ -225,12 +225,16 @@ fn parse_event(content: &serde_json::Value) -> Result<Event, Malformed> {
         return Err(Malformed::Content("empty event name".to_string()));
     }
     let payload = match body.payload {
-        serde_json::Value::Null => "{}".to_string(),
-        p => p.to_string(),
+        serde_json::Value::Null => serde_json::Value::Object(Default::default()),
+        p => p,
     };
+    let timestamp = timestamp_ms(&body.event_ts);
+    let id = zoomhost_protocol::event_id(&body.event, timestamp, &payload);
+    let payload = payload.to_string();
     Ok(Event {
+        id,
         name: body.event,
-        timestamp: timestamp_ms(&body.event_ts),
+        timestamp,
         payload,
         source: EventSource::Websocket,
     })

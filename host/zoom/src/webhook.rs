@@ -389,7 +389,9 @@ fn parse(body: &[u8], ts: i64) -> Result<Delivery, Refusal> {
         .get("event_ts")
         .and_then(|v| v.as_u64())
         .unwrap_or_else(|| (ts.max(0) as u64).saturating_mul(1000));
+    let id = zoomhost_protocol::event_id_of_text(name, timestamp, &payload_text);
     Ok(Delivery::Event(Event {
+        id,
         name: name.to_string(),
         timestamp,
         payload: payload_text,

@@ -90,6 +90,7 @@ fn bench_event(c: &mut Criterion) {
     let f = fixture();
     let payload = payload_1k();
     let event = Event {
+        id: "bench-event".into(),
         name: "meeting.participant_joined".into(),
         timestamp: 1_700_000_000_000,
         payload,
@@ -138,6 +139,7 @@ fn bench_routing(c: &mut Criterion) {
         });
     }
     let event = Event {
+        id: "bench-event".into(),
         name: "p7x200.participant_joined".into(),
         timestamp: 1_700_000_000_000,
         payload: "{}".into(),

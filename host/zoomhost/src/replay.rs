@@ -190,6 +190,7 @@ pub fn parse_line(line: &str) -> Result<ReplayItem, String> {
         return Err("\"payload\" must be a JSON object".into());
     }
     Ok(ReplayItem::Event(Event {
+        id: zoomhost_protocol::event_id(&ev.event, ev.event_ts, &ev.payload),
         name: ev.event,
         timestamp: ev.event_ts,
         payload: ev.payload.to_string(),

@@ -111,6 +111,7 @@ impl StreamStart {
             SessionKind::Webinar => &["webinar_uuid", "meeting_uuid"],
             SessionKind::VideoSdk => &["session_id", "meeting_uuid"],
             SessionKind::ContactCenter => &["engagement_id", "meeting_uuid"],
+            SessionKind::Phone => &["call_id"],
         };
         let meeting_uuid = id_keys
             .iter()

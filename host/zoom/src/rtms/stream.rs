@@ -1038,6 +1038,8 @@ impl MediaSocket {
                 user_name,
                 timestamp,
                 text: data.into_owned(),
+                message_id: None,
+                details: None,
             }),
         }
     }
