@@ -65,6 +65,66 @@ pub fn keep_alive_response(sequence: Option<&Value>, timestamp: Option<&Value>) 
     out
 }
 
+/// `EVENT_SUBSCRIPTION` with explicit `(event_type, subscribe)` pairs.
+pub fn event_subscription_changes(changes: &[(u32, bool)]) -> Value {
+    let events: Vec<Value> = changes
+        .iter()
+        .map(|(t, on)| json!({ "event_type": t, "subscribe": on }))
+        .collect();
+    json!({ "msg_type": msg::EVENT_SUBSCRIPTION, "events": events })
+}
+
+/// `STREAM_CLOSE_REQ`: the client asks Zoom to end the stream. Zoom answers
+/// `STREAM_CLOSE_RESP` (22), then the stream state TERMINATED with stop reason 20
+/// (receiver request close).
+pub fn stream_close_request(stream_id: &str) -> Value {
+    json!({ "msg_type": msg::STREAM_CLOSE_REQ, "rtms_stream_id": stream_id })
+}
+
+/// `STREAM_CLOSE_RESP`.
+pub fn stream_close_response(
+    stream_id: &str,
+    status_code: u32,
+    reason: &str,
+    timestamp: u64,
+) -> Value {
+    json!({
+        "msg_type": msg::STREAM_CLOSE_RESP,
+        "rtms_stream_id": stream_id,
+        "status_code": status_code,
+        "reason": reason,
+        "timestamp": timestamp,
+    })
+}
+
+/// `VIDEO_SUBSCRIPTION_REQ`: the individual video (`data_opt` 4) follows `user_id`
+/// (`subscribe` true; one participant at a time, a new request replaces the previous)
+/// or stops (`false`).
+pub fn video_subscription_request(user_id: u32, subscribe: bool, timestamp: u64) -> Value {
+    json!({
+        "msg_type": msg::VIDEO_SUBSCRIPTION_REQ,
+        "user_id": user_id,
+        "subscribe": subscribe,
+        "timestamp": timestamp,
+    })
+}
+
+/// `VIDEO_SUBSCRIPTION_RESP` (status 44: a duplicate subscription, harmless).
+pub fn video_subscription_response(
+    user_id: u32,
+    status_code: u32,
+    reason: &str,
+    timestamp: u64,
+) -> Value {
+    json!({
+        "msg_type": msg::VIDEO_SUBSCRIPTION_RESP,
+        "user_id": user_id,
+        "status_code": status_code,
+        "reason": reason,
+        "timestamp": timestamp,
+    })
+}
+
 /// `EVENT_UPDATE` carrying `event`.
 pub fn event_update(event: Value) -> Value {
     json!({"msg_type": msg::EVENT_UPDATE, "event": event})
@@ -144,6 +204,23 @@ mod tests {
         assert_eq!(
             ready_ack("s"),
             json!({"msg_type": 7, "rtms_stream_id": "s"})
+        );
+        assert_eq!(
+            stream_close_request("s"),
+            json!({"msg_type": 21, "rtms_stream_id": "s"})
+        );
+        assert_eq!(stream_close_response("s", 0, "OK", 5)["msg_type"], 22);
+        assert_eq!(
+            video_subscription_request(7, true, 5),
+            json!({"msg_type": 28, "user_id": 7, "subscribe": true, "timestamp": 5})
+        );
+        assert_eq!(
+            video_subscription_response(7, 44, "dup", 5)["status_code"],
+            44
+        );
+        assert_eq!(
+            subscriptions(&event_subscription_changes(&[(8, true), (9, false)])),
+            vec![(8, true), (9, false)]
         );
         assert_eq!(
             event_update(json!({"event_type": 1})),

@@ -2,10 +2,15 @@
 //!
 //! The client opens signaling with `SIGNALING_HAND_SHAKE_REQ` (1) and each media socket
 //! with `DATA_HAND_SHAKE_REQ` (3). Both carry `protocol_version` 1, a `sequence` that is
-//! new for every attempt, the `meeting_uuid` (for webinars, Video SDK sessions and
-//! Contact Center engagements the product's id goes there all the same), the
-//! `rtms_stream_id` and the [`signature`]; a media request adds `media_type` and
-//! `media_params` (see [`crate::rtms::media`]). The server answers with the matching
+//! new for every attempt, the session's id, the `rtms_stream_id` and the [`signature`];
+//! a media request adds `media_type` and `media_params` (see [`crate::rtms::media`]).
+//! The id goes under the product's key (`meeting_uuid`, `webinar_uuid`, `session_id`,
+//! `engagement_id`, `call_id`: [`crate::rtms::product`]), as Zoom's 2026 samples and its
+//! Contact Center docs send it, or always under `meeting_uuid`, as Zoom's C SDK was seen
+//! doing; servers accept either ([`request_id`]). The signature is computed over the same
+//! id value. A signaling request may carry `buffer_data`: absent or true, the server
+//! replays the audio it buffered before the client connected (up to 60 s); false drops
+//! that first buffer (audio buffered during later interruptions is replayed either way). The server answers with the matching
 //! response (2 or 4), echoing `sequence`, with a `status_code` (see
 //! [`crate::rtms::status`]) and a `reason`; on success a signaling reply adds
 //! `media_server.server_urls` and a media reply the effective `media_params`. A refused
@@ -35,6 +40,20 @@ pub fn signature(
     )
 }
 
+/// Who a handshake is for: the id field and value, the stream and the signature.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The id field (`meeting_uuid`, `webinar_uuid`, `session_id`, `engagement_id` or
+    /// `call_id`).
+    pub id_key: &'a str,
+    /// The session's id under that field (the signature is over this value).
+    pub id: &'a str,
+    /// `rtms_stream_id`.
+    pub stream_id: &'a str,
+    /// The handshake [`signature`].
+    pub signature: &'a str,
+}
+
 /// `SIGNALING_HAND_SHAKE_REQ`; `client_agent` names the client (`rtms_client_agent`).
 pub fn signaling_request(
     sequence: u64,
@@ -43,15 +62,36 @@ pub fn signaling_request(
     signature: &str,
     client_agent: &str,
 ) -> Value {
-    json!({
+    let who = Credentials {
+        id_key: "meeting_uuid",
+        id: meeting_uuid,
+        stream_id,
+        signature,
+    };
+    signaling_request_for(sequence, &who, client_agent, None)
+}
+
+/// `SIGNALING_HAND_SHAKE_REQ` with the id under `who.id_key`, and `buffer_data` when given
+/// (`None` leaves it out: Zoom's default, true).
+pub fn signaling_request_for(
+    sequence: u64,
+    who: &Credentials<'_>,
+    client_agent: &str,
+    buffer_data: Option<bool>,
+) -> Value {
+    let mut request = json!({
         "msg_type": msg::SIGNALING_HAND_SHAKE_REQ,
         "protocol_version": PROTOCOL_VERSION,
         "sequence": sequence,
-        "meeting_uuid": meeting_uuid,
-        "rtms_stream_id": stream_id,
-        "signature": signature,
+        who.id_key: who.id,
+        "rtms_stream_id": who.stream_id,
+        "signature": who.signature,
         "rtms_client_agent": client_agent,
-    })
+    });
+    if let Some(buffer) = buffer_data {
+        request["buffer_data"] = Value::Bool(buffer);
+    }
+    request
 }
 
 /// `DATA_HAND_SHAKE_REQ` for the media types in `media_type` (bits), asking for
@@ -64,16 +104,44 @@ pub fn data_request(
     media_type: u32,
     media_params: Value,
 ) -> Value {
+    let who = Credentials {
+        id_key: "meeting_uuid",
+        id: meeting_uuid,
+        stream_id,
+        signature,
+    };
+    data_request_for(sequence, &who, media_type, media_params)
+}
+
+/// `DATA_HAND_SHAKE_REQ` with the id under `who.id_key`.
+pub fn data_request_for(
+    sequence: u64,
+    who: &Credentials<'_>,
+    media_type: u32,
+    media_params: Value,
+) -> Value {
     json!({
         "msg_type": msg::DATA_HAND_SHAKE_REQ,
         "protocol_version": PROTOCOL_VERSION,
         "sequence": sequence,
-        "meeting_uuid": meeting_uuid,
-        "rtms_stream_id": stream_id,
-        "signature": signature,
+        who.id_key: who.id,
+        "rtms_stream_id": who.stream_id,
+        "signature": who.signature,
         "media_type": media_type,
         "payload_encryption": false,
         "media_params": media_params,
+    })
+}
+
+/// The id field and value a handshake request carries: the first of
+/// [`crate::rtms::product::ID_KEYS`] present with a non-empty string.
+pub fn request_id(request: &Value) -> Option<(&'static str, &str)> {
+    super::product::ID_KEYS.iter().find_map(|key| {
+        request
+            .get(*key)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(|v| (*key, v))
     })
 }
 
@@ -121,6 +189,30 @@ mod tests {
         assert_eq!(d["media_type"], 9);
         assert_eq!(d["payload_encryption"], false);
         assert_eq!(d["media_params"], json!({"audio": {}}));
+    }
+
+    #[test]
+    fn the_id_goes_under_the_products_key_and_buffer_data_only_when_set() {
+        let who = Credentials {
+            id_key: "engagement_id",
+            id: "e1",
+            stream_id: "sid",
+            signature: "abc",
+        };
+        let s = signaling_request_for(1, &who, "zoomhost/1", Some(false));
+        assert_eq!(s["engagement_id"], "e1");
+        assert!(s.get("meeting_uuid").is_none());
+        assert_eq!(s["buffer_data"], false);
+        assert_eq!(request_id(&s), Some(("engagement_id", "e1")));
+        let s = signaling_request_for(1, &who, "zoomhost/1", None);
+        assert!(s.get("buffer_data").is_none());
+        let d = data_request_for(2, &who, 1, json!({}));
+        assert_eq!(request_id(&d), Some(("engagement_id", "e1")));
+        assert_eq!(
+            request_id(&signaling_request(1, "m", "s", "x", "a")),
+            Some(("meeting_uuid", "m"))
+        );
+        assert_eq!(request_id(&json!({"meeting_uuid": ""})), None);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! below (`sample_rate` is a code, [`sample_rate`]; `channel` 1 or 2; `send_rate` the
 //! milliseconds per message, a multiple of 20). Video and screen share:
 //! `{content_type, codec, resolution, data_opt?, fps}`. Transcript:
-//! `{content_type, src_language}` or `{content_type, enable_lid}` (language detection).
+//! `{content_type, src_language?, enable_lid?}` (`src_language` a language number,
+//! [`transcript_language`]; `enable_lid` language detection, default true).
 //! Chat: `{content_type}`. The media handshake reply carries the effective values, which
 //! may differ from what was asked.
 
@@ -49,6 +50,8 @@ pub mod key {
 
 /// `content_type` of a media params object.
 pub mod content_type {
+    /// RTP (audio, video).
+    pub const RTP: u32 = 1;
     /// Raw audio.
     pub const RAW_AUDIO: u32 = 2;
     /// Raw video (video and screen share).
@@ -67,6 +70,10 @@ pub mod codec {
     pub const G722: u32 = 3;
     /// Opus (audio).
     pub const OPUS: u32 = 4;
+    /// JPEG (video at 5 fps or less, screen share at 1 fps or less).
+    pub const JPG: u32 = 5;
+    /// PNG (same rates as JPEG).
+    pub const PNG: u32 = 6;
     /// H.264 (video, screen share).
     pub const H264: u32 = 7;
 }
@@ -79,12 +86,41 @@ pub mod data_opt {
     pub const AUDIO_PER_SPEAKER: u32 = 2;
     /// Video: the active speaker's stream.
     pub const VIDEO_ACTIVE_SPEAKER: u32 = 3;
+    /// Video: one participant's stream, chosen with `VIDEO_SUBSCRIPTION_REQ` (28); no
+    /// video flows before a subscription.
+    pub const VIDEO_SINGLE_INDIVIDUAL: u32 = 4;
+}
+
+/// `src_language` of the transcript params: Zoom's transcript language numbers (-1 none,
+/// 0 Arabic ... 9 English ... 36 Vietnamese). It fixes the language for the first 30 s;
+/// after that, language detection (`enable_lid`, default true) takes over unless turned
+/// off.
+pub mod transcript_language {
+    /// No source language.
+    pub const NONE: i32 = -1;
+    /// Arabic, the first number.
+    pub const ARABIC: i32 = 0;
+    /// English.
+    pub const ENGLISH: i32 = 9;
+    /// Vietnamese, the last number.
+    pub const VIETNAMESE: i32 = 36;
+
+    /// Whether `n` is a language number Zoom defines.
+    pub fn is_valid(n: i64) -> bool {
+        (i64::from(NONE)..=i64::from(VIETNAMESE)).contains(&n)
+    }
 }
 
 /// `resolution` of a video or screen-share params object.
 pub mod resolution {
-    /// HD (720p).
+    /// SD (480p or 360p).
+    pub const SD: u32 = 1;
+    /// HD (720p; the video default).
     pub const HD: u32 = 2;
+    /// Full HD (1080p; the screen-share default).
+    pub const FHD: u32 = 3;
+    /// QHD.
+    pub const QHD: u32 = 4;
 }
 
 /// The audio `sample_rate` codes.

@@ -6,7 +6,8 @@
 //! binary frame. A stream goes through these steps:
 //!
 //! 1. Signaling handshake ([`handshake`]): the client sends 1 with `protocol_version` 1, a
-//!    fresh `sequence`, `meeting_uuid`, `rtms_stream_id` and the [`signature`]; the server
+//!    fresh `sequence`, the session id (under the product's key or `meeting_uuid`,
+//!    [`product`]), `rtms_stream_id` and the [`signature`]; the server
 //!    answers 2 with a `status_code` ([`status`], 0 is success) and the media servers'
 //!    URLs, one per media type key and `all` ([`media`]).
 //! 2. Media handshakes: on each media socket the client sends 3 with the same fields plus
@@ -19,7 +20,17 @@
 //! 4. Every socket gets keep-alive requests (12), answered at once with 13 echoing the
 //!    request's `sequence` and `timestamp` ([`control`]).
 //! 5. The stream ends with stream state TERMINATED and a stop reason
-//!    ([`states::stop_reason`]), then close frames.
+//!    ([`states::stop_reason`]), then close frames. The client may ask for the end with
+//!    `STREAM_CLOSE_REQ` (21, answered by 22, then TERMINATED with reason 20).
+//!
+//! Zoom's failure contract: a lost signaling socket takes media with it and Zoom sends
+//! `*.rtms_interrupted` (the client re-handshakes everything within about 60 s); a lost
+//! media socket is announced on signaling (event 7, or stream state INTERRUPTED with
+//! reason 14; the client re-handshakes that socket within 65 s and acknowledges again
+//! with 7); a failed server is announced by `*.rtms_started` again with new
+//! `server_urls` and a newer `event_ts`; stop reasons 10 to 19 and 24 are connection
+//! failures. A refused handshake is retried only for the duplicates 8 and 16
+//! ([`status::retry`]).
 //!
 //! Only numbers and shapes live here. Reading sockets, tolerating loose input and deciding
 //! what each message means for a stream belong to the two sides.
@@ -28,6 +39,7 @@ pub mod control;
 pub mod handshake;
 pub mod media;
 pub mod msg;
+pub mod product;
 pub mod states;
 pub mod status;
 

@@ -30,83 +30,95 @@ pub mod stream_state {
 pub mod session_state {
     /// Not started yet.
     pub const INACTIVE: u32 = 0;
+    /// Initializing.
+    pub const INITIALIZE: u32 = 1;
     /// Started.
     pub const STARTED: u32 = 2;
     /// Paused.
     pub const PAUSED: u32 = 3;
+    /// Resumed after a pause.
+    pub const RESUMED: u32 = 4;
     /// Stopped.
     pub const STOPPED: u32 = 5;
 }
 
 /// Why a stream stopped or was interrupted: `reason` of stream state updates,
 /// `stop_reason` of session state updates and of `*.rtms_stopped`.
+///
+/// 10 to 19 and 24 are connection failures ([`stop_reason::is_connection_failure`]): the
+/// stream is over and only a new stream (a new `rtms_started`) brings media back. 13 and
+/// 14 are also the `reason` of an INTERRUPTED stream state: signaling, respectively a
+/// media connection, was lost and may still be resumed.
 pub mod stop_reason {
-    /// The host stopped the stream.
-    pub const HOST_TRIGGERED: u32 = 1;
-    /// A user stopped the stream.
-    pub const USER_TRIGGERED: u32 = 2;
-    /// The user who started it left.
-    pub const USER_LEFT: u32 = 3;
-    /// The user who started it was removed.
-    pub const USER_EJECTED: u32 = 4;
-    /// The host disabled the app.
-    pub const HOST_DISABLED_APP: u32 = 5;
-    /// The meeting ended.
-    pub const MEETING_ENDED: u32 = 6;
-    /// The stream was canceled.
-    pub const STREAM_CANCELED: u32 = 7;
-    /// The stream was revoked.
-    pub const STREAM_REVOKED: u32 = 8;
-    /// Every app was disabled.
-    pub const ALL_APPS_DISABLED: u32 = 9;
-    /// An internal error on Zoom's side.
-    pub const INTERNAL_EXCEPTION: u32 = 10;
-    /// A connection timed out.
-    pub const CONNECTION_TIMEOUT: u32 = 11;
-    /// The first of the connection-interrupted reasons (12 to 16).
-    pub const CONNECTION_INTERRUPTED_FIRST: u32 = 12;
-    /// The last of the connection-interrupted reasons (12 to 16).
-    pub const CONNECTION_INTERRUPTED_LAST: u32 = 16;
-    /// Exit signal.
-    pub const EXIT_SIGNAL: u32 = 17;
-    /// Authentication failed.
-    pub const AUTHENTICATION_FAILURE: u32 = 18;
-    /// An interrupted stream was not resumed in time.
-    pub const AWAIT_RECONNECTION_TIMEOUT: u32 = 19;
-    /// The client asked to close the stream (`STREAM_CLOSE_REQ`).
-    pub const RECEIVER_REQUEST_CLOSE: u32 = 20;
-    /// A socket stopped answering keep-alives.
-    pub const KEEP_ALIVE_TIMEOUT: u32 = 24;
-    /// Stopped through the API.
-    pub const MANUAL_API: u32 = 25;
-    /// Streaming is not supported for this meeting.
-    pub const STREAMING_NOT_SUPPORTED: u32 = 26;
+    macro_rules! stop_table {
+        ($($code:literal $name:ident $text:literal,)*) => {
+            $(
+                #[doc = concat!("`STOP_BC_", stringify!($name), "`: ", $text, ".")]
+                pub const $name: u32 = $code;
+            )*
 
-    /// The name of a stop reason, for logs and reports ("unknown" for numbers it does not
-    /// know).
-    pub fn name(reason: i64) -> &'static str {
-        match reason {
-            1 => "host triggered",
-            2 => "user triggered",
-            3 => "user left",
-            4 => "user ejected",
-            5 => "host disabled app",
-            6 => "meeting ended",
-            7 => "stream canceled",
-            8 => "stream revoked",
-            9 => "all apps disabled",
-            10 => "internal exception",
-            11 => "connection timeout",
-            12..=16 => "connection interrupted",
-            17 => "exit signal",
-            18 => "authentication failure",
-            19 => "await-reconnection timeout",
-            20 => "receiver request close",
-            24 => "keep-alive timeout",
-            25 => "manual API",
-            26 => "streaming not supported",
-            _ => "unknown",
-        }
+            /// The name of a stop reason, for logs and reports ("unknown" for numbers it
+            /// does not know).
+            pub fn name(reason: i64) -> &'static str {
+                match reason {
+                    $($code => $text,)*
+                    _ => "unknown",
+                }
+            }
+
+            /// The table name of a stop reason (`STOP_BC_...`; `None` for unknown numbers).
+            pub fn table_name(reason: i64) -> Option<&'static str> {
+                match reason {
+                    $($code => Some(concat!("STOP_BC_", stringify!($name))),)*
+                    _ => None,
+                }
+            }
+        };
+    }
+
+    stop_table! {
+        0 UNDEFINED "undefined",
+        1 HOST_TRIGGERED "host triggered",
+        2 USER_TRIGGERED "user triggered",
+        3 USER_LEFT "user left",
+        4 USER_EJECTED "user ejected",
+        5 HOST_DISABLED_APP "host disabled app",
+        6 MEETING_ENDED "meeting ended",
+        7 STREAM_CANCELED "stream canceled",
+        8 STREAM_REVOKED "stream revoked",
+        9 ALL_APPS_DISABLED "all apps disabled",
+        10 INTERNAL_EXCEPTION "internal exception",
+        11 CONNECTION_TIMEOUT "connection timeout",
+        12 INSTANCE_CONNECTION_INTERRUPTED "instance connection interrupted",
+        13 SIGNAL_CONNECTION_INTERRUPTED "signal connection interrupted",
+        14 DATA_CONNECTION_INTERRUPTED "data connection interrupted",
+        15 SIGNAL_CONNECTION_CLOSED_ABNORMALLY "signal connection closed abnormally",
+        16 DATA_CONNECTION_CLOSED_ABNORMALLY "data connection closed abnormally",
+        17 EXIT_SIGNAL "exit signal",
+        18 AUTHENTICATION_FAILURE "authentication failure",
+        19 AWAIT_RECONNECTION_TIMEOUT "await-reconnection timeout",
+        20 RECEIVER_REQUEST_CLOSE "receiver request close",
+        21 CUSTOMER_DISCONNECTED "customer disconnected",
+        22 AGENT_DISCONNECTED "agent disconnected",
+        23 ADMIN_DISABLED_APP "admin disabled app",
+        24 KEEP_ALIVE_TIMEOUT "keep-alive timeout",
+        25 MANUAL_API_TRIGGERED "manual API triggered",
+        26 STREAMING_NOT_SUPPORTED "streaming not supported",
+    }
+
+    /// The first of the connection-interrupted reasons (12 to 16).
+    pub const CONNECTION_INTERRUPTED_FIRST: u32 = INSTANCE_CONNECTION_INTERRUPTED;
+    /// The last of the connection-interrupted reasons (12 to 16).
+    pub const CONNECTION_INTERRUPTED_LAST: u32 = DATA_CONNECTION_CLOSED_ABNORMALLY;
+    /// Stopped through the API (same as [`MANUAL_API_TRIGGERED`]).
+    pub const MANUAL_API: u32 = MANUAL_API_TRIGGERED;
+    /// The highest stop reason in the table.
+    pub const MAX: u32 = STREAMING_NOT_SUPPORTED;
+
+    /// Whether a stop reason is a connection failure (10 to 19, and 24): the stream
+    /// failed rather than ended, and needs a full restart (a new stream).
+    pub fn is_connection_failure(reason: i64) -> bool {
+        matches!(reason, 10..=19 | 24)
     }
 }
 
@@ -124,12 +136,24 @@ mod tests {
             stop_reason::name(stop_reason::KEEP_ALIVE_TIMEOUT.into()),
             "keep-alive timeout"
         );
-        for r in
-            stop_reason::CONNECTION_INTERRUPTED_FIRST..=stop_reason::CONNECTION_INTERRUPTED_LAST
-        {
-            assert_eq!(stop_reason::name(r.into()), "connection interrupted");
+        assert_eq!(stop_reason::name(14), "data connection interrupted");
+        assert_eq!(
+            stop_reason::table_name(19),
+            Some("STOP_BC_AWAIT_RECONNECTION_TIMEOUT")
+        );
+        for r in 0..=stop_reason::MAX {
+            assert_ne!(stop_reason::name(r.into()), "unknown", "{r}");
         }
-        assert_eq!(stop_reason::name(0), "unknown");
+        assert_eq!(stop_reason::name(27), "unknown");
         assert_eq!(stop_reason::name(-1), "unknown");
+        assert_eq!(stop_reason::table_name(27), None);
+    }
+
+    #[test]
+    fn connection_failures_are_10_to_19_and_24() {
+        let failures: Vec<u32> = (0..=30)
+            .filter(|r| stop_reason::is_connection_failure(i64::from(*r)))
+            .collect();
+        assert_eq!(failures, vec![10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 24]);
     }
 }

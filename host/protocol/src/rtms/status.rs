@@ -63,6 +63,33 @@ status_table! {
     41 INVALID_CLIENT_READY_ACK,
     42 INVALID_EVENT_SUBSCRIBE,
     43 INVALID_MEDIA_TRANSCRIPT_SOURCE_LANGUAGE,
+    44 DUPLICATE_VIDEO_SUBSCRIPTION,
+    45 INTERNAL_EXCEPTION,
+    46 INVALID_MEDIA_TRANSCRIPT_TARGET_LANGUAGE,
+    47 CHAT_SESSION_KEY_NOT_AVAILABLE,
+}
+
+/// What a client should do when a handshake is refused with a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Try again after a short delay: the server still holds the previous connection
+    /// (8, a duplicate signaling request). Zoom's own clients retry a few times, with
+    /// growing delays, on the first handshake too.
+    Transient,
+    /// After a dropped media socket the server may still hold the old one (16, a
+    /// duplicate media connection): one delayed retry, then give up.
+    OnceAfterMediaDrop,
+    /// Retrying cannot help (bad signature, unknown stream, bad params, ...): give up.
+    Final,
+}
+
+/// How a client treats a refusal with `code` (every code but 8 and 16 is final).
+pub fn retry(code: i64) -> Retry {
+    match u32::try_from(code) {
+        Ok(DUPLICATE_SIGNAL_REQUEST) => Retry::Transient,
+        Ok(DUPLICATE_MEDIA_DATA_CONNECTION) => Retry::OnceAfterMediaDrop,
+        _ => Retry::Final,
+    }
 }
 
 /// The table name of a non-zero `status_code` (`None` for 0 and unknown codes).
@@ -114,8 +141,21 @@ mod tests {
             name(INVALID_MEDIA_TRANSCRIPT_SOURCE_LANGUAGE.into()),
             Some("STATUS_INVALID_MEDIA_TRANSCRIPT_SOURCE_LANGUAGE")
         );
-        assert_eq!(name(44), None);
+        assert_eq!(
+            name(CHAT_SESSION_KEY_NOT_AVAILABLE.into()),
+            Some("STATUS_CHAT_SESSION_KEY_NOT_AVAILABLE")
+        );
+        assert_eq!(name(48), None);
         assert_eq!(name(-1), None);
         assert_eq!(describe(0, Some("")), "status_code 0");
+    }
+
+    #[test]
+    fn only_duplicates_are_worth_retrying() {
+        assert_eq!(retry(8), Retry::Transient);
+        assert_eq!(retry(16), Retry::OnceAfterMediaDrop);
+        for code in [2, 3, 4, 17, 40, 44, 45, 47, -1, 99] {
+            assert_eq!(retry(code), Retry::Final, "{code}");
+        }
     }
 }
