@@ -1,15 +1,21 @@
 //! Write zoomhost plugins in Rust: implement one trait, call one macro.
 //!
-//! A zoomhost plugin is a WebAssembly component built for the `zoomhost:plugin` world
-//! (`wit/plugin.wit`). This crate generates the bindings for that world and wraps them
-//! in a small, safe API:
+//! A zoomhost plugin is a WebAssembly component built for the `zoomhost:plugin@0.2.0`
+//! world (`wit/plugin.wit`). This crate generates the bindings for that world and wraps
+//! them in a small, safe API:
 //!
 //! * [`Plugin`]: what the plugin declares ([`Metadata`]) and how it handles Zoom events;
 //! * [`MediaSession`]: one value per RTMS stream, fed audio, transcript, video, share
 //!   and chat frames plus participant and state updates, and dropped when the stream ends;
 //! * [`export_plugin!`]: exports a [`Plugin`] as the component's `guest` interface;
 //! * helpers for what the host offers: [`log`] (and the [`info!`]-style macros),
-//!   [`config`] and a blocking outbound [`http`] client.
+//!   [`config`], a blocking outbound [`http`] client, and [`stream_control`] (close an
+//!   RTMS stream, subscribe a participant's video; the operator must grant it).
+//!
+//! Every [`Event`] carries an [`id`](Event::id) derived from its content: the same Zoom
+//! event has the same id whichever way it came and however often, so a plugin that must
+//! not act twice (where delivery is at-least-once, as across a cluster worker's crash)
+//! remembers the ids it handled.
 //!
 //! Build with `cargo build --release --target wasm32-wasip2`; a `cdylib` built for that
 //! target is already a component.
@@ -118,21 +124,21 @@ pub mod bindings {
         // Equality for the data types (tests, dedup) and hashing for the enums (sets,
         // maps). Not `additional_derives`: that would also hit types holding resources.
         additional_type_attributes: {
-            "zoomhost:plugin/types@0.1.0/metadata": [#[derive(PartialEq, Eq)]],
-            "zoomhost:plugin/types@0.1.0/event": [#[derive(PartialEq, Eq)]],
-            "zoomhost:plugin/types@0.1.0/audio-format": [#[derive(PartialEq, Eq)]],
-            "zoomhost:plugin/types@0.1.0/stream-info": [#[derive(PartialEq, Eq)]],
-            "zoomhost:plugin/types@0.1.0/audio-frame": [#[derive(PartialEq, Eq)]],
-            "zoomhost:plugin/types@0.1.0/transcript-segment": [#[derive(PartialEq, Eq)]],
-            "zoomhost:plugin/types@0.1.0/video-frame": [#[derive(PartialEq, Eq)]],
-            "zoomhost:plugin/types@0.1.0/chat-message": [#[derive(PartialEq, Eq)]],
-            "zoomhost:plugin/types@0.1.0/participant": [#[derive(PartialEq, Eq)]],
-            "zoomhost:plugin/types@0.1.0/media-kind": [#[derive(Hash)]],
-            "zoomhost:plugin/types@0.1.0/event-source": [#[derive(Hash)]],
-            "zoomhost:plugin/types@0.1.0/audio-codec": [#[derive(Hash)]],
-            "zoomhost:plugin/types@0.1.0/session-kind": [#[derive(Hash)]],
-            "zoomhost:plugin/types@0.1.0/stream-state": [#[derive(Hash)]],
-            "zoomhost:plugin/types@0.1.0/log-level": [#[derive(Hash)]],
+            "zoomhost:plugin/types@0.2.0/metadata": [#[derive(PartialEq, Eq)]],
+            "zoomhost:plugin/types@0.2.0/event": [#[derive(PartialEq, Eq)]],
+            "zoomhost:plugin/types@0.2.0/audio-format": [#[derive(PartialEq, Eq)]],
+            "zoomhost:plugin/types@0.2.0/stream-info": [#[derive(PartialEq, Eq)]],
+            "zoomhost:plugin/types@0.2.0/audio-frame": [#[derive(PartialEq, Eq)]],
+            "zoomhost:plugin/types@0.2.0/transcript-segment": [#[derive(PartialEq, Eq)]],
+            "zoomhost:plugin/types@0.2.0/video-frame": [#[derive(PartialEq, Eq)]],
+            "zoomhost:plugin/types@0.2.0/chat-message": [#[derive(PartialEq, Eq)]],
+            "zoomhost:plugin/types@0.2.0/participant": [#[derive(PartialEq, Eq)]],
+            "zoomhost:plugin/types@0.2.0/media-kind": [#[derive(Hash)]],
+            "zoomhost:plugin/types@0.2.0/event-source": [#[derive(Hash)]],
+            "zoomhost:plugin/types@0.2.0/audio-codec": [#[derive(Hash)]],
+            "zoomhost:plugin/types@0.2.0/session-kind": [#[derive(Hash)]],
+            "zoomhost:plugin/types@0.2.0/stream-state": [#[derive(Hash)]],
+            "zoomhost:plugin/types@0.2.0/log-level": [#[derive(Hash)]],
             "wasi:http/types@0.2.12/error-code": [#[derive(PartialEq, Eq)]],
             "wasi:http/types@0.2.12/header-error": [#[derive(PartialEq, Eq)]],
             "wasi:http/types@0.2.12/method": [#[derive(PartialEq, Eq)]],
@@ -153,6 +159,7 @@ pub mod export;
 pub mod http;
 pub mod log;
 mod plugin;
+pub mod stream_control;
 mod types;
 
 pub use plugin::{MediaSession, NoMedia, Plugin};

@@ -132,6 +132,7 @@ wit_names!(SessionKind {
     Webinar => "webinar",
     VideoSdk => "video-sdk",
     ContactCenter => "contact-center",
+    Phone => "phone",
 });
 
 wit_names!(StreamState {
@@ -188,6 +189,7 @@ mod tests {
     #[test]
     fn payload_json() {
         let event = Event {
+            id: "e1".into(),
             name: "meeting.started".into(),
             timestamp: 1,
             payload: r#"{"object":{"topic":"standup"}}"#.into(),

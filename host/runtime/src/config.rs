@@ -1,5 +1,6 @@
 //! What the runtime is configured with: the plugins folder, `[limits]`, and each plugin's
-//! grant (`[plugins.NAME]`: outbound HTTP origins, config values, enabled, own limits).
+//! grant (`[plugins.NAME]`: outbound HTTP origins, stream control, config values, enabled,
+//! own limits).
 //! The binary reads the file and composes this with the sources' sections.
 
 use std::collections::BTreeMap;
@@ -16,6 +17,9 @@ use crate::limits::Limits;
 pub struct PluginGrant {
     /// Outbound HTTP origins the plugin may call: `scheme://host[:port]`, `*` wildcards.
     pub allow_http: Vec<String>,
+    /// Whether the plugin may make requests on RTMS streams (the WIT `stream-control`
+    /// interface: close a stream, subscribe a participant's video). Off by default.
+    pub stream_control: bool,
     /// Config values handed to the plugin; `${ENV_VAR}` is expanded at load.
     pub config: BTreeMap<String, String>,
     /// Set to false to keep a plugin in the folder without loading it.
@@ -29,6 +33,8 @@ pub struct PluginGrant {
 pub struct ResolvedGrant {
     /// Parsed outbound HTTP patterns.
     pub allow_http: Vec<HostPattern>,
+    /// Whether the plugin may make requests on RTMS streams.
+    pub stream_control: bool,
     /// Config values with `${ENV}` expanded.
     pub config: BTreeMap<String, String>,
     /// Whether the plugin is loaded at all.
@@ -108,6 +114,7 @@ impl RuntimeConfig {
                 name,
                 ResolvedGrant {
                     allow_http,
+                    stream_control: grant.stream_control,
                     config,
                     enabled: grant.enabled.unwrap_or(true),
                     limits: plugin_limits,

@@ -20,6 +20,7 @@ impl From<plain::EventSource> for wit::EventSource {
 impl From<plain::Event> for wit::Event {
     fn from(e: plain::Event) -> Self {
         Self {
+            id: e.id,
             name: e.name,
             timestamp: e.timestamp,
             payload: e.payload,
@@ -70,8 +71,7 @@ impl From<plain::SessionKind> for wit::SessionKind {
             plain::SessionKind::Webinar => Self::Webinar,
             plain::SessionKind::VideoSdk => Self::VideoSdk,
             plain::SessionKind::ContactCenter => Self::ContactCenter,
-            // World 0.1.0 has no phone kind (0.2.0 adds it).
-            plain::SessionKind::Phone => Self::ContactCenter,
+            plain::SessionKind::Phone => Self::Phone,
         }
     }
 }
@@ -155,6 +155,8 @@ impl From<plain::ChatMessage> for wit::ChatMessage {
             user_name: m.user_name,
             timestamp: m.timestamp,
             text: m.text,
+            message_id: m.message_id,
+            details: m.details,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The wasmtime side: one engine (pooling allocator where the machine allows it), one
-//! linker with WASI p2 + wasi-http + the `host` interface, an epoch ticker for deadlines,
-//! and compilation with the checks that give clear errors for bad files.
+//! linker with WASI p2 + wasi-http + the `host` and `stream-control` interfaces of every
+//! served world version, an epoch ticker for deadlines, and compilation with the checks
+//! that give clear errors for bad files (among them the world check: a component must
+//! export `zoomhost:plugin/guest` at a served version, 0.2.0 or 0.1.0).
 //!
 //! A Cranelift compile cannot be interrupted, so a component's shape is checked against
 //! the plugin's limits before compiling ([`super::precheck`]); compiles then run one at a
@@ -15,11 +17,13 @@ use thiserror::Error;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::{self, PluginPre, WORLD_PACKAGE, WORLD_VERSION};
+use crate::bindings::{self, WorldVersion, SERVED_VERSIONS, WORLD_PACKAGE, WORLD_VERSION};
 use crate::config::RuntimeConfig;
+use crate::guest::GuestPre;
 use crate::limits::Limits;
 use crate::precheck::{self, ShapeLimits};
 use crate::store::StoreState;
+use crate::stream_control::ControlSlot;
 
 /// How often the engine's epoch advances; deadlines are checked at this granularity and
 /// a running guest yields to the executor this often.
@@ -45,7 +49,7 @@ pub enum LoadError {
         origin: String,
     },
     /// Wrong world version.
-    #[error("{origin}: built for {found}, but this host serves {WORLD_PACKAGE}@{WORLD_VERSION}; rebuild it against zoomhost-sdk for {WORLD_VERSION}")]
+    #[error("{origin}: built for {found}, but this host serves {}; rebuild it against zoomhost-sdk for {WORLD_VERSION}", served())]
     WorldVersion {
         /// File or name.
         origin: String,
@@ -53,7 +57,7 @@ pub enum LoadError {
         found: String,
     },
     /// Does not export the plugin interface at all.
-    #[error("{origin}: is a component but not a zoomhost plugin: it does not export {WORLD_PACKAGE}/guest@{WORLD_VERSION} (exports: {exports})")]
+    #[error("{origin}: is a component but not a zoomhost plugin: it does not export {WORLD_PACKAGE}/guest@{WORLD_VERSION} (or another served version) (exports: {exports})")]
     NotAPlugin {
         /// File or name.
         origin: String,
@@ -90,7 +94,23 @@ pub enum LoadError {
 pub struct CompiledPlugin {
     /// Where it came from (file path or name), for messages.
     pub origin: String,
-    pub(crate) pre: PluginPre<StoreState>,
+    pub(crate) pre: GuestPre,
+}
+
+impl CompiledPlugin {
+    /// The world version the component was built for.
+    pub fn world_version(&self) -> WorldVersion {
+        self.pre.version()
+    }
+}
+
+/// The served versions for messages: `zoomhost:plugin@0.2.0 and zoomhost:plugin@0.1.0`.
+fn served() -> String {
+    SERVED_VERSIONS
+        .iter()
+        .map(|v| format!("{WORLD_PACKAGE}@{v}"))
+        .collect::<Vec<_>>()
+        .join(" and ")
 }
 
 impl std::fmt::Debug for CompiledPlugin {
@@ -112,6 +132,8 @@ pub struct Runtime {
     ticker_stop: Arc<AtomicBool>,
     /// Held through each compile: one at a time.
     compiling: Mutex<()>,
+    /// The host's stream control, shared by every plugin's store.
+    control: Arc<ControlSlot>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -191,6 +213,16 @@ impl Runtime {
             |s| s,
         )
         .map_err(|e| anyhow::anyhow!("linking zoomhost host interface: {e}"))?;
+        bindings::zoomhost::plugin::stream_control::add_to_linker::<_, HasSelf<StoreState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("linking zoomhost stream-control interface: {e}"))?;
+        bindings::v0_1::zoomhost::plugin0_1_0::host::add_to_linker::<_, HasSelf<StoreState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("linking zoomhost host interface 0.1.0: {e}"))?;
 
         tracing::debug!(
             pooling,
@@ -222,7 +254,19 @@ impl Runtime {
             pooling,
             ticker_stop,
             compiling: Mutex::new(()),
+            control: Arc::new(ControlSlot::default()),
         })
+    }
+
+    /// Gives plugins' `stream-control` requests to `control` (the RTMS client), or, with
+    /// `None`, answers them "no RTMS client in this host". Takes effect on the next call.
+    pub fn set_stream_control(&self, control: Option<Arc<dyn zoomhost_types::StreamControl>>) {
+        self.control.set(control);
+    }
+
+    /// The slot plugins' stores read the stream control from.
+    pub(crate) fn control(&self) -> Arc<ControlSlot> {
+        self.control.clone()
     }
 
     /// The engine.
@@ -270,7 +314,7 @@ impl Runtime {
             origin: origin.clone(),
             reason: format!("{e:#}"),
         })?;
-        check_world(&self.engine, &component, &origin)?;
+        let version = check_world(&self.engine, &component, &origin)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -278,7 +322,7 @@ impl Runtime {
                 origin: origin.clone(),
                 reason: format!("{e:#}"),
             })?;
-        let pre = PluginPre::new(pre).map_err(|e| LoadError::Link {
+        let pre = GuestPre::new(version, pre).map_err(|e| LoadError::Link {
             origin: origin.clone(),
             reason: format!("{e:#}"),
         })?;
@@ -299,19 +343,23 @@ fn shape_limits(limits: &Limits) -> ShapeLimits {
     }
 }
 
-/// Checks that the component exports `zoomhost:plugin/guest` at the version this host
-/// serves, naming both versions when it does not.
-fn check_world(engine: &Engine, component: &Component, origin: &str) -> Result<(), LoadError> {
+/// Checks that the component exports `zoomhost:plugin/guest` at a version this host
+/// serves and returns it, naming the component's and the served versions when it does
+/// not.
+fn check_world(
+    engine: &Engine,
+    component: &Component,
+    origin: &str,
+) -> Result<WorldVersion, LoadError> {
     let ty = component.component_type();
-    let wanted = format!("{WORLD_PACKAGE}/guest@{WORLD_VERSION}");
     let prefix = format!("{WORLD_PACKAGE}/guest");
     let mut names = Vec::new();
     for (name, _) in ty.exports(engine) {
-        if name == wanted {
-            return Ok(());
-        }
         if let Some(rest) = name.strip_prefix(&prefix) {
             let version = rest.strip_prefix('@').unwrap_or("(unversioned)");
+            if let Some(served) = WorldVersion::from_version(version) {
+                return Ok(served);
+            }
             return Err(LoadError::WorldVersion {
                 origin: origin.to_string(),
                 found: format!("{WORLD_PACKAGE}@{version}"),

@@ -12,9 +12,10 @@ use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings::types::{Event, Metadata, StreamInfo};
-use crate::bindings::Plugin;
+use crate::bindings::WorldVersion;
 use crate::declared::{self, Subscriptions};
 use crate::engine::{CompiledPlugin, Runtime, EPOCH_TICK};
+use crate::guest::Guest;
 use crate::identity::PluginIdentity;
 use crate::limiter::BudgetExceeded;
 use crate::limits::Limits;
@@ -189,7 +190,7 @@ impl From<Fatal> for CallError {
 /// One instantiated plugin.
 pub struct LiveInstance {
     store: Store<StoreState>,
-    plugin: Plugin,
+    plugin: Guest,
     sessions: HashMap<Arc<str>, ResourceAny>,
     metadata: Metadata,
     subscriptions: Subscriptions,
@@ -255,7 +256,10 @@ impl LiveInstance {
                 runtime.max_memory_bytes() >> 20
             ));
         }
-        let mut store = Store::new(runtime.engine(), StoreState::new(identity, &limits));
+        let mut store = Store::new(
+            runtime.engine(),
+            StoreState::new(identity, &limits, runtime.control()),
+        );
         store.limiter(|s| &mut s.limiter);
         store.set_max_component_handles(limits.max_handles as usize);
         store.set_hostcall_fuel(usize::try_from(limits.hostcall_bytes).unwrap_or(usize::MAX));
@@ -268,31 +272,16 @@ impl LiveInstance {
         });
         let deadline = limits.event_deadline();
         arm(&mut store, deadline);
-        let plugin = guarded(
-            deadline,
-            &limits,
-            compiled.pre.instantiate_async(&mut store),
-        )
-        .await;
+        let plugin = guarded(deadline, &limits, compiled.pre.instantiate(&mut store)).await;
         let plugin = disarm(&mut store, plugin).map_err(|e| format!("instantiate failed: {e}"))?;
         arm(&mut store, deadline);
-        let metadata = guarded(
-            deadline,
-            &limits,
-            plugin.zoomhost_plugin_guest().call_metadata(&mut store),
-        )
-        .await;
+        let metadata = guarded(deadline, &limits, plugin.metadata(&mut store)).await;
         let metadata =
             disarm(&mut store, metadata).map_err(|e| format!("metadata() failed: {e}"))?;
         let subscriptions =
             declared::check(&metadata, &limits).map_err(|e| format!("metadata() rejected: {e}"))?;
         arm(&mut store, deadline);
-        let init = guarded(
-            deadline,
-            &limits,
-            plugin.zoomhost_plugin_guest().call_init(&mut store),
-        )
-        .await;
+        let init = guarded(deadline, &limits, plugin.init(&mut store)).await;
         disarm(&mut store, init)
             .map_err(|e| format!("init() failed: {e}"))?
             .map_err(|e| format!("init() returned error: {}", guest_text(e)))?;
@@ -306,6 +295,14 @@ impl LiveInstance {
             media_deadline: limits.media_deadline(),
             limits,
         })
+    }
+
+    /// The world version the component was built for.
+    pub fn world_version(&self) -> WorldVersion {
+        match self.plugin {
+            Guest::V0_2(_) => WorldVersion::V0_2,
+            Guest::V0_1(_) => WorldVersion::V0_1,
+        }
     }
 
     /// What the plugin declared.
@@ -322,11 +319,10 @@ impl LiveInstance {
     pub async fn handle_event(&mut self, event: &Event) -> Result<(), CallError> {
         let d = self.event_deadline;
         arm(&mut self.store, d);
-        let guest = self.plugin.zoomhost_plugin_guest();
         let r = guarded(
             d,
             &self.limits,
-            guest.call_handle_event(&mut self.store, event),
+            self.plugin.handle_event(&mut self.store, event),
         )
         .await;
         guest_result(disarm(&mut self.store, r)?)
@@ -340,13 +336,10 @@ impl LiveInstance {
     ) -> Result<(), CallError> {
         let d = self.media_deadline;
         arm(&mut self.store, d);
-        let guest = self.plugin.zoomhost_plugin_guest();
         let session = guarded(
             d,
             &self.limits,
-            guest
-                .media_session()
-                .call_constructor(&mut self.store, info),
+            self.plugin.open_session(&mut self.store, info),
         )
         .await;
         let session = disarm(&mut self.store, session)?;
@@ -382,34 +375,14 @@ impl LiveInstance {
         let Some(session) = self.sessions.get(stream).copied() else {
             return Ok(false);
         };
-        arm(&mut self.store, self.media_deadline);
-        let guest = self.plugin.zoomhost_plugin_guest();
-        let s = guest.media_session();
-        let store = &mut self.store;
         let d = self.media_deadline;
-        let l = &self.limits;
-        let r = match item {
-            MediaItem::Audio(f) => guarded(d, l, s.call_on_audio(store, session, f)).await,
-            MediaItem::Transcript(t) => {
-                guarded(d, l, s.call_on_transcript(store, session, t)).await
-            }
-            MediaItem::Video(f) => guarded(d, l, s.call_on_video(store, session, f)).await,
-            MediaItem::Share(f) => guarded(d, l, s.call_on_share(store, session, f)).await,
-            MediaItem::Chat(m) => guarded(d, l, s.call_on_chat(store, session, m)).await,
-            MediaItem::Join(p) => {
-                guarded(d, l, s.call_on_participant_join(store, session, p)).await
-            }
-            MediaItem::Leave(p) => {
-                guarded(d, l, s.call_on_participant_leave(store, session, p)).await
-            }
-            MediaItem::Speaker(p) => {
-                guarded(d, l, s.call_on_active_speaker(store, session, p)).await
-            }
-            MediaItem::State(st) => {
-                guarded(d, l, s.call_on_stream_state(store, session, *st)).await
-            }
-            MediaItem::Open(_) | MediaItem::Close => Ok(Ok(())),
-        };
+        arm(&mut self.store, d);
+        let r = guarded(
+            d,
+            &self.limits,
+            self.plugin.media(&mut self.store, session, item),
+        )
+        .await;
         let r = disarm(&mut self.store, r)?;
         if matches!(item, MediaItem::Open(_) | MediaItem::Close) {
             return Ok(false);
@@ -421,8 +394,7 @@ impl LiveInstance {
     pub async fn snapshot(&mut self) -> Result<Option<Vec<u8>>, CallError> {
         let d = self.event_deadline;
         arm(&mut self.store, d);
-        let guest = self.plugin.zoomhost_plugin_guest();
-        let r = guarded(d, &self.limits, guest.call_snapshot(&mut self.store)).await;
+        let r = guarded(d, &self.limits, self.plugin.snapshot(&mut self.store)).await;
         Ok(disarm(&mut self.store, r)?)
     }
 
@@ -430,8 +402,7 @@ impl LiveInstance {
     pub async fn restore(&mut self, state: &[u8]) -> Result<(), CallError> {
         let d = self.event_deadline;
         arm(&mut self.store, d);
-        let guest = self.plugin.zoomhost_plugin_guest();
-        let r = guarded(d, &self.limits, guest.call_restore(&mut self.store, state)).await;
+        let r = guarded(d, &self.limits, self.plugin.restore(&mut self.store, state)).await;
         guest_result(disarm(&mut self.store, r)?)
     }
 }

@@ -30,10 +30,12 @@
 mod actor;
 pub mod bindings;
 mod capabilities;
+mod compat;
 mod config;
 mod convert;
 mod declared;
 mod engine;
+mod guest;
 mod http_gate;
 pub mod identity;
 pub mod instance;
@@ -47,6 +49,7 @@ pub mod reload;
 pub mod router;
 mod stats;
 mod store;
+mod stream_control;
 
 pub use actor::SwapReport;
 pub use capabilities::HostPattern;
@@ -59,3 +62,4 @@ pub use limits::{Limits, HTTP_BODY_CHUNK, OUTBOUND_CONNECTION_BYTES};
 pub use plugin_host::{plugin_name, LoadOutcome, PluginHost, PluginInfo};
 pub use router::{EventPattern, MediaStream, Route, Router};
 pub use stats::{PluginStats, StatsSnapshot};
+pub use stream_control::NO_RTMS_CLIENT;

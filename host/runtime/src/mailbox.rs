@@ -218,6 +218,7 @@ mod tests {
 
     fn event(i: u64) -> Arc<Event> {
         Arc::new(Event {
+            id: format!("event-{i}"),
             name: "meeting.started".into(),
             timestamp: i,
             payload: "{}".into(),

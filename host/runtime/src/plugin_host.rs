@@ -222,6 +222,14 @@ impl PluginHost {
         &self.runtime
     }
 
+    /// Gives plugins' `stream-control` requests (close a stream, subscribe a
+    /// participant's video) to `control`, the host's RTMS client. Until it is set, a
+    /// granted plugin's request returns "no RTMS client in this host". Takes effect on
+    /// the next call of every loaded plugin.
+    pub fn set_stream_control(&self, control: Arc<dyn zoomhost_types::StreamControl>) {
+        self.runtime.set_stream_control(Some(control));
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> RuntimeConfig {
         self.config

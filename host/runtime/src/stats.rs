@@ -37,6 +37,11 @@ pub struct PluginStats {
     /// Outbound HTTP requests (or their connections) cancelled because the call that
     /// made them ended first.
     pub http_cancelled: AtomicU64,
+    /// Stream-control requests (close a stream, subscribe video) passed to the RTMS
+    /// client.
+    pub stream_control_requests: AtomicU64,
+    /// Stream-control requests denied because the plugin is not granted `stream_control`.
+    pub stream_control_denied: AtomicU64,
     /// Log lines suppressed by the rate limit.
     pub logs_suppressed: AtomicU64,
     /// Total time spent inside the plugin, in microseconds.
@@ -66,6 +71,8 @@ pub struct StatsSnapshot {
     pub http_denied: u64,
     pub http_refused: u64,
     pub http_cancelled: u64,
+    pub stream_control_requests: u64,
+    pub stream_control_denied: u64,
     pub logs_suppressed: u64,
     pub busy_micros: u64,
     pub quarantined: bool,
@@ -112,6 +119,8 @@ impl PluginStats {
             http_denied: self.http_denied.load(Relaxed),
             http_refused: self.http_refused.load(Relaxed),
             http_cancelled: self.http_cancelled.load(Relaxed),
+            stream_control_requests: self.stream_control_requests.load(Relaxed),
+            stream_control_denied: self.stream_control_denied.load(Relaxed),
             logs_suppressed: self.logs_suppressed.load(Relaxed),
             busy_micros: self.busy_micros.load(Relaxed),
             quarantined: self.quarantined.load(Relaxed),

@@ -1,5 +1,7 @@
 //! What a plugin's wasmtime `Store` holds: WASI with no filesystem, sockets or env,
-//! wasi-http gated by the operator's grants, the memory cap, and the plugin's identity.
+//! wasi-http gated by the operator's grants, the memory cap, the plugin's identity, and
+//! the host's stream control (used by `stream_control`). The `host` interface is served
+//! here for both world versions.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,12 +11,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::types::LogLevel;
+use crate::bindings::v0_1::zoomhost::plugin0_1_0 as v0_1;
 use crate::bindings::zoomhost::plugin::host;
 use crate::http_gate::HttpGate;
 use crate::identity::PluginIdentity;
 use crate::limiter::SandboxLimiter;
 use crate::limits::Limits;
 use crate::output::GuestOutput;
+use crate::stream_control::ControlSlot;
 
 /// A reserved `config-get` key: the milliseconds left before the deadline of the call in
 /// progress, so a plugin can decide whether a retry still fits. Operators cannot set keys
@@ -32,6 +36,8 @@ pub struct StoreState {
     gate: HttpGate,
     pub(crate) limiter: SandboxLimiter,
     pub(crate) identity: Arc<PluginIdentity>,
+    /// The host's stream control, shared by every store.
+    pub(crate) control: Arc<ControlSlot>,
     /// When the call in progress must stop; checked on every epoch tick.
     pub(crate) deadline: Instant,
 }
@@ -39,8 +45,12 @@ pub struct StoreState {
 impl StoreState {
     /// A sandbox for `identity` under `limits`: no preopens, no env, no args, no sockets,
     /// no name lookup; stdout/stderr become tracing records; host-side resources capped
-    /// (see [`Limits::host_bytes_bound`]).
-    pub fn new(identity: Arc<PluginIdentity>, limits: &Limits) -> Self {
+    /// (see [`Limits::host_bytes_bound`]). `control` is the host's stream control.
+    pub(crate) fn new(
+        identity: Arc<PluginIdentity>,
+        limits: &Limits,
+        control: Arc<ControlSlot>,
+    ) -> Self {
         let wasi = WasiCtx::builder()
             .stdout(GuestOutput::new(identity.clone(), "stdout"))
             .stderr(GuestOutput::new(identity.clone(), "stderr"))
@@ -62,6 +72,7 @@ impl StoreState {
             gate: HttpGate::new(identity.clone()),
             limiter: SandboxLimiter::new(limits),
             identity,
+            control,
             deadline: Instant::now(),
         }
     }
@@ -117,3 +128,20 @@ impl host::Host for StoreState {
 }
 
 impl super::bindings::zoomhost::plugin::types::Host for StoreState {}
+
+/// World 0.1.0's `host` interface: the same functions, its own log-level type.
+impl v0_1::host::Host for StoreState {
+    fn log(&mut self, level: v0_1::types::LogLevel, message: String) {
+        host::Host::log(self, crate::compat::log_level(level), message);
+    }
+
+    fn config_get(&mut self, key: String) -> Option<String> {
+        host::Host::config_get(self, key)
+    }
+
+    fn config_keys(&mut self) -> Vec<String> {
+        host::Host::config_keys(self)
+    }
+}
+
+impl v0_1::types::Host for StoreState {}
