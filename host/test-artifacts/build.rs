@@ -15,6 +15,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("transcript-forwarder", "plugins/transcript-forwarder"),
     ("recorder", "tests/plugins/recorder"),
     ("hostile", "tests/plugins/hostile"),
+    ("recorder-v0-1", "tests/plugins/recorder-v0-1"),
     ("future-world", "tests/plugins/future-world"),
     ("noop", "tests/plugins/noop"),
 ];

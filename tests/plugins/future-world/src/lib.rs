@@ -1,5 +1,6 @@
-//! `future-world`: a plugin built for `zoomhost:plugin@0.2.0`, a version of the world
-//! the host does not serve. The host must refuse it, naming both versions.
+//! `future-world`: a plugin built for `zoomhost:plugin@0.3.0`, a version of the world
+//! the host does not serve (it serves 0.2.0 and 0.1.0). The host must refuse it, naming
+//! its version and the served ones.
 //!
 //! `wit/` is a copy of the repository's `wit/` with only the package version changed.
 //! It uses `wit-bindgen` directly because the SDK is bound to the served version.

@@ -6,19 +6,25 @@
 //! ```text
 //! rec init restored=<n|none>
 //! rec restore n=<n>
-//! rec event n=<running count> name=<event name> id=<payload "id" or -> ts=<event_ts>
-//! rec open stream=<stream-id> meeting=<meeting-id> rate=<sample-rate> ch=<channels>
+//! rec event n=<running count> name=<event name> id=<payload "id" or -> ts=<event_ts> eid=<event.id>
+//! rec open stream=<stream-id> meeting=<meeting-id> rate=<sample-rate> ch=<channels> kind=<session kind>
 //! rec audio stream=<id> n=<count> user=<user-id> ts=<ts> len=<bytes> sum=<fnv1a-64, 16 hex>
 //! rec video stream=<id> n=<count> user=<user-id> ts=<ts> len=<bytes> sum=<fnv1a-64, 16 hex>
 //! rec share stream=<id> n=<count> user=<user-id> ts=<ts> len=<bytes> sum=<fnv1a-64, 16 hex>
 //! rec transcript stream=<id> n=<count> user=<user-id> ts=<ts> text=<JSON string>
-//! rec chat stream=<id> n=<count> user=<user-id> ts=<ts> text=<JSON string>
+//! rec chat stream=<id> n=<count> user=<user-id> ts=<ts> mid=<message-id or -> details=<JSON string or -> text=<JSON string>
 //! rec join stream=<id> user=<user-id>
 //! rec leave stream=<id> user=<user-id>
 //! rec speaker stream=<id> user=<user-id>
 //! rec state stream=<id> state=<WIT case name, e.g. active>
 //! rec close stream=<id> audio=<count> transcript=<count>
+//! rec control op=<close|video> stream=<id> result=<ok|JSON string of the error>
 //! ```
+//!
+//! Stream control: an event named `test.close_stream` (payload `{"stream": ...}`) makes
+//! the plugin call `stream_control::close_stream`, and `test.subscribe_video` (payload
+//! `{"stream": ..., "user": n, "on": bool}`) `stream_control::subscribe_video`; the
+//! outcome is a `rec control` line, logged after the event's `rec event` line.
 //!
 //! Per-stream counts (`n=` of media lines) start at 1 for each kind. The event count
 //! is instance-wide, is what `snapshot` saves (u64 little-endian) and what `restore`
@@ -31,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use zoomhost_sdk::serde_json;
 use zoomhost_sdk::{
-    config, info, AudioFrame, ChatMessage, Event, MediaKind, MediaSession, Metadata, Participant,
+    config, info, stream_control, AudioFrame, ChatMessage, Event, MediaKind, MediaSession, Metadata, Participant,
     Plugin, StreamInfo, StreamState, TranscriptSegment, VideoFrame,
 };
 
@@ -84,9 +90,10 @@ impl Plugin for Recorder {
             })
             .unwrap_or_else(|| "-".to_string());
         info!(
-            "rec event n={n} name={} id={id} ts={}",
-            event.name, event.timestamp
+            "rec event n={n} name={} id={id} ts={} eid={}",
+            event.name, event.timestamp, event.id
         );
+        control(&event);
         Ok(())
     }
 
@@ -104,6 +111,29 @@ impl Plugin for Recorder {
         info!("rec restore n={n}");
         Ok(())
     }
+}
+
+/// Makes the stream-control call a `test.*` event asks for, and logs its outcome.
+fn control(event: &Event) {
+    let op = match event.name.as_str() {
+        "test.close_stream" => "close",
+        "test.subscribe_video" => "video",
+        _ => return,
+    };
+    let payload = event.payload_json().unwrap_or_default();
+    let stream = payload["stream"].as_str().unwrap_or_default();
+    let result = if op == "close" {
+        stream_control::close_stream(stream)
+    } else {
+        let user = payload["user"].as_u64().unwrap_or(0) as u32;
+        let on = payload["on"].as_bool().unwrap_or(true);
+        stream_control::subscribe_video(stream, user, on)
+    };
+    let result = match result {
+        Ok(()) => "ok".to_string(),
+        Err(e) => json(&e),
+    };
+    info!("rec control op={op} stream={stream} result={result}");
 }
 
 /// Splits a comma-separated config value, dropping blanks.
@@ -129,8 +159,12 @@ struct Recording {
 impl MediaSession for Recording {
     fn open(info: StreamInfo) -> Self {
         info!(
-            "rec open stream={} meeting={} rate={} ch={}",
-            info.stream_id, info.meeting_id, info.audio.sample_rate, info.audio.channels
+            "rec open stream={} meeting={} rate={} ch={} kind={}",
+            info.stream_id,
+            info.meeting_id,
+            info.audio.sample_rate,
+            info.audio.channels,
+            info.kind
         );
         Recording {
             stream: info.stream_id,
@@ -191,11 +225,13 @@ impl MediaSession for Recording {
     fn on_chat(&mut self, message: ChatMessage) -> Result<(), String> {
         self.chat += 1;
         info!(
-            "rec chat stream={} n={} user={} ts={} text={}",
+            "rec chat stream={} n={} user={} ts={} mid={} details={} text={}",
             self.stream,
             self.chat,
             message.user_id,
             message.timestamp,
+            message.message_id.as_deref().unwrap_or("-"),
+            message.details.as_deref().map_or_else(|| "-".to_string(), json),
             json(&message.text)
         );
         Ok(())
