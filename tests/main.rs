@@ -5,6 +5,7 @@
 
 mod architecture;
 mod dev;
+mod plugin_contract;
 mod polyglot;
 mod rtms;
 mod runtime;

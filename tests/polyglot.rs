@@ -268,6 +268,11 @@ async fn the_javascript_plugin_refuses_to_start_without_keywords() {
     let compiled = runtime
         .compile(&bytes, "keyword-alert.wasm", &config.limits)
         .unwrap();
+    // Built against the repository's current world, not through the 0.1.0 path.
+    assert_eq!(
+        compiled.world_version(),
+        zoomhost_runtime::bindings::WorldVersion::V0_2
+    );
     let start = |toml: &str| {
         let config = write_config(dir.path(), toml);
         let identity = Arc::new(PluginIdentity::new(PLUGIN, config.grant(PLUGIN), None));

@@ -136,7 +136,7 @@ async fn media_sessions_get_every_frame_in_order_byte_exact() {
         t.logs
             .lines(
                 "rec",
-                "rec open stream=stream-1 meeting=mtg-uuid== rate=16000 ch=1"
+                "rec open stream=stream-1 meeting=mtg-uuid== rate=16000 ch=1 kind=meeting"
             )
             .len(),
         1
@@ -433,8 +433,10 @@ async fn a_bad_new_version_is_rejected_and_the_old_one_keeps_serving() {
         .await
         .unwrap_err()
         .to_string();
+    // 0.3.0 is refused, naming it and both served versions.
     assert!(
-        err.contains("zoomhost:plugin@0.2.0") && err.contains("zoomhost:plugin@0.1.0"),
+        err.contains("built for zoomhost:plugin@0.3.0")
+            && err.contains("serves zoomhost:plugin@0.2.0 and zoomhost:plugin@0.1.0"),
         "{err}"
     );
     let hostile = std::fs::read(wasm("hostile")).unwrap();
@@ -626,7 +628,11 @@ fn check_prints_metadata_and_names_what_is_wrong() {
         (
             "future.wasm",
             std::fs::read(wasm("future-world")).unwrap(),
-            &["zoomhost:plugin@0.2.0", "zoomhost:plugin@0.1.0"],
+            &[
+                "zoomhost:plugin@0.3.0",
+                "zoomhost:plugin@0.2.0",
+                "zoomhost:plugin@0.1.0",
+            ],
         ),
     ];
     for (name, bytes, needles) in cases {

@@ -297,9 +297,9 @@ async fn check(path: &Path, config_path: Option<&Path>) -> anyhow::Result<ExitCo
         }
     };
     println!(
-        "{}: ok, a zoomhost plugin for zoomhost:plugin@{}",
+        "{}: ok, a zoomhost plugin for {}",
         path.display(),
-        zoomhost_runtime::bindings::WORLD_VERSION
+        compiled.world_version()
     );
     println!("  name:         {}", m.name);
     println!("  version:      {}", m.version);

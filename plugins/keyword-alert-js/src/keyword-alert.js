@@ -1,7 +1,7 @@
 // keyword-alert: a zoomhost plugin written in JavaScript.
 //
-// It exports the same `zoomhost:plugin/guest@0.1.0` interface as the Rust plugins
-// (`wit/plugin.wit`) and imports only `zoomhost:plugin/host@0.1.0`; `build.sh` beside
+// It exports the same `zoomhost:plugin/guest@0.2.0` interface as the Rust plugins
+// (`wit/plugin.wit`) and imports only `zoomhost:plugin/host@0.2.0`; `build.sh` beside
 // this folder's `package.json` turns it into a WebAssembly component with
 // componentize-qjs (QuickJS).
 //
@@ -17,7 +17,7 @@
 // their case names as strings, `option<T>` is `T` or `null`, and a `result<_, string>`
 // export returns normally for `ok` and throws a string for `err`.
 
-import { log, configGet } from 'zoomhost:plugin/host@0.1.0';
+import { log, configGet } from 'zoomhost:plugin/host@0.2.0';
 
 const NAME = 'keyword-alert';
 const VERSION = '0.1.0';
@@ -115,7 +115,7 @@ class MediaSession {
   onStreamState(_state) {}
 }
 
-/** The `zoomhost:plugin/guest@0.1.0` export. */
+/** The `zoomhost:plugin/guest@0.2.0` export. */
 export const guest = {
   metadata() {
     return {

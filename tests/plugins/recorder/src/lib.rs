@@ -37,8 +37,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use zoomhost_sdk::serde_json;
 use zoomhost_sdk::{
-    config, info, stream_control, AudioFrame, ChatMessage, Event, MediaKind, MediaSession, Metadata, Participant,
-    Plugin, StreamInfo, StreamState, TranscriptSegment, VideoFrame,
+    config, info, stream_control, AudioFrame, ChatMessage, Event, MediaKind, MediaSession,
+    Metadata, Participant, Plugin, StreamInfo, StreamState, TranscriptSegment, VideoFrame,
 };
 
 /// Events seen by this instance (plus any count restored from a previous one).
@@ -160,11 +160,7 @@ impl MediaSession for Recording {
     fn open(info: StreamInfo) -> Self {
         info!(
             "rec open stream={} meeting={} rate={} ch={} kind={}",
-            info.stream_id,
-            info.meeting_id,
-            info.audio.sample_rate,
-            info.audio.channels,
-            info.kind
+            info.stream_id, info.meeting_id, info.audio.sample_rate, info.audio.channels, info.kind
         );
         Recording {
             stream: info.stream_id,
@@ -231,7 +227,10 @@ impl MediaSession for Recording {
             message.user_id,
             message.timestamp,
             message.message_id.as_deref().unwrap_or("-"),
-            message.details.as_deref().map_or_else(|| "-".to_string(), json),
+            message
+                .details
+                .as_deref()
+                .map_or_else(|| "-".to_string(), json),
             json(&message.text)
         );
         Ok(())
