@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use zoomhost_sim::events::{EventSim, EventSimConfig, Scenario};
+use zoomhost_sim::events::{ConnectionEnd, EventSim, EventSimConfig, Scenario};
 use zoomhost_sim::oauth::{OAuthSim, OAuthSimConfig};
 use zoomhost_zoom::events::{ConnectionState, EventStream, EventStreamConfig, EventStreamStats};
 use zoomhost_zoom::oauth::{Grant, OAuthConfig, RetryPolicy, TokenManager};
@@ -57,6 +57,7 @@ fn client_config(sim: &EventSim) -> EventStreamConfig {
     let mut config = EventStreamConfig::new(sim.url(), SUBSCRIPTION);
     config.heartbeat = Duration::from_millis(100);
     config.silence_timeout = Duration::from_millis(500);
+    config.reconnect_jitter = Duration::from_millis(20);
     config.backoff_min = Duration::from_millis(50);
     config.backoff_max = Duration::from_millis(400);
     config.healthy_after = Duration::from_millis(300);
@@ -77,6 +78,7 @@ async fn rig(expires_in: u64, tune: impl FnOnce(&mut EventStreamConfig)) -> Rig 
     let sim_config = EventSimConfig {
         subscription_id: Some(SUBSCRIPTION.to_string()),
         silence_timeout: Duration::from_secs(3),
+        close_at_token_expiry: true,
     };
     let sim = EventSim::start(sim_config, Arc::new(oauth.clone()))
         .await
@@ -332,8 +334,8 @@ async fn heartbeats_keep_their_cadence() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backoff_grows_is_capped_and_resets_after_a_healthy_connection() {
-    let t0 = Instant::now();
+async fn backoff_grows_only_across_failed_attempts_is_capped_and_an_established_connection_reconnects_at_once(
+) {
     let rig = rig(3600, |_| {}).await;
     rig.connected().await;
     // Healthy for longer than `healthy_after`, so the schedule starts from the bottom.
@@ -341,64 +343,112 @@ async fn backoff_grows_is_capped_and_resets_after_a_healthy_connection() {
     rig.sim.set_refusing(true);
     rig.sim.drop_connection().await;
     assert!(
-        eventually(WAIT, || rig.stats.snapshot().reconnect_delays.len() >= 8).await,
+        eventually(WAIT, || rig.stats.snapshot().reconnects.len() >= 8).await,
         "too few reconnect attempts"
     );
-    let delays = rig.stats.snapshot().reconnect_delays;
+    let reconnects = rig.stats.snapshot().reconnects;
     let attempts = rig.sim.attempts();
     let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
-    eprintln!(
-        "delays {delays:?}\nattempt gaps {gaps:?} (since start {:?})",
-        t0.elapsed()
-    );
-    let cap = Duration::from_millis(400);
-    assert!(delays.iter().all(|d| *d <= cap), "{delays:?}");
-    // Doubling with up-to-100% jitter: [50,100), [100,200), then [200,400] from there on.
-    let from_third = &delays[2..];
-    assert!(delays[0] < delays[2], "{delays:?}");
+    eprintln!("reconnects {reconnects:?}\nattempt gaps {gaps:?}");
+    // The wait after the established connection is jitter only (below 20 ms).
+    assert_eq!(reconnects[0].failures, 0, "{reconnects:?}");
     assert!(
-        from_third.iter().all(|d| *d >= Duration::from_millis(200)),
-        "{delays:?}"
+        reconnects[0].delay < Duration::from_millis(20),
+        "{reconnects:?}"
+    );
+    // Then consecutive failures: 1, 2, 3, ... with doubling delays, capped at 400 ms.
+    let failed = &reconnects[1..];
+    for (i, r) in failed.iter().enumerate() {
+        assert_eq!(r.failures, i as u32 + 1, "{reconnects:?}");
+    }
+    let cap = Duration::from_millis(400);
+    assert!(failed.iter().all(|r| r.delay <= cap), "{reconnects:?}");
+    // Doubling with up-to-100% jitter: [50,100), [100,200), then [200,400] from there on.
+    assert!(failed[0].delay < failed[2].delay, "{reconnects:?}");
+    assert!(
+        failed[2..]
+            .iter()
+            .all(|r| r.delay >= Duration::from_millis(200)),
+        "{reconnects:?}"
     );
     // Observed from the server: later gaps are longer than the first one.
     let last = gaps.last().copied().unwrap_or_default();
     assert!(last >= Duration::from_millis(200), "{gaps:?}");
 
-    // Let it connect and stay healthy, then drop it: the next delay starts small again.
+    // Back up: the outage ends, counted with its attempts.
     rig.sim.set_refusing(false);
     rig.connected().await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let before = rig.stats.snapshot().reconnect_delays.len();
-    rig.sim.drop_connection().await;
+    assert!(eventually(WAIT, || rig.stats.snapshot().outages == 1).await);
+    let stats = rig.stats.snapshot();
+    let outage = stats.last_outage.clone().unwrap();
+    assert!(outage.attempts as usize >= failed.len(), "{stats:?}");
+    assert_eq!(stats.reconnect_attempts, u64::from(outage.attempts));
     assert!(
-        eventually(WAIT, || rig.stats.snapshot().reconnect_delays.len()
-            > before)
-        .await
+        outage.duration >= Duration::from_millis(200 * 5),
+        "{outage:?}"
     );
-    let after_reset = rig.stats.snapshot().reconnect_delays[before];
+    assert_eq!(stats.longest_outage, outage.duration);
+
+    // Stay healthy, then drop it: reconnect at once, and a failure after that starts small.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = rig.stats.snapshot().reconnects.len();
+    rig.sim.set_refusing(true);
+    rig.sim.drop_connection().await;
+    assert!(eventually(WAIT, || rig.stats.snapshot().reconnects.len() >= before + 2).await);
+    rig.sim.set_refusing(false);
+    let after = rig.stats.snapshot().reconnects[before..].to_vec();
+    assert_eq!(after[0].failures, 0, "{after:?}");
+    assert!(after[0].delay < Duration::from_millis(20), "{after:?}");
+    assert_eq!(after[1].failures, 1, "{after:?}");
     assert!(
-        after_reset < Duration::from_millis(100),
-        "backoff not reset: {after_reset:?}"
+        after[1].delay < Duration::from_millis(100),
+        "backoff not reset: {after:?}"
     );
     rig.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reconnects_with_a_fresh_token_before_it_expires() {
-    // 4 s tokens: the client renews them (close, then reconnect) well before expiry.
-    let rig = rig(4, |c| c.token_refresh_margin = Duration::from_secs(2)).await;
+async fn a_fresh_token_is_ready_before_expiry_and_the_connection_is_never_closed_for_it() {
+    // 2 s tokens: the client fetches the next one in the background and keeps the
+    // connection until the server closes it at expiry, then reconnects at once.
+    let rig = rig(2, |c| c.token_refresh_margin = Duration::from_millis(800)).await;
     rig.connected().await;
     assert!(
-        eventually(WAIT, || rig.stats.snapshot().token_refreshes >= 2).await,
+        eventually(WAIT, || rig.sim.connections() >= 4).await,
         "{:?}",
         rig.stats.snapshot()
     );
-    rig.connected().await;
+    let rig = rig.shutdown().await;
     let stats = rig.stats.snapshot();
-    // Renewals are not failures: no token was ever rejected.
-    assert_eq!(stats.rejected, 0, "{stats:?}");
-    assert!(rig.oauth.issued() >= 3);
-    rig.shutdown().await;
+    eprintln!(
+        "stats {stats:?}\nconnections {:#?}",
+        rig.sim.connection_log()
+    );
+    // The client closed a connection only at shutdown: no proactive reconnect.
+    assert_eq!(stats.client_closes, 1, "{stats:?}");
+    let log = rig.sim.connection_log();
+    let ended_at_expiry = log
+        .iter()
+        .filter(|c| c.ended == Some(ConnectionEnd::TokenExpired))
+        .count();
+    assert!(ended_at_expiry >= 3, "{log:#?}");
+    // One connection per token: each token was used until it expired.
+    let mut tokens: Vec<&str> = log.iter().map(|c| c.token.as_str()).collect();
+    let all = tokens.len();
+    tokens.dedup();
+    assert_eq!(
+        tokens.len(),
+        all,
+        "a token was used for two connections: {log:#?}"
+    );
+    // Each reconnect after expiry was immediate: jitter only, no backoff, one attempt.
+    assert!(
+        stats.reconnects.iter().all(|r| r.failures == 0),
+        "{stats:?}"
+    );
+    assert_eq!(stats.reconnect_attempts, stats.outages, "{stats:?}");
+    assert!(stats.token_refreshes >= 3, "{stats:?}");
+    assert_eq!(stats.token_refresh_failures, 0, "{stats:?}");
 }
 
 // The subscriber is the process-wide default (a thread-local one misses records on a

@@ -2,9 +2,12 @@
 //!
 //! An axum server on loopback (port 0) that accepts both grants (`account_credentials` with
 //! `account_id`, and `client_credentials`), with parameters in the query string or a form
-//! body, checks Basic auth, issues unique tokens and remembers which are valid. Fault
-//! injection: the next N requests can answer 500 or 429 (with `Retry-After`), and tokens can
-//! be invalidated or expired so clients must fetch new ones.
+//! body, checks Basic auth, issues unique tokens and remembers which are valid (and until
+//! when: [`OAuthSim::expires_at`], which the event WebSocket sim uses to close a connection
+//! when its token expires). Fault injection: the next N requests can answer 500 or 429
+//! (with `Retry-After`), or every request for a while ([`OAuthSim::fail_for`]); tokens can
+//! be invalidated or expired so clients must fetch new ones, and their lifetime changed
+//! while running ([`OAuthSim::set_expires_in`], e.g. 2 s tokens).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -56,6 +59,8 @@ struct Inner {
     /// Valid tokens and when each expires.
     tokens: Mutex<HashMap<String, Instant>>,
     faults: Mutex<VecDeque<Fault>>,
+    /// Every request fails with this status until then.
+    failing_until: Mutex<Option<(Instant, u16)>>,
     requests: AtomicU64,
     issued: AtomicU64,
     addr: SocketAddr,
@@ -101,6 +106,7 @@ impl OAuthSim {
             config: Mutex::new(config),
             tokens: Mutex::new(HashMap::new()),
             faults: Mutex::new(VecDeque::new()),
+            failing_until: Mutex::new(None),
             requests: AtomicU64::new(0),
             issued: AtomicU64::new(0),
             addr,
@@ -149,6 +155,28 @@ impl OAuthSim {
     /// Invalidates one token.
     pub fn invalidate(&self, token: &str) {
         lock(&self.inner.tokens).remove(token);
+    }
+
+    /// When `token` expires; `None` for a token not issued here or invalidated.
+    pub fn expires_at(&self, token: &str) -> Option<Instant> {
+        lock(&self.inner.tokens).get(token).copied()
+    }
+
+    /// Marks one token as expired now.
+    pub fn expire(&self, token: &str) {
+        if let Some(exp) = lock(&self.inner.tokens).get_mut(token) {
+            *exp = Instant::now();
+        }
+    }
+
+    /// Every request answers `status` for the next `duration` (an OAuth outage).
+    pub fn fail_for(&self, duration: Duration, status: u16) {
+        *lock(&self.inner.failing_until) = Some((Instant::now() + duration, status));
+    }
+
+    /// The lifetime (`expires_in`, seconds) of tokens issued from now on.
+    pub fn set_expires_in(&self, seconds: u64) {
+        lock(&self.inner.config).expires_in = seconds.max(1);
     }
 
     /// Marks every issued token as expired now (same effect as invalidation for
@@ -217,7 +245,14 @@ async fn token_handler(
     };
     inner.requests.fetch_add(1, Ordering::SeqCst);
 
-    let fault = lock(&inner.faults).pop_front();
+    let failing = match *lock(&inner.failing_until) {
+        Some((until, status)) if Instant::now() < until => Some(Fault {
+            status,
+            retry_after: None,
+        }),
+        _ => None,
+    };
+    let fault = failing.or_else(|| lock(&inner.faults).pop_front());
     if let Some(fault) = fault {
         let status =
             StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

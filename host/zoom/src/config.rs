@@ -29,6 +29,8 @@ pub struct RawZoom {
     grant: Option<String>,
     rtms_client_id: Option<String>,
     rtms_client_secret: Option<String>,
+    dedupe_window_s: Option<u64>,
+    dedupe_capacity: Option<usize>,
     websocket: RawZoomWebsocket,
     webhook: RawZoomWebhook,
     rtms: RawZoomRtms,
@@ -80,6 +82,30 @@ pub struct ZoomConfig {
     pub webhook: Option<crate::webhook::WebhookConfig>,
     /// The RTMS client, when enabled (default: whenever RTMS or app credentials are set).
     pub rtms: Option<crate::rtms::RtmsConfig>,
+    /// How the host's input path remembers events to deliver each once
+    /// (`dedupe_window_s`, `dedupe_capacity`).
+    pub dedupe: EventDedupeConfig,
+}
+
+/// How long, and how many, event ids the host's input path remembers so that an event
+/// arriving twice (on the WebSocket and as a webhook, or as a webhook retry) is
+/// delivered once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventDedupeConfig {
+    /// How long an id is remembered: 65 min by default, covering Zoom's webhook retries
+    /// after 5, 20 and 60 minutes.
+    pub window: Duration,
+    /// Most ids remembered (the oldest are forgotten first); about 100 bytes each.
+    pub capacity: usize,
+}
+
+impl Default for EventDedupeConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(65 * 60),
+            capacity: 200_000,
+        }
+    }
 }
 
 /// One `[zoom]` value: its TOML key, its environment variable, and where it came from.
@@ -334,6 +360,17 @@ pub fn resolve(
         problems,
     );
 
+    let defaults = EventDedupeConfig::default();
+    let dedupe = EventDedupeConfig {
+        window: raw
+            .dedupe_window_s
+            .map_or(defaults.window, Duration::from_secs),
+        capacity: raw.dedupe_capacity.unwrap_or(defaults.capacity),
+    };
+    if dedupe.capacity == 0 {
+        problems.push("zoom.dedupe_capacity must be greater than 0".into());
+    }
+
     if problems.len() > before {
         return None;
     }
@@ -342,6 +379,7 @@ pub fn resolve(
         websocket,
         webhook,
         rtms,
+        dedupe,
     })
 }
 

@@ -7,18 +7,32 @@
 //! *string* holding `{event, event_ts, payload}`. Events go to the input sink as
 //! [`EventSource::Websocket`] events with the payload as JSON text.
 //!
-//! The connection is declared dead after `silence_timeout` without any message from the
-//! server, and re-opened with capped exponential backoff plus jitter (reset after a
-//! healthy period). A rejected token (failed `build_connection`, an auth-related close, or
-//! an HTTP 401/403 on the upgrade) is invalidated so the next attempt fetches a fresh one.
-//! Before the token expires the client closes the connection (1000) and opens a new one
-//! with a fresh token: never two at once, because Zoom closes the older connection anyway.
+//! Zoom does not replay events sent while no connection is up, so the client never sits
+//! out ([`reconnect`]):
+//! * after a connection that `build_connection` accepted ends, for any reason (a drop, a
+//!   close such as 1001, the server closing when the token expires, `silence_timeout`
+//!   without a message), it reconnects at once, after a jitter below
+//!   [`EventStreamConfig::reconnect_jitter`];
+//! * only consecutive *failed* attempts back off (doubling, capped at
+//!   [`EventStreamConfig::backoff_max`], 15 s), and the schedule starts over after a
+//!   connection that stayed up [`EventStreamConfig::healthy_after`] (10 s);
+//! * it never closes a live connection to renew its token: a background task fetches a
+//!   fresh token [`EventStreamConfig::token_refresh_margin`] before the current one
+//!   expires (retrying OAuth failures with backoff while the connection stays open), so
+//!   when the server closes the connection at expiry the next one opens at once.
+//!
+//! A rejected token (failed `build_connection`, an auth-related close, or an HTTP 401/403
+//! on the upgrade) is invalidated so the next attempt fetches a fresh one. Every outage
+//! (from the end of an accepted connection to the next accepted one) is logged when it
+//! ends, with its cause, duration and attempts, and counted in [`EventStreamStats`].
 //!
 //! Secrets: the URL carrying the token is only ever logged as `access_token=<redacted>`,
 //! and error texts are scrubbed of the token before they are logged.
 
+pub mod reconnect;
+mod stats;
+
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +48,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use zoomhost_protocol::event_socket::{self, Envelope, EventBody};
 
 use crate::{AccessToken, TokenSource};
+pub use reconnect::ReconnectPolicy;
+pub use stats::{EventStreamStats, EventStreamStatsSnapshot, Outage, Reconnect};
 use zoomhost_types::InputSink;
 use zoomhost_types::{Event, EventSource};
 
@@ -44,7 +60,7 @@ const EXCERPT_CHARS: usize = 120;
 const CLOSE_DRAIN_MAX: Duration = Duration::from_secs(1);
 
 /// Settings of the event WebSocket client. Every timing is configurable so tests can
-/// run with short ones.
+/// run with short ones; the defaults are Zoom's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventStreamConfig {
     /// Endpoint without query, e.g. `wss://ws.zoom.us/ws`.
@@ -55,15 +71,23 @@ pub struct EventStreamConfig {
     pub heartbeat: Duration,
     /// Silence from the server after which the connection is declared dead (45 s).
     pub silence_timeout: Duration,
-    /// First reconnect delay (before jitter).
+    /// Reconnecting after an established connection waits a random jitter below this
+    /// (1 s), never a backoff.
+    pub reconnect_jitter: Duration,
+    /// First delay after a failed attempt (1 s, before jitter).
     pub backoff_min: Duration,
-    /// Longest reconnect delay, jitter included.
+    /// Longest delay after failed attempts, jitter included (15 s).
     pub backoff_max: Duration,
-    /// A connection that stayed up this long resets the backoff.
+    /// A connection that stayed up this long starts the failure backoff over (10 s).
     pub healthy_after: Duration,
-    /// How long before the token expires the connection is renewed with a fresh token
-    /// (clamped to half the token's remaining lifetime).
+    /// How long before the token expires a fresh one is fetched in the background
+    /// (5 min, at most half the token's remaining lifetime). The live connection is never
+    /// closed for it.
     pub token_refresh_margin: Duration,
+    /// First delay before retrying a failed background token refresh (doubling).
+    pub token_retry_min: Duration,
+    /// Longest delay between background token refresh retries.
+    pub token_retry_max: Duration,
     /// Limit for the TCP/TLS/WebSocket handshake.
     pub connect_timeout: Duration,
 }
@@ -76,24 +100,37 @@ impl EventStreamConfig {
             subscription_id: subscription_id.into(),
             heartbeat: Duration::from_secs(30),
             silence_timeout: Duration::from_secs(45),
+            reconnect_jitter: Duration::from_secs(1),
             backoff_min: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
-            healthy_after: Duration::from_secs(60),
-            token_refresh_margin: Duration::from_secs(60),
+            backoff_max: Duration::from_secs(15),
+            healthy_after: Duration::from_secs(10),
+            token_refresh_margin: Duration::from_secs(300),
+            token_retry_min: Duration::from_secs(1),
+            token_retry_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(15),
         }
     }
 
-    /// A fresh reconnect schedule: doubling from `backoff_min`, jitter adding up to 100%,
-    /// never above `backoff_max`.
-    fn backoff(&self) -> impl Iterator<Item = Duration> + Send {
-        let max = self.backoff_max.max(self.backoff_min);
-        let base_cap = (max / 2).max(self.backoff_min);
-        let cap = max;
-        crate::retry::doubling(self.backoff_min, base_cap)
-            .with_jitter()
-            .build()
-            .map(move |d| d.min(cap))
+    /// Every duration divided by `factor` (at least 1 ms each): the same behaviour,
+    /// faster, for tests and demos.
+    pub fn scaled_down(mut self, factor: u32) -> Self {
+        let factor = factor.max(1);
+        let scale = |d: &mut Duration| *d = (*d / factor).max(Duration::from_millis(1));
+        for d in [
+            &mut self.heartbeat,
+            &mut self.silence_timeout,
+            &mut self.reconnect_jitter,
+            &mut self.backoff_min,
+            &mut self.backoff_max,
+            &mut self.healthy_after,
+            &mut self.token_refresh_margin,
+            &mut self.token_retry_min,
+            &mut self.token_retry_max,
+            &mut self.connect_timeout,
+        ] {
+            scale(d);
+        }
+        self
     }
 }
 
@@ -110,70 +147,11 @@ pub enum ConnectionState {
     Reconnecting {
         /// How long until the next attempt.
         delay: Duration,
-        /// Why the previous connection ended.
+        /// Why the previous connection (or attempt) ended.
         reason: String,
     },
     /// Shut down.
     Stopped,
-}
-
-/// Counters of one client, readable while it runs.
-#[derive(Debug, Default)]
-pub struct EventStreamStats {
-    attempts: AtomicU64,
-    connects: AtomicU64,
-    heartbeats_sent: AtomicU64,
-    heartbeat_replies: AtomicU64,
-    events: AtomicU64,
-    malformed: AtomicU64,
-    token_refreshes: AtomicU64,
-    rejected: AtomicU64,
-    delays: Mutex<Vec<Duration>>,
-}
-
-/// A copy of [`EventStreamStats`] at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EventStreamStatsSnapshot {
-    /// Connection attempts (socket opens tried).
-    pub attempts: u64,
-    /// Successful `build_connection`s.
-    pub connects: u64,
-    /// Heartbeats sent.
-    pub heartbeats_sent: u64,
-    /// Heartbeat replies received.
-    pub heartbeat_replies: u64,
-    /// Events handed to the input sink.
-    pub events: u64,
-    /// Messages skipped as malformed.
-    pub malformed: u64,
-    /// Tokens obtained after the first one.
-    pub token_refreshes: u64,
-    /// Connections whose token the server rejected.
-    pub rejected: u64,
-    /// Every reconnect delay waited, in order.
-    pub reconnect_delays: Vec<Duration>,
-}
-
-impl EventStreamStats {
-    fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The current values.
-    pub fn snapshot(&self) -> EventStreamStatsSnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        EventStreamStatsSnapshot {
-            attempts: get(&self.attempts),
-            connects: get(&self.connects),
-            heartbeats_sent: get(&self.heartbeats_sent),
-            heartbeat_replies: get(&self.heartbeat_replies),
-            events: get(&self.events),
-            malformed: get(&self.malformed),
-            token_refreshes: get(&self.token_refreshes),
-            rejected: get(&self.rejected),
-            reconnect_delays: self.delays.lock().map(|d| d.clone()).unwrap_or_default(),
-        }
-    }
 }
 
 /// One server message, understood.
@@ -240,14 +218,19 @@ fn parse_event(content: &serde_json::Value) -> Result<Event, Malformed> {
     })
 }
 
-/// `event_ts` as milliseconds: a number or a numeric string; now when missing.
-fn timestamp_ms(value: &serde_json::Value) -> u64 {
-    let parsed = match value {
+/// `event_ts` in milliseconds, read the same way for the WebSocket and webhooks (so both
+/// give one event the same id): a number, or a numeric string.
+pub(crate) fn event_ts_ms(value: &serde_json::Value) -> Option<u64> {
+    match value {
         serde_json::Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
         serde_json::Value::String(s) => s.trim().parse().ok(),
         _ => None,
-    };
-    parsed.unwrap_or_else(|| {
+    }
+}
+
+/// `event_ts` as milliseconds ([`event_ts_ms`]); now when missing.
+fn timestamp_ms(value: &serde_json::Value) -> u64 {
+    event_ts_ms(value).unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -298,8 +281,6 @@ enum Outcome {
     Rejected(String),
     /// Any other end: close frame, drop, silence, handshake failure.
     Lost(String),
-    /// The token is about to expire.
-    Renew,
 }
 
 /// Resolves when `shutdown` turns true; never if its sender is gone.
@@ -307,6 +288,14 @@ async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
     if shutdown.wait_for(|stop| *stop).await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// An outage in progress: since when, why, and the attempts made so far.
+#[derive(Debug)]
+struct OpenOutage {
+    since: Instant,
+    cause: String,
+    attempts: u32,
 }
 
 /// The event WebSocket client. Build with [`EventStream::new`], watch it with
@@ -317,6 +306,9 @@ pub struct EventStream {
     sink: Arc<dyn InputSink>,
     state: watch::Sender<ConnectionState>,
     stats: Arc<EventStreamStats>,
+    outage: Mutex<Option<OpenOutage>>,
+    /// The last token secret seen, to count refreshes.
+    last_secret: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for EventStream {
@@ -342,6 +334,8 @@ impl EventStream {
             sink,
             state,
             stats: Arc::default(),
+            outage: Mutex::new(None),
+            last_secret: Mutex::new(None),
         }
     }
 
@@ -361,65 +355,185 @@ impl EventStream {
         // Checked once up front so a typo fails fast instead of retrying forever.
         connect_urls(&self.config, "")?;
         crate::oauth::ensure_tls_provider();
-        let mut backoff = self.config.backoff();
-        let mut last_secret: Option<String> = None;
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            self.state.send_replace(ConnectionState::Connecting);
-            let token = tokio::select! {
-                _ = shutdown_requested(&mut shutdown) => break,
-                token = self.tokens.token() => token,
-            };
-            let (outcome, healthy) = match token {
-                Ok(token) => {
-                    self.note_token(&token, &mut last_secret);
-                    let started = Instant::now();
-                    let (outcome, connected) = self.connection(&token, &mut shutdown).await;
-                    if matches!(outcome, Outcome::Rejected(_) | Outcome::Renew) {
-                        self.tokens.invalidate(&token);
-                    }
-                    let healthy = connected && started.elapsed() >= self.config.healthy_after;
-                    (outcome, healthy)
-                }
-                Err(e) => (Outcome::Lost(format!("no access token: {e:#}")), false),
-            };
-            let reason = match outcome {
-                Outcome::Shutdown => break,
-                Outcome::Renew => {
-                    tracing::info!("access token about to expire: reconnecting with a fresh one");
-                    continue;
-                }
-                Outcome::Rejected(reason) => {
-                    EventStreamStats::bump(&self.stats.rejected);
-                    format!("token rejected ({reason}); fetching a new one")
-                }
-                Outcome::Lost(reason) => reason,
-            };
-            if healthy {
-                backoff = self.config.backoff();
-            }
-            let delay = backoff.next().unwrap_or(self.config.backoff_max);
-            if self.wait_before_retry(delay, reason, &mut shutdown).await {
-                break;
-            }
+        tokio::select! {
+            _ = self.connect_loop(&mut shutdown) => {}
+            // Never ends on its own.
+            _ = self.keep_token_fresh() => {}
         }
         self.state.send_replace(ConnectionState::Stopped);
         tracing::info!("event WebSocket stopped");
         Ok(())
     }
 
-    fn note_token(&self, token: &AccessToken, last: &mut Option<String>) {
-        match last {
-            Some(previous) if *previous == token.secret => {}
-            Some(_) => {
-                EventStreamStats::bump(&self.stats.token_refreshes);
-                tracing::info!("token refreshed");
+    /// Connects, and reconnects as [`ReconnectPolicy`] says, until shutdown.
+    async fn connect_loop(&self, shutdown: &mut watch::Receiver<bool>) {
+        let mut policy = ReconnectPolicy::new(&self.config);
+        loop {
+            if *shutdown.borrow() {
+                return;
             }
+            self.state.send_replace(ConnectionState::Connecting);
+            let token = tokio::select! {
+                _ = shutdown_requested(shutdown) => return,
+                token = self.tokens.token() => token,
+            };
+            let (outcome, up_for) = match token {
+                Ok(token) => {
+                    self.note_token(&token);
+                    let (outcome, up_for) = self.connection(&token, shutdown).await;
+                    if matches!(outcome, Outcome::Rejected(_)) {
+                        self.tokens.invalidate(&token);
+                    }
+                    (outcome, up_for)
+                }
+                Err(e) => {
+                    self.count_attempt();
+                    (Outcome::Lost(format!("no access token: {e:#}")), None)
+                }
+            };
+            let reason = match outcome {
+                Outcome::Shutdown => return,
+                Outcome::Rejected(reason) => {
+                    EventStreamStats::bump(&self.stats.rejected);
+                    format!("token rejected ({reason}); fetching a new one")
+                }
+                Outcome::Lost(reason) => reason,
+            };
+            let delay = match up_for {
+                Some(up_for) => {
+                    self.begin_outage(&reason);
+                    policy.after_connection(up_for)
+                }
+                None => policy.after_failure(),
+            };
+            self.stats.record_reconnect(Reconnect {
+                failures: policy.failures(),
+                delay,
+            });
+            if self.wait_before_retry(delay, reason, shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// Fetches a fresh token `token_refresh_margin` before the newest one expires, so a
+    /// reconnect never waits for OAuth; failures are retried with backoff, and the live
+    /// connection is left alone meanwhile. Never returns.
+    async fn keep_token_fresh(&self) {
+        let config = &self.config;
+        let retry_schedule = || {
+            crate::retry::doubling(config.token_retry_min, config.token_retry_max)
+                .with_jitter()
+                .build()
+        };
+        let mut retry = retry_schedule();
+        let mut due: Option<AccessToken> = None;
+        loop {
+            let current = match due.take() {
+                Some(token) => token,
+                None => match self.tokens.token().await {
+                    Ok(token) => token,
+                    Err(e) => {
+                        self.refresh_failed(&e, &mut retry).await;
+                        continue;
+                    }
+                },
+            };
+            let now = std::time::Instant::now();
+            let remaining = current.expires_at.saturating_duration_since(now);
+            let ahead = config.token_refresh_margin.min(remaining / 2);
+            tokio::time::sleep(remaining - ahead).await;
+            // Only drops the cache if it still holds this token; a token fetched
+            // meanwhile (after a rejection) is kept.
+            self.tokens.invalidate(&current);
+            match self.tokens.token().await {
+                Ok(fresh) => {
+                    retry = retry_schedule();
+                    self.note_token(&fresh);
+                    tracing::debug!(
+                        "fresh access token ready (expires in {:.1} s)",
+                        fresh
+                            .expires_at
+                            .saturating_duration_since(std::time::Instant::now())
+                            .as_secs_f64()
+                    );
+                    due = Some(fresh);
+                }
+                Err(e) => self.refresh_failed(&e, &mut retry).await,
+            }
+        }
+    }
+
+    async fn refresh_failed(
+        &self,
+        error: &anyhow::Error,
+        retry: &mut impl Iterator<Item = Duration>,
+    ) {
+        EventStreamStats::bump(&self.stats.token_refresh_failures);
+        let delay = retry.next().unwrap_or(self.config.token_retry_max);
+        tracing::warn!(
+            "fetching a fresh access token failed ({error:#}); retrying in {:.2} s \
+             (the event WebSocket stays connected)",
+            delay.as_secs_f64()
+        );
+        tokio::time::sleep(delay).await;
+    }
+
+    /// Counts a token the first time it is seen (after the first one, as a refresh).
+    fn note_token(&self, token: &AccessToken) {
+        let mut last = self.last_secret.lock().unwrap_or_else(|p| p.into_inner());
+        match last.as_deref() {
+            Some(previous) if previous == token.secret => return,
+            Some(_) => EventStreamStats::bump(&self.stats.token_refreshes),
             None => tracing::debug!("access token obtained"),
         }
         *last = Some(token.secret.clone());
+    }
+
+    /// A connection attempt: counted, and counted against the open outage if any.
+    fn count_attempt(&self) {
+        EventStreamStats::bump(&self.stats.attempts);
+        if let Some(outage) = self
+            .outage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            outage.attempts += 1;
+            EventStreamStats::bump(&self.stats.reconnect_attempts);
+        }
+    }
+
+    /// An accepted connection ended: the outage starts now.
+    fn begin_outage(&self, cause: &str) {
+        tracing::warn!("event WebSocket lost: {cause}");
+        *self.outage.lock().unwrap_or_else(|p| p.into_inner()) = Some(OpenOutage {
+            since: Instant::now(),
+            cause: cause.to_string(),
+            attempts: 0,
+        });
+    }
+
+    /// A connection was accepted: the open outage (if any) ends, logged and counted.
+    fn end_outage(&self) {
+        let Some(open) = self.outage.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let outage = Outage {
+            cause: open.cause,
+            duration: open.since.elapsed(),
+            attempts: open.attempts,
+        };
+        tracing::info!(
+            outage_ms = outage.duration.as_millis() as u64,
+            attempts = outage.attempts,
+            "event WebSocket back after an outage of {:.3} s ({} attempt{}; cause: {})",
+            outage.duration.as_secs_f64(),
+            outage.attempts,
+            if outage.attempts == 1 { "" } else { "s" },
+            outage.cause
+        );
+        self.stats.record_outage(outage);
     }
 
     /// Logs and publishes the wait, then sleeps; true if shutdown came first.
@@ -433,9 +547,6 @@ impl EventStream {
             "event WebSocket reconnecting in {:.2} s: {reason}",
             delay.as_secs_f64()
         );
-        if let Ok(mut delays) = self.stats.delays.lock() {
-            delays.push(delay);
-        }
         self.state
             .send_replace(ConnectionState::Reconnecting { delay, reason });
         tokio::select! {
@@ -444,37 +555,38 @@ impl EventStream {
         }
     }
 
-    /// One connection from open to end; also says whether `build_connection` succeeded.
+    /// One connection from open to end; also says how long it was up when
+    /// `build_connection` accepted it (`None`: never accepted).
     async fn connection(
         &self,
         token: &AccessToken,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> (Outcome, bool) {
-        EventStreamStats::bump(&self.stats.attempts);
+    ) -> (Outcome, Option<Duration>) {
+        self.count_attempt();
         let (url, safe_url) = match connect_urls(&self.config, &token.secret) {
             Ok(urls) => urls,
-            Err(e) => return (Outcome::Lost(format!("{e:#}")), false),
+            Err(e) => return (Outcome::Lost(format!("{e:#}")), None),
         };
         tracing::info!(url = %safe_url, "event WebSocket connecting");
         let opened = tokio::select! {
-            _ = shutdown_requested(shutdown) => return (Outcome::Shutdown, false),
+            _ = shutdown_requested(shutdown) => return (Outcome::Shutdown, None),
             opened = tokio::time::timeout(
                 self.config.connect_timeout,
                 tokio_tungstenite::connect_async(url.as_str()),
             ) => opened,
         };
         let mut ws = match opened {
-            Err(_) => return (Outcome::Lost("connect timed out".to_string()), false),
-            Ok(Err(e)) => return (handshake_outcome(&e, &token.secret), false),
+            Err(_) => return (Outcome::Lost("connect timed out".to_string()), None),
+            Ok(Err(e)) => return (handshake_outcome(&e, &token.secret), None),
             Ok(Ok((ws, _response))) => ws,
         };
         let mut session = Session {
             stream: self,
             token,
-            connected: false,
+            connected_at: None,
         };
         let outcome = session.serve(&mut ws, shutdown).await;
-        (outcome, session.connected)
+        (outcome, session.connected_at.map(|at| at.elapsed()))
     }
 }
 
@@ -506,7 +618,8 @@ fn auth_close(frame: Option<&CloseFrame>) -> bool {
 struct Session<'a> {
     stream: &'a EventStream,
     token: &'a AccessToken,
-    connected: bool,
+    /// When `build_connection` accepted it.
+    connected_at: Option<Instant>,
 }
 
 enum Step {
@@ -522,7 +635,6 @@ impl Session<'_> {
             config.heartbeat.max(Duration::from_millis(1)),
         );
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let renew_at = self.renew_at();
         let mut last_heard = Instant::now();
         loop {
             let silent_at = last_heard + config.silence_timeout;
@@ -544,24 +656,11 @@ impl Session<'_> {
                         config.silence_timeout.as_secs_f64()
                     )))
                 }
-                _ = tokio::time::sleep_until(renew_at) => {
-                    self.close(ws, "renewing the access token").await;
-                    Step::End(Outcome::Renew)
-                }
             };
             if let Step::End(outcome) = step {
                 return outcome;
             }
         }
-    }
-
-    /// When to renew: `token_refresh_margin` before expiry, at most half the remaining
-    /// lifetime from now.
-    fn renew_at(&self) -> Instant {
-        let now = std::time::Instant::now();
-        let remaining = self.token.expires_at.saturating_duration_since(now);
-        let margin = self.stream.config.token_refresh_margin.min(remaining / 2);
-        Instant::now() + (remaining - margin).max(Duration::from_secs(1))
     }
 
     async fn send_heartbeat(&self, ws: &mut Ws) -> Step {
@@ -614,10 +713,11 @@ impl Session<'_> {
     fn on_text(&mut self, text: &str) -> Step {
         match parse_envelope(text) {
             Ok(Inbound::Connected) => {
-                self.connected = true;
+                self.connected_at = Some(Instant::now());
                 EventStreamStats::bump(&self.stream.stats.connects);
                 self.stream.state.send_replace(ConnectionState::Connected);
                 tracing::info!("event WebSocket connected");
+                self.stream.end_outage();
                 Step::Continue
             }
             Ok(Inbound::Rejected(reason)) => {
@@ -658,6 +758,7 @@ impl Session<'_> {
     /// it saw the close still reach the input sink.
     async fn close(&mut self, ws: &mut Ws, why: &str) {
         tracing::debug!("closing the event WebSocket: {why}");
+        EventStreamStats::bump(&self.stream.stats.client_closes);
         let frame = CloseFrame {
             code: CloseCode::Normal,
             reason: "".into(),
@@ -734,16 +835,5 @@ mod tests {
         assert!(url.contains("access_token=s3cr3t"));
         assert!(!safe.contains("s3cr3t"));
         assert!(safe.ends_with("access_token=<redacted>"));
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let mut config = EventStreamConfig::new("ws://x", "s");
-        config.backoff_min = Duration::from_millis(50);
-        config.backoff_max = Duration::from_millis(400);
-        let delays: Vec<_> = config.backoff().take(10).collect();
-        assert!(delays.iter().all(|d| *d <= config.backoff_max));
-        assert!(delays[0] >= config.backoff_min);
-        assert!(delays[2] > delays[0]);
     }
 }

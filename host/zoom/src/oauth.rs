@@ -266,7 +266,7 @@ impl TokenManager {
             .is_some_and(|c| c.token.secret == token.secret)
         {
             *cache = None;
-            tracing::info!("access token invalidated; the next use fetches a new one");
+            tracing::debug!("access token dropped from the cache; the next use fetches a new one");
         }
     }
 

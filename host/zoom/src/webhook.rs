@@ -12,6 +12,10 @@
 //! * drops Zoom's retries of an already accepted delivery (same `x-zm-request-id`, or the
 //!   same body within [`WebhookConfig::dedupe_window`]) with a 200 so Zoom stops retrying.
 //!
+//! Each event gets the same content-derived id as on the event WebSocket (name,
+//! `event_ts` read the same way, canonical payload), so the host's input path delivers an
+//! event that came both ways, or as a retry later than this receiver's window, once.
+//!
 //! Every rejection (400, 401, 413) gets one `warn` line with the reason; nothing is
 //! dispatched for it. Log lines never carry the secret and at most a short excerpt of a body.
 
@@ -387,7 +391,7 @@ fn parse(body: &[u8], ts: i64) -> Result<Delivery, Refusal> {
     };
     let timestamp = json
         .get("event_ts")
-        .and_then(|v| v.as_u64())
+        .and_then(crate::events::event_ts_ms)
         .unwrap_or_else(|| (ts.max(0) as u64).saturating_mul(1000));
     let id = zoomhost_protocol::event_id_of_text(name, timestamp, &payload_text);
     Ok(Delivery::Event(Event {

@@ -94,6 +94,7 @@ pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
             websocket: None,
             webhook: None,
             rtms: Some(rtms_config),
+            dedupe: Default::default(),
         }),
     };
     let probes: Arc<Mutex<Vec<String>>> = Arc::default();

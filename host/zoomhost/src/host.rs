@@ -42,6 +42,7 @@ pub struct Host {
     plugins: Arc<PluginHost>,
     inputs: Arc<Inputs>,
     rtms: Option<Arc<RtmsManager>>,
+    event_stream: Option<EventStreamWatch>,
     sources: JoinSet<anyhow::Result<()>>,
     stop: watch::Sender<bool>,
     _watcher: Option<reload::Watcher>,
@@ -75,12 +76,18 @@ impl Host {
             }
             None => None,
         };
-        let inputs = Inputs::new(plugins.router().clone());
+        let dedupe = config
+            .zoom
+            .as_ref()
+            .map(|z| z.dedupe.clone())
+            .unwrap_or_default();
+        let inputs = Inputs::with_dedupe(plugins.router().clone(), dedupe);
         let (stop, _) = watch::channel(false);
         let mut host = Host {
             plugins,
             inputs,
             rtms: None,
+            event_stream: None,
             sources: JoinSet::new(),
             stop,
             _watcher: watcher,
@@ -107,12 +114,12 @@ impl Host {
                 .clone()
                 .context("the event WebSocket needs OAuth credentials")?;
             let tokens: Arc<dyn TokenSource> = Arc::new(TokenManager::new(oauth)?);
-            self.sources.spawn(events::run(
-                ws.clone(),
-                tokens,
-                self.inputs.clone(),
-                self.stop.subscribe(),
-            ));
+            let stream = events::EventStream::new(ws.clone(), tokens, self.inputs.clone());
+            self.event_stream = Some(EventStreamWatch {
+                state: stream.state(),
+                stats: stream.stats(),
+            });
+            self.sources.spawn(stream.run(self.stop.subscribe()));
         }
         if let Some(webhook) = &zoom.webhook {
             let server = WebhookServer::bind(webhook.clone(), self.inputs.clone()).await?;
@@ -132,6 +139,11 @@ impl Host {
     /// The input path the sources deliver into (add taps here).
     pub fn inputs(&self) -> &Arc<Inputs> {
         &self.inputs
+    }
+
+    /// The event WebSocket's state and counters (outages included), when it runs.
+    pub fn event_stream(&self) -> Option<&EventStreamWatch> {
+        self.event_stream.as_ref()
     }
 
     /// The RTMS client, when `[zoom.rtms]` is enabled.
@@ -173,6 +185,15 @@ impl Host {
             source_errors,
         }
     }
+}
+
+/// A view of the running event WebSocket client.
+#[derive(Debug, Clone)]
+pub struct EventStreamWatch {
+    /// Its connection state, updated as it changes.
+    pub state: watch::Receiver<zoomhost_zoom::events::ConnectionState>,
+    /// Its counters: connections, events, outages and reconnect decisions.
+    pub stats: Arc<zoomhost_zoom::events::EventStreamStats>,
 }
 
 /// What a shutdown saw.

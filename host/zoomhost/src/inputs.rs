@@ -1,31 +1,94 @@
-//! The host's input path. Sources hand everything to an [`Inputs`], which shows each
-//! event to its taps (the RTMS client, which opens streams on `*.rtms_started`; the dev
-//! view) and then passes it to the plugin runtime's router. This is where a source's
-//! events reach another source: the router never calls back up.
+//! The host's input path. Sources hand everything to an [`Inputs`], which drops events
+//! it has already seen, shows each new one to its taps (the RTMS client, which opens
+//! streams on `*.rtms_started`; the dev view) and then passes it to the plugin runtime's
+//! router. This is where a source's events reach another source: the router never calls
+//! back up.
+//!
+//! **Each event once, whichever way it came.** Zoom may deliver one event on the event
+//! WebSocket *and* as a webhook (an app subscribed both ways), and again as a webhook
+//! retry (after 5, 20 and 60 minutes when a delivery was not acknowledged in time). Every
+//! [`Event`] carries a content-derived `id` (name, `event_ts` and the canonical payload),
+//! the same from both sources; an event whose id was seen within the window (65 minutes by
+//! default) is dropped here and counted per source ([`Inputs::duplicates`]). A re-announced
+//! `*.rtms_started` with a newer `event_ts` is a different event (Zoom's signal of an RTMS
+//! server failover) and passes. The webhook receiver's own de-duplication by
+//! `x-zm-request-id` still answers Zoom's retries before they are parsed, and counts them
+//! as retries.
+//!
+//! Memory is bounded: the ids (128 bits each) are kept in a map plus a time-ordered queue,
+//! about 100 bytes an event, and at most `capacity` of them (200 000 by default, about
+//! 20 MB); past that the oldest are forgotten first.
 
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash as _, Hasher as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 pub use zoomhost_types::EventTap;
-use zoomhost_types::{Event, InputSink, StreamInfo, StreamSink};
+use zoomhost_types::{Event, EventSource, InputSink, StreamInfo, StreamSink};
+pub use zoomhost_zoom::config::EventDedupeConfig;
 
 /// The input sink the sources deliver into.
 pub struct Inputs {
     sink: Arc<dyn InputSink>,
     taps: RwLock<Vec<EventTap>>,
+    seen: Mutex<SeenEvents>,
+    /// Duplicates dropped, per [`EventSource`] (websocket, webhook, replay, simulator).
+    duplicates: [AtomicU64; 4],
 }
 
 impl std::fmt::Debug for Inputs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inputs").finish_non_exhaustive()
+        f.debug_struct("Inputs")
+            .field("duplicates", &self.duplicates())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Duplicates dropped by the input path, per source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DuplicateCounts {
+    /// From the event WebSocket.
+    pub websocket: u64,
+    /// From webhook deliveries.
+    pub webhook: u64,
+    /// From a replay file.
+    pub replay: u64,
+    /// From the built-in simulator.
+    pub simulator: u64,
+}
+
+impl DuplicateCounts {
+    /// All sources together.
+    pub fn total(&self) -> u64 {
+        self.websocket + self.webhook + self.replay + self.simulator
+    }
+}
+
+fn source_index(source: EventSource) -> usize {
+    match source {
+        EventSource::Websocket => 0,
+        EventSource::Webhook => 1,
+        EventSource::Replay => 2,
+        EventSource::Simulator => 3,
     }
 }
 
 impl Inputs {
-    /// Inputs passed on to `sink` (the runtime's router).
+    /// Inputs passed on to `sink` (the runtime's router), with the default
+    /// de-duplication window.
     pub fn new(sink: Arc<dyn InputSink>) -> Arc<Self> {
+        Self::with_dedupe(sink, EventDedupeConfig::default())
+    }
+
+    /// Inputs passed on to `sink`, remembering event ids as `dedupe` says.
+    pub fn with_dedupe(sink: Arc<dyn InputSink>, dedupe: EventDedupeConfig) -> Arc<Self> {
         Arc::new(Self {
             sink,
             taps: RwLock::default(),
+            seen: Mutex::new(SeenEvents::new(dedupe)),
+            duplicates: Default::default(),
         })
     }
 
@@ -36,10 +99,41 @@ impl Inputs {
             .unwrap_or_else(|p| p.into_inner())
             .push(tap);
     }
+
+    /// Duplicates dropped so far, per source.
+    pub fn duplicates(&self) -> DuplicateCounts {
+        let get = |i: usize| self.duplicates[i].load(Ordering::Relaxed);
+        DuplicateCounts {
+            websocket: get(0),
+            webhook: get(1),
+            replay: get(2),
+            simulator: get(3),
+        }
+    }
+
+    /// Event ids remembered now.
+    pub fn remembered(&self) -> usize {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
 }
 
 impl InputSink for Inputs {
     fn event(&self, event: Event) -> usize {
+        let first = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first_sighting(&event.id, Instant::now());
+        if !first {
+            self.duplicates[source_index(event.source)].fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                event = %event.name,
+                id = %event.id,
+                source = ?event.source,
+                "duplicate event dropped (already delivered)"
+            );
+            return 0;
+        }
         for tap in self.taps.read().unwrap_or_else(|p| p.into_inner()).iter() {
             tap(&event);
         }
@@ -48,5 +142,130 @@ impl InputSink for Inputs {
 
     fn open_stream(&self, info: StreamInfo) -> Box<dyn StreamSink> {
         self.sink.open_stream(info)
+    }
+}
+
+/// Event ids seen within a window: a map for lookups plus a queue in arrival order for
+/// forgetting, at most `capacity` entries.
+#[derive(Debug)]
+struct SeenEvents {
+    config: EventDedupeConfig,
+    at: HashMap<u128, Instant>,
+    order: VecDeque<(Instant, u128)>,
+}
+
+impl SeenEvents {
+    fn new(config: EventDedupeConfig) -> Self {
+        Self {
+            config,
+            at: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    /// Whether `id` was not seen within the window (and remembers it). An empty id is
+    /// never a duplicate.
+    fn first_sighting(&mut self, id: &str, now: Instant) -> bool {
+        if id.is_empty() {
+            return true;
+        }
+        self.forget_old(now);
+        let key = key_of(id);
+        if self.at.contains_key(&key) {
+            return false;
+        }
+        self.at.insert(key, now);
+        self.order.push_back((now, key));
+        while self.order.len() > self.config.capacity.max(1) {
+            self.pop_oldest();
+        }
+        true
+    }
+
+    fn forget_old(&mut self, now: Instant) {
+        while self
+            .order
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > self.config.window)
+        {
+            self.pop_oldest();
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some((_, key)) = self.order.pop_front() {
+            self.at.remove(&key);
+        }
+    }
+}
+
+/// The 128-bit key of an id: the id itself when it is 32 hex digits (what
+/// `zoomhost_protocol::event_id` makes), else a hash of it.
+fn key_of(id: &str) -> u128 {
+    if id.len() == 32 {
+        if let Ok(key) = u128::from_str_radix(id, 16) {
+            return key;
+        }
+    }
+    let mut a = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut a);
+    let mut b = std::collections::hash_map::DefaultHasher::new();
+    (id, 0x5eed_u16).hash(&mut b);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn seen(window_ms: u64, capacity: usize) -> SeenEvents {
+        SeenEvents::new(EventDedupeConfig {
+            window: Duration::from_millis(window_ms),
+            capacity,
+        })
+    }
+
+    #[test]
+    fn an_id_is_seen_once_within_the_window() {
+        let mut s = seen(1000, 10);
+        let t0 = Instant::now();
+        let id = zoomhost_protocol::event_id("meeting.started", 1, &serde_json::json!({}));
+        assert!(s.first_sighting(&id, t0));
+        assert!(!s.first_sighting(&id, t0 + Duration::from_millis(999)));
+        // Past the window it is forgotten.
+        assert!(s.first_sighting(&id, t0 + Duration::from_millis(2100)));
+        assert!(s.first_sighting("", t0) && s.first_sighting("", t0));
+        assert!(s.first_sighting("not-hex", t0));
+        assert!(!s.first_sighting("not-hex", t0));
+    }
+
+    #[test]
+    fn memory_is_bounded_by_the_cap_oldest_forgotten_first() {
+        let mut s = seen(60_000, 3);
+        let t0 = Instant::now();
+        for id in ["a", "b", "c", "d"] {
+            assert!(s.first_sighting(id, t0));
+        }
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.order.len(), 3);
+        assert!(s.first_sighting("a", t0), "the oldest was forgotten");
+        assert!(!s.first_sighting("d", t0));
+    }
+
+    #[test]
+    fn a_newer_rtms_started_is_a_different_event() {
+        let payload = serde_json::json!({"rtms_stream_id": "s1", "server_urls": "wss://a"});
+        let first = zoomhost_protocol::event_id("meeting.rtms_started", 100, &payload);
+        let failover = zoomhost_protocol::event_id("meeting.rtms_started", 200, &payload);
+        let mut s = seen(60_000, 10);
+        let t0 = Instant::now();
+        assert!(s.first_sighting(&first, t0));
+        assert!(s.first_sighting(&failover, t0));
+        assert!(!s.first_sighting(&first, t0), "a late retry of the first");
     }
 }

@@ -9,11 +9,20 @@
 //! is the JSON *string* of `{event, event_ts, payload}`.
 //!
 //! Faults: abrupt TCP drop (no close frame), close with a code, stall (neither read nor
-//! write for a while), refusing connections, token invalidation and OAuth outages (through
-//! the [`TokenAuthority`]). Every event written to a connected client is recorded with its
-//! id ([`EventSim::sent`]), so tests can check exactly-once delivery; events pushed while
-//! no client was connected are recorded apart ([`EventSim::missed`]): Zoom does not replay
-//! them either.
+//! write for a while: heartbeats go unanswered), refusing connections, token invalidation,
+//! closing a connection when its token expires ([`TOKEN_EXPIRED_CLOSE`], at the real
+//! expiry or forced by [`EventSim::expire_token`]), short token lifetimes and OAuth outages
+//! by count or for a while (through the [`TokenAuthority`]). [`EventChaos`] injects them on
+//! a cycle and [`EventSim::steady_stream`] keeps events flowing meanwhile.
+//!
+//! Records: every event written to a connected client ([`EventSim::sent`], with its
+//! payload tag and its content-derived id), so tests can check exactly-once delivery;
+//! events pushed while no client was connected ([`EventSim::missed`]): Zoom does not
+//! replay them either; every accepted connection with the token it used and why it ended
+//! ([`EventSim::connection_log`]), so a test can tell a server close from a client's own
+//! reconnect. With [`EventSim::mirror_to_webhook`] every event is also posted as a
+//! webhook (the same `{event, event_ts, payload}` the WebSocket's `content` carries, as
+//! Zoom sends to an app subscribed both ways), recorded in [`EventSim::webhooked`].
 //!
 //! Scenarios ([`Scenario`], TOML or JSON) describe a meeting timeline with realistic
 //! payloads ([`MeetingGen`]) and fault steps; see `host/samples/scenario.toml`. When
@@ -27,6 +36,7 @@
 //! `rtms_stop` runs the stream's stop sequence and pushes `meeting.rtms_stopped`; see
 //! `host/samples/rtms-meeting.toml`.
 
+mod chaos;
 mod payloads;
 mod scenario;
 mod server;
@@ -34,6 +44,7 @@ mod server;
 mod tests;
 
 use crate::util::random_token;
+pub use chaos::*;
 pub use payloads::MeetingGen;
 pub use scenario::*;
 pub use server::*;

@@ -95,11 +95,47 @@ pub enum Action {
         #[serde(default = "default_outage_status")]
         status: u16,
     },
-    /// Neither read nor write for `ms`.
+    /// Neither read nor write for `ms` (a heartbeat stall: the client must notice the
+    /// silence).
     Stall {
         /// Stall length.
         ms: u64,
     },
+    /// Expire the live connection's token and close the connection as Zoom does at
+    /// expiry, with every OAuth token request answering `status` for `oauth_down_ms`.
+    ExpireToken {
+        /// How long the OAuth endpoint fails (default 0: not at all).
+        #[serde(default)]
+        oauth_down_ms: u64,
+        /// Status of the failing requests (default 500).
+        #[serde(default = "default_expiry_outage_status")]
+        status: u16,
+    },
+    /// Every OAuth token request answers `status` for `ms`.
+    OauthDown {
+        /// Outage length.
+        ms: u64,
+        /// Status (default 500).
+        #[serde(default = "default_expiry_outage_status")]
+        status: u16,
+    },
+    /// Tokens issued from now on live `seconds` (short lifetimes: the server closes the
+    /// connection at each expiry).
+    TokenLifetime {
+        /// Lifetime in seconds.
+        seconds: u64,
+    },
+    /// Start pushing `event` every `every_ms` in the background (payload ids
+    /// `steady-000001`, ...) until `steady_stop` or the end of the scenario.
+    SteadyStart {
+        /// Interval.
+        every_ms: u64,
+        /// Event name (default `meeting.participant_qos`).
+        #[serde(default = "default_steady_event")]
+        event: String,
+    },
+    /// Stop the steady stream.
+    SteadyStop,
     /// Wait (up to `timeout_ms`) until a client is connected again.
     WaitConnected {
         /// Longest wait (default 10 s).
@@ -298,6 +334,14 @@ const CANNED_NAMES: [&str; 8] = [
     "Margaret Hamilton",
 ];
 
+fn default_expiry_outage_status() -> u16 {
+    500
+}
+
+fn default_steady_event() -> String {
+    "meeting.participant_qos".to_string()
+}
+
 fn default_outage_status() -> u16 {
     503
 }
@@ -322,6 +366,9 @@ pub struct ScenarioReport {
 /// The RTMS side of a scenario run.
 struct RtmsRun<'a> {
     sim: Option<&'a RtmsSim>,
+    /// The steady stream of a `steady_start` step (event side, kept here with the
+    /// run's other state).
+    steady: Option<SteadyStream>,
     current: Option<Arc<SimStream>>,
     started: Vec<Arc<SimStream>>,
 }
@@ -369,6 +416,7 @@ impl Scenario {
     ) -> anyhow::Result<ScenarioReport> {
         let mut rtms = RtmsRun {
             sim: rtms,
+            steady: None,
             current: None,
             started: Vec::new(),
         };
@@ -389,6 +437,8 @@ impl Scenario {
                 report.faults += 1;
             }
         }
+        // A steady stream still running stops with the scenario.
+        rtms.steady = None;
         report.rtms_streams = rtms.started;
         let sent = sim.sent();
         let missed = sim.missed();
@@ -420,6 +470,30 @@ impl Scenario {
             Action::InvalidateToken => sim.invalidate_token().await,
             Action::OauthOutage { requests, status } => sim.oauth_outage(*requests, *status),
             Action::Stall { ms } => sim.stall(Duration::from_millis(*ms)),
+            Action::ExpireToken {
+                oauth_down_ms,
+                status,
+            } => {
+                if *oauth_down_ms > 0 {
+                    sim.oauth_outage_for(Duration::from_millis(*oauth_down_ms), *status);
+                }
+                sim.expire_token().await;
+            }
+            Action::OauthDown { ms, status } => {
+                sim.oauth_outage_for(Duration::from_millis(*ms), *status)
+            }
+            Action::TokenLifetime { seconds } => {
+                sim.set_token_lifetime(*seconds);
+                return Ok(false);
+            }
+            Action::SteadyStart { every_ms, event } => {
+                rtms.steady = Some(sim.steady_stream(event, Duration::from_millis(*every_ms)));
+                return Ok(false);
+            }
+            Action::SteadyStop => {
+                rtms.steady = None;
+                return Ok(false);
+            }
             Action::WaitConnected { timeout_ms } => {
                 let timeout = Duration::from_millis(*timeout_ms);
                 anyhow::ensure!(

@@ -22,6 +22,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use zoomhost_protocol::event_socket;
 
+/// How the server closes a connection whose token expired. Zoom publishes no close
+/// codes for this socket; the simulator uses a policy-violation close naming the token.
+pub const TOKEN_EXPIRED_CLOSE: (u16, &str) = (1008, "Token has expired");
+
 /// Who decides whether a token is good, and how token faults are injected.
 pub trait TokenAuthority: Send + Sync + 'static {
     /// Whether `token` is currently valid.
@@ -30,6 +34,20 @@ pub trait TokenAuthority: Send + Sync + 'static {
     fn invalidate_all(&self);
     /// Makes the next `requests` token requests fail with `status`.
     fn outage(&self, requests: usize, status: u16);
+    /// When `token` expires (a connection using it is closed then); `None` when unknown.
+    fn expires_at(&self, _token: &str) -> Option<Instant> {
+        None
+    }
+    /// Makes `token` expire now.
+    fn expire(&self, _token: &str) {}
+    /// Every token request fails with `status` for `duration`.
+    fn outage_for(&self, _duration: Duration, _status: u16) {
+        tracing::warn!("event sim: a timed OAuth outage needs an OAuth sim; ignored");
+    }
+    /// Tokens issued from now on live `seconds`.
+    fn set_token_lifetime(&self, _seconds: u64) {
+        tracing::warn!("event sim: token lifetimes need an OAuth sim; ignored");
+    }
 }
 
 impl TokenAuthority for OAuthSim {
@@ -43,6 +61,22 @@ impl TokenAuthority for OAuthSim {
 
     fn outage(&self, requests: usize, status: u16) {
         self.fail_next(requests, status, None);
+    }
+
+    fn expires_at(&self, token: &str) -> Option<Instant> {
+        OAuthSim::expires_at(self, token)
+    }
+
+    fn expire(&self, token: &str) {
+        OAuthSim::expire(self, token);
+    }
+
+    fn outage_for(&self, duration: Duration, status: u16) {
+        self.fail_for(duration, status);
+    }
+
+    fn set_token_lifetime(&self, seconds: u64) {
+        self.set_expires_in(seconds);
     }
 }
 
@@ -71,6 +105,9 @@ pub struct EventSimConfig {
     pub subscription_id: Option<String>,
     /// A client silent (no heartbeat, no message) this long is dropped.
     pub silence_timeout: Duration,
+    /// Close a connection when its token expires ([`TOKEN_EXPIRED_CLOSE`]); needs a
+    /// [`TokenAuthority`] that knows expiries (the [`OAuthSim`]).
+    pub close_at_token_expiry: bool,
 }
 
 impl Default for EventSimConfig {
@@ -78,29 +115,72 @@ impl Default for EventSimConfig {
         Self {
             subscription_id: None,
             silence_timeout: Duration::from_secs(90),
+            close_at_token_expiry: true,
         }
     }
 }
 
-/// One event written to a connected client.
+/// One event the simulator delivered (on the WebSocket, or as a webhook).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentEvent {
     /// The payload's top-level `"id"`, or `-`.
     pub id: String,
     /// The event name.
     pub name: String,
+    /// The content-derived identity a receiver computes for it
+    /// (`zoomhost_protocol::event_id` over name, `event_ts` and payload).
+    pub event_id: String,
+    /// Its `event_ts`, in milliseconds.
+    pub event_ts: u64,
+}
+
+/// Why a connection ended, as the simulator saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionEnd {
+    /// The client sent a close frame.
+    ClientClosed,
+    /// The client went away without a close frame.
+    ClientGone,
+    /// Dropped by a fault (no close frame).
+    Dropped,
+    /// Closed by a fault with this code.
+    Closed(u16),
+    /// Closed because its token expired ([`TOKEN_EXPIRED_CLOSE`]).
+    TokenExpired,
+    /// Closed because the client was silent too long.
+    SilenceTimeout,
+    /// Closed because a newer connection for the subscription arrived.
+    Replaced,
+}
+
+/// One accepted connection (`build_connection` succeeded), from open to end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionRecord {
+    /// Its number, from 1.
+    pub id: u64,
+    /// Which token it used: `t1`, `t2`, ... in order of first use (not the secret).
+    pub token: String,
+    /// When it was accepted.
+    pub opened: Instant,
+    /// When it ended (`None` while open).
+    pub closed: Option<Instant>,
+    /// Why it ended (`None` while open).
+    pub ended: Option<ConnectionEnd>,
+    /// Whether it was stalled at some point.
+    pub stalled: bool,
 }
 
 enum Command {
     Send(String, oneshot::Sender<bool>),
     Drop(oneshot::Sender<()>),
-    Close(u16, String, oneshot::Sender<()>),
+    Close(u16, String, ConnectionEnd, oneshot::Sender<()>),
     Stall(Duration),
 }
 
 #[derive(Clone)]
 struct Client {
     id: u64,
+    token: String,
     commands: mpsc::UnboundedSender<Command>,
     stalled: Arc<AtomicBool>,
 }
@@ -111,6 +191,10 @@ struct Inner {
     current: Mutex<Option<Client>>,
     sent: Mutex<Vec<SentEvent>>,
     missed: Mutex<Vec<SentEvent>>,
+    webhooked: Mutex<Vec<SentEvent>>,
+    webhook: Mutex<Option<crate::webhook::WebhookSender>>,
+    log: Mutex<Vec<ConnectionRecord>>,
+    token_labels: Mutex<HashMap<String, usize>>,
     attempts: Mutex<Vec<Instant>>,
     refusing: AtomicBool,
     heartbeats: AtomicU64,
@@ -162,6 +246,10 @@ impl EventSim {
             current: Mutex::new(None),
             sent: Mutex::default(),
             missed: Mutex::default(),
+            webhooked: Mutex::default(),
+            webhook: Mutex::default(),
+            log: Mutex::default(),
+            token_labels: Mutex::default(),
             attempts: Mutex::default(),
             refusing: AtomicBool::new(false),
             heartbeats: AtomicU64::new(0),
@@ -208,6 +296,24 @@ impl EventSim {
         lock(&self.inner.missed).clone()
     }
 
+    /// Events also delivered as webhooks ([`EventSim::mirror_to_webhook`]) and answered
+    /// 2xx, in order.
+    pub fn webhooked(&self) -> Vec<SentEvent> {
+        lock(&self.inner.webhooked).clone()
+    }
+
+    /// Every accepted connection so far, in order, with why it ended.
+    pub fn connection_log(&self) -> Vec<ConnectionRecord> {
+        lock(&self.inner.log).clone()
+    }
+
+    /// From now on, every pushed event is also posted as a webhook through `sender`
+    /// (the same `{event, event_ts, payload}`, whether or not a client is connected), as
+    /// Zoom does for an app subscribed both ways; `None` stops it.
+    pub fn mirror_to_webhook(&self, sender: Option<crate::webhook::WebhookSender>) {
+        *lock(&self.inner.webhook) = sender;
+    }
+
     /// When each connection attempt (TCP accept) happened.
     pub fn attempts(&self) -> Vec<Instant> {
         lock(&self.inner.attempts).clone()
@@ -237,10 +343,18 @@ impl EventSim {
     /// Pushes `{event, event_ts, payload}` to the connected client; true if it was
     /// written (and recorded in [`EventSim::sent`]).
     pub async fn push_event(&self, name: &str, payload: Value) -> bool {
-        let envelope = event_socket::message(name, now_ms(), &payload);
+        self.push_event_at(name, now_ms(), payload).await
+    }
+
+    /// [`EventSim::push_event`] with a given `event_ts` (milliseconds). With a webhook
+    /// mirror set, the same event is then posted as a webhook too.
+    pub async fn push_event_at(&self, name: &str, event_ts: u64, payload: Value) -> bool {
+        let envelope = event_socket::message(name, event_ts, &payload);
         let record = SentEvent {
             id: payload["id"].as_str().unwrap_or("-").to_string(),
             name: name.to_string(),
+            event_id: zoomhost_protocol::event_id(name, event_ts, &payload),
+            event_ts,
         };
         let written = self.push_raw(envelope.to_string()).await;
         let list = if written {
@@ -248,7 +362,22 @@ impl EventSim {
         } else {
             &self.inner.missed
         };
-        lock(list).push(record);
+        lock(list).push(record.clone());
+        let mirror = lock(&self.inner.webhook).clone();
+        if let Some(sender) = mirror {
+            let body = crate::webhook::WebhookSender::event_body(name, event_ts, &payload);
+            let options = crate::webhook::SendOptions::default();
+            match sender.send_raw(body, &options).await {
+                Ok(sent) if (200..300).contains(&sent.status) => {
+                    lock(&self.inner.webhooked).push(record);
+                }
+                Ok(sent) => tracing::warn!(
+                    status = sent.status,
+                    "event sim: webhook copy of {name} not accepted"
+                ),
+                Err(e) => tracing::warn!("event sim: webhook copy of {name} failed: {e:#}"),
+            }
+        }
         written
     }
 
@@ -276,7 +405,31 @@ impl EventSim {
     /// Closes the client's connection with `code`.
     pub async fn close_connection(&self, code: u16, reason: &str) {
         let reason = reason.to_string();
-        self.command(|tx| Command::Close(code, reason, tx)).await;
+        self.command(|tx| Command::Close(code, reason, ConnectionEnd::Closed(code), tx))
+            .await;
+    }
+
+    /// Expires the live connection's token now and closes the connection as at expiry
+    /// ([`TOKEN_EXPIRED_CLOSE`]); other tokens (a fresh one the client fetched ahead)
+    /// stay valid.
+    pub async fn expire_token(&self) {
+        let Some(client) = lock(&self.inner.current).clone() else {
+            return;
+        };
+        self.inner.authority.expire(&client.token);
+        let (code, reason) = TOKEN_EXPIRED_CLOSE;
+        self.command(|tx| Command::Close(code, reason.into(), ConnectionEnd::TokenExpired, tx))
+            .await;
+    }
+
+    /// Every OAuth token request fails with `status` for `duration`.
+    pub fn oauth_outage_for(&self, duration: Duration, status: u16) {
+        self.inner.authority.outage_for(duration, status);
+    }
+
+    /// Tokens issued from now on live `seconds` (e.g. 2 s tokens for a storm).
+    pub fn set_token_lifetime(&self, seconds: u64) {
+        self.inner.authority.set_token_lifetime(seconds);
     }
 
     /// Stops reading and writing on the client's connection for `duration` (returns at
@@ -284,6 +437,9 @@ impl EventSim {
     pub fn stall(&self, duration: Duration) {
         if let Some(client) = self.live_client() {
             client.stalled.store(true, Ordering::Relaxed);
+            if let Some(record) = lock(&self.inner.log).iter_mut().find(|r| r.id == client.id) {
+                record.stalled = true;
+            }
             let _ = client.commands.send(Command::Stall(duration));
         }
     }
@@ -376,24 +532,49 @@ async fn serve(stream: TcpStream, inner: Arc<Inner>) -> anyhow::Result<()> {
     ws.send(Message::text(event_socket::build_connection(Ok(()))))
         .await?;
     let (tx, rx) = mpsc::unbounded_channel();
+    let token = params.get("access_token").cloned().unwrap_or_default();
     let client = Client {
         id: inner.next_id.fetch_add(1, Ordering::Relaxed),
+        token,
         commands: tx,
         stalled: Arc::new(AtomicBool::new(false)),
     };
+    let label = {
+        let mut labels = lock(&inner.token_labels);
+        let next = labels.len() + 1;
+        format!("t{}", *labels.entry(client.token.clone()).or_insert(next))
+    };
+    lock(&inner.log).push(ConnectionRecord {
+        id: client.id,
+        token: label,
+        opened: Instant::now(),
+        closed: None,
+        ended: None,
+        stalled: false,
+    });
     let previous = lock(&inner.current).replace(client.clone());
     inner.connections.fetch_add(1, Ordering::Relaxed);
     if let Some(previous) = previous {
         let (done, _) = oneshot::channel();
         let reason = "replaced by a newer connection".to_string();
-        let _ = previous.commands.send(Command::Close(1000, reason, done));
+        let _ = previous
+            .commands
+            .send(Command::Close(1000, reason, ConnectionEnd::Replaced, done));
     }
     let result = connection_loop(&mut ws, &inner, &client, rx).await;
+    let end = match &result {
+        Ok(end) => *end,
+        Err(_) => ConnectionEnd::ClientGone,
+    };
+    if let Some(record) = lock(&inner.log).iter_mut().find(|r| r.id == client.id) {
+        record.closed = Some(Instant::now());
+        record.ended = Some(end);
+    }
     let mut current = lock(&inner.current);
     if current.as_ref().is_some_and(|c| c.id == client.id) {
         *current = None;
     }
-    result
+    result.map(|_| ())
 }
 
 /// Why a connection is refused, as Zoom words it; `None` when it is accepted.
@@ -417,24 +598,34 @@ async fn connection_loop(
     inner: &Inner,
     client: &Client,
     mut commands: mpsc::UnboundedReceiver<Command>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<ConnectionEnd> {
     let silence = inner.config.silence_timeout;
     let mut last_heard = tokio::time::Instant::now();
     loop {
+        // Looked up each time: a token can be expired early (`expire_token`).
+        let expiry = inner
+            .config
+            .close_at_token_expiry
+            .then(|| inner.authority.expires_at(&client.token))
+            .flatten()
+            .map(tokio::time::Instant::from_std);
         tokio::select! {
             // Reads first: a client that already left must not be counted as reached.
             biased;
             message = ws.next() => {
-                let Some(Ok(message)) = message else { return Ok(()) };
+                let message = match message {
+                    Some(Ok(message)) => message,
+                    _ => return Ok(ConnectionEnd::ClientGone),
+                };
                 last_heard = tokio::time::Instant::now();
                 match message {
                     Message::Text(text) => on_client_text(ws, inner, text.as_str()).await?,
-                    Message::Close(_) => return Ok(()),
+                    Message::Close(_) => return Ok(ConnectionEnd::ClientClosed),
                     _ => {}
                 }
             }
             command = commands.recv() => {
-                let Some(command) = command else { return Ok(()) };
+                let Some(command) = command else { return Ok(ConnectionEnd::ClientGone) };
                 match command {
                     Command::Send(text, done) => {
                         let ok = ws.send(Message::text(text)).await.is_ok();
@@ -444,12 +635,12 @@ async fn connection_loop(
                         // FIN without a close frame: what a crashed proxy looks like.
                         let _ = ws.get_mut().shutdown().await;
                         let _ = done.send(());
-                        return Ok(());
+                        return Ok(ConnectionEnd::Dropped);
                     }
-                    Command::Close(code, reason, done) => {
+                    Command::Close(code, reason, end, done) => {
                         close(ws, code, &reason).await;
                         let _ = done.send(());
-                        return Ok(());
+                        return Ok(end);
                     }
                     Command::Stall(duration) => {
                         tokio::time::sleep(duration).await;
@@ -459,9 +650,22 @@ async fn connection_loop(
             }
             _ = tokio::time::sleep_until(last_heard + silence) => {
                 close(ws, 1001, "no heartbeat").await;
-                return Ok(());
+                return Ok(ConnectionEnd::SilenceTimeout);
+            }
+            _ = sleep_until_some(expiry) => {
+                let (code, reason) = TOKEN_EXPIRED_CLOSE;
+                close(ws, code, reason).await;
+                return Ok(ConnectionEnd::TokenExpired);
             }
         }
+    }
+}
+
+/// Sleeps until `at`; forever when `None`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -96,6 +96,7 @@ pub fn for_local_zoom(
         )),
         webhook: None,
         rtms: Some(rtms),
+        dedupe: Default::default(),
     }
 }
 
