@@ -46,10 +46,27 @@ struct RawZoomRtms {
     channels: Option<u8>,
     frame_ms: Option<u32>,
     per_speaker: Option<bool>,
-    transcript_language: Option<String>,
+    transcript_language: Option<LanguageNumber>,
+    enable_lid: Option<bool>,
+    buffer_data: Option<bool>,
+    handshake_id: Option<String>,
+    individual_video: Option<bool>,
     single_socket: Option<bool>,
     binary_frames: Option<bool>,
     resume_window_s: Option<u64>,
+    media_resume_window_s: Option<u64>,
+    idle_timeout_s: Option<u64>,
+    reconnect_min_ms: Option<u64>,
+    reconnect_max_ms: Option<u64>,
+    close_grace_ms: Option<u64>,
+}
+
+/// A transcript language number, written as a number or a numeric string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum LanguageNumber {
+    Number(i64),
+    Text(String),
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -390,6 +407,7 @@ fn resolve_rtms(
     (client_id, client_secret): (&ZoomValue, &ZoomValue),
     problems: &mut Vec<String>,
 ) -> Option<crate::rtms::RtmsConfig> {
+    use zoomhost_protocol::rtms::media::transcript_language;
     use zoomhost_types::{AudioCodec, MediaKind};
     let (id, secret) = match (&rtms_id.value, &rtms_secret.value) {
         (Some(id), Some(secret)) => (Some(id.clone()), Some(secret.clone())),
@@ -472,7 +490,45 @@ fn resolve_rtms(
     if let Some(per_speaker) = raw.per_speaker {
         config.audio.per_speaker = per_speaker;
     }
-    config.transcript_language = raw.transcript_language.clone();
+    if let Some(lang) = &raw.transcript_language {
+        let number = match lang {
+            LanguageNumber::Number(n) => Some(*n),
+            LanguageNumber::Text(t) => t.trim().parse::<i64>().ok(),
+        };
+        match number.filter(|n| transcript_language::is_valid(*n)) {
+            Some(n) => config.transcript_language = i32::try_from(n).ok(),
+            None => problems.push(format!(
+                "zoom.rtms.transcript_language must be Zoom's language number, -1 to 36 \
+                 (9 is English; got {lang:?})"
+            )),
+        }
+    }
+    if raw.enable_lid.is_some() {
+        config.enable_lid = raw.enable_lid;
+    }
+    if raw.buffer_data.is_some() {
+        config.buffer_data = raw.buffer_data;
+    }
+    if let Some(id) = &raw.handshake_id {
+        config.handshake_id = match id.as_str() {
+            "product" => crate::rtms::HandshakeId::Product,
+            "meeting_uuid" => crate::rtms::HandshakeId::MeetingUuid,
+            _ => {
+                problems.push(format!(
+                    "zoom.rtms.handshake_id must be \"product\" or \"meeting_uuid\" (got {id:?})"
+                ));
+                crate::rtms::HandshakeId::Product
+            }
+        };
+    }
+    if let Some(individual) = raw.individual_video {
+        config.individual_video = individual;
+        if individual && !config.media.contains(&MediaKind::Video) {
+            problems.push(
+                "zoom.rtms.individual_video needs \"video\" in zoom.rtms.media".into(),
+            );
+        }
+    }
     if let Some(single) = raw.single_socket {
         config.single_socket = single;
     }
@@ -484,6 +540,47 @@ fn resolve_rtms(
             problems.push("zoom.rtms.resume_window_s must be greater than 0".into());
         }
         config.resume_window = Duration::from_secs(s);
+    }
+    let mut timer = |key: &str, value: Option<Duration>, slot: &mut Duration| {
+        if let Some(d) = value {
+            if d.is_zero() {
+                problems.push(format!("zoom.rtms.{key} must be greater than 0"));
+            }
+            *slot = d;
+        }
+    };
+    let secs = |v: Option<u64>| v.map(Duration::from_secs);
+    let millis = |v: Option<u64>| v.map(Duration::from_millis);
+    timer(
+        "media_resume_window_s",
+        secs(raw.media_resume_window_s),
+        &mut config.media_resume_window,
+    );
+    timer(
+        "idle_timeout_s",
+        secs(raw.idle_timeout_s),
+        &mut config.idle_timeout,
+    );
+    timer(
+        "reconnect_min_ms",
+        millis(raw.reconnect_min_ms),
+        &mut config.reconnect_min,
+    );
+    timer(
+        "reconnect_max_ms",
+        millis(raw.reconnect_max_ms),
+        &mut config.reconnect_max,
+    );
+    timer(
+        "close_grace_ms",
+        millis(raw.close_grace_ms),
+        &mut config.close_grace,
+    );
+    if config.reconnect_max < config.reconnect_min {
+        problems.push(format!(
+            "zoom.rtms.reconnect_max_ms ({:?}) must not be below reconnect_min_ms ({:?})",
+            config.reconnect_max, config.reconnect_min
+        ));
     }
     Some(config)
 }

@@ -1,10 +1,24 @@
 //! The RTMS client (Realtime Media Streams; see the RTMS notes in the crate docs).
 //!
-//! [`RtmsManager`] sees every event the sources deliver (the host taps its input path), whatever its source. A
-//! `*.rtms_started` event (`meeting.`, `webinar.`, `session.`, `contact_center.voice_`)
-//! starts a stream task (see [`stream`]); `*.rtms_stopped` stops it. The same start seen
-//! twice (webhook *and* WebSocket deliver it) opens one stream. Streams are isolated: each
-//! has its own task and sockets, and one stream's failure never touches another.
+//! [`RtmsManager`] sees every event the sources deliver (the host taps its input path),
+//! whatever its source, and acts on the RTMS lifecycle of every product (`meeting.`,
+//! `webinar.`, `session.`, `contact_center.voice_`, `phone.`):
+//!
+//! - `*.rtms_started` starts a stream task (see [`stream`]). For a stream that is already
+//!   running it is Zoom's **failover** signal when its `event_ts` is newer than the last
+//!   start's: the stream drops its sockets and re-handshakes at once against the new
+//!   `server_urls`. The same or an older `event_ts` is a duplicate (webhook *and*
+//!   WebSocket deliver it) or a late webhook retry carrying a dead server's URLs: dropped,
+//!   also for streams that ended not long ago.
+//! - `*.rtms_interrupted` re-handshakes the stream's signaling and media with the saved
+//!   URLs (the event carries none).
+//! - `*.rtms_stopped` stops it; stop reasons 10 to 19 and 24 end it as failed.
+//! - `rtms.concurrency_limited` / `rtms.concurrency_near_limit` are logged and counted
+//!   (they reach plugins like any event, through the router).
+//!
+//! Streams are isolated: each has its own task and sockets, and one stream's failure
+//! never touches another. Plugins may ask for a stream's end or for one participant's
+//! video through [`StreamControl`], which only queues the request.
 //!
 //! Signatures use the credentials of the app that owns the RTMS scope
 //! (`ZOOM_RTMS_CLIENT_ID` / `ZOOM_RTMS_CLIENT_SECRET`, falling back to the S2S app's
@@ -12,23 +26,39 @@
 //! never logged.
 
 pub mod protocol;
+mod start;
+mod stats;
 mod stream;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
+use zoomhost_protocol::rtms::product::{lifecycle, Lifecycle};
 use zoomhost_protocol::Secret;
-use zoomhost_types::InputSink;
-use zoomhost_types::{Event, MediaKind, SessionKind};
+use zoomhost_types::{ControlError, Event, InputSink, MediaKind, StreamControl};
 
 pub use protocol::AudioRequest;
+pub use start::StreamStart;
+pub use stats::{RtmsStats, RtmsStatsSnapshot, STOP_REASONS};
 
-/// RTMS client settings.
+/// Which id field the handshakes carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HandshakeId {
+    /// The product's own key (`meeting_uuid`, `webinar_uuid`, `session_id`,
+    /// `engagement_id`, `call_id`), as Zoom's 2026 samples and its Contact Center docs
+    /// send it.
+    #[default]
+    Product,
+    /// Always `meeting_uuid`, whatever the product, as Zoom's C SDK was seen sending it.
+    MeetingUuid,
+}
+
+/// RTMS client settings. Every timer is here so tests can run Zoom's windows scaled down;
+/// the defaults are Zoom's documented values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RtmsConfig {
     /// Client id of the app that owns the RTMS scope (signs handshakes; never sent).
@@ -39,22 +69,45 @@ pub struct RtmsConfig {
     pub media: Vec<MediaKind>,
     /// The audio requested.
     pub audio: AudioRequest,
-    /// Transcript source language (Zoom's language id); `None` asks for detection.
-    pub transcript_language: Option<String>,
+    /// Transcript source language (Zoom's language number, e.g. 9 English); `None` sends
+    /// none.
+    pub transcript_language: Option<i32>,
+    /// Transcript language detection (`enable_lid`); `None` leaves Zoom's default (on).
+    pub enable_lid: Option<bool>,
+    /// `buffer_data` of the signaling handshake; `None` leaves Zoom's default (true:
+    /// audio from before the connection is replayed).
+    pub buffer_data: Option<bool>,
+    /// Which id field the handshakes carry (the signature is over the same value).
+    pub handshake_id: HandshakeId,
+    /// Ask for one participant's video (`data_opt` 4), chosen by plugins through
+    /// [`StreamControl::subscribe_video`], instead of the active speaker's (needs video
+    /// in `media`).
+    pub individual_video: bool,
     /// One media socket for every kind (`all`) instead of one per kind.
     pub single_socket: bool,
     /// Send JSON in binary frames, as Zoom's own client does (default true).
     pub binary_frames: bool,
     /// Limit for connecting a socket and for each handshake reply.
     pub connect_timeout: Duration,
-    /// A socket silent this long (no keep-alive, no data) is treated as dropped.
+    /// A socket silent this long (no keep-alive, no data) is treated as dropped (Zoom
+    /// sends keep-alives every 10 s while idle: 35 s is three missed ones and slack).
     pub idle_timeout: Duration,
-    /// How long after a drop the stream may still be resumed (Zoom: about 60 s).
+    /// How long Zoom keeps a stream resumable after its signaling was lost (60 s).
     pub resume_window: Duration,
-    /// First re-handshake delay (doubles up to `reconnect_max`).
+    /// How long Zoom keeps a lost media connection resumable (65 s).
+    pub media_resume_window: Duration,
+    /// First re-handshake delay (3 s), doubling up to `reconnect_max`; back to the first
+    /// after every successful handshake.
     pub reconnect_min: Duration,
-    /// Longest re-handshake delay.
+    /// Longest re-handshake delay (30 s).
     pub reconnect_max: Duration,
+    /// After a socket closes without a word from Zoom (no `*.rtms_interrupted`, no media
+    /// interrupted event), how long to wait for one before reconnecting anyway (5 s).
+    pub close_grace: Duration,
+    /// First delay after a status 8 (duplicate signal request) refusal (1.5 s), doubling.
+    pub duplicate_retry: Duration,
+    /// How many times a status 8 refusal is retried (3).
+    pub duplicate_retries: u32,
 }
 
 impl RtmsConfig {
@@ -66,105 +119,22 @@ impl RtmsConfig {
             media: vec![MediaKind::Audio, MediaKind::Transcript],
             audio: AudioRequest::default(),
             transcript_language: None,
+            enable_lid: None,
+            buffer_data: None,
+            handshake_id: HandshakeId::Product,
+            individual_video: false,
             single_socket: false,
             binary_frames: true,
             connect_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(90),
+            idle_timeout: Duration::from_secs(35),
             resume_window: Duration::from_secs(60),
-            reconnect_min: Duration::from_secs(1),
-            reconnect_max: Duration::from_secs(8),
+            media_resume_window: Duration::from_secs(65),
+            reconnect_min: Duration::from_secs(3),
+            reconnect_max: Duration::from_secs(30),
+            close_grace: Duration::from_secs(5),
+            duplicate_retry: Duration::from_millis(1500),
+            duplicate_retries: 3,
         }
-    }
-}
-
-/// What `*.rtms_started` says about a stream.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamStart {
-    /// Meeting, webinar, Video SDK session or Contact Center engagement.
-    pub kind: SessionKind,
-    /// The id that goes in the handshakes' `meeting_uuid` (whatever its kind).
-    pub meeting_uuid: String,
-    /// `rtms_stream_id`.
-    pub stream_id: String,
-    /// Signaling URLs, in the order to try.
-    pub server_urls: Vec<String>,
-}
-
-impl StreamStart {
-    /// Reads a `*.rtms_started` payload (fields flat under `payload`; an `object` wrapper
-    /// is tolerated). The error names the missing field.
-    pub fn from_event(name: &str, payload: &Value) -> Result<StreamStart, String> {
-        let kind = session_kind(name);
-        let body = match payload.get("object") {
-            Some(o) if o.get("rtms_stream_id").is_some() => o,
-            _ => payload,
-        };
-        let text = |key: &str| -> Option<String> {
-            match body.get(key) {
-                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                Some(Value::Number(n)) => Some(n.to_string()),
-                _ => None,
-            }
-        };
-        let id_keys: &[&str] = match kind {
-            SessionKind::Meeting => &["meeting_uuid"],
-            SessionKind::Webinar => &["webinar_uuid", "meeting_uuid"],
-            SessionKind::VideoSdk => &["session_id", "meeting_uuid"],
-            SessionKind::ContactCenter => &["engagement_id", "meeting_uuid"],
-            SessionKind::Phone => &["call_id"],
-        };
-        let meeting_uuid = id_keys
-            .iter()
-            .find_map(|k| text(k))
-            .ok_or_else(|| format!("{name}: payload has no {}", id_keys[0]))?;
-        let stream_id = text("rtms_stream_id")
-            .ok_or_else(|| format!("{name}: payload has no rtms_stream_id"))?;
-        let server_urls: Vec<String> = match body.get("server_urls") {
-            Some(Value::String(s)) => s
-                .split(',')
-                .map(str::trim)
-                .filter(|u| !u.is_empty())
-                .map(str::to_string)
-                .collect(),
-            Some(Value::Array(list)) => list
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-            _ => Vec::new(),
-        };
-        if server_urls.is_empty() {
-            return Err(format!("{name}: payload has no server_urls"));
-        }
-        for url in &server_urls {
-            match url::Url::parse(url) {
-                Ok(u) if matches!(u.scheme(), "ws" | "wss") => {}
-                _ => {
-                    return Err(format!(
-                        "{name}: server_urls entry {url:?} is not a ws(s) URL"
-                    ))
-                }
-            }
-        }
-        Ok(StreamStart {
-            kind,
-            meeting_uuid,
-            stream_id,
-            server_urls,
-        })
-    }
-}
-
-/// The session kind an RTMS event name belongs to.
-fn session_kind(name: &str) -> SessionKind {
-    if name.starts_with("webinar.") {
-        SessionKind::Webinar
-    } else if name.starts_with("session.") {
-        SessionKind::VideoSdk
-    } else if name.starts_with("contact_center.") {
-        SessionKind::ContactCenter
-    } else {
-        SessionKind::Meeting
     }
 }
 
@@ -173,7 +143,8 @@ fn session_kind(name: &str) -> SessionKind {
 pub enum StopCause {
     /// `*.rtms_stopped` with its `stop_reason`.
     Event(i64),
-    /// The host is shutting down.
+    /// The host is shutting down (or draining): the sockets close, but no
+    /// `STREAM_CLOSE_REQ` is sent, so another node may take the stream over.
     Shutdown,
 }
 
@@ -191,7 +162,7 @@ pub enum RtmsNotice {
         /// Confirmed audio: Hz, channels, ms per frame.
         format: (u32, u8, u32),
     },
-    /// A socket was lost and is being re-handshaken.
+    /// A socket was lost (or Zoom moved the stream) and is being re-handshaken.
     Reconnecting {
         /// Stream id.
         stream_id: String,
@@ -209,83 +180,46 @@ pub enum RtmsNotice {
         /// Why.
         reason: String,
     },
-    /// The stream was given up.
+    /// The stream was given up, or Zoom stopped it for a connection failure.
     Failed {
         /// Stream id.
         stream_id: String,
-        /// Why, with the status code when the server gave one.
+        /// Why, with the status code or the stop reason (number and name).
         error: String,
     },
 }
 
-/// Counters over every stream.
-#[derive(Debug, Default)]
-pub struct RtmsStats {
-    /// Streams opened in the plugins.
-    pub opened: AtomicU64,
-    /// Streams that ended cleanly.
-    pub stopped: AtomicU64,
-    /// Streams given up.
-    pub failed: AtomicU64,
-    /// Frames and segments handed to the input sink.
-    pub frames: AtomicU64,
-    /// Frames of kinds no plugin subscribed to (counted, dropped).
-    pub unsubscribed: AtomicU64,
-    /// Frames sent again by the server after a resume (dropped).
-    pub duplicates: AtomicU64,
-    /// Malformed messages skipped.
-    pub malformed: AtomicU64,
-    /// Re-handshakes after a drop.
-    pub reconnects: AtomicU64,
-    /// Keep-alive requests answered.
-    pub keepalives: AtomicU64,
-}
-
-/// A snapshot of [`RtmsStats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RtmsStatsSnapshot {
-    /// See [`RtmsStats::opened`].
-    pub opened: u64,
-    /// See [`RtmsStats::stopped`].
-    pub stopped: u64,
-    /// See [`RtmsStats::failed`].
-    pub failed: u64,
-    /// See [`RtmsStats::frames`].
-    pub frames: u64,
-    /// See [`RtmsStats::unsubscribed`].
-    pub unsubscribed: u64,
-    /// See [`RtmsStats::duplicates`].
-    pub duplicates: u64,
-    /// See [`RtmsStats::malformed`].
-    pub malformed: u64,
-    /// See [`RtmsStats::reconnects`].
-    pub reconnects: u64,
-    /// See [`RtmsStats::keepalives`].
-    pub keepalives: u64,
-}
-
-impl RtmsStats {
-    /// The counters now.
-    pub fn snapshot(&self) -> RtmsStatsSnapshot {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        RtmsStatsSnapshot {
-            opened: g(&self.opened),
-            stopped: g(&self.stopped),
-            failed: g(&self.failed),
-            frames: g(&self.frames),
-            unsubscribed: g(&self.unsubscribed),
-            duplicates: g(&self.duplicates),
-            malformed: g(&self.malformed),
-            reconnects: g(&self.reconnects),
-            keepalives: g(&self.keepalives),
-        }
-    }
+/// What the manager asks of a running stream.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// Zoom moved the stream: re-handshake at once against these URLs.
+    Failover(StreamStart),
+    /// `*.rtms_interrupted` with its `event_ts`.
+    Interrupted(u64),
+    /// A plugin asks for the stream's end (`STREAM_CLOSE_REQ`).
+    Close,
+    /// A plugin asks for one participant's video.
+    SubscribeVideo {
+        /// The participant.
+        user_id: u32,
+        /// On or off.
+        subscribe: bool,
+    },
 }
 
 struct Running {
     stop: watch::Sender<Option<StopCause>>,
+    requests: mpsc::UnboundedSender<Request>,
     task: tokio::task::JoinHandle<()>,
+    /// `event_ts` of the newest `*.rtms_started` acted on.
+    started_ts: u64,
 }
+
+/// How long an ended stream's last start is remembered, so that Zoom's webhook retries
+/// (after 5, 20 and 60 minutes) of its `rtms_started` do not open it again.
+const REMEMBER_ENDED: Duration = Duration::from_secs(65 * 60);
+/// At most this many ended streams are remembered.
+const REMEMBER_ENDED_MAX: usize = 10_000;
 
 /// Starts and stops RTMS streams from the events the host hands it.
 pub struct RtmsManager {
@@ -293,6 +227,7 @@ pub struct RtmsManager {
     sink: Arc<dyn InputSink>,
     runtime: tokio::runtime::Handle,
     streams: Arc<Mutex<HashMap<String, Running>>>,
+    ended: Arc<Mutex<HashMap<String, (u64, Instant)>>>,
     stats: Arc<RtmsStats>,
     notices: broadcast::Sender<RtmsNotice>,
 }
@@ -303,6 +238,10 @@ impl std::fmt::Debug for RtmsManager {
             .field("streams", &self.active())
             .finish()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl RtmsManager {
@@ -316,6 +255,7 @@ impl RtmsManager {
             sink,
             runtime: tokio::runtime::Handle::current(),
             streams: Arc::default(),
+            ended: Arc::default(),
             stats: Arc::default(),
             notices,
         })
@@ -345,25 +285,25 @@ impl RtmsManager {
 
     /// Ids of the streams running now.
     pub fn active(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .streams
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let mut ids: Vec<String> = lock(&self.streams).keys().cloned().collect();
         ids.sort();
         ids
     }
 
-    /// Looks at one event: starts or stops a stream when it is an RTMS lifecycle event.
-    /// Never blocks.
+    /// Looks at one event: acts on RTMS lifecycle events and the account's concurrency
+    /// notices. Never blocks.
     pub fn on_event(&self, event: &Event) {
         let name = event.name.as_str();
-        let is = |suffix: &str| name.ends_with(suffix) && name.contains('.');
-        if !(is("rtms_started") || is("rtms_stopped") || is("rtms_interrupted")) {
+        let concurrency = matches!(
+            name,
+            "rtms.concurrency_limited" | "rtms.concurrency_near_limit"
+        );
+        let Some(step) = lifecycle(name).map(|(_, step)| step) else {
+            if concurrency {
+                self.on_concurrency(event);
+            }
             return;
-        }
+        };
         let payload: Value = match serde_json::from_str(&event.payload) {
             Ok(v) => v,
             Err(e) => {
@@ -371,42 +311,102 @@ impl RtmsManager {
                 return;
             }
         };
-        if is("rtms_started") {
+        if step == Lifecycle::Started {
             match StreamStart::from_event(name, &payload) {
-                Ok(start) => self.start(start),
+                Ok(start) => self.start_at(start, event.timestamp),
                 Err(e) => tracing::error!(event = name, "cannot start an RTMS stream: {e}"),
             }
+            return;
+        }
+        let body = payload.get("object").unwrap_or(&payload);
+        let Some(stream_id) = body
+            .get("rtms_stream_id")
+            .or_else(|| payload.get("rtms_stream_id"))
+            .and_then(Value::as_str)
+        else {
+            tracing::error!(event = name, "RTMS event has no rtms_stream_id");
+            return;
+        };
+        if step == Lifecycle::Stopped {
+            let reason = body
+                .get("stop_reason")
+                .and_then(protocol::lenient_value_u64)
+                .map_or(0, |r| r as i64);
+            self.stop(stream_id, StopCause::Event(reason));
         } else {
-            let body = payload.get("object").unwrap_or(&payload);
-            let Some(stream_id) = body
-                .get("rtms_stream_id")
-                .or_else(|| payload.get("rtms_stream_id"))
-                .and_then(Value::as_str)
-            else {
-                tracing::error!(event = name, "RTMS event has no rtms_stream_id");
-                return;
-            };
-            if is("rtms_stopped") {
-                let reason = body
-                    .get("stop_reason")
-                    .and_then(protocol::lenient_value_u64)
-                    .map_or(0, |r| r as i64);
-                self.stop(stream_id, StopCause::Event(reason));
-            } else {
-                tracing::info!(
-                    stream = stream_id,
-                    "Zoom reports the RTMS stream interrupted; the client re-handshakes on its own"
-                );
-            }
+            self.interrupted(stream_id, event.timestamp);
         }
     }
 
-    /// Starts a stream unless it is already running.
+    fn on_concurrency(&self, event: &Event) {
+        let payload: Value = serde_json::from_str(&event.payload).unwrap_or(Value::Null);
+        let body = payload.get("object").unwrap_or(&payload);
+        let number = |key: &str| body.get(key).map(Value::to_string).unwrap_or_default();
+        if event.name == "rtms.concurrency_limited" {
+            RtmsStats::bump(&self.stats.concurrency_limited);
+            tracing::warn!(
+                concurrency_number = %number("concurrency_number"),
+                "Zoom reports the account's RTMS concurrency limit reached: no new streams \
+                 start until some end"
+            );
+        } else {
+            RtmsStats::bump(&self.stats.concurrency_near_limit);
+            tracing::warn!(
+                concurrency_number = %number("concurrency_number"),
+                concurrency_limit = %number("concurrency_limit"),
+                percentage = %number("percentage"),
+                "Zoom reports the account's RTMS streams near the concurrency limit"
+            );
+        }
+    }
+
+    /// Starts a stream unless it is already running (a start without an `event_ts`).
     pub fn start(&self, start: StreamStart) {
-        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        if streams.contains_key(&start.stream_id) {
-            tracing::debug!(stream = %start.stream_id, "RTMS stream already running; duplicate start ignored");
+        self.start_at(start, 0);
+    }
+
+    /// Acts on `*.rtms_started` sent at `event_ts`: starts the stream, or, when it is
+    /// running, fails it over to the new URLs if `event_ts` is newer than the last
+    /// start's; drops it otherwise (a duplicate, or a retry of an old start).
+    pub fn start_at(&self, start: StreamStart, event_ts: u64) {
+        let mut streams = lock(&self.streams);
+        if let Some(running) = streams.get_mut(&start.stream_id) {
+            if event_ts > running.started_ts {
+                tracing::warn!(
+                    stream = %start.stream_id,
+                    event_ts,
+                    previous = running.started_ts,
+                    "Zoom moved the RTMS stream to another server (rtms_started again with a newer \
+                     event_ts): re-handshaking at once with {} URL(s)",
+                    start.server_urls.len()
+                );
+                running.started_ts = event_ts;
+                RtmsStats::bump(&self.stats.failovers);
+                let _ = running.requests.send(Request::Failover(start));
+            } else {
+                RtmsStats::bump(&self.stats.duplicate_starts);
+                tracing::debug!(
+                    stream = %start.stream_id,
+                    event_ts,
+                    "RTMS stream already running; start with the same or an older event_ts dropped"
+                );
+            }
             return;
+        }
+        {
+            let mut ended = lock(&self.ended);
+            ended.retain(|_, (_, at)| at.elapsed() < REMEMBER_ENDED);
+            if let Some((last_ts, _)) = ended.get(&start.stream_id) {
+                if event_ts <= *last_ts {
+                    RtmsStats::bump(&self.stats.duplicate_starts);
+                    tracing::info!(
+                        stream = %start.stream_id,
+                        event_ts,
+                        "rtms_started for a stream that already ended (a late retry): dropped"
+                    );
+                    return;
+                }
+            }
         }
         tracing::info!(
             stream = %start.stream_id,
@@ -415,6 +415,7 @@ impl RtmsManager {
             start.server_urls.len()
         );
         let (stop, stop_rx) = watch::channel(None);
+        let (requests, requests_rx) = mpsc::unbounded_channel();
         let id = start.stream_id.clone();
         let ctx = stream::StreamCtx {
             start,
@@ -425,21 +426,50 @@ impl RtmsManager {
             notices: self.notices.clone(),
         };
         let registry = self.streams.clone();
+        let ended = self.ended.clone();
         let key = id.clone();
         let task = self.runtime.spawn(async move {
-            stream::run(ctx).await;
-            registry
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
+            stream::run(ctx, requests_rx).await;
+            let last = lock(&registry).remove(&key);
+            if let Some(running) = last {
+                let mut ended = lock(&ended);
+                if ended.len() >= REMEMBER_ENDED_MAX {
+                    ended.clear();
+                }
+                ended.insert(key, (running.started_ts, Instant::now()));
+            }
         });
-        streams.insert(id, Running { stop, task });
+        streams.insert(
+            id,
+            Running {
+                stop,
+                requests,
+                task,
+                started_ts: event_ts,
+            },
+        );
+    }
+
+    /// `*.rtms_interrupted`: the stream re-handshakes signaling and media.
+    fn interrupted(&self, stream_id: &str, event_ts: u64) {
+        match lock(&self.streams).get(stream_id) {
+            Some(running) => {
+                tracing::warn!(
+                    stream = stream_id,
+                    "Zoom reports the RTMS stream interrupted: re-handshaking signaling and media"
+                );
+                let _ = running.requests.send(Request::Interrupted(event_ts));
+            }
+            None => tracing::debug!(
+                stream = stream_id,
+                "rtms_interrupted for an RTMS stream that is not running"
+            ),
+        }
     }
 
     /// Stops a stream (no-op when it is not running).
     pub fn stop(&self, stream_id: &str, cause: StopCause) {
-        let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        match streams.get(stream_id) {
+        match lock(&self.streams).get(stream_id) {
             Some(running) => {
                 let _ = running.stop.send(Some(cause));
             }
@@ -450,10 +480,22 @@ impl RtmsManager {
         }
     }
 
-    /// Stops every stream and waits (up to `timeout`) for their sockets to close.
+    fn request(&self, stream_id: &str, request: Request) -> Result<(), ControlError> {
+        match lock(&self.streams).get(stream_id) {
+            Some(running) => running
+                .requests
+                .send(request)
+                .map_err(|_| ControlError::UnknownStream(stream_id.to_string())),
+            None => Err(ControlError::UnknownStream(stream_id.to_string())),
+        }
+    }
+
+    /// Closes every stream's sockets and waits (up to `timeout`) for them to close. No
+    /// `STREAM_CLOSE_REQ` is sent: on Zoom's side the streams stay open, for another node
+    /// to take over.
     pub async fn shutdown(&self, timeout: Duration) {
         let tasks: Vec<tokio::task::JoinHandle<()>> = {
-            let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+            let mut streams = lock(&self.streams);
             streams
                 .drain()
                 .map(|(_, running)| {
@@ -469,59 +511,50 @@ impl RtmsManager {
     }
 }
 
+impl StreamControl for RtmsManager {
+    /// Queues `STREAM_CLOSE_REQ` on the stream's signaling socket (sent when it is next
+    /// connected if it is reconnecting). Zoom answers 22 and TERMINATED (reason 20), and
+    /// the stream ends normally for every plugin.
+    fn close_stream(&self, stream_id: &str) -> Result<(), ControlError> {
+        self.request(stream_id, Request::Close)
+    }
+
+    /// Queues `VIDEO_SUBSCRIPTION_REQ` for `user_id`; the subscription is sent again after
+    /// every re-handshake. Needs individual video (`individual_video` and video in
+    /// `media`).
+    fn subscribe_video(
+        &self,
+        stream_id: &str,
+        user_id: u32,
+        subscribe: bool,
+    ) -> Result<(), ControlError> {
+        if !lock(&self.streams).contains_key(stream_id) {
+            return Err(ControlError::UnknownStream(stream_id.to_string()));
+        }
+        if !protocol::wants_individual_video(&self.config) {
+            return Err(ControlError::Unavailable(format!(
+                "RTMS stream {stream_id} does not carry individual video (zoom.rtms: \
+                 individual_video = true and \"video\" in media)"
+            )));
+        }
+        self.request(stream_id, Request::SubscribeVideo { user_id, subscribe })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn starts_parse_every_variant() {
-        let p = json!({"meeting_uuid":"m==","rtms_stream_id":"s1","server_urls":"wss://a/x, wss://b/y","operator_id":"o"});
-        let s = StreamStart::from_event("meeting.rtms_started", &p).unwrap();
-        assert_eq!(s.server_urls, vec!["wss://a/x", "wss://b/y"]);
-        assert_eq!(s.kind, SessionKind::Meeting);
-        let w = json!({"webinar_uuid":"w","rtms_stream_id":"s","server_urls":"wss://a"});
-        assert_eq!(
-            StreamStart::from_event("webinar.rtms_started", &w)
-                .unwrap()
-                .meeting_uuid,
-            "w"
-        );
-        let v = json!({"session_id":"v","rtms_stream_id":"s","server_urls":"wss://a"});
-        assert_eq!(
-            StreamStart::from_event("session.rtms_started", &v)
-                .unwrap()
-                .kind,
-            SessionKind::VideoSdk
-        );
-        let c = json!({"engagement_id":"e","rtms_stream_id":"s","server_urls":"wss://a"});
-        assert_eq!(
-            StreamStart::from_event("contact_center.voice_rtms_started", &c)
-                .unwrap()
-                .kind,
-            SessionKind::ContactCenter
-        );
-    }
-
-    #[test]
-    fn bad_starts_name_the_field() {
-        let e = StreamStart::from_event(
-            "meeting.rtms_started",
-            &json!({"rtms_stream_id":"s","server_urls":"wss://a"}),
-        )
-        .unwrap_err();
-        assert!(e.contains("meeting_uuid"), "{e}");
-        let e = StreamStart::from_event(
-            "meeting.rtms_started",
-            &json!({"meeting_uuid":"m","server_urls":"wss://a"}),
-        )
-        .unwrap_err();
-        assert!(e.contains("rtms_stream_id"), "{e}");
-        let e = StreamStart::from_event(
-            "meeting.rtms_started",
-            &json!({"meeting_uuid":"m","rtms_stream_id":"s","server_urls":"http://a"}),
-        )
-        .unwrap_err();
-        assert!(e.contains("not a ws"), "{e}");
+    fn defaults_are_zooms_documented_values() {
+        let c = RtmsConfig::new("id", Secret::new("s"));
+        assert_eq!(c.reconnect_min, Duration::from_secs(3));
+        assert_eq!(c.reconnect_max, Duration::from_secs(30));
+        assert_eq!(c.resume_window, Duration::from_secs(60));
+        assert_eq!(c.media_resume_window, Duration::from_secs(65));
+        assert!(c.idle_timeout <= Duration::from_secs(65));
+        assert_eq!(c.duplicate_retries, 3);
+        assert_eq!(c.buffer_data, None);
+        assert_eq!(c.handshake_id, HandshakeId::Product);
     }
 }

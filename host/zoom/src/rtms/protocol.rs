@@ -18,7 +18,10 @@ use zoomhost_protocol::rtms::media::{
     bit, codec, content_type, data_opt, key, resolution, sample_rate,
 };
 use zoomhost_protocol::rtms::msg::event_type;
-use zoomhost_types::{AudioCodec, AudioFormat, MediaKind};
+use zoomhost_protocol::rtms::product::Product;
+use zoomhost_types::{AudioCodec, AudioFormat, ChatMessage, MediaKind};
+
+use super::RtmsConfig;
 
 pub use zoomhost_protocol::rtms::media::sample_rate::is_valid as valid_rate;
 
@@ -26,11 +29,33 @@ pub use zoomhost_protocol::rtms::media::sample_rate::is_valid as valid_rate;
 pub const CLIENT_AGENT: &str = concat!("zoomhost/", env!("CARGO_PKG_VERSION"));
 
 /// The events the client subscribes to: active speaker and participant join/leave.
+/// Never 1 (first packet) or 7 (media interrupted): Zoom sends those unasked and asks
+/// clients not to subscribe to them.
 pub const SUBSCRIBED_EVENTS: [u32; 3] = [
     event_type::ACTIVE_SPEAKER_CHANGE,
     event_type::PARTICIPANT_JOIN,
     event_type::PARTICIPANT_LEAVE,
 ];
+
+/// The events a stream subscribes to: [`SUBSCRIBED_EVENTS`], plus video on/off (8, 9)
+/// when it asks for individual video (not for Contact Center streams, whose 8 and 9 are
+/// call events).
+pub fn subscribed_events(config: &RtmsConfig, product: Product) -> Vec<u32> {
+    let mut events = SUBSCRIBED_EVENTS.to_vec();
+    if wants_individual_video(config) && product != Product::ContactCenter {
+        events.extend([
+            event_type::PARTICIPANT_VIDEO_ON,
+            event_type::PARTICIPANT_VIDEO_OFF,
+        ]);
+    }
+    events
+}
+
+/// Whether the stream asks for one participant's video (`data_opt` 4), which plugins
+/// choose with a video subscription.
+pub fn wants_individual_video(config: &RtmsConfig) -> bool {
+    config.individual_video && config.media.contains(&MediaKind::Video)
+}
 
 /// The media-type bit of a kind.
 pub fn media_bit(kind: MediaKind) -> u32 {
@@ -121,32 +146,38 @@ pub fn rate_number(hz: u32) -> u32 {
 }
 
 /// The `media_params` object of a DATA_HAND_SHAKE_REQ for `kinds`.
-pub fn media_params(
-    kinds: &[MediaKind],
-    audio: &AudioRequest,
-    transcript_language: Option<&str>,
-) -> Value {
+pub fn media_params(kinds: &[MediaKind], config: &RtmsConfig) -> Value {
     let mut params = serde_json::Map::new();
     for kind in kinds {
         let value = match kind {
-            MediaKind::Audio => audio.params(),
+            MediaKind::Audio => config.audio.params(),
             MediaKind::Transcript => {
+                // `src_language` is a language number; language detection stays Zoom's
+                // default (on) unless configured.
                 let mut t = json!({ "content_type": content_type::TEXT });
-                if let Some(lang) = transcript_language {
-                    t["src_language"] = lang
-                        .parse::<i64>()
-                        .map_or_else(|_| Value::String(lang.to_string()), Value::from);
-                } else {
-                    t["enable_lid"] = Value::Bool(true);
+                if let Some(lang) = config.transcript_language {
+                    t["src_language"] = Value::from(lang);
+                }
+                match config.enable_lid {
+                    Some(lid) => t["enable_lid"] = Value::Bool(lid),
+                    None if config.transcript_language.is_none() => {
+                        t["enable_lid"] = Value::Bool(true)
+                    }
+                    None => {}
                 }
                 t
             }
-            // Raw H.264, HD, active speaker, 25 fps: what Zoom's samples ask for.
+            // Raw H.264, HD, 25 fps: what Zoom's samples ask for; the active speaker,
+            // or one chosen participant (individual video).
             MediaKind::Video => json!({
                 "content_type": content_type::RAW_VIDEO,
                 "codec": codec::H264,
                 "resolution": resolution::HD,
-                "data_opt": data_opt::VIDEO_ACTIVE_SPEAKER,
+                "data_opt": if wants_individual_video(config) {
+                    data_opt::VIDEO_SINGLE_INDIVIDUAL
+                } else {
+                    data_opt::VIDEO_ACTIVE_SPEAKER
+                },
                 "fps": 25
             }),
             MediaKind::Share => json!({
@@ -267,9 +298,54 @@ pub struct Content<'a> {
     /// Transcript end.
     #[serde(default, deserialize_with = "lenient_u64")]
     pub end_time: Option<u64>,
-    /// Transcript language.
+    /// Transcript language (a language number).
     #[serde(default)]
     pub language: Option<Value>,
+    /// Contact Center: the party's channel (one per caller, agent ...), which keys its
+    /// frames instead of `user_id`.
+    #[serde(default)]
+    pub channel_id: Option<Value>,
+}
+
+/// A chat message from a `MEDIA_DATA_CHAT` content. Zoom's 2026 chat sends `data` as a
+/// JSON object (`chat_session`, `operation_type`, `message_id`, `sender`, `receiver`,
+/// `files`, the text in `data`): the text, sender and `message_id` are read from it and
+/// the whole object kept as `details`. Plain text is taken as the text itself.
+pub fn chat_message(data: &str, user_id: u32, user_name: String, timestamp: u64) -> ChatMessage {
+    let plain = || ChatMessage {
+        user_id,
+        user_name: user_name.clone(),
+        timestamp,
+        text: data.to_string(),
+        message_id: None,
+        details: None,
+    };
+    let Ok(Value::Object(chat)) = serde_json::from_str::<Value>(data) else {
+        return plain();
+    };
+    let sender = chat.get("sender");
+    let text = match chat.get("data").or_else(|| chat.get("text")) {
+        Some(Value::String(t)) => t.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    ChatMessage {
+        user_id: sender
+            .and_then(|s| s.get("user_id"))
+            .and_then(lenient_value_u64)
+            .map_or(user_id, |id| id as u32),
+        user_name: sender
+            .and_then(|s| s.get("user_name"))
+            .and_then(Value::as_str)
+            .map_or(user_name.clone(), str::to_string),
+        timestamp,
+        text,
+        message_id: chat.get("message_id").map(|id| match id {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }),
+        details: Some(data.to_string()),
+    }
 }
 
 /// Parses one message from a text or binary frame's bytes.
@@ -376,15 +452,54 @@ mod tests {
 
     #[test]
     fn params_cover_each_kind() {
-        let p = media_params(
-            &[MediaKind::Audio, MediaKind::Transcript],
-            &AudioRequest::default(),
-            None,
-        );
+        let mut config = RtmsConfig::new("id", zoomhost_protocol::Secret::new("s"));
+        let p = media_params(&[MediaKind::Audio, MediaKind::Transcript], &config);
         assert_eq!(p["audio"]["sample_rate"], 1);
         assert_eq!(p["audio"]["data_opt"], 1);
         assert_eq!(p["transcript"]["content_type"], 5);
+        assert_eq!(p["transcript"]["enable_lid"], true);
         assert!(p.get("video").is_none());
+        config.transcript_language = Some(9);
+        config.enable_lid = Some(false);
+        config.media.push(MediaKind::Video);
+        config.individual_video = true;
+        let p = media_params(&[MediaKind::Transcript, MediaKind::Video], &config);
+        assert_eq!(
+            p["transcript"],
+            json!({"content_type": 5, "src_language": 9, "enable_lid": false})
+        );
+        assert_eq!(p["video"]["data_opt"], 4);
+        assert_eq!(
+            subscribed_events(&config, Product::Meeting),
+            vec![2, 3, 4, 8, 9]
+        );
+        assert_eq!(
+            subscribed_events(&config, Product::ContactCenter),
+            vec![2, 3, 4]
+        );
+        config.enable_lid = None;
+        let p = media_params(&[MediaKind::Transcript], &config);
+        assert_eq!(
+            p["transcript"],
+            json!({"content_type": 5, "src_language": 9})
+        );
+    }
+
+    #[test]
+    fn chat_reads_json_content_and_falls_back_to_text() {
+        let json_chat = r#"{"chat_session":{"type":1},"operation_type":1,"message_id":"m-1","sender":{"user_id":42,"user_name":"Ada"},"receiver":{"user_id":0},"data":"hello"}"#;
+        let m = chat_message(json_chat, 0, String::new(), 5);
+        assert_eq!(m.text, "hello");
+        assert_eq!(m.user_id, 42);
+        assert_eq!(m.user_name, "Ada");
+        assert_eq!(m.message_id.as_deref(), Some("m-1"));
+        assert_eq!(m.details.as_deref(), Some(json_chat));
+        let m = chat_message("just text", 7, "Bo".into(), 5);
+        assert_eq!(
+            (m.text.as_str(), m.user_id, m.message_id),
+            ("just text", 7, None)
+        );
+        assert_eq!(chat_message("[1]", 7, "Bo".into(), 5).text, "[1]");
     }
 
     #[test]

@@ -1,0 +1,396 @@
+//! One media socket: reads frames into the plugins' stream and recovers on its own.
+//!
+//! A socket recovers when Zoom says its connection was interrupted (the session hands it
+//! the event 7 or stream-state 2/14 as [`MediaOrder::Interrupted`]), and, as a fallback,
+//! when it closes or drops and no such word came within the grace period. Either way it
+//! drops the old connection, waits its backoff delay, re-handshakes against the same URL
+//! (within the media window, 65 s), and acknowledges again on signaling
+//! (`CLIENT_READY_ACK`). A refusal as a duplicate media connection (16) gets one more
+//! delayed attempt; any other refusal ends the stream.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use zoomhost_protocol::rtms::status::{self, Retry};
+use zoomhost_protocol::rtms::{control, msg};
+use zoomhost_types::{AudioFrame, MediaKind, StreamSink, TranscriptSegment, VideoFrame};
+
+use super::dedupe::{Dedupe, Speaker};
+use super::handshake::{self, kinds_label, Failure, Who};
+use super::recovery::{resume_at, Backoff};
+use super::wire::{self, Frame, Ws};
+use crate::rtms::protocol::{self, Incoming};
+use crate::rtms::{RtmsConfig, RtmsNotice, RtmsStats};
+
+/// When signaling is lost, media sockets deliver what they hold until quiet this long...
+const DRAIN_QUIET: Duration = Duration::from_millis(150);
+/// ...or at most this long.
+pub(super) const DRAIN_MAX: Duration = Duration::from_secs(2);
+/// How long a closing media socket is read for what the server sent before its close.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// What the session asks of all its media sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Order {
+    /// Keep reading.
+    Run,
+    /// Close with 1000 (the stream is over).
+    Close,
+    /// Deliver what is buffered, then drop without a close frame (signaling was lost).
+    Drain,
+}
+
+/// What the session tells one media socket.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum MediaOrder {
+    /// Zoom reports the socket's connection interrupted (its timestamp, ms): a socket
+    /// connected after that instant already recovered and ignores it.
+    Interrupted(u64),
+}
+
+/// Resolves with the first order other than `Run` (`Close` when the session is gone).
+async fn ordered(rx: &mut watch::Receiver<Order>) -> Order {
+    match rx.wait_for(|o| *o != Order::Run).await {
+        Ok(order) => *order,
+        Err(_) => Order::Close,
+    }
+}
+
+/// One media socket of a session.
+pub(super) struct MediaSocket {
+    pub kinds: Vec<MediaKind>,
+    pub url: String,
+    pub stream: Arc<dyn StreamSink>,
+    pub dedupe: Arc<Dedupe>,
+    pub config: Arc<RtmsConfig>,
+    pub stats: Arc<RtmsStats>,
+    pub notices: broadcast::Sender<RtmsNotice>,
+    pub stream_id: String,
+    pub who: Who,
+    /// Whether the socket is connected now (the session picks unhealthy sockets for
+    /// interruptions that name none).
+    pub healthy: Arc<AtomicBool>,
+    /// Messages for the signaling socket (`CLIENT_READY_ACK` after a re-handshake).
+    pub to_signaling: mpsc::UnboundedSender<Value>,
+    /// When the current connection's handshake succeeded (ms since the epoch).
+    pub connected_ms: u64,
+}
+
+impl MediaSocket {
+    fn label(&self) -> String {
+        kinds_label(&self.kinds)
+    }
+
+    /// Runs until the session ends it, or until it cannot recover (the reason goes to
+    /// `end_tx`).
+    pub(super) async fn run(
+        mut self,
+        ws: Ws,
+        mut orders: mpsc::UnboundedReceiver<MediaOrder>,
+        mut session: watch::Receiver<Order>,
+        end_tx: mpsc::Sender<String>,
+    ) {
+        let mut ws = ws;
+        let mut backoff = Backoff::new(self.config.reconnect_min, self.config.reconnect_max);
+        loop {
+            // Streaming, until the connection is lost or Zoom says it was.
+            let (error, signaled) = loop {
+                tokio::select! {
+                    error = self.read(&mut ws) => break (error, false),
+                    order = orders.recv() => match order {
+                        Some(MediaOrder::Interrupted(at)) if at >= self.connected_ms => {
+                            break ("Zoom reported the media connection interrupted".to_string(), true)
+                        }
+                        Some(MediaOrder::Interrupted(_)) => {
+                            tracing::debug!(stream = %self.stream_id, socket = %self.label(), "media interruption from before this connection: ignored");
+                        }
+                        None => return,
+                    },
+                    order = ordered(&mut session) => {
+                        match order {
+                            Order::Drain => self.deliver_rest(&mut ws, DRAIN_QUIET, DRAIN_MAX).await,
+                            _ => self.close_and_drain(&mut ws).await,
+                        }
+                        return;
+                    }
+                }
+            };
+            self.healthy.store(false, Ordering::Relaxed);
+            // The old connection goes now: two media connections for one socket would
+            // be refused as a duplicate.
+            drop(ws);
+            ws = match self
+                .recover(error, signaled, &mut backoff, &mut orders, &mut session)
+                .await
+            {
+                Ok(ws) => ws,
+                Err(Some(error)) => {
+                    let _ = end_tx.send(error).await;
+                    return;
+                }
+                Err(None) => return,
+            };
+            backoff.reset();
+            self.connected_ms = wire::now_ms();
+            self.healthy.store(true, Ordering::Relaxed);
+            let _ = self.to_signaling.send(control::ready_ack(&self.stream_id));
+            tracing::info!(stream = %self.stream_id, socket = %self.label(), "RTMS media resumed");
+        }
+    }
+
+    /// Waits for the moment to re-handshake and re-handshakes, within the media window.
+    /// `Err(None)`: the session ended meanwhile; `Err(Some(why))`: given up.
+    async fn recover(
+        &self,
+        mut error: String,
+        mut signaled: bool,
+        backoff: &mut Backoff,
+        orders: &mut mpsc::UnboundedReceiver<MediaOrder>,
+        session: &mut watch::Receiver<Order>,
+    ) -> Result<Ws, Option<String>> {
+        let config = &self.config;
+        let lost_at = Instant::now();
+        if signaled {
+            RtmsStats::bump(&self.stats.media_interruptions);
+        }
+        let mut first = true;
+        let mut retried_duplicate = false;
+        loop {
+            let delay = backoff.next_delay();
+            let mut at = if first {
+                resume_at(lost_at, delay, signaled, config.close_grace)
+            } else {
+                Instant::now() + delay
+            };
+            tracing::warn!(stream = %self.stream_id, socket = %self.label(), "RTMS media lost ({error}); re-handshaking in {:?}", at.saturating_duration_since(Instant::now()));
+            RtmsStats::bump(&self.stats.reconnects);
+            let _ = self.notices.send(RtmsNotice::Reconnecting {
+                stream_id: self.stream_id.clone(),
+                socket: self.label(),
+                delay: at.saturating_duration_since(Instant::now()),
+                error: error.clone(),
+            });
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => break,
+                    order = orders.recv() => match order {
+                        Some(MediaOrder::Interrupted(_)) => {
+                            if !signaled {
+                                signaled = true;
+                                RtmsStats::bump(&self.stats.media_interruptions);
+                                if first {
+                                    at = resume_at(lost_at, delay, true, config.close_grace);
+                                }
+                            }
+                        }
+                        None => return Err(None),
+                    },
+                    _ = ordered(session) => return Err(None),
+                }
+            }
+            if first && !signaled {
+                RtmsStats::bump(&self.stats.close_fallbacks);
+                tracing::warn!(stream = %self.stream_id, socket = %self.label(), "no word from Zoom within {:?} of the media socket's loss: re-handshaking on the close alone", config.close_grace);
+            }
+            first = false;
+            if lost_at.elapsed() >= config.media_resume_window {
+                return Err(Some(format!(
+                    "media socket ({}) could not resume within {:?}: {error}",
+                    self.label(),
+                    config.media_resume_window
+                )));
+            }
+            let attempt = handshake::media(config, &self.who, &self.kinds, &self.url);
+            let result = tokio::select! {
+                r = attempt => r,
+                _ = ordered(session) => return Err(None),
+            };
+            match result {
+                Ok((ws, _)) => return Ok(ws),
+                Err(Failure::Lost(e)) => error = e,
+                Err(Failure::Refused(Some(code), text))
+                    if status::retry(code) == Retry::OnceAfterMediaDrop && !retried_duplicate =>
+                {
+                    // The server may still hold the old connection: once more, later.
+                    retried_duplicate = true;
+                    RtmsStats::bump(&self.stats.status16_retries);
+                    error = text;
+                }
+                Err(Failure::Refused(_, text)) => return Err(Some(text)),
+            }
+        }
+    }
+
+    /// Sends close 1000, then keeps delivering what the server sent before it saw the
+    /// close, until its close frame arrives (bounded).
+    async fn close_and_drain(&self, ws: &mut Ws) {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        if ws.close(Some(frame)).await.is_ok() {
+            self.deliver_rest(ws, CLOSE_WAIT, CLOSE_WAIT).await;
+        }
+    }
+
+    /// Delivers what the socket holds until it has been quiet for `quiet`, closes, or
+    /// `max` passes; media keeps flowing to the plugins, keep-alives are not answered.
+    async fn deliver_rest(&self, ws: &mut Ws, quiet: Duration, max: Duration) {
+        let until = Instant::now() + max;
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(
+            quiet.min(until.saturating_duration_since(Instant::now())),
+            ws.next(),
+        )
+        .await
+        {
+            let bytes = match wire::frame(&message) {
+                Frame::Data(bytes) => bytes,
+                Frame::Close(_) => return,
+                Frame::Other => continue,
+            };
+            if let Ok(incoming) = protocol::parse(bytes) {
+                if incoming.msg_type != msg::KEEP_ALIVE_REQ {
+                    self.on_data(incoming);
+                }
+            }
+        }
+    }
+
+    /// Reads until the connection ends; returns why.
+    async fn read(&self, ws: &mut Ws) -> String {
+        loop {
+            let message = match tokio::time::timeout(self.config.idle_timeout, ws.next()).await {
+                Err(_) => return format!("silent for {:?}", self.config.idle_timeout),
+                Ok(None) => return "connection dropped".into(),
+                Ok(Some(Err(e))) => return e.to_string(),
+                Ok(Some(Ok(m))) => m,
+            };
+            let bytes = match wire::frame(&message) {
+                Frame::Data(bytes) => bytes,
+                Frame::Close(f) => {
+                    return format!(
+                        "the server closed the {} media socket{}",
+                        self.label(),
+                        wire::close_text(f)
+                    )
+                }
+                Frame::Other => continue,
+            };
+            let incoming = match protocol::parse(bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    RtmsStats::bump(&self.stats.malformed);
+                    tracing::warn!(stream = %self.stream_id, "skipping a malformed media message: {e}");
+                    continue;
+                }
+            };
+            if incoming.msg_type == msg::KEEP_ALIVE_REQ {
+                let reply = protocol::keep_alive_response(&incoming);
+                if let Err(e) = wire::send(ws, &reply, self.config.binary_frames).await {
+                    return e;
+                }
+                RtmsStats::bump(&self.stats.keepalives);
+                continue;
+            }
+            self.on_data(incoming);
+        }
+    }
+
+    fn on_data(&self, incoming: Incoming<'_>) {
+        let kind = match incoming.msg_type {
+            msg::MEDIA_DATA_AUDIO => MediaKind::Audio,
+            msg::MEDIA_DATA_VIDEO => MediaKind::Video,
+            msg::MEDIA_DATA_SHARE => MediaKind::Share,
+            msg::MEDIA_DATA_TRANSCRIPT => MediaKind::Transcript,
+            msg::MEDIA_DATA_CHAT => MediaKind::Chat,
+            other => {
+                tracing::debug!(stream = %self.stream_id, msg_type = other, "RTMS media message ignored");
+                return;
+            }
+        };
+        if !self.stream.wants(kind) {
+            RtmsStats::bump(&self.stats.unsubscribed);
+            return;
+        }
+        let Some(content) = incoming.content else {
+            RtmsStats::bump(&self.stats.malformed);
+            return;
+        };
+        let user_id = content.user_id.unwrap_or(0) as u32;
+        let user_name = content
+            .user_name
+            .map(|n| n.into_owned())
+            .unwrap_or_default();
+        let timestamp = content.timestamp.or(content.start_time).unwrap_or(0);
+        let data = content.data.unwrap_or_default();
+        let binary = matches!(kind, MediaKind::Audio | MediaKind::Video | MediaKind::Share);
+        let bytes = if binary {
+            match base64::engine::general_purpose::STANDARD.decode(data.as_bytes()) {
+                Ok(b) => b,
+                Err(e) => {
+                    RtmsStats::bump(&self.stats.malformed);
+                    tracing::warn!(stream = %self.stream_id, "skipping {} data that is not base64: {e}", protocol::url_key(kind));
+                    return;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let channel = content.channel_id.as_ref().map(wire::value_text);
+        let speaker = match &channel {
+            Some(channel) => Speaker::Channel(channel),
+            None => Speaker::User(user_id),
+        };
+        let ts = content.timestamp.or(content.start_time);
+        let fresh = if binary {
+            self.dedupe.accept(kind, speaker, ts, &bytes)
+        } else {
+            self.dedupe.accept(kind, speaker, ts, data.as_bytes())
+        };
+        if !fresh {
+            RtmsStats::bump(&self.stats.duplicates);
+            return;
+        }
+        RtmsStats::bump(&self.stats.frames);
+        match kind {
+            MediaKind::Audio => self.stream.audio(AudioFrame {
+                user_id,
+                user_name,
+                timestamp,
+                data: bytes.into(),
+            }),
+            MediaKind::Video | MediaKind::Share => {
+                let frame = VideoFrame {
+                    user_id,
+                    user_name,
+                    timestamp,
+                    data: bytes.into(),
+                };
+                if kind == MediaKind::Video {
+                    self.stream.video(frame)
+                } else {
+                    self.stream.share(frame)
+                }
+            }
+            MediaKind::Transcript => self.stream.transcript(TranscriptSegment {
+                user_id,
+                user_name,
+                timestamp: content.start_time.unwrap_or(timestamp),
+                end_timestamp: content.end_time,
+                text: data.into_owned(),
+                language: content.language.as_ref().map(wire::value_text),
+            }),
+            MediaKind::Chat => self
+                .stream
+                .chat(protocol::chat_message(&data, user_id, user_name, timestamp)),
+        }
+    }
+}
