@@ -22,7 +22,9 @@ pub mod credentials {
 }
 
 /// A whole simulated Zoom account on loopback: the OAuth endpoint, the event WebSocket
-/// and the RTMS servers, all using [`credentials`].
+/// and the RTMS servers, all using [`credentials`]. The lifecycle webhooks the RTMS
+/// servers send on their own ([`rtms::RtmsSim::notices`]: `rtms_interrupted`, a failover's
+/// `rtms_started`, `rtms_stopped`) go out on the event WebSocket, as Zoom's do.
 pub struct LocalZoom {
     /// The token endpoint.
     pub oauth: oauth::OAuthSim,
@@ -30,6 +32,39 @@ pub struct LocalZoom {
     pub events: events::EventSim,
     /// The RTMS signaling and media servers.
     pub rtms: Arc<rtms::RtmsSim>,
+    /// Forwards RTMS notices to `events` while this lives.
+    _notices: AbortOnDrop,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Pushes every RTMS notice to the event WebSocket (recorded there like any event).
+async fn forward_notices(
+    mut notices: tokio::sync::broadcast::Receiver<rtms::SimNotice>,
+    events: events::EventSim,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match notices.recv().await {
+            Ok(notice) => {
+                events.push_event(&notice.name, notice.payload).await;
+            }
+            Err(RecvError::Lagged(skipped)) => {
+                tracing::warn!(
+                    skipped,
+                    "local Zoom: RTMS notices skipped (too many at once)"
+                );
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
 }
 
 impl LocalZoom {
@@ -57,10 +92,12 @@ impl LocalZoom {
             ..rtms::RtmsSimConfig::default()
         })
         .await?;
+        let forward = tokio::spawn(forward_notices(rtms.notices(), events.clone()));
         Ok(LocalZoom {
             oauth,
             events,
             rtms,
+            _notices: AbortOnDrop(forward.abort_handle()),
         })
     }
 

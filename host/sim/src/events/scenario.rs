@@ -636,6 +636,7 @@ impl Scenario {
                 chat: start.chat,
             },
             record: start.record,
+            ..StreamSpec::default()
         };
         rtms.try_add_stream(spec)
     }

@@ -1,6 +1,6 @@
-//! The sockets: accept, route by path, handshake, then one task per socket that reads
-//! the client, runs commands, sends keep-alives and (media) writes what the stream
-//! plans.
+//! The sockets: accept, route by path (and server generation), handshake, then one task
+//! per socket that reads the client, runs commands, sends keep-alives and (media) writes
+//! what the stream plans.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,17 +22,18 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use zoomhost_protocol::rtms::media::{bit, key};
 use zoomhost_protocol::rtms::msg;
-use zoomhost_protocol::rtms::states::{stop_reason, stream_state};
 use zoomhost_protocol::rtms::{control, handshake};
 
 use super::stream::{Cmd, Exit, Outgoing, Plan, Role, SelfAction, SimStream};
-use super::wire::{self, status};
-use super::{MediaKind, MediaUrlMode, Server};
+use super::wire;
+use super::{status, MediaKind, MediaUrlMode, Server};
 use crate::util::now_ms;
 
 type ServerWs = WebSocketStream<TcpStream>;
 
-pub(super) async fn accept_loop(listener: TcpListener, server: Arc<Server>) {
+/// Accepts on listener `index` (it serves the server generations `g` with
+/// `g % 2 == index`).
+pub(super) async fn accept_loop(listener: TcpListener, index: u32, server: Arc<Server>) {
     let mut shutdown = server.shutdown.subscribe();
     loop {
         tokio::select! {
@@ -43,7 +44,7 @@ pub(super) async fn accept_loop(listener: TcpListener, server: Arc<Server>) {
                     let _ = tcp.set_nodelay(true);
                     let server = server.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = serve(tcp, server).await {
+                        if let Err(e) = serve(tcp, index, server).await {
                             tracing::debug!("RTMS sim: connection ended: {e:#}");
                         }
                     });
@@ -65,16 +66,28 @@ enum Endpoint {
     Media(Option<MediaKind>),
 }
 
-fn endpoint(path: &str, mode: MediaUrlMode) -> Option<Endpoint> {
-    let path = path.trim_end_matches('/');
+/// The server generation and endpoint a path names on listener `listener`: `/g{n}`
+/// prefixes every path of generation `n` > 0.
+fn endpoint(path: &str, mode: MediaUrlMode, listener: u32) -> Option<(u32, Endpoint)> {
+    let mut path = path.trim_end_matches('/');
+    let mut generation = 0;
+    if let Some(rest) = path.strip_prefix("/g") {
+        let (number, tail) = rest.split_at(rest.find('/')?);
+        generation = number.parse().ok().filter(|g| *g > 0)?;
+        path = tail;
+    }
+    if generation % 2 != listener {
+        return None;
+    }
     if path == "/signaling" {
-        return Some(Endpoint::Signaling);
+        return Some((generation, Endpoint::Signaling));
     }
-    match path.strip_prefix("/media/")? {
-        key::ALL => Some(Endpoint::Media(None)),
-        _ if mode == MediaUrlMode::AllOnly => None,
-        key => MediaKind::from_key(key).map(|k| Endpoint::Media(Some(k))),
-    }
+    let endpoint = match path.strip_prefix("/media/")? {
+        key::ALL => Endpoint::Media(None),
+        _ if mode == MediaUrlMode::AllOnly => return None,
+        key => Endpoint::Media(Some(MediaKind::from_key(key)?)),
+    };
+    Some((generation, endpoint))
 }
 
 /// The kinds a media socket carries: its `media_type` bits (32: all), else its URL's.
@@ -166,41 +179,73 @@ impl Refusal {
     }
 }
 
-/// Checks a handshake request (msg 1 or 3): type, version, stream, meeting, signature.
-fn validate(server: &Server, msg: &Value, want: u32) -> Result<Arc<SimStream>, Refusal> {
+/// Why a handshake is not accepted.
+enum Check {
+    /// Answered with a status code and closed.
+    Refuse(Refusal),
+    /// For a stream another server generation serves now: dropped without an answer, as
+    /// the dead server would.
+    Stale(Arc<SimStream>),
+}
+
+/// Checks a handshake request (msg 1 or 3) that reached server generation `generation`:
+/// type, stream, server, version, id, signature.
+fn validate(
+    server: &Server,
+    msg: &Value,
+    want: u32,
+    generation: u32,
+) -> Result<Arc<SimStream>, Check> {
     let stream_id = msg["rtms_stream_id"].as_str();
     let stream = stream_id.and_then(|id| server.stream(id));
+    let refuse_with = |status: u32, reason: String, stream: Option<Arc<SimStream>>| {
+        Err(Check::Refuse(Refusal::new(status, reason, stream)))
+    };
     if msg["msg_type"].as_u64() != Some(u64::from(want)) {
         if let Some(stream) = &stream {
             stream.count_connection();
         }
         let reason = format!("expected msg_type {want} first, got {}", msg["msg_type"]);
-        return Err(Refusal::new(status::INVALID_MESSAGE, reason, stream));
+        return refuse_with(status::INVALID_MESSAGE_TYPE, reason, stream);
     }
     if stream_id.is_none() {
-        return Err(Refusal::new(
-            status::INVALID_MESSAGE,
-            "rtms_stream_id missing",
-            None,
-        ));
+        let reason = "rtms_stream_id missing".to_string();
+        return refuse_with(status::INVALID_PAYLOAD, reason, None);
     }
     let Some(stream) = stream else {
-        return Err(Refusal::new(
-            status::STREAM_NOT_FOUND,
-            "unknown rtms_stream_id",
-            None,
-        ));
+        let reason = "unknown rtms_stream_id".to_string();
+        return refuse_with(status::INVALID_RTMS_STREAM_ID, reason, None);
     };
     stream.count_connection();
-    let refuse =
-        |status: u32, reason: String| Err(Refusal::new(status, reason, Some(stream.clone())));
-    if msg["protocol_version"].as_u64() != Some(1) {
-        let reason = format!("unsupported protocol_version {}", msg["protocol_version"]);
-        return refuse(status::UNSUPPORTED_PROTOCOL_VERSION, reason);
+    if stream.generation() != generation {
+        return Err(Check::Stale(stream));
     }
-    if msg["meeting_uuid"].as_str() != Some(stream.meeting_uuid()) {
-        let reason = "meeting_uuid does not match the stream".to_string();
-        return refuse(status::STREAM_NOT_FOUND, reason);
+    let refuse = |status: u32, reason: String| refuse_with(status, reason, Some(stream.clone()));
+    // "By default, it's 1.0": a request without one speaks version 1.
+    match msg.get("protocol_version") {
+        None | Some(Value::Null) => {}
+        Some(v) if v.as_f64() == Some(1.0) => {}
+        Some(v) => {
+            let reason = format!(
+                "unsupported protocol_version {v}: this server speaks RTMS protocol version {}",
+                handshake::PROTOCOL_VERSION
+            );
+            return refuse(status::INVALID_PAYLOAD, reason);
+        }
+    }
+    // Zoom's samples send the product's key, its C SDK sends `meeting_uuid` whatever the
+    // product: either is fine.
+    let key = stream.product().id_key();
+    let given = [key, "meeting_uuid"]
+        .into_iter()
+        .find_map(|k| msg.get(k).and_then(Value::as_str).map(|v| (k, v)));
+    let Some((given_key, id)) = given else {
+        let reason = format!("no session id: expected `{key}` or `meeting_uuid`");
+        return refuse(status::INVALID_PAYLOAD, reason);
+    };
+    if id != stream.meeting_uuid() {
+        let reason = format!("`{given_key}` does not name the stream's session");
+        return refuse(status::INVALID_RTMS_STREAM_ID, reason);
     }
     let Some(signature) = msg["signature"].as_str() else {
         return refuse(status::INVALID_SIGNATURE, "signature missing".to_string());
@@ -209,7 +254,7 @@ fn validate(server: &Server, msg: &Value, want: u32) -> Result<Arc<SimStream>, R
     let expected = handshake::signature(
         &config.client_id,
         &config.client_secret,
-        stream.meeting_uuid(),
+        id,
         stream.stream_id(),
     );
     let given = signature.to_ascii_lowercase();
@@ -222,27 +267,30 @@ fn validate(server: &Server, msg: &Value, want: u32) -> Result<Arc<SimStream>, R
     Ok(stream)
 }
 
-async fn serve(tcp: TcpStream, server: Arc<Server>) -> anyhow::Result<()> {
+async fn serve(tcp: TcpStream, listener: u32, server: Arc<Server>) -> anyhow::Result<()> {
     let mode = server.config.media_urls;
     let mut route = None;
     // The callback's signature (and its large error type) is tungstenite's.
     #[allow(clippy::result_large_err)]
-    let callback =
-        |request: &Request, response: Response| match endpoint(request.uri().path(), mode) {
-            Some(e) => {
-                route = Some(e);
-                Ok(response)
-            }
-            None => {
-                let mut refused = ErrorResponse::new(Some("no such RTMS endpoint".to_string()));
-                *refused.status_mut() = StatusCode::NOT_FOUND;
-                Err(refused)
-            }
-        };
+    let callback = |request: &Request, response: Response| match endpoint(
+        request.uri().path(),
+        mode,
+        listener,
+    ) {
+        Some(e) => {
+            route = Some(e);
+            Ok(response)
+        }
+        None => {
+            let mut refused = ErrorResponse::new(Some("no such RTMS endpoint".to_string()));
+            *refused.status_mut() = StatusCode::NOT_FOUND;
+            Err(refused)
+        }
+    };
     let mut ws = tokio_tungstenite::accept_hdr_async_with_config(tcp, callback, Some(ws_config()))
         .await
         .context("WebSocket upgrade")?;
-    let Some(route) = route else {
+    let Some((generation, route)) = route else {
         return Ok(());
     };
     let binary = server.config.binary_frames;
@@ -261,35 +309,42 @@ async fn serve(tcp: TcpStream, server: Arc<Server>) -> anyhow::Result<()> {
         }
         Ok(Read::Closed) => return Ok(()),
         Ok(Read::Invalid(e)) => {
-            let refusal = Refusal::new(status::INVALID_MESSAGE, format!("not JSON: {e}"), None);
+            let refusal = Refusal::new(status::INVALID_PAYLOAD, format!("not JSON: {e}"), None);
             return refuse(&mut ws, &server, reply_type, &Value::Null, refusal, binary).await;
         }
         Ok(Read::Msg(v)) => v,
     };
     let sequence = msg.get("sequence").cloned().unwrap_or(Value::Null);
-    let stream = match validate(&server, &msg, want) {
+    let stream = match validate(&server, &msg, want, generation) {
         Ok(stream) => stream,
-        Err(refusal) => {
+        Err(Check::Refuse(refusal)) => {
             return refuse(&mut ws, &server, reply_type, &msg, refusal, binary).await;
+        }
+        Err(Check::Stale(stream)) => {
+            tracing::debug!(stream = %stream.stream_id(), generation, "RTMS sim: handshake on a server the stream left");
+            stream.stale_handshake();
+            let _ = ws.get_mut().shutdown().await;
+            return Ok(());
         }
     };
     let id = server.next_conn_id();
     let (tx, rx) = mpsc::unbounded_channel();
     let (role, reply) = match route {
         Endpoint::Signaling => {
-            if let Err((code, reason)) = stream.register_signaling(id, tx) {
+            let buffer_data = msg.get("buffer_data").and_then(Value::as_bool);
+            if let Err((code, reason)) = stream.register_signaling(id, tx, buffer_data) {
                 let refusal = Refusal::new(code, reason, Some(stream));
                 return refuse(&mut ws, &server, reply_type, &msg, refusal, binary).await;
             }
             let mut reply = handshake::reply(reply_type, &sequence, status::OK, "");
-            reply["media_server"] = json!({"server_urls": server.media_urls()});
+            reply["media_server"] = json!({"server_urls": server.hub.media_urls(generation)});
             (Role::Signaling, reply)
         }
         Endpoint::Media(path_kind) => {
             let kinds = kinds_of(msg["media_type"].as_u64(), path_kind);
             if kinds.is_empty() {
                 let reason = format!("media_type {} names no media type", msg["media_type"]);
-                let refusal = Refusal::new(status::INVALID_MESSAGE, reason, Some(stream));
+                let refusal = Refusal::new(status::INVALID_MEDIA_TYPE, reason, Some(stream));
                 return refuse(&mut ws, &server, reply_type, &msg, refusal, binary).await;
             }
             let requested = msg.get("media_params").unwrap_or(&Value::Null);
@@ -325,9 +380,12 @@ async fn serve(tcp: TcpStream, server: Arc<Server>) -> anyhow::Result<()> {
         epoch: stream.subscribe_epoch(),
         binary,
         keepalive,
+        every,
         pending: VecDeque::new(),
         next_seq: 1,
         max_missed: config.keepalive_max_missed as usize,
+        missing_keepalives: false,
+        last_media: None,
         buf: Vec::new(),
     };
     drop(server);
@@ -377,10 +435,16 @@ struct ConnTask {
     epoch: watch::Receiver<u64>,
     binary: bool,
     keepalive: tokio::time::Interval,
+    /// The keep-alive interval.
+    every: Duration,
     /// Keep-alive requests not answered yet: (sequence, timestamp).
     pending: VecDeque<(u64, u64)>,
     next_seq: u64,
     max_missed: usize,
+    /// [`Cmd::MissKeepAlives`]: answers go unheard, requests go out even while busy.
+    missing_keepalives: bool,
+    /// When media was last written (media sockets get keep-alives only while idle).
+    last_media: Option<Instant>,
     buf: Vec<Outgoing>,
 }
 
@@ -442,6 +506,7 @@ impl ConnTask {
                         return Exit::Closed;
                     }
                     Some(Cmd::Stall(duration)) => tokio::time::sleep(duration).await,
+                    Some(Cmd::MissKeepAlives) => self.missing_keepalives = true,
                 },
                 _ = self.keepalive.tick() => {
                     if let Err(exit) = self.keepalive_tick().await {
@@ -493,7 +558,10 @@ impl ConnTask {
             written = self.ws.flush().await;
         }
         let result = match written {
-            Ok(()) => Ok(self.stream.commit(self.id, &batch)),
+            Ok(()) => {
+                self.last_media = Some(Instant::now());
+                Ok(self.stream.commit(self.id, &batch))
+            }
             Err(_) => Err(Exit::Lost),
         };
         batch.clear();
@@ -503,16 +571,15 @@ impl ConnTask {
 
     async fn keepalive_tick(&mut self) -> Result<(), Exit> {
         if self.max_missed > 0 && self.pending.len() >= self.max_missed {
-            self.stream.keepalive_timeout(self.id);
-            if self.role == Role::Signaling {
-                let msg = wire::stream_state_update(
-                    self.stream.stream_id(),
-                    stream_state::INTERRUPTED,
-                    stop_reason::KEEP_ALIVE_TIMEOUT,
-                );
+            if let Some(msg) = self.stream.keepalive_timeout(self.id) {
                 let _ = self.send(msg).await;
             }
             return Err(self.drop_tcp(Exit::KeepaliveTimeout).await);
+        }
+        // Zoom sends keep-alives on a media socket only while no media flows on it.
+        let busy = self.last_media.is_some_and(|at| at.elapsed() < self.every);
+        if self.role == Role::Media && busy && !self.missing_keepalives {
+            return Ok(());
         }
         let (sequence, timestamp) = (self.next_seq, now_ms());
         self.next_seq += 1;
@@ -542,6 +609,7 @@ impl ConnTask {
         let signaling = self.role == Role::Signaling;
         let msg_type = msg["msg_type"].as_u64().and_then(|t| u32::try_from(t).ok());
         let reply = match msg_type {
+            Some(msg::KEEP_ALIVE_RESP) if self.missing_keepalives => None,
             Some(msg::KEEP_ALIVE_RESP) => {
                 let (sequence, timestamp) = (msg["sequence"].as_u64(), msg["timestamp"].as_u64());
                 let answered = self

@@ -1,34 +1,82 @@
-//! Simulator: Zoom's RTMS servers, signaling and media, server side (see
-//! the RTMS notes in the `zoomhost-zoom` crate docs).
+//! Simulator: Zoom's RTMS servers, signaling and media, server side (see the RTMS notes
+//! in the `zoomhost-zoom` crate docs), failing the way Zoom documents it fails.
 //!
-//! [`RtmsSim`] listens on `127.0.0.1:0` and serves one signaling endpoint
-//! (`/signaling`, the URL that goes into `meeting.rtms_started`'s `server_urls`) and the
-//! media endpoints it offers in the signaling handshake reply: one per media type
-//! (`/media/audio`, `/media/video`, `/media/deskshare`, `/media/transcript`,
-//! `/media/chat`) plus `/media/all`, or only `/media/all` ([`MediaUrlMode::AllOnly`]).
+//! [`RtmsSim`] listens on two loopback ports (two "servers", for failover). Server
+//! generation 0 serves `/signaling` (the URL that goes into `*.rtms_started`'s
+//! `server_urls`, [`RtmsSim::signaling_url`]) and the media endpoints it offers in the
+//! signaling handshake reply: one per media type (`/media/audio`, `/media/video`,
+//! `/media/deskshare`, `/media/transcript`, `/media/chat`) plus `/media/all`, or only
+//! `/media/all` ([`MediaUrlMode::AllOnly`]). After a failover a stream is served by the
+//! next generation: the other port, under `/g{n}` ([`SimStream::signaling_url`]).
 //!
 //! Streams are registered with [`RtmsSim::add_stream`] before `rtms_started` is
-//! announced. A client then does what Zoom's official RTMS SDK does: signaling handshake
-//! (msg 1 → 2, signature checked in constant time), media handshake(s) (msg 3 → 4, with
-//! the *effective* media params), event subscription (5), `CLIENT_READY_ACK` (7), and
-//! answers keep-alives (12 → 13) on every socket. Media (14 audio, 15 video, 16 share,
-//! 17 transcript, 18 chat) flows after the ready ack, paced in real time or as fast as
-//! the socket takes it; JSON goes out in text frames, or binary frames when
+//! announced; each belongs to a [`Product`] (meeting, webinar, Video SDK session, Contact
+//! Center engagement, Phone call), which names its lifecycle events and id field. A client
+//! then does what Zoom's official RTMS SDK does: signaling handshake (msg 1 → 2, with the
+//! id under the product's key or under `meeting_uuid`, signature checked in constant time
+//! over the id value sent), media handshake(s) (msg 3 → 4, with the *effective* media
+//! params), event subscription (5), `CLIENT_READY_ACK` (7), and answers keep-alives
+//! (12 → 13). Media (14 audio, 15 video, 16 share, 17 transcript, 18 chat) flows after the
+//! ready ack; JSON goes out in text frames, or binary frames when
 //! [`RtmsSimConfig::binary_frames`] is set, and is accepted from the client in either.
 //!
-//! Nothing is lost across an interruption: a media item counts as sent
-//! ([`SimStream::sent`]) only once it was written to a socket. When a socket drops
-//! without a close frame the stream stays resumable for
-//! [`RtmsSimConfig::resume_window`]; media pauses while a requested media type has no
-//! socket (or the signaling connection is gone or not ready again), and resumes where it
-//! stopped after a new handshake (plus a new ready ack when signaling was re-done).
-//! Faults ([`Fault`]) fire after a given audio frame: abrupt drops, close frames,
-//! rejected handshakes, stalls, pauses, stops.
+//! Handshakes are refused with the status codes of Zoom's current table
+//! ([`status`]): 1 wrong message type, 2 unknown stream (or id, or a stream that ended),
+//! 3 bad signature, 4 bad payload (not JSON, a field missing, a `protocol_version` other
+//! than 1), 7 no media type, 8 a signaling handshake while the stream's older signaling
+//! socket is still open, 16 a media handshake for a media type another open socket
+//! carries, 17 media params the server cannot serve.
+//!
+//! **Media is produced in real time from registration on** (the moment Zoom sends
+//! `rtms_started`), whether or not a client is connected. Audio, transcript and chat
+//! produced while their socket is missing are buffered (up to
+//! [`RtmsSimConfig::audio_buffer`], 60 s) and replayed with their original timestamps
+//! once a socket carries them again; `buffer_data: false` in the signaling handshake drops
+//! only what was produced before the first connection. Video and screen share are never
+//! buffered: what falls due while nobody can receive it is dropped. [`Pace::Fast`] streams
+//! produce as fast as the socket takes them, so nothing is dropped. Every media item that
+//! was written counts as sent ([`SimStream::sent`]); every audio frame is recorded with
+//! its SHA-256 and its fate, sent or dropped ([`SimStream::audio_frames`]), so a test can
+//! compare what a client received frame for frame.
+//!
+//! **Zoom's failure contract** (its failover and reconnection documentation):
+//!
+//! - Signaling lost (dropped by [`Fault::DropSignaling`], three unanswered keep-alives,
+//!   the client's TCP gone): the server drops every media socket too, sends
+//!   `{product}.rtms_interrupted` ([`RtmsSim::notices`]) and waits
+//!   [`RtmsSimConfig::resume_window`] (60 s) for a new signaling handshake.
+//! - Media lost ([`Fault::DropMedia`], three unanswered keep-alives on a media socket, the
+//!   client's media socket gone): `EVENT_UPDATE` 7 (MEDIA_CONNECTION_INTERRUPTED,
+//!   `media_type` = the bits of the lost sockets) goes out on signaling, unasked, and the
+//!   server waits [`RtmsSimConfig::media_window`] (65 s) for the media handshake(s).
+//! - With [`RtmsSimConfig::interrupt_state_updates`] (default on) signaling also carries
+//!   `STREAM_STATE_UPDATE` INTERRUPTED (2) with reason 14 (data connection interrupted)
+//!   on a media loss, and reason 13 (signal connection interrupted) right before the
+//!   server drops a signaling socket itself: clients must not act on a loss twice.
+//! - A window that runs out ends the stream with stop reason 19
+//!   (AWAIT_RECONNECTION_TIMEOUT), the reason Zoom's docs give for both windows, and
+//!   `{product}.rtms_stopped`.
+//! - Server failover ([`Fault::Failover`]): every socket of the stream is dropped without
+//!   a close frame, the stream moves to the next server generation (the old URLs drop
+//!   any handshake for it without an answer, as a dead server would), and
+//!   `{product}.rtms_started` is sent again with the same ids, the new `server_urls` and
+//!   a newer `event_ts`. The client must re-handshake everything within the signaling
+//!   window.
+//! - [`Fault::Stop`] runs the stop sequence and sends `{product}.rtms_stopped` with the
+//!   reason.
+//! - `EVENT_UPDATE` 1 (FIRST_PACKET_TIMESTAMP) and 7 go out without a subscription, as
+//!   Zoom sends them; every other event type only when subscribed.
+//! - `KEEP_ALIVE_REQ` (12) goes out every [`RtmsSimConfig::keepalive_interval`] (10 s)
+//!   on signaling, and on a media socket while it is idle (no media written during the
+//!   last interval).
+//!
+//! Chaos mode ([`RtmsSim::set_chaos`], [`RtmsChaos`]) injects these scenarios into every
+//! live stream, in turn, at an interval: what `zoomhost dev --chaos` turns on.
 //!
 //! The end of a stream ([`End::AfterFrames`], [`SimStream::stop`], an injected
-//! [`Fault::Stop`], a `STREAM_CLOSE_REQ`) is Zoom's stop sequence: every media item
-//! flushed first, then on signaling `EVENT_UPDATE` participant-left (if subscribed),
-//! `STREAM_STATE_UPDATE` TERMINATING then TERMINATED with the stop reason,
+//! [`Fault::Stop`], a `STREAM_CLOSE_REQ`, a window that ran out) is Zoom's stop sequence:
+//! every media item flushed first, then on signaling `EVENT_UPDATE` participant-left (if
+//! subscribed), `STREAM_STATE_UPDATE` TERMINATING then TERMINATED with the stop reason,
 //! `SESSION_STATE_UPDATE` STOPPED, then close frames 1000 on the media sockets and on
 //! signaling.
 //!
@@ -53,7 +101,9 @@
 //! 18 {msg_type, content:{user_id, user_name, data:text, timestamp}}
 //! ```
 
+mod chaos;
 mod conn;
+mod notices;
 mod source;
 mod stream;
 #[cfg(test)]
@@ -69,17 +119,24 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use zoomhost_protocol::rtms::media::{bit, key};
 use zoomhost_protocol::rtms::msg;
 use zoomhost_protocol::rtms::states::stop_reason;
 
 use crate::util::{lock, random_token};
 
-pub use stream::{SentMedia, SimStream, SimStreamStats, StreamOutcome};
-pub use wire::status;
+pub use chaos::{ChaosInjection, ChaosScenario, RtmsChaos};
+pub use notices::SimNotice;
+pub use stream::{
+    AudioFrameRecord, FrameFate, SentMedia, SimStream, SimStreamStats, StreamOutcome,
+};
+/// The products that stream over RTMS (they name a stream's lifecycle events and id field).
+pub use zoomhost_protocol::rtms::product::Product;
 /// The handshake signature Zoom expects (see [`zoomhost_protocol::rtms::handshake`]).
 pub use zoomhost_protocol::rtms::signature as expected_signature;
+/// Zoom's current `status_code` table, which handshake refusals use.
+pub use zoomhost_protocol::rtms::status;
 
 /// Which media URLs the signaling handshake reply offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -102,15 +159,28 @@ pub struct RtmsSimConfig {
     /// How often `KEEP_ALIVE_REQ` (12) goes out on every socket (default 10 s).
     pub keepalive_interval: Duration,
     /// A socket with this many unanswered keep-alives is dropped without a close frame
-    /// (stream interrupted, reason 24). 0 never drops. Default 3.
+    /// (signaling: Zoom's signaling-loss reaction; media: its media-loss reaction). 0
+    /// never drops. Default 3.
     pub keepalive_max_missed: u32,
     /// Which media URLs the signaling reply offers.
     pub media_urls: MediaUrlMode,
     /// Send the server's JSON in binary frames instead of text frames.
     pub binary_frames: bool,
-    /// How long an interrupted stream (a socket dropped, or not ready again) waits for
-    /// the client to come back before it is given up (stop reason 19). Default 60 s.
+    /// The signaling window: how long a stream without a ready signaling connection
+    /// (signaling lost, a failover, a client still connecting) waits for a signaling
+    /// handshake and ready ack before it ends with stop reason 19. Default 60 s, Zoom's.
     pub resume_window: Duration,
+    /// The media window: how long a stream whose signaling is fine but a requested media
+    /// socket is missing waits for its media handshake before it ends with stop reason
+    /// 19. Default 65 s, Zoom's (since March 2026).
+    pub media_window: Duration,
+    /// How much audio (and transcript and chat) is kept for a client that is not
+    /// connected, and replayed when it is. Default 60 s, Zoom's.
+    pub audio_buffer: Duration,
+    /// Also send `STREAM_STATE_UPDATE` INTERRUPTED with reason 14 on a media loss and
+    /// reason 13 before dropping a signaling socket (both paths exist on Zoom; clients
+    /// must not react twice). Default true.
+    pub interrupt_state_updates: bool,
     /// How long a new connection may take to send its handshake. Default 10 s.
     pub handshake_timeout: Duration,
 }
@@ -125,6 +195,9 @@ impl Default for RtmsSimConfig {
             media_urls: MediaUrlMode::PerType,
             binary_frames: false,
             resume_window: Duration::from_secs(60),
+            media_window: Duration::from_secs(65),
+            audio_buffer: Duration::from_secs(60),
+            interrupt_state_updates: true,
             handshake_timeout: Duration::from_secs(10),
         }
     }
@@ -140,6 +213,9 @@ impl std::fmt::Debug for RtmsSimConfig {
             .field("media_urls", &self.media_urls)
             .field("binary_frames", &self.binary_frames)
             .field("resume_window", &self.resume_window)
+            .field("media_window", &self.media_window)
+            .field("audio_buffer", &self.audio_buffer)
+            .field("interrupt_state_updates", &self.interrupt_state_updates)
             .field("handshake_timeout", &self.handshake_timeout)
             .finish()
     }
@@ -218,16 +294,44 @@ pub enum End {
     Hold,
 }
 
-/// A fault injected after an audio frame (see [`StreamSpec::faults`]).
+/// Which socket of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SocketKind {
+    /// The signaling socket.
+    Signaling,
+    /// Every media socket.
+    Media,
+}
+
+/// A fault injected after an audio frame ([`StreamSpec::faults`]) or at once
+/// ([`SimStream::inject`], chaos mode). Each is followed by Zoom's documented reaction
+/// (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// Abrupt TCP drop (no close frame) of every media socket of the stream.
+    /// Abrupt TCP drop (no close frame) of every media socket of the stream; then
+    /// `EVENT_UPDATE` 7 on signaling and the media window.
     DropMedia,
-    /// Abrupt TCP drop of the signaling socket.
+    /// Abrupt TCP drop of the signaling socket, which takes every media socket with it;
+    /// then `{product}.rtms_interrupted` and the signaling window.
     DropSignaling,
-    /// Close every media socket with this close code (1000: what Zoom does at the end).
+    /// The stream's server dies: every socket dropped without a close frame, the stream
+    /// moves to the next server generation (new URLs; the old ones stop serving it) and
+    /// `{product}.rtms_started` is sent again with the new `server_urls` and a newer
+    /// `event_ts`; then the signaling window.
+    Failover,
+    /// The server stops hearing the client's keep-alive answers on these sockets (and
+    /// sends keep-alives there even while media flows), so after
+    /// [`RtmsSimConfig::keepalive_max_missed`] intervals it reacts as to a lost socket.
+    /// Lasts until those sockets are gone.
+    MissKeepAlives(SocketKind),
+    /// The media pipeline stalls for this long: nothing is written to media sockets
+    /// (keep-alives continue), audio is buffered and then replayed at once with its
+    /// original timestamps; video produced meanwhile is dropped.
+    HoldMedia(Duration),
+    /// Close every media socket with this close code (1000: what Zoom does at the end);
+    /// a media loss all the same.
     CloseMedia(u16),
-    /// Close the signaling socket with this close code.
+    /// Close the signaling socket with this close code; a signaling loss all the same.
     CloseSignaling(u16),
     /// The next handshake (signaling or media) is answered with this status code.
     Reject(u32),
@@ -235,7 +339,7 @@ pub enum Fault {
     Stall(Duration),
     /// `STREAM_STATE_UPDATE` paused (5), no media for this long, then resumed (6).
     Pause(Duration),
-    /// Run the stop sequence now with this stop reason.
+    /// Run the stop sequence now with this stop reason, and send `{product}.rtms_stopped`.
     Stop(u32),
 }
 
@@ -254,7 +358,11 @@ pub struct ExtraMedia {
 /// One simulated RTMS stream: who is in it and what it sends.
 #[derive(Debug, Clone)]
 pub struct StreamSpec {
-    /// The meeting (or webinar, session ...) id the handshakes must carry.
+    /// Which product the stream belongs to: names its lifecycle notices and the id key
+    /// its handshakes may carry (besides `meeting_uuid`). Default: a meeting.
+    pub product: Product,
+    /// The id of the meeting (webinar uuid, Video SDK session id, engagement id, call id
+    /// per [`StreamSpec::product`]) the handshakes must carry.
     pub meeting_uuid: String,
     /// The RTMS stream id.
     pub stream_id: String,
@@ -296,6 +404,7 @@ pub struct StreamSpec {
 impl Default for StreamSpec {
     fn default() -> Self {
         Self {
+            product: Product::Meeting,
             meeting_uuid: format!("{}==", random_token(22)),
             stream_id: random_token(32).to_lowercase(),
             participants: vec![
@@ -407,14 +516,19 @@ pub struct Rejection {
     pub stream_id: String,
 }
 
+/// How many lifecycle notices a slow [`RtmsSim::notices`] receiver may fall behind.
+const NOTICE_BACKLOG: usize = 1024;
+
 /// What the connection tasks share.
 pub(crate) struct Server {
     config: Arc<RtmsSimConfig>,
-    addr: SocketAddr,
+    hub: Arc<notices::Hub>,
     streams: Mutex<HashMap<String, Arc<SimStream>>>,
     rejections: Mutex<Vec<Rejection>>,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
+    chaos: Mutex<Option<tokio::task::AbortHandle>>,
+    chaos_log: Mutex<Vec<ChaosInjection>>,
 }
 
 /// Resolves once the simulator shuts down (or is gone).
@@ -430,26 +544,6 @@ pub(crate) async fn shut_down(rx: &mut watch::Receiver<bool>) {
 }
 
 impl Server {
-    fn signaling_url(&self) -> String {
-        format!("ws://{}/signaling", self.addr)
-    }
-
-    fn media_url(&self, key: &str) -> String {
-        format!("ws://{}/media/{key}", self.addr)
-    }
-
-    /// `media_server.server_urls` of the signaling reply.
-    fn media_urls(&self) -> serde_json::Value {
-        let mut urls = serde_json::Map::new();
-        if self.config.media_urls == MediaUrlMode::PerType {
-            for kind in MediaKind::ALL {
-                urls.insert(kind.key().into(), self.media_url(kind.key()).into());
-            }
-        }
-        urls.insert(key::ALL.into(), self.media_url(key::ALL).into());
-        urls.into()
-    }
-
     fn stream(&self, id: &str) -> Option<Arc<SimStream>> {
         lock(&self.streams).get(id).cloned()
     }
@@ -465,10 +559,18 @@ impl Server {
     fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
+
+    fn live_streams(&self) -> Vec<Arc<SimStream>> {
+        lock(&self.streams)
+            .values()
+            .filter(|s| s.is_live())
+            .cloned()
+            .collect()
+    }
 }
 
-/// The running simulated RTMS servers. Stops (listener, connections, streams) when the
-/// last `Arc` is dropped.
+/// The running simulated RTMS servers. Stops (listeners, connections, streams, chaos)
+/// when the last `Arc` is dropped.
 pub struct RtmsSim {
     server: Arc<Server>,
 }
@@ -476,7 +578,7 @@ pub struct RtmsSim {
 impl std::fmt::Debug for RtmsSim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RtmsSim")
-            .field("addr", &self.server.addr)
+            .field("addrs", &self.server.hub.addrs)
             .field("streams", &lock(&self.server.streams).len())
             .finish_non_exhaustive()
     }
@@ -485,46 +587,74 @@ impl std::fmt::Debug for RtmsSim {
 impl Drop for RtmsSim {
     fn drop(&mut self) {
         self.server.shutdown.send_replace(true);
+        if let Some(chaos) = lock(&self.server.chaos).take() {
+            chaos.abort();
+        }
     }
 }
 
 impl RtmsSim {
-    /// Binds `127.0.0.1:0` (signaling and media endpoints on one port) and starts
-    /// accepting.
+    /// Binds two listeners on `127.0.0.1:0` (server generations alternate between them;
+    /// signaling and media endpoints share a port) and starts accepting.
     pub async fn start(config: RtmsSimConfig) -> anyhow::Result<Arc<RtmsSim>> {
-        let listener = TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .context("binding the simulated RTMS servers on 127.0.0.1")?;
-        let addr = listener
-            .local_addr()
-            .context("local address of the RTMS sim")?;
+        let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
+        for n in 0..2 {
+            let listener = TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .with_context(|| format!("binding simulated RTMS server {n} on 127.0.0.1"))?;
+            addrs.push(
+                listener
+                    .local_addr()
+                    .context("local address of the RTMS sim")?,
+            );
+            listeners.push(listener);
+        }
         let (shutdown, _) = watch::channel(false);
+        let hub = Arc::new(notices::Hub {
+            addrs: [addrs[0], addrs[1]],
+            media_urls: config.media_urls,
+            notices: broadcast::channel(NOTICE_BACKLOG).0,
+        });
         let server = Arc::new(Server {
             config: Arc::new(config),
-            addr,
+            hub,
             streams: Mutex::default(),
             rejections: Mutex::default(),
             shutdown,
             next_conn: AtomicU64::new(1),
+            chaos: Mutex::default(),
+            chaos_log: Mutex::default(),
         });
-        tokio::spawn(conn::accept_loop(listener, server.clone()));
+        for (index, listener) in listeners.into_iter().enumerate() {
+            tokio::spawn(conn::accept_loop(listener, index as u32, server.clone()));
+        }
         Ok(Arc::new(RtmsSim { server }))
     }
 
-    /// The signaling URL, what goes into `meeting.rtms_started`'s `server_urls`.
+    /// The signaling URL of server generation 0, what goes into the first
+    /// `*.rtms_started`'s `server_urls` (after a failover, see
+    /// [`SimStream::signaling_url`]).
     pub fn signaling_url(&self) -> String {
-        self.server.signaling_url()
+        self.server.hub.signaling_url(0)
     }
 
-    /// The media URL for `kind` (`None`: the `all` URL). Per-type URLs answer 404 in
-    /// [`MediaUrlMode::AllOnly`].
+    /// The generation-0 media URL for `kind` (`None`: the `all` URL). Per-type URLs
+    /// answer 404 in [`MediaUrlMode::AllOnly`].
     pub fn media_url(&self, kind: Option<MediaKind>) -> String {
-        self.server.media_url(kind.map_or(key::ALL, MediaKind::key))
+        self.server
+            .hub
+            .media_url(0, kind.map_or(key::ALL, MediaKind::key))
     }
 
-    /// The listening address.
+    /// The address of server generation 0's listener.
     pub fn addr(&self) -> SocketAddr {
-        self.server.addr
+        self.server.hub.addrs[0]
+    }
+
+    /// Both listeners' addresses (generation `g` listens on `addrs()[g % 2]`).
+    pub fn addrs(&self) -> [SocketAddr; 2] {
+        self.server.hub.addrs
     }
 
     /// The settings it runs with.
@@ -532,20 +662,52 @@ impl RtmsSim {
         &self.server.config
     }
 
-    /// Registers a stream (before announcing `rtms_started`). A stream with the same id
-    /// is replaced. A WAV that cannot be used is logged, and every media handshake of
-    /// the stream then fails with a reason that says why; see
-    /// [`RtmsSim::try_add_stream`] to get the error instead.
+    /// The lifecycle webhooks Zoom would send about the streams from now on
+    /// (`{product}.rtms_started` after a failover, `rtms_interrupted`, `rtms_stopped`):
+    /// see [`SimNotice`]. [`crate::LocalZoom`] forwards them to its event WebSocket.
+    pub fn notices(&self) -> broadcast::Receiver<SimNotice> {
+        self.server.hub.notices.subscribe()
+    }
+
+    /// Turns chaos mode on (replacing any earlier settings) or off (`None`): see
+    /// [`RtmsChaos`]. Must be called inside a Tokio runtime.
+    pub fn set_chaos(&self, chaos: Option<RtmsChaos>) {
+        let mut slot = lock(&self.server.chaos);
+        if let Some(old) = slot.take() {
+            old.abort();
+        }
+        if let Some(chaos) = chaos {
+            let server = Arc::downgrade(&self.server);
+            *slot = Some(tokio::spawn(chaos::run(server, chaos)).abort_handle());
+        }
+    }
+
+    /// Every injection chaos mode made so far, in order.
+    pub fn chaos_log(&self) -> Vec<ChaosInjection> {
+        lock(&self.server.chaos_log).clone()
+    }
+
+    /// Registers a stream (before announcing `rtms_started`): from now on it produces
+    /// media. A stream with the same id is replaced. A WAV that cannot be used is logged,
+    /// and every media handshake of the stream then fails with a reason that says why;
+    /// see [`RtmsSim::try_add_stream`] to get the error instead.
     pub fn add_stream(&self, spec: StreamSpec) -> Arc<SimStream> {
-        let stream = SimStream::new(spec, self.server.config.clone(), true);
+        let stream = SimStream::new(spec, self.env(), true);
         self.register(stream)
     }
 
     /// Like [`RtmsSim::add_stream`], but a WAV source that cannot be read (or is not
     /// 16-bit PCM at 8/16/32/48 kHz, mono or stereo) is an error.
     pub fn try_add_stream(&self, spec: StreamSpec) -> anyhow::Result<Arc<SimStream>> {
-        let stream = SimStream::try_new(spec, self.server.config.clone())?;
+        let stream = SimStream::try_new(spec, self.env())?;
         Ok(self.register(stream))
+    }
+
+    fn env(&self) -> stream::Env {
+        stream::Env {
+            config: self.server.config.clone(),
+            hub: self.server.hub.clone(),
+        }
     }
 
     fn register(&self, stream: Arc<SimStream>) -> Arc<SimStream> {

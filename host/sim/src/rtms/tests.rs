@@ -363,23 +363,40 @@ async fn bad_handshakes_are_refused_with_a_status_and_closed() {
     assert!(peer.next().await.is_none());
     assert_eq!(peer.ended, Some(Ended::Close(Some(1008))));
 
+    // Zoom's current status table: 2 unknown stream or id, 4 bad payload (including a
+    // protocol version other than 1), 1 wrong message type, 3 signature.
     let cases = [
-        ("rtms_stream_id", json!("nope"), status::STREAM_NOT_FOUND),
-        ("meeting_uuid", json!("other=="), status::STREAM_NOT_FOUND),
         (
-            "protocol_version",
-            json!(2),
-            status::UNSUPPORTED_PROTOCOL_VERSION,
+            "rtms_stream_id",
+            json!("nope"),
+            status::INVALID_RTMS_STREAM_ID,
         ),
-        ("msg_type", json!(3), status::INVALID_MESSAGE),
+        (
+            "meeting_uuid",
+            json!("other=="),
+            status::INVALID_RTMS_STREAM_ID,
+        ),
+        ("protocol_version", json!(2), status::INVALID_PAYLOAD),
+        ("msg_type", json!(3), status::INVALID_MESSAGE_TYPE),
+        ("signature", Value::Null, status::INVALID_SIGNATURE),
+        ("meeting_uuid", Value::Null, status::INVALID_PAYLOAD),
     ];
     for (field, value, code) in cases {
         let mut peer = Peer::connect(&sim.signaling_url(), false).await;
         let mut request = handshake(1, &stream, sim.config());
-        request[field] = value;
+        if value.is_null() {
+            request.as_object_mut().map(|o| o.remove(field));
+        } else {
+            request[field] = value;
+        }
         peer.send(request).await;
         let reply = peer.expect(2).await;
         assert_eq!(reply["status_code"], code, "{field}: {reply}");
+        let reason = reply["reason"].as_str().unwrap_or("");
+        assert!(!reason.is_empty(), "{field}: a reason says why");
+        if field == "protocol_version" {
+            assert!(reason.contains("protocol_version 2"), "{reason}");
+        }
         assert!(peer.next().await.is_none());
     }
     // A media handshake with a bad signature too.
@@ -396,15 +413,15 @@ async fn bad_handshakes_are_refused_with_a_status_and_closed() {
     let stats = stream.stats();
     assert_eq!(
         stats.rejections,
-        vec![(2, 9), (2, 7), (2, 2), (2, 3), (4, 9)],
+        vec![(2, 3), (2, 2), (2, 4), (2, 1), (2, 3), (2, 4), (4, 3)],
         "the unknown stream is not this stream's"
     );
     assert_eq!(stats.signaling_handshakes, 0);
     let all = sim.rejections();
-    assert_eq!(all.len(), 6);
+    assert_eq!(all.len(), 8);
     assert!(all
         .iter()
-        .any(|r| r.stream_id == "nope" && r.status_code == 7));
+        .any(|r| r.stream_id == "nope" && r.status_code == 2));
     // No such endpoint: refused at the upgrade.
     assert!(connect_async(format!("ws://{}/elsewhere", sim.addr()))
         .await
@@ -422,6 +439,7 @@ async fn unanswered_keepalives_drop_the_socket_answered_ones_keep_it() {
         end: End::Hold,
         ..StreamSpec::default()
     });
+    let mut notices = sim.notices();
     let (mut good, _) = signaling(&sim, &stream, false).await;
     // Answered: still connected after many keep-alives.
     while good.keepalives < 4 {
@@ -432,8 +450,26 @@ async fn unanswered_keepalives_drop_the_socket_answered_ones_keep_it() {
     assert!(stream.stats().keepalives_answered >= 3);
     assert_eq!(stream.stats().dropped_for_keepalive, 0);
 
+    // A second signaling handshake while the first socket is open: 8, Zoom allows one.
+    let mut second = Peer::connect(&sim.signaling_url(), false).await;
+    second.send(handshake(1, &stream, sim.config())).await;
+    let reply = second.expect(2).await;
+    assert_eq!(reply["status_code"], status::DUPLICATE_SIGNAL_REQUEST);
+    // The client's TCP goes away: signaling lost, `rtms_interrupted`.
+    drop(good);
+    let notice = tokio::time::timeout(WAIT, notices.recv())
+        .await
+        .expect("a notice")
+        .expect("notice");
+    assert_eq!(notice.name, "meeting.rtms_interrupted");
+    assert_eq!(
+        notice.payload,
+        json!({"meeting_uuid": stream.meeting_uuid(), "rtms_stream_id": stream.stream_id()})
+    );
+
     // Echoing the sequence with the wrong timestamp does not count: dropped without a
-    // close frame (after telling the client the stream is interrupted, reason 24).
+    // close frame (after telling the client the signal connection is interrupted,
+    // state 2 with reason 13).
     let (mut bad, _) = signaling(&sim, &stream, false).await;
     bad.answer_keepalives = false;
     let mut interrupted = false;
@@ -450,17 +486,23 @@ async fn unanswered_keepalives_drop_the_socket_answered_ones_keep_it() {
             bad.send(json!({"msg_type": 13, "sequence": v["sequence"], "timestamp": wrong}))
                 .await;
         }
-        if v["msg_type"] == 8 && v["state"] == 2 && v["reason"] == 24 {
+        if v["msg_type"] == 8 && v["state"] == 2 && v["reason"] == 13 {
             interrupted = true;
         }
     }
     assert!(interrupted);
+    let notice = tokio::time::timeout(WAIT, notices.recv())
+        .await
+        .expect("a notice")
+        .expect("notice");
+    assert_eq!(notice.name, "meeting.rtms_interrupted");
     let stats = stream.stats();
     assert_eq!(stats.dropped_for_keepalive, 1);
+    assert_eq!(stats.signaling_interruptions, 2);
     assert!(stats.keepalives_sent >= 7);
-    // The first connection was replaced by the second one (Zoom allows one).
-    assert!(good.next().await.is_none());
-    assert_eq!(good.ended, Some(Ended::Abrupt));
+    assert!(stats
+        .rejections
+        .contains(&(2, status::DUPLICATE_SIGNAL_REQUEST)));
 }
 
 /// Reads a media socket to its end, re-handshaking after every abrupt drop, until the
@@ -625,7 +667,10 @@ async fn stop_runs_the_stop_sequence_on_every_socket() {
     // A finished stream refuses new handshakes.
     let mut late = Peer::connect(&sim.signaling_url(), false).await;
     late.send(handshake(1, &stream, sim.config())).await;
-    assert_eq!(late.expect(2).await["status_code"], status::STREAM_ENDED);
+    assert_eq!(
+        late.expect(2).await["status_code"],
+        status::INVALID_RTMS_STREAM_ID
+    );
 }
 
 #[tokio::test]
@@ -795,7 +840,7 @@ async fn an_interrupted_stream_is_given_up_after_the_resume_window() {
     peer.send(handshake(1, &stream, sim.config())).await;
     assert_eq!(
         peer.expect(2).await["status_code"],
-        status::STREAM_NOT_FOUND
+        status::INVALID_RTMS_STREAM_ID
     );
 }
 
@@ -813,7 +858,7 @@ async fn pause_close_request_and_signaling_resume() {
         ..StreamSpec::default()
     });
     let (mut sig, reply) = signaling(&sim, &stream, false).await;
-    let (mut audio, _) = media(
+    let (audio, _) = media(
         &url_of(&reply, "audio"),
         &sim,
         &stream,
@@ -823,21 +868,42 @@ async fn pause_close_request_and_signaling_resume() {
     )
     .await;
     sig.send(json!({"msg_type": 7})).await;
-    // Paused after frame 9, resumed, then the signaling socket drops after frame 19.
+    // Paused after frame 9, resumed, then the signaling socket drops after frame 19
+    // (state 2 with reason 13 first), and media with it.
     let (events, ended, _) = sig.drain().await;
     assert_eq!(ended, Some(Ended::Abrupt));
-    let states: Vec<&Value> = events
+    let states: Vec<(&Value, &Value)> = events
         .iter()
         .filter(|e| e["msg_type"] == 8)
-        .map(|e| &e["state"])
+        .map(|e| (&e["state"], &e["reason"]))
         .collect();
-    assert_eq!(states, vec![&json!(1), &json!(5), &json!(6)]);
-    for i in 0..20 {
-        let frame = audio.expect(14).await;
+    assert_eq!(
+        states,
+        vec![
+            (&json!(1), &json!(0)),
+            (&json!(5), &json!(0)),
+            (&json!(6), &json!(0)),
+            (&json!(2), &json!(13))
+        ]
+    );
+    let (frames, ended, _) = audio.drain().await;
+    assert_eq!(ended, Some(Ended::Abrupt), "media goes with signaling");
+    assert_eq!(frames.len(), 20);
+    for (i, frame) in frames.iter().enumerate() {
         assert_eq!(frame["content"]["timestamp"], stream.sent()[i].timestamp);
     }
-    // Media waits for a new signaling handshake and ready ack, then continues.
-    let (mut sig, _) = signaling(&sim, &stream, true).await;
+    // Media waits for a new signaling handshake, media handshake and ready ack, then
+    // continues.
+    let (mut sig, reply) = signaling(&sim, &stream, true).await;
+    let (mut audio, _) = media(
+        &url_of(&reply, "audio"),
+        &sim,
+        &stream,
+        1,
+        json!({"audio": audio_params()}),
+        false,
+    )
+    .await;
     sig.send(json!({"msg_type": 7})).await;
     assert_eq!(sig.expect(8).await["state"], 1);
     let frame = audio.expect(14).await;

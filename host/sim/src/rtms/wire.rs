@@ -1,6 +1,7 @@
 //! The JSON the simulated servers write: the shared message shapes of
-//! [`zoomhost_protocol::rtms`] stamped with the wall clock, the server's own event and
-//! media bodies, and the status codes it answers handshakes with.
+//! [`zoomhost_protocol::rtms`] stamped with the wall clock, and the server's own event
+//! and media bodies. (Handshake refusals use Zoom's status table,
+//! [`zoomhost_protocol::rtms::status`].)
 
 use serde_json::{json, Value};
 use zoomhost_protocol::rtms::control;
@@ -8,29 +9,6 @@ use zoomhost_protocol::rtms::msg::event_type;
 
 use super::SimParticipant;
 use crate::util::now_ms;
-
-/// The `status_code`s the simulator puts in handshake replies (0 is success).
-///
-/// Zoom's published tables disagree with each other, so these are the simulator's own
-/// choice (they are not the numbers of `zoomhost_protocol::rtms::status`); the `reason`
-/// text always says what was wrong. An injected [`Fault::Reject`](super::Fault::Reject)
-/// uses whatever code it names.
-pub mod status {
-    /// Success.
-    pub const OK: u32 = zoomhost_protocol::rtms::status::OK;
-    /// `protocol_version` missing or not 1.
-    pub const UNSUPPORTED_PROTOCOL_VERSION: u32 = 2;
-    /// Not JSON, not the expected `msg_type`, or a required field missing.
-    pub const INVALID_MESSAGE: u32 = 3;
-    /// Unknown `rtms_stream_id`, or a `meeting_uuid` that is not the stream's.
-    pub const STREAM_NOT_FOUND: u32 = 7;
-    /// The signature does not match.
-    pub const INVALID_SIGNATURE: u32 = 9;
-    /// Media params the server cannot serve (e.g. a WAV source in another format).
-    pub const INVALID_MEDIA_PARAMS: u32 = 14;
-    /// The stream already ended.
-    pub const STREAM_ENDED: u32 = 15;
-}
 
 /// `EVENT_UPDATE` with `event`.
 pub(super) fn event_update(event: Value) -> String {

@@ -1,6 +1,6 @@
 //! What connection tasks report to a stream: accepted and refused handshakes, the
 //! signaling requests (event subscription, ready acknowledgement, state requests, close
-//! request), keep-alives, and connection ends.
+//! request), keep-alives, and connection ends (with Zoom's reaction to a lost socket).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,7 +14,8 @@ use zoomhost_protocol::rtms::states::{session_state, stop_reason, stream_state};
 
 use super::{Cmd, ConnEntry, Exit, Phase, Role, SimStream, StreamOutcome};
 use crate::rtms::source::{self, AudioPlan};
-use crate::rtms::wire::{self, status};
+use crate::rtms::status;
+use crate::rtms::wire;
 use crate::rtms::MediaKind;
 use crate::util::now_ms;
 
@@ -29,18 +30,36 @@ impl SimStream {
         self.lock().stats.rejections.push((msg_type, status_code));
     }
 
-    /// Accepts a signaling connection (an older one is dropped: Zoom allows one).
+    /// Records a handshake that reached a server generation the stream has left.
+    pub(in crate::rtms) fn stale_handshake(&self) {
+        self.lock().stats.stale_handshakes += 1;
+    }
+
+    /// Accepts a signaling connection; refused with 8 (duplicate signal request) while
+    /// the stream's earlier signaling connection is still open: Zoom allows one.
+    /// `buffer_data` is the request's (absent: true); it matters until audio first flowed.
     pub(in crate::rtms) fn register_signaling(
         &self,
         id: u64,
         tx: mpsc::UnboundedSender<Cmd>,
+        buffer_data: Option<bool>,
     ) -> Result<(), (u32, String)> {
         {
             let mut core = self.lock();
             core.admission()?;
-            if let Some(old) = core.signaling.replace(id) {
-                core.send_to(old, Cmd::Drop);
+            if let Some(old) = core.signaling {
+                if core.conns.contains_key(&old) {
+                    return Err((
+                        status::DUPLICATE_SIGNAL_REQUEST,
+                        "duplicate signal request: the stream's signaling connection is still open"
+                            .to_string(),
+                    ));
+                }
             }
+            if core.first_flow.is_none() {
+                core.buffer_data = buffer_data.unwrap_or(true);
+            }
+            core.signaling = Some(id);
             core.conns.insert(
                 id,
                 ConnEntry {
@@ -57,9 +76,9 @@ impl SimStream {
         Ok(())
     }
 
-    /// Accepts a media connection for `kinds` and returns the effective `media_params`.
-    /// Kinds another socket carried move to this one (a socket left with none is
-    /// dropped).
+    /// Accepts a media connection for `kinds` and returns the effective `media_params`;
+    /// refused with 16 (duplicate media data connection) when another open socket carries
+    /// one of the kinds.
     pub(in crate::rtms) fn register_media(
         &self,
         id: u64,
@@ -71,6 +90,19 @@ impl SimStream {
         let params = {
             let mut core = self.lock();
             core.admission()?;
+            for &kind in kinds {
+                if let Some(other) = core.owners[kind.index()] {
+                    if other != id && core.conns.contains_key(&other) {
+                        return Err((
+                            status::DUPLICATE_MEDIA_DATA_CONNECTION,
+                            format!(
+                                "duplicate media data connection: {} is carried by another open connection",
+                                kind.key()
+                            ),
+                        ));
+                    }
+                }
+            }
             let mut params = Map::new();
             for &kind in kinds {
                 let asked = requested.get(kind.key());
@@ -84,6 +116,7 @@ impl SimStream {
                             asked.unwrap_or(&Value::Null),
                         )
                         .map_err(|reason| (status::INVALID_MEDIA_PARAMS, reason))?;
+                        core.frame_ms = u64::from(plan.format.send_rate).max(1);
                         core.audio = Some(Arc::new(plan));
                     }
                     core.audio.as_ref().map(|a| a.params.clone())
@@ -108,21 +141,11 @@ impl SimStream {
                 }
             }
             let sources = core.sources();
-            let mut losers = Vec::new();
             for &kind in kinds {
                 let k = kind.index();
-                if let Some(old) = core.owners[k].replace(id) {
-                    if old != id {
-                        losers.push(old);
-                    }
-                }
+                core.owners[k] = Some(id);
                 if tl.count(kind, sources) > 0 {
                     core.wanted[k] = true;
-                }
-            }
-            for old in losers {
-                if !core.owners.contains(&Some(old)) {
-                    core.send_to(old, Cmd::Drop);
                 }
             }
             let audio = MediaKind::Audio.index();
@@ -152,7 +175,8 @@ impl SimStream {
     // --- Signaling requests -----------------------------------------------------------
 
     /// `EVENT_SUBSCRIPTION`: records the event types; sends what is already known for
-    /// newly subscribed ones (participants, first packet, current speaker).
+    /// newly subscribed ones (participants, current speaker). Events 1 and 7 go out
+    /// whether subscribed or not.
     pub(in crate::rtms) fn subscribe(&self, msg: &Value) {
         let mut core = self.lock();
         let mut added = BTreeSet::new();
@@ -168,12 +192,6 @@ impl SimStream {
         if added.contains(&event_type::PARTICIPANT_JOIN) && !self.tl.participants.is_empty() {
             let msg = wire::participants_event(event_type::PARTICIPANT_JOIN, &self.tl.participants);
             core.send_signaling(msg);
-        }
-        if let (true, Some(ts)) = (
-            added.contains(&event_type::FIRST_PACKET_TIMESTAMP),
-            core.first_packet,
-        ) {
-            core.send_signaling(wire::first_packet_event(ts));
         }
         if let (true, Some(speaker)) = (
             added.contains(&event_type::ACTIVE_SPEAKER_CHANGE),
@@ -232,7 +250,10 @@ impl SimStream {
         let state = match core.phase {
             Phase::Waiting => stream_state::INACTIVE,
             Phase::Live if core.paused => stream_state::PAUSED,
-            Phase::Live if core.ever_ready && core.interrupted_since.is_some() => {
+            Phase::Live
+                if core.ever_ready
+                    && (core.signaling_lost_since.is_some() || core.media_lost_since.is_some()) =>
+            {
                 stream_state::INTERRUPTED
             }
             Phase::Live if core.ever_ready => stream_state::ACTIVE,
@@ -253,9 +274,9 @@ impl SimStream {
     pub(in crate::rtms) fn request_close(&self) {
         {
             let mut core = self.lock();
-            if core.phase == Phase::Live {
-                core.stop_request
-                    .get_or_insert(stop_reason::RECEIVER_REQUEST_CLOSE);
+            if core.phase == Phase::Live && core.stop_request.is_none() {
+                core.stop_request = Some(stop_reason::RECEIVER_REQUEST_CLOSE);
+                core.notify_stop = true;
             }
         }
         self.bump();
@@ -271,26 +292,31 @@ impl SimStream {
         self.lock().stats.keepalives_answered += 1;
     }
 
-    /// Connection `id` is about to be dropped for unanswered keep-alives: tells the
-    /// signaling connection (if it is another one) that the stream is interrupted.
-    pub(in crate::rtms) fn keepalive_timeout(&self, id: u64) {
+    /// Connection `id` is about to be dropped for unanswered keep-alives (the reaction
+    /// follows when it is gone, [`SimStream::conn_exit`]). Returns the
+    /// `STREAM_STATE_UPDATE` it should write first: INTERRUPTED with reason 13 when it is
+    /// the signaling connection and state updates are on.
+    pub(in crate::rtms) fn keepalive_timeout(&self, id: u64) -> Option<String> {
         let mut core = self.lock();
         core.stats.dropped_for_keepalive += 1;
-        if core.signaling.is_some_and(|s| s != id) && core.phase == Phase::Live {
-            let msg = wire::stream_state_update(
+        let signaling = core.signaling == Some(id) && core.phase == Phase::Live;
+        (signaling && self.tl.state_updates).then(|| {
+            wire::stream_state_update(
                 &self.tl.stream_id,
                 stream_state::INTERRUPTED,
-                stop_reason::KEEP_ALIVE_TIMEOUT,
-            );
-            core.send_signaling(msg);
-        }
+                stop_reason::SIGNAL_CONNECTION_INTERRUPTED,
+            )
+        })
     }
 
     pub(in crate::rtms) fn client_close_code(&self, code: u16) {
         self.lock().stats.client_close_codes.push(code);
     }
 
-    /// Connection `id` ended.
+    /// Connection `id` ended. A socket the stream still counted on is a loss, followed
+    /// by Zoom's reaction: signaling takes media with it and `rtms_interrupted` goes out;
+    /// media gets `EVENT_UPDATE` 7 on signaling. A client's close 1000 on signaling ends
+    /// the stream.
     pub(in crate::rtms) fn conn_exit(&self, id: u64, exit: Exit) {
         {
             let mut core = self.lock();
@@ -298,21 +324,20 @@ impl SimStream {
                 return;
             }
             let live = core.phase == Phase::Live;
-            if core.signaling == Some(id) && live && exit == Exit::ClientClosed(Some(1000)) {
+            let was_signaling = core.signaling == Some(id);
+            if was_signaling && live && exit == Exit::ClientClosed(Some(1000)) {
                 core.phase = Phase::Done(StreamOutcome::ClientClosed);
                 for conn in core.conns.values() {
                     let _ = conn.tx.send(Cmd::Close(1000, String::new(), None));
                 }
             }
             let lost = core.detach(id);
-            if live
-                && lost != 0
-                && exit.abrupt()
-                && core
-                    .subscriptions
-                    .contains(&event_type::MEDIA_CONNECTION_INTERRUPTED)
-            {
-                core.send_signaling(wire::media_interrupted_event(lost));
+            if live && exit != Exit::Shutdown {
+                if was_signaling && core.phase == Phase::Live {
+                    core.signaling_lost(&self.tl);
+                } else if lost != 0 {
+                    core.media_lost(&self.tl, lost);
+                }
             }
             core.update(&self.tl, Instant::now());
         }

@@ -1,17 +1,17 @@
-//! Injected faults ([`Fault`]): what each does to the stream's connections, and what it
-//! asks of the socket that committed the frame it fired after.
+//! Injected faults ([`Fault`]): what each does to the stream's connections (with Zoom's
+//! reaction, [`super::state`]), and what it asks of the socket that committed the frame
+//! it fired after.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
-use zoomhost_protocol::rtms::msg::event_type;
 use zoomhost_protocol::rtms::states::stream_state;
 
 use super::state::Core;
 use super::timeline::Timeline;
 use super::{Cmd, Role};
 use crate::rtms::wire;
-use crate::rtms::Fault;
+use crate::rtms::{Fault, SocketKind};
 
 /// What a fault asks of the socket that committed the frame it fired after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,8 @@ impl SelfAction {
 }
 
 impl Core {
+    /// Applies `fault`; `me` is the connection that committed the frame it fired after
+    /// (0: none), whose own part comes back in `action`.
     pub(super) fn apply_fault(
         &mut self,
         tl: &Timeline,
@@ -49,49 +51,38 @@ impl Core {
         action: &mut SelfAction,
     ) {
         tracing::info!(stream = %tl.stream_id, "RTMS sim: fault {fault:?}");
-        let media: Vec<u64> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.role == Role::Media)
-            .map(|(id, _)| *id)
-            .collect();
         match fault {
-            Fault::DropMedia | Fault::CloseMedia(_) => {
-                // Detached now, so nothing more is planned for them before they are gone.
-                let mut lost = 0;
-                for &id in &media {
-                    lost |= self.detach(id);
-                    let (own, cmd) = match fault {
-                        Fault::CloseMedia(code) => (
-                            SelfAction::Close(code),
-                            Cmd::Close(code, String::new(), None),
-                        ),
-                        _ => (SelfAction::Drop, Cmd::Drop),
-                    };
-                    if id == me {
-                        action.raise(own);
-                    } else {
-                        self.send_to(id, cmd);
-                    }
-                }
-                if fault == Fault::DropMedia
-                    && lost != 0
-                    && self
-                        .subscriptions
-                        .contains(&event_type::MEDIA_CONNECTION_INTERRUPTED)
-                {
-                    self.send_signaling(wire::media_interrupted_event(lost));
+            Fault::DropMedia => {
+                if self.drop_media(tl, me, None) {
+                    action.raise(SelfAction::Drop);
                 }
             }
-            Fault::DropSignaling | Fault::CloseSignaling(_) => {
-                if let Some(id) = self.signaling {
-                    self.detach(id);
-                    let cmd = match fault {
-                        Fault::CloseSignaling(code) => Cmd::Close(code, String::new(), None),
-                        _ => Cmd::Drop,
-                    };
-                    self.send_to(id, cmd);
+            Fault::CloseMedia(code) => {
+                if self.drop_media(tl, me, Some(code)) {
+                    action.raise(SelfAction::Close(code));
                 }
+            }
+            Fault::DropSignaling => self.drop_signaling(tl, None),
+            Fault::CloseSignaling(code) => self.drop_signaling(tl, Some(code)),
+            Fault::Failover => {
+                if self.failover(tl, me) {
+                    action.raise(SelfAction::Drop);
+                }
+            }
+            Fault::MissKeepAlives(which) => {
+                for (id, conn) in &self.conns {
+                    let hit = match which {
+                        SocketKind::Signaling => self.signaling == Some(*id),
+                        SocketKind::Media => conn.role == Role::Media,
+                    };
+                    if hit {
+                        let _ = conn.tx.send(Cmd::MissKeepAlives);
+                    }
+                }
+            }
+            Fault::HoldMedia(duration) => {
+                let until = now + duration;
+                self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
             }
             Fault::Reject(code) => self.reject_next.push_back(code),
             Fault::Stall(duration) => {
@@ -104,13 +95,19 @@ impl Core {
                 }
             }
             Fault::Pause(duration) => {
+                if !self.paused {
+                    self.pause_clock(tl, now);
+                }
                 self.paused = true;
                 self.pause_until = Some(now + duration);
                 let msg = wire::stream_state_update(&tl.stream_id, stream_state::PAUSED, 0);
                 self.send_signaling(msg);
             }
             Fault::Stop(reason) => {
-                self.stop_request.get_or_insert(reason);
+                if self.stop_request.is_none() {
+                    self.stop_request = Some(reason);
+                    self.notify_stop = true;
+                }
             }
         }
     }

@@ -1,15 +1,18 @@
-//! The media a socket writes: [`SimStream::plan`] picks the next items of the kinds the
-//! socket owns (resends first, then by frame, each when it is due), and
-//! [`SimStream::commit`] makes them count once written, moves the cursors, records them,
-//! and fires the events and faults that follow audio frames.
+//! The media a socket writes: [`SimStream::plan`] drops what can no longer be sent (audio
+//! older than the buffer, video produced while nobody could receive it), then picks the
+//! next items of the kinds the socket owns (resends first, then by frame, each when it
+//! is due), and [`SimStream::commit`] makes them count once written, moves the cursors,
+//! records them, and fires the events and faults that follow audio frames.
 
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use zoomhost_protocol::rtms::msg::event_type;
 
 use super::faults::SelfAction;
+use super::records::{AudioFrameRecord, FrameFate};
 use super::state::Core;
 use super::timeline::Timeline;
 use super::{Phase, SentMedia, SimStream};
@@ -47,68 +50,50 @@ impl SimStream {
     pub(in crate::rtms) fn plan(&self, id: u64, now: Instant, buf: &mut Vec<Outgoing>) -> Plan {
         buf.clear();
         let tl = &self.tl;
-        let mut core = self.lock();
-        if !core.playing(tl) {
-            return Plan::Idle;
-        }
-        let mut owned = [false; 5];
-        for k in MediaKind::ALL {
-            owned[k.index()] = core.owners[k.index()] == Some(id) && core.wanted[k.index()];
-        }
-        if !owned.contains(&true) {
-            return Plan::Idle;
-        }
-        if let Some(queue) = core.resend.get_mut(&id) {
-            let take = queue.len().min(MAX_BATCH);
-            let again: Vec<u64> = queue.drain(..take).collect();
-            if queue.is_empty() {
-                core.resend.remove(&id);
+        let mut changed = false;
+        let plan = {
+            let mut core = self.lock();
+            if !core.playing() {
+                return Plan::Idle;
             }
-            buf.extend(
-                again
-                    .into_iter()
-                    .filter_map(|n| core.item(tl, MediaKind::Audio, n, true)),
-            );
-        }
-        let sources = core.sources();
-        let mut cursors = core.cursors;
-        while buf.len() < MAX_BATCH {
-            let mut next: Option<(u32, MediaKind)> = None;
-            for kind in MediaKind::ALL {
-                let k = kind.index();
-                if owned[k] && cursors[k] < tl.count(kind, sources) {
-                    let tick = tl.tick_of(kind, cursors[k], sources);
-                    if next.is_none_or(|(t, _)| tick < t) {
-                        next = Some((tick, kind));
-                    }
-                }
+            let mut owned = [false; 5];
+            for k in MediaKind::ALL {
+                owned[k.index()] = core.owners[k.index()] == Some(id) && core.wanted[k.index()];
             }
-            let Some((tick, kind)) = next else { break };
+            if !owned.contains(&true) {
+                return Plan::Idle;
+            }
             if tl.pace == Pace::RealTime {
-                let due = core.due_at(tick);
-                if due > now {
-                    if buf.is_empty() {
-                        return Plan::WaitUntil(due);
+                let mut dropped = Vec::new();
+                for kind in MediaKind::ALL {
+                    if owned[kind.index()] {
+                        core.drop_stale(tl, kind, now, &mut dropped);
                     }
-                    break;
                 }
+                if !dropped.is_empty() {
+                    changed = true;
+                    if tl.record {
+                        lock(&self.frames).extend(dropped);
+                    }
+                    core.finish_if_all_sent(tl);
+                    core.update(tl, now);
+                    if !core.playing() {
+                        // A fault that fired on a dropped frame changed the stream.
+                        None
+                    } else {
+                        Some(core.plan_batch(tl, id, now, &owned, buf))
+                    }
+                } else {
+                    Some(core.plan_batch(tl, id, now, &owned, buf))
+                }
+            } else {
+                Some(core.plan_batch(tl, id, now, &owned, buf))
             }
-            let Some(item) = core.item(tl, kind, cursors[kind.index()], false) else {
-                break;
-            };
-            let boundary =
-                item.last_of_tick && core.faults.front().is_some_and(|(n, _)| *n <= tick);
-            buf.push(item);
-            cursors[kind.index()] += 1;
-            if boundary {
-                break;
-            }
+        };
+        if changed {
+            self.bump();
         }
-        if buf.is_empty() {
-            Plan::Idle
-        } else {
-            Plan::Send
-        }
+        plan.unwrap_or(Plan::Idle)
     }
 
     /// Items of `batch` were written by connection `id`: they count as sent now.
@@ -123,6 +108,7 @@ impl SimStream {
             let mut core = self.lock();
             let mut fired = Vec::new();
             let mut records = Vec::new();
+            let mut frames = Vec::new();
             for item in batch {
                 let k = item.kind.index();
                 if item.resent {
@@ -132,7 +118,6 @@ impl SimStream {
                         break;
                     }
                     core.cursors[k] += 1;
-                    core.high_tick = core.high_tick.max(item.tick + 1);
                     let counter = match item.kind {
                         MediaKind::Audio => &mut core.stats.audio_frames_sent,
                         MediaKind::Video => &mut core.stats.video_sent,
@@ -142,7 +127,10 @@ impl SimStream {
                     };
                     *counter += 1;
                     if item.kind == MediaKind::Audio {
-                        core.after_audio(tl, item, &mut fired);
+                        if tl.record {
+                            frames.push(core.frame_record(tl, item.index, FrameFate::Sent));
+                        }
+                        core.after_audio(tl, item.tick, item.last_of_tick, &mut fired);
                     }
                 }
                 if tl.record {
@@ -152,18 +140,14 @@ impl SimStream {
             if !records.is_empty() {
                 lock(&self.sent).extend(records);
             }
+            if !frames.is_empty() {
+                lock(&self.frames).extend(frames);
+            }
             for fault in fired {
                 changed = true;
                 core.apply_fault(tl, id, fault, now, &mut action);
             }
-            if tl.end == End::AfterFrames
-                && core.phase == Phase::Live
-                && core.stop_request.is_none()
-                && core.all_sent(tl)
-            {
-                core.stop_request = Some(tl.stop_reason);
-                changed = true;
-            }
+            changed |= core.finish_if_all_sent(tl);
             if changed {
                 core.update(tl, now);
             }
@@ -176,6 +160,163 @@ impl SimStream {
 }
 
 impl Core {
+    /// With [`End::AfterFrames`], asks for the stop sequence once every requested item
+    /// was sent or dropped; true when it did.
+    fn finish_if_all_sent(&mut self, tl: &Timeline) -> bool {
+        if tl.end == End::AfterFrames
+            && self.phase == Phase::Live
+            && self.stop_request.is_none()
+            && self.all_sent(tl)
+        {
+            self.stop_request = Some(tl.stop_reason);
+            return true;
+        }
+        false
+    }
+
+    /// Moves `kind`'s cursor past the items that can no longer be sent (real time):
+    /// audio, transcript and chat older than the buffer (or produced before the first
+    /// connection when the client asked for `buffer_data: false`), video and share
+    /// produced before the kind last started flowing. Dropped audio frames are recorded
+    /// in `dropped`, and the faults due after them fire.
+    fn drop_stale(
+        &mut self,
+        tl: &Timeline,
+        kind: MediaKind,
+        now: Instant,
+        dropped: &mut Vec<AudioFrameRecord>,
+    ) {
+        let k = kind.index();
+        let sources = self.sources();
+        let count = tl.count(kind, sources);
+        let buffered = matches!(
+            kind,
+            MediaKind::Audio | MediaKind::Transcript | MediaKind::Chat
+        );
+        let oldest = now.checked_sub(tl.audio_buffer);
+        let initial = if self.buffer_data {
+            None
+        } else {
+            self.first_flow
+        };
+        let flowing_since = self.flow_since[k];
+        while self.cursors[k] < count {
+            let n = self.cursors[k];
+            let tick = tl.tick_of(kind, n, sources);
+            let due = self.due_at(tick);
+            let stale = if buffered {
+                oldest.is_some_and(|o| due < o) || initial.is_some_and(|f| due < f)
+            } else {
+                flowing_since.is_some_and(|f| due < f)
+            };
+            if !stale {
+                break;
+            }
+            self.cursors[k] += 1;
+            match kind {
+                MediaKind::Audio => {
+                    self.stats.audio_dropped += 1;
+                    if tl.record {
+                        dropped.push(self.frame_record(tl, n, FrameFate::Dropped));
+                    }
+                    let last_of_tick = (n + 1).is_multiple_of(u64::from(sources.max(1)));
+                    let mut fired = Vec::new();
+                    self.after_dropped_audio(tick, last_of_tick, &mut fired);
+                    for fault in fired {
+                        let mut ignored = SelfAction::None;
+                        self.apply_fault(tl, 0, fault, now, &mut ignored);
+                    }
+                }
+                MediaKind::Transcript | MediaKind::Chat => self.stats.text_dropped += 1,
+                MediaKind::Video | MediaKind::Share => self.stats.video_dropped += 1,
+            }
+        }
+    }
+
+    /// The items connection `id` writes next, up to [`MAX_BATCH`].
+    fn plan_batch(
+        &mut self,
+        tl: &Timeline,
+        id: u64,
+        now: Instant,
+        owned: &[bool; 5],
+        buf: &mut Vec<Outgoing>,
+    ) -> Plan {
+        if let Some(queue) = self.resend.get_mut(&id) {
+            let take = queue.len().min(MAX_BATCH);
+            let again: Vec<u64> = queue.drain(..take).collect();
+            if queue.is_empty() {
+                self.resend.remove(&id);
+            }
+            buf.extend(
+                again
+                    .into_iter()
+                    .filter_map(|n| self.item(tl, MediaKind::Audio, n, true)),
+            );
+        }
+        let sources = self.sources();
+        let mut cursors = self.cursors;
+        while buf.len() < MAX_BATCH {
+            let mut next: Option<(u32, MediaKind)> = None;
+            for kind in MediaKind::ALL {
+                let k = kind.index();
+                if owned[k] && cursors[k] < tl.count(kind, sources) {
+                    let tick = tl.tick_of(kind, cursors[k], sources);
+                    if next.is_none_or(|(t, _)| tick < t) {
+                        next = Some((tick, kind));
+                    }
+                }
+            }
+            let Some((tick, kind)) = next else { break };
+            if tl.pace == Pace::RealTime {
+                let due = self.due_at(tick);
+                if due > now {
+                    if buf.is_empty() {
+                        return Plan::WaitUntil(due);
+                    }
+                    break;
+                }
+            }
+            let Some(item) = self.item(tl, kind, cursors[kind.index()], false) else {
+                break;
+            };
+            let boundary =
+                item.last_of_tick && self.faults.front().is_some_and(|(n, _)| *n <= tick);
+            buf.push(item);
+            cursors[kind.index()] += 1;
+            if boundary {
+                break;
+            }
+        }
+        if buf.is_empty() {
+            Plan::Idle
+        } else {
+            Plan::Send
+        }
+    }
+
+    /// The record of audio item `n`.
+    pub(super) fn frame_record(&self, tl: &Timeline, n: u64, fate: FrameFate) -> AudioFrameRecord {
+        let sources = self.sources();
+        let tick = tl.tick_of(MediaKind::Audio, n, sources);
+        let (user_id, sha256) = match &self.audio {
+            Some(plan) => {
+                let source = (n % u64::from(sources.max(1))) as usize;
+                let data = plan.frame(source, tick);
+                (plan.user(source).0, Sha256::digest(&data).into())
+            }
+            None => (0, [0; 32]),
+        };
+        AudioFrameRecord {
+            index: n,
+            frame: tick,
+            user_id,
+            timestamp: self.timestamp(tl, tick),
+            sha256,
+            fate,
+        }
+    }
+
     /// Item `n` of `kind`, ready to write.
     pub(super) fn item(
         &self,
@@ -283,19 +424,21 @@ impl Core {
         }
     }
 
-    /// Events and faults that follow a committed audio item.
-    pub(super) fn after_audio(&mut self, tl: &Timeline, item: &Outgoing, fired: &mut Vec<Fault>) {
+    /// Events and faults that follow a committed audio item: the first one is announced
+    /// with `EVENT_UPDATE` 1, unasked, as Zoom does.
+    pub(super) fn after_audio(
+        &mut self,
+        tl: &Timeline,
+        tick: u32,
+        last_of_tick: bool,
+        fired: &mut Vec<Fault>,
+    ) {
         if self.first_packet.is_none() {
-            let ts = self.timestamp(tl, item.tick);
+            let ts = self.timestamp(tl, tick);
             self.first_packet = Some(ts);
-            if self
-                .subscriptions
-                .contains(&event_type::FIRST_PACKET_TIMESTAMP)
-            {
-                self.send_signaling(wire::first_packet_event(ts));
-            }
+            self.send_signaling(wire::first_packet_event(ts));
         }
-        if let Some(speaker) = tl.speaker(item.tick) {
+        if let Some(speaker) = tl.speaker(tick) {
             if self.last_speaker != Some(speaker) {
                 self.last_speaker = Some(speaker);
                 if self
@@ -306,8 +449,13 @@ impl Core {
                 }
             }
         }
-        if item.last_of_tick {
-            while self.faults.front().is_some_and(|(n, _)| *n <= item.tick) {
+        self.after_dropped_audio(tick, last_of_tick, fired);
+    }
+
+    /// The faults due once frame `tick` is over (sent or dropped).
+    fn after_dropped_audio(&mut self, tick: u32, last_of_tick: bool, fired: &mut Vec<Fault>) {
+        if last_of_tick {
+            while self.faults.front().is_some_and(|(n, _)| *n <= tick) {
                 if let Some((_, fault)) = self.faults.pop_front() {
                     fired.push(fault);
                 }

@@ -1,12 +1,13 @@
 //! One simulated stream: which socket carries which media kind, the clock, the per-kind
-//! cursors (what was written), faults, the stop sequence, and what was recorded.
+//! cursors (what was written or dropped), faults and Zoom's reactions to them, the stop
+//! sequence, and what was recorded.
 //!
 //! Connection tasks ([`super::conn`]) own the sockets. A media socket asks
-//! [`SimStream::plan`] what to write next, writes it, then reports it with
-//! [`SimStream::commit`]: only then does an item count as sent and the cursor move, so
-//! a socket that dies mid-write loses nothing. One supervisor task per stream
-//! ([`supervise`]) runs the stop sequence, ends pauses and gives up streams that were
-//! not resumed in time.
+//! [`SimStream::plan`] what to write next (dropping what is too old to replay or never
+//! buffered), writes it, then reports it with [`SimStream::commit`]: only then does an
+//! item count as sent and the cursor move, so a socket that dies mid-write loses
+//! nothing. One supervisor task per stream ([`supervise`]) runs the stop sequence, ends
+//! pauses and holds, and ends streams whose signaling or media window ran out.
 //!
 //! This module holds the stream itself, the types connection tasks exchange with it, and
 //! its public API. The rest is split by concern:
@@ -37,13 +38,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::notices::Hub;
 use super::source::{AudioInput, WavAudio};
-use super::{AudioSource, RtmsSimConfig, SimParticipant, StreamSpec};
+use super::{AudioSource, Fault, Product, RtmsSimConfig, SimParticipant, StreamSpec};
 use crate::util::{lock, now_ms, random_token};
 
 pub(super) use faults::SelfAction;
 pub(super) use media::{Outgoing, Plan};
-pub use records::{SentMedia, SimStreamStats};
+pub use records::{AudioFrameRecord, FrameFate, SentMedia, SimStreamStats};
 use state::Core;
 pub(super) use supervisor::supervise;
 use timeline::Timeline;
@@ -58,6 +60,14 @@ pub(super) enum Cmd {
     Close(u16, String, Option<oneshot::Sender<()>>),
     /// Neither read nor write for this long.
     Stall(Duration),
+    /// Stop hearing keep-alive answers, and send keep-alives even while media flows.
+    MissKeepAlives,
+}
+
+/// What every stream of one simulator shares.
+pub(in crate::rtms) struct Env {
+    pub config: Arc<RtmsSimConfig>,
+    pub hub: Arc<Hub>,
 }
 
 /// What a connection carries.
@@ -82,12 +92,6 @@ pub(super) enum Exit {
     KeepaliveTimeout,
     /// The simulator shut down.
     Shutdown,
-}
-
-impl Exit {
-    fn abrupt(self) -> bool {
-        matches!(self, Exit::Lost | Exit::Dropped | Exit::KeepaliveTimeout)
-    }
 }
 
 struct ConnEntry {
@@ -126,6 +130,7 @@ pub struct SimStream {
     config: Arc<RtmsSimConfig>,
     core: Mutex<Core>,
     sent: Mutex<Vec<SentMedia>>,
+    frames: Mutex<Vec<AudioFrameRecord>>,
     epoch: watch::Sender<u64>,
 }
 
@@ -142,7 +147,7 @@ impl std::fmt::Debug for SimStream {
 impl SimStream {
     /// A stream; a WAV that cannot be used makes every audio handshake fail (logged
     /// when `log` is set).
-    pub(super) fn new(spec: StreamSpec, config: Arc<RtmsSimConfig>, log: bool) -> Arc<SimStream> {
+    pub(super) fn new(spec: StreamSpec, env: Env, log: bool) -> Arc<SimStream> {
         let input = match &spec.audio {
             AudioSource::Tone => AudioInput::Tone,
             AudioSource::Wav(path) => match WavAudio::load(path) {
@@ -155,29 +160,33 @@ impl SimStream {
                 }
             },
         };
-        Self::build(spec, config, input)
+        Self::build(spec, env, input)
     }
 
     /// A stream, or the error of its WAV source.
-    pub(super) fn try_new(
-        spec: StreamSpec,
-        config: Arc<RtmsSimConfig>,
-    ) -> anyhow::Result<Arc<SimStream>> {
+    pub(super) fn try_new(spec: StreamSpec, env: Env) -> anyhow::Result<Arc<SimStream>> {
         let input = match &spec.audio {
             AudioSource::Tone => AudioInput::Tone,
             AudioSource::Wav(path) => AudioInput::Wav(WavAudio::load(path)?),
         };
-        Ok(Self::build(spec, config, input))
+        Ok(Self::build(spec, env, input))
     }
 
-    fn build(spec: StreamSpec, config: Arc<RtmsSimConfig>, input: AudioInput) -> Arc<SimStream> {
+    fn build(spec: StreamSpec, env: Env, input: AudioInput) -> Arc<SimStream> {
+        let Env { config, hub } = env;
         let frames = match (&input, spec.frames) {
             (AudioInput::Wav(wav), 0) => wav.frames_20ms(),
             (_, frames) => frames,
         };
         let mut faults = spec.faults;
         faults.sort_by_key(|(n, _)| *n);
+        let created_wall_ms = now_ms();
+        let now = Instant::now();
         let tl = Timeline {
+            product: spec.product,
+            hub,
+            state_updates: config.interrupt_state_updates,
+            audio_buffer: config.audio_buffer,
             meeting_uuid: spec.meeting_uuid,
             stream_id: spec.stream_id,
             session_id: random_token(32).to_lowercase(),
@@ -193,7 +202,7 @@ impl SimStream {
             stop_reason: spec.stop_reason,
             extra: spec.extra,
             record: spec.record,
-            created_wall_ms: now_ms(),
+            created_wall_ms,
         };
         let core = Core {
             phase: Phase::Waiting,
@@ -206,21 +215,28 @@ impl SimStream {
             wanted: [false; 5],
             cursors: [0; 5],
             resend: HashMap::new(),
-            high_tick: 0,
             ready: false,
             ever_ready: false,
             paused: false,
             pause_until: None,
-            clock_running: false,
+            pause_tick: 0,
+            hold_until: None,
+            flow_since: [None; 5],
+            first_flow: None,
+            buffer_data: true,
+            generation: 0,
+            last_event_ts: created_wall_ms,
             frame_ms: 20,
-            segments: Vec::new(),
+            segments: vec![timeline::first_segment(spec.pace, created_wall_ms, now)],
             subscriptions: BTreeSet::new(),
             first_packet: None,
             last_speaker: None,
             faults: faults.into(),
             reject_next: VecDeque::new(),
             stop_request: None,
-            interrupted_since: None,
+            notify_stop: false,
+            signaling_lost_since: None,
+            media_lost_since: None,
             stats: SimStreamStats::default(),
         };
         Arc::new(SimStream {
@@ -228,6 +244,7 @@ impl SimStream {
             config,
             core: Mutex::new(core),
             sent: Mutex::default(),
+            frames: Mutex::default(),
             epoch: watch::channel(0).0,
         })
     }
@@ -249,9 +266,49 @@ impl SimStream {
         &self.config
     }
 
-    /// The meeting uuid handshakes must carry.
+    /// The meeting uuid (or the id of the stream's other [`Product`]) handshakes must
+    /// carry.
     pub fn meeting_uuid(&self) -> &str {
         &self.tl.meeting_uuid
+    }
+
+    /// The product the stream belongs to.
+    pub fn product(&self) -> Product {
+        self.tl.product
+    }
+
+    /// The server generation serving the stream now (0, one more per failover).
+    pub fn generation(&self) -> u32 {
+        self.lock().generation
+    }
+
+    /// The signaling URL of the server serving the stream now (what the latest
+    /// `rtms_started` carried as `server_urls`).
+    pub fn signaling_url(&self) -> String {
+        let generation = self.generation();
+        self.tl.hub.signaling_url(generation)
+    }
+
+    /// Whether a client is connected to the live stream (signaling ready).
+    pub(in crate::rtms) fn is_live(&self) -> bool {
+        let core = self.lock();
+        core.phase == Phase::Live && core.ready && core.signaling.is_some()
+    }
+
+    /// Injects `fault` now (what [`crate::rtms::StreamSpec::faults`] does after a frame,
+    /// and chaos mode does at its interval), followed by Zoom's reaction to it.
+    pub fn inject(&self, fault: Fault) {
+        {
+            let mut core = self.lock();
+            if matches!(core.phase, Phase::Stopping | Phase::Done(_)) {
+                return;
+            }
+            let now = Instant::now();
+            let mut ignored = SelfAction::None;
+            core.apply_fault(&self.tl, 0, fault, now, &mut ignored);
+            core.update(&self.tl, now);
+        }
+        self.bump();
     }
 
     /// The RTMS stream id.
@@ -278,6 +335,24 @@ impl SimStream {
     /// off).
     pub fn sent(&self) -> Vec<SentMedia> {
         lock(&self.sent).clone()
+    }
+
+    /// Every audio frame the stream produced and disposed of so far, in order: its
+    /// SHA-256 and whether it was written to a socket or dropped (too old to replay, or
+    /// produced before the first connection with `buffer_data: false`). Empty when
+    /// recording is off. Resends are not repeated here.
+    pub fn audio_frames(&self) -> Vec<AudioFrameRecord> {
+        lock(&self.frames).clone()
+    }
+
+    /// The SHA-256 of every audio frame written to a socket, in order: what a client
+    /// that received every frame exactly once has, frame for frame.
+    pub fn audio_hashes_sent(&self) -> Vec<[u8; 32]> {
+        lock(&self.frames)
+            .iter()
+            .filter(|f| f.fate == FrameFate::Sent)
+            .map(|f| f.sha256)
+            .collect()
     }
 
     /// Audio messages sent so far (first sends).

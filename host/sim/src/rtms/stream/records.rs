@@ -1,4 +1,5 @@
-//! What a stream recorded: every media item written to a socket, and its counters.
+//! What a stream recorded: every media item written to a socket, every audio frame's
+//! hash and fate, and its counters.
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -41,6 +42,33 @@ impl SentMedia {
     }
 }
 
+/// What became of a produced audio frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameFate {
+    /// Written to a client socket (once; resends are not counted).
+    Sent,
+    /// Never sent: it waited longer than the audio buffer holds, or it was produced
+    /// before the first connection of a client that asked for `buffer_data: false`.
+    Dropped,
+}
+
+/// One produced audio frame ([`super::SimStream::audio_frames`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioFrameRecord {
+    /// Its position among the stream's audio items (0-based; every source counts).
+    pub index: u64,
+    /// The frame (tick) it belongs to.
+    pub frame: u32,
+    /// `user_id` (0: mixed audio).
+    pub user_id: u32,
+    /// `timestamp` (ms), the one it carried or would have carried.
+    pub timestamp: u64,
+    /// SHA-256 of the decoded payload (L16 LE), the bytes a client hands its consumer.
+    pub sha256: [u8; 32],
+    /// Sent or dropped.
+    pub fate: FrameFate,
+}
+
 /// Counters of one stream.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SimStreamStats {
@@ -76,6 +104,23 @@ pub struct SimStreamStats {
     pub chat_sent: u64,
     /// Items sent again after a resumed handshake.
     pub resent: u64,
+    /// Audio frames dropped (too old for the buffer, or before the first connection with
+    /// `buffer_data: false`).
+    pub audio_dropped: u64,
+    /// Transcript and chat messages dropped for the same reasons.
+    pub text_dropped: u64,
+    /// Video and share messages dropped because nobody could receive them when they were
+    /// produced (they are never buffered).
+    pub video_dropped: u64,
+    /// Failovers (the stream moved to the next server generation).
+    pub failovers: u32,
+    /// Signaling losses (each followed by `rtms_interrupted`).
+    pub signaling_interruptions: u32,
+    /// Media losses (each followed by `EVENT_UPDATE` 7).
+    pub media_interruptions: u32,
+    /// Handshakes for the stream that reached a server generation it had left (dropped
+    /// without an answer, as by a dead server).
+    pub stale_handshakes: u32,
     /// The audio params confirmed in msg 4, once an audio handshake succeeded.
     pub confirmed_audio: Option<Value>,
     /// How the stream ended, once it did.

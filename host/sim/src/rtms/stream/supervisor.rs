@@ -1,5 +1,6 @@
 //! The per-stream supervisor task: it runs the stop sequence when one is requested (or
-//! the stream was not resumed within the resume window), and ends pauses.
+//! the signaling or media window ran out: stop reason 19), and ends pauses and holds.
+//! A stop the simulator decided on its own ends with `{product}.rtms_stopped`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,12 +8,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use zoomhost_protocol::rtms::msg::event_type;
+use zoomhost_protocol::rtms::product::Lifecycle;
 use zoomhost_protocol::rtms::states::{session_state, stop_reason, stream_state};
 
 use super::state::Core;
 use super::timeline::Timeline;
 use super::{Cmd, Phase, Role, SimStream, StreamOutcome};
-use crate::rtms::wire;
+use crate::rtms::{notices, wire};
 
 /// How long the stop sequence waits for a socket to finish closing.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
@@ -84,6 +86,9 @@ impl SimStream {
                 core.phase = Phase::Done(outcome);
             }
             core.update(&self.tl, Instant::now());
+            if core.notify_stop {
+                core.notify(&self.tl, Lifecycle::Stopped, notices::stopped_extra(reason));
+            }
         }
         tracing::debug!(stream = %self.tl.stream_id, ?outcome, "RTMS sim: stream ended");
         self.bump();
@@ -103,10 +108,10 @@ pub(in crate::rtms) async fn supervise(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut epoch = stream.epoch.subscribe();
-    let window = stream.config.resume_window;
+    let windows = (stream.config.resume_window, stream.config.media_window);
     loop {
         epoch.borrow_and_update();
-        let (step, resumed) = stream.lock().supervise(&stream.tl, Instant::now(), window);
+        let (step, resumed) = stream.lock().supervise(&stream.tl, Instant::now(), windows);
         if resumed {
             stream.bump();
             continue;
@@ -133,12 +138,13 @@ pub(in crate::rtms) async fn supervise(
 }
 
 impl Core {
-    /// The supervisor's next step; `true` when a pause just ended (state changed).
+    /// The supervisor's next step; `true` when a pause or hold just ended (state
+    /// changed). `windows`: the signaling and the media window.
     pub(super) fn supervise(
         &mut self,
         tl: &Timeline,
         now: Instant,
-        window: Duration,
+        (signaling_window, media_window): (Duration, Duration),
     ) -> (Step, bool) {
         match self.phase {
             Phase::Done(_) | Phase::Stopping => return (Step::Exit, false),
@@ -153,13 +159,28 @@ impl Core {
         if self.pause_until.is_some_and(|until| until <= now) {
             self.pause_until = None;
             self.paused = false;
+            self.resume_clock(tl, now);
             let msg = wire::stream_state_update(&tl.stream_id, stream_state::RESUMED, 0);
             self.send_signaling(msg);
             self.update(tl, now);
             return (Step::Wait(None), true);
         }
-        let expiry = self.interrupted_since.map(|since| since + window);
+        if self.hold_until.is_some_and(|until| until <= now) {
+            self.hold_until = None;
+            self.update(tl, now);
+            return (Step::Wait(None), true);
+        }
+        let expiry = [
+            self.signaling_lost_since
+                .map(|since| since + signaling_window),
+            self.media_lost_since.map(|since| since + media_window),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if expiry.is_some_and(|at| at <= now) {
+            tracing::info!(stream = %tl.stream_id, "RTMS sim: no reconnection within the window");
+            self.notify_stop = true;
             return (
                 Step::Stop(
                     stop_reason::AWAIT_RECONNECTION_TIMEOUT,
@@ -168,10 +189,10 @@ impl Core {
                 false,
             );
         }
-        let deadline = match (expiry, self.pause_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = [expiry, self.pause_until, self.hold_until]
+            .into_iter()
+            .flatten()
+            .min();
         (Step::Wait(deadline), false)
     }
 }

@@ -1,20 +1,25 @@
 //! What a stream sends and when: the number of items of each kind, the frame (tick) each
 //! belongs to, who speaks during a frame, and the clock.
 //!
-//! The clock is a list of segments: each time media (re)starts, a segment records which
-//! frame was due at which instant and wall-clock time. Real-time streams put every
-//! segment on one frame grid shared by all streams; fast streams have one segment that
-//! starts at the stream's creation. A frame's timestamp comes from the segment it falls
-//! in, so items sent again after a resume carry the timestamps they had the first time.
+//! The clock is a list of segments: a segment records which frame was due at which
+//! instant and wall-clock time. The first starts when the stream is registered (media is
+//! produced from then on, connected or not); a pause stops the clock and its end starts a
+//! new segment. Real-time streams put every segment on one frame grid shared by all
+//! streams; fast streams have one segment that starts at the stream's creation (and
+//! produce as fast as they are read). A frame's timestamp comes from the segment it falls
+//! in, so buffered items replayed late, and items sent again, carry their original
+//! timestamps.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
 
 use super::state::Core;
+use crate::rtms::notices::Hub;
 use crate::rtms::source::AudioInput;
-use crate::rtms::{DataOpt, End, ExtraMedia, MediaKind, Pace, SimParticipant};
+use crate::rtms::{DataOpt, End, ExtraMedia, MediaKind, Pace, Product, SimParticipant};
 use crate::util::now_ms;
 
 /// Frames per active-speaker turn when there are no transcripts.
@@ -24,6 +29,12 @@ static CLOCK_GRID: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 /// Everything about a stream that does not change after it was added.
 pub(super) struct Timeline {
+    pub product: Product,
+    pub hub: Arc<Hub>,
+    /// [`crate::rtms::RtmsSimConfig::interrupt_state_updates`].
+    pub state_updates: bool,
+    /// [`crate::rtms::RtmsSimConfig::audio_buffer`].
+    pub audio_buffer: Duration,
     pub meeting_uuid: String,
     pub stream_id: String,
     pub session_id: String,
@@ -40,6 +51,33 @@ pub(super) struct Timeline {
     pub extra: ExtraMedia,
     pub record: bool,
     pub created_wall_ms: u64,
+}
+
+/// The first segment of a stream registered `now`.
+pub(super) fn first_segment(pace: Pace, created_wall_ms: u64, now: Instant) -> Segment {
+    match pace {
+        Pace::Fast => Segment {
+            from: 0,
+            wall_ms: created_wall_ms,
+            at: now,
+        },
+        Pace::RealTime => grid_segment(0, 20, now),
+    }
+}
+
+/// A real-time segment starting at frame `from` on the next grid point after `now`.
+fn grid_segment(from: u32, frame_ms: u64, now: Instant) -> Segment {
+    // Frames of every stream fall due on one shared grid, so the timer wakes many
+    // sockets per turn instead of one at a time.
+    let base = *CLOCK_GRID.get_or_init(Instant::now);
+    let frame = frame_ms.max(1);
+    let since = now.saturating_duration_since(base).as_millis() as u64;
+    let at = base + Duration::from_millis(since.div_ceil(frame) * frame);
+    Segment {
+        from,
+        wall_ms: now_ms() + at.saturating_duration_since(now).as_millis() as u64,
+        at,
+    }
 }
 
 impl Timeline {
@@ -98,41 +136,34 @@ pub(super) struct Segment {
 }
 
 impl Core {
-    pub(super) fn start_segment(&mut self, tl: &Timeline, now: Instant) {
-        if self.segments.is_empty() {
-            self.frame_ms = self
-                .audio
-                .as_ref()
-                .map_or(20, |a| u64::from(a.format.send_rate));
+    /// A pause starts: frames not produced by `now` wait for the pause to end.
+    pub(super) fn pause_clock(&mut self, tl: &Timeline, now: Instant) {
+        self.pause_tick = match tl.pace {
+            Pace::Fast => 0,
+            Pace::RealTime => self.first_due_after(now),
+        };
+    }
+
+    /// A pause ended: the clock goes on from the first frame it held back.
+    pub(super) fn resume_clock(&mut self, tl: &Timeline, now: Instant) {
+        if tl.pace == Pace::RealTime {
+            let segment = grid_segment(self.pause_tick, self.frame_ms, now);
+            if self.segments.last().is_some_and(|s| s.from == segment.from) {
+                self.segments.pop();
+            }
+            self.segments.push(segment);
         }
-        match tl.pace {
-            Pace::Fast => {
-                if self.segments.is_empty() {
-                    self.segments.push(Segment {
-                        from: 0,
-                        wall_ms: tl.created_wall_ms,
-                        at: now,
-                    });
-                }
+    }
+
+    /// The first frame due after `now` (real time).
+    pub(super) fn first_due_after(&self, now: Instant) -> u32 {
+        match self.segments.last() {
+            Some(s) if now >= s.at => {
+                let elapsed = now.duration_since(s.at).as_millis() as u64;
+                s.from + (elapsed / self.frame_ms.max(1)) as u32 + 1
             }
-            Pace::RealTime => {
-                // Frames of every stream fall due on one shared grid, so the timer
-                // wakes many sockets per turn instead of one at a time.
-                let base = *CLOCK_GRID.get_or_init(Instant::now);
-                let frame = self.frame_ms.max(1);
-                let since = now.saturating_duration_since(base).as_millis() as u64;
-                let at = base + Duration::from_millis(since.div_ceil(frame) * frame);
-                let segment = Segment {
-                    from: self.high_tick,
-                    wall_ms: now_ms() + at.saturating_duration_since(now).as_millis() as u64,
-                    at,
-                };
-                // Nothing was sent since the last restart: its timestamps were unused.
-                if self.segments.last().is_some_and(|s| s.from == segment.from) {
-                    self.segments.pop();
-                }
-                self.segments.push(segment);
-            }
+            Some(s) => s.from,
+            None => 0,
         }
     }
 
