@@ -15,7 +15,7 @@ const QUOTED: usize = 3;
 pub struct Subscriptions {
     /// Parsed event patterns.
     pub events: Vec<EventPattern>,
-    /// Patterns that could not be parsed (ignored), at most [`QUOTED`] of them quoted.
+    /// Patterns that could not be parsed (ignored), at most `QUOTED` of them quoted.
     pub invalid: Vec<String>,
     /// How many patterns were invalid in all.
     pub invalid_count: usize,

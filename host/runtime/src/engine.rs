@@ -57,7 +57,7 @@ pub enum LoadError {
         found: String,
     },
     /// Does not export the plugin interface at all.
-    #[error("{origin}: is a component but not a zoomhost plugin: it does not export {WORLD_PACKAGE}/guest@{WORLD_VERSION} (or another served version) (exports: {exports})")]
+    #[error("{origin}: is a component but not a zoomhost plugin: it does not export {} (exports: {exports})", served_guests())]
     NotAPlugin {
         /// File or name.
         origin: String,
@@ -102,6 +102,16 @@ impl CompiledPlugin {
     pub fn world_version(&self) -> WorldVersion {
         self.pre.version()
     }
+}
+
+/// The served guest interfaces for messages:
+/// `zoomhost:plugin/guest@0.2.0 or zoomhost:plugin/guest@0.1.0`.
+fn served_guests() -> String {
+    SERVED_VERSIONS
+        .iter()
+        .map(|v| format!("{WORLD_PACKAGE}/guest@{v}"))
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 /// The served versions for messages: `zoomhost:plugin@0.2.0 and zoomhost:plugin@0.1.0`.

@@ -13,14 +13,23 @@
 //! ```
 //!
 //! Modules: `engine` ([`Runtime`]: wasmtime engine, linker, compile after a shape check
-//! in `precheck`), `store`/`limiter`/`http_gate` (the sandbox: WASI without files or
-//! sockets, memory and table budgets over all memories, handle and host-call budgets,
-//! outbound HTTP gated by grants, capped and scoped to the call), [`instance`] (one
+//! in `precheck` and the world check), `store`/`limiter`/`http_gate` (the sandbox: WASI
+//! without files or sockets, memory and table budgets over all memories, handle and
+//! host-call budgets, outbound HTTP gated by grants, capped and scoped to the call),
+//! `stream_control` (plugins' requests on RTMS streams, gated by the `stream_control`
+//! grant, handed to the host's [`zoomhost_types::StreamControl`]), [`instance`] (one
 //! instance: calls under deadlines), `actor` (failures, restarts, swaps), [`mailbox`],
 //! [`router`], `plugin_host` ([`PluginHost`]: load, swap, unload), [`reload`], and
 //! `config`/`limits` ([`RuntimeConfig`], [`Limits`]: what the operator configures).
 //! Private modules are reached through the re-exports below; the public ones are what
 //! the binary and the tests drive directly.
+//!
+//! World versions: the host serves `zoomhost:plugin@0.2.0` (`wit/plugin.wit`) and the
+//! released 0.1.0 (`wit/v0.1/plugin.wit`); [`bindings`] holds both. The router converts
+//! each input once into the 0.2.0 types; `guest` dispatches each call to the bindings of
+//! the instance's version, and `compat` converts for a 0.1.0 instance at that boundary
+//! (what 0.1.0 lacks is left out; a phone stream is given as `contact-center`). An
+//! instance of either version swaps for one of the other on hot reload.
 //!
 //! It knows nothing of sockets or Zoom's wire formats: sources hand it plain
 //! [`zoomhost_types`] through [`zoomhost_types::InputSink`], which [`Router`] implements.

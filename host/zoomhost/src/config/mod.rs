@@ -22,6 +22,9 @@
 //! allow_http = ["https://hooks.slack.com"]
 //! config = { webhook_url = "${SLACK_WEBHOOK_URL}" }
 //!
+//! [plugins.camera-follower]
+//! stream_control = true            # may close RTMS streams and subscribe video (for every plugin)
+//!
 //! [zoom]                           # every key may come from the environment instead
 //! account_id = "..."               # ZOOM_ACCOUNT_ID
 //! client_id = "..."                # ZOOM_CLIENT_ID
@@ -261,6 +264,7 @@ mod tests {
             [plugins.slack]
             allow_http = ["https://hooks.slack.com", "http://127.0.0.1:*"]
             config = { url = "https://x/${SECRET}" }
+            stream_control = true
             "#,
             Path::new("/etc/zh"),
             &env,
@@ -273,6 +277,9 @@ mod tests {
         assert_eq!(g.allow_http.len(), 2);
         assert_eq!(g.config["url"], "https://x/s3cr3t");
         assert!(cfg.runtime.grant("other").allow_http.is_empty());
+        // Stream control is granted per plugin, never by default.
+        assert!(g.stream_control);
+        assert!(!cfg.runtime.grant("other").stream_control);
     }
 
     #[test]
