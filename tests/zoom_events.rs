@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use zoomhost_sim::events::{ConnectionEnd, EventSim, EventSimConfig, Scenario};
+use zoomhost_sim::events::{ConnectionEnd, EventFault, EventSim, EventSimConfig, Scenario};
 use zoomhost_sim::oauth::{OAuthSim, OAuthSimConfig};
 use zoomhost_zoom::events::{ConnectionState, EventStream, EventStreamConfig, EventStreamStats};
 use zoomhost_zoom::oauth::{Grant, OAuthConfig, RetryPolicy, TokenManager};
@@ -449,6 +449,121 @@ async fn a_fresh_token_is_ready_before_expiry_and_the_connection_is_never_closed
     assert_eq!(stats.reconnect_attempts, stats.outages, "{stats:?}");
     assert!(stats.token_refreshes >= 3, "{stats:?}");
     assert_eq!(stats.token_refresh_failures, 0, "{stats:?}");
+}
+
+/// Zoom's event-side faults, back to back, with a steady stream of events and 2 s tokens
+/// (so the server also closes the connection at every token expiry), and one OAuth outage
+/// during a background token refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_storm_with_a_steady_stream_and_short_tokens_delivers_every_live_event_once() {
+    let rig = rig(2, |c| c.token_refresh_margin = Duration::from_millis(800)).await;
+    rig.connected().await;
+    let steady = rig
+        .sim
+        .steady_stream("meeting.participant_qos", Duration::from_millis(20));
+    let oauth_down = Duration::from_millis(600);
+    let faults = [
+        EventFault::Drop,
+        EventFault::Close(1001),
+        EventFault::TokenExpiry { oauth_down },
+        EventFault::Stall(Duration::from_millis(1000)),
+        EventFault::Drop,
+        EventFault::TokenExpiry { oauth_down },
+        EventFault::Close(1001),
+        EventFault::Stall(Duration::from_millis(1000)),
+    ];
+    for (i, fault) in faults.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            rig.sim.wait_connected(WAIT).await,
+            "not back before fault {i}"
+        );
+        rig.sim.inject(fault).await;
+        if i == 3 {
+            // An OAuth outage while the connection is up: the background refresh retries,
+            // the connection stays.
+            rig.sim.oauth_outage_for(Duration::from_millis(700), 500);
+        }
+    }
+    // A quiet spell: the server closes at each natural token expiry.
+    let expiries = |sim: &EventSim| {
+        sim.connection_log()
+            .iter()
+            .filter(|c| c.ended == Some(ConnectionEnd::TokenExpired))
+            .count()
+    };
+    let forced = expiries(&rig.sim);
+    assert!(eventually(WAIT, || expiries(&rig.sim) >= forced + 2).await);
+    assert!(rig.sim.wait_connected(WAIT).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    steady.stop();
+    let sent: Vec<String> = rig.sim.sent().iter().map(|e| e.id.clone()).collect();
+    let missed = rig.sim.missed().len();
+    let recorded = rig.recorded_eventually(sent.len()).await;
+    let rig = rig.shutdown().await;
+
+    let stats = rig.stats.snapshot();
+    let log = rig.sim.connection_log();
+    eprintln!(
+        "storm: {} pushed, {} sent while connected, {missed} missed while down; {} connections; \
+         outages {} (total {:?}, longest {:?}); stats {stats:?}",
+        steady.pushed(),
+        sent.len(),
+        log.len(),
+        stats.outages,
+        stats.outage_total,
+        stats.longest_outage
+    );
+    // Every event sent while a connection was live arrived exactly once, in order.
+    assert!(sent.len() > 100, "{}", sent.len());
+    assert_eq!(recorded, sent, "missed while down: {missed}");
+
+    // No connection ended by the client's own choice, except silent (stalled) ones and
+    // the last one at shutdown: no proactive reconnect, not even for a token.
+    let (last, earlier) = log.split_last().unwrap();
+    assert_eq!(last.ended, Some(ConnectionEnd::ClientClosed), "{last:?}");
+    for c in earlier {
+        let by_server = matches!(
+            c.ended,
+            Some(
+                ConnectionEnd::Dropped | ConnectionEnd::Closed(1001) | ConnectionEnd::TokenExpired
+            )
+        );
+        assert!(by_server || c.stalled, "{c:?}\n{log:#?}");
+    }
+    assert_eq!(
+        stats.client_closes,
+        2 + 1,
+        "two stalls, one shutdown: {stats:?}"
+    );
+    // Tokens ran out under the connections: each expiry close used a different token.
+    let expired: Vec<&str> = log
+        .iter()
+        .filter(|c| c.ended == Some(ConnectionEnd::TokenExpired))
+        .map(|c| c.token.as_str())
+        .collect();
+    let mut distinct = expired.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(expired.len() >= 4, "{log:#?}");
+    assert_eq!(distinct.len(), expired.len(), "{log:#?}");
+
+    // Every reconnect followed an established connection: jitter only, no backoff, and
+    // each outage ended with its first attempt.
+    assert!(
+        stats
+            .reconnects
+            .iter()
+            .all(|r| r.failures == 0 && r.delay < Duration::from_millis(20)),
+        "{:?}",
+        stats.reconnects
+    );
+    assert_eq!(stats.outages as usize, log.len() - 1, "{stats:?}");
+    assert_eq!(stats.reconnect_attempts, stats.outages, "{stats:?}");
+    assert!(stats.outages as usize >= faults.len());
+    // Fresh tokens kept coming although the OAuth endpoint answered 500s meanwhile.
+    assert!(stats.token_refreshes >= 3, "{stats:?}");
+    assert!(rig.oauth.requests() > rig.oauth.issued() + 3);
 }
 
 // The subscriber is the process-wide default (a thread-local one misses records on a

@@ -59,6 +59,9 @@ const EXCERPT_CHARS: usize = 120;
 /// How long a closing connection is read for messages still in flight.
 const CLOSE_DRAIN_MAX: Duration = Duration::from_secs(1);
 
+/// How long sending the close frame to a silent server may take.
+const ABANDON_SEND_MAX: Duration = Duration::from_millis(100);
+
 /// Settings of the event WebSocket client. Every timing is configurable so tests can
 /// run with short ones; the defaults are Zoom's.
 #[derive(Debug, Clone, PartialEq)]
@@ -650,7 +653,7 @@ impl Session<'_> {
                 }
                 _ = heartbeat.tick() => self.send_heartbeat(ws).await,
                 _ = tokio::time::sleep_until(silent_at) => {
-                    self.close(ws, "silent").await;
+                    self.abandon(ws).await;
                     Step::End(Outcome::Lost(format!(
                         "no message from the server for {:.1} s",
                         config.silence_timeout.as_secs_f64()
@@ -756,6 +759,19 @@ impl Session<'_> {
 
     /// Sends close 1000, then keeps reading (bounded) so events the server sent before
     /// it saw the close still reach the input sink.
+    /// Gives up a silent connection: a close frame if it goes out at once, no waiting for
+    /// the server's answer (it is silent; every moment waited is a moment without
+    /// events).
+    async fn abandon(&mut self, ws: &mut Ws) {
+        tracing::debug!("abandoning the silent event WebSocket");
+        EventStreamStats::bump(&self.stream.stats.client_closes);
+        let frame = CloseFrame {
+            code: CloseCode::Away,
+            reason: "".into(),
+        };
+        let _ = tokio::time::timeout(ABANDON_SEND_MAX, ws.close(Some(frame))).await;
+    }
+
     async fn close(&mut self, ws: &mut Ws, why: &str) {
         tracing::debug!("closing the event WebSocket: {why}");
         EventStreamStats::bump(&self.stream.stats.client_closes);
