@@ -665,3 +665,165 @@ async fn secrets_never_appear_in_logs_or_errors() {
         }
     }
 }
+
+// ---------------------------------------------------------------- both sources at once
+
+/// `(payload id, event id)` of every event the recorder got, in order.
+fn recorded_with_ids(t: &TestHost) -> Vec<(String, String)> {
+    t.logs
+        .lines("rec", "rec event ")
+        .iter()
+        .map(|l| {
+            (
+                crate::support::field(l, "id").to_string(),
+                crate::support::field(l, "eid").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The event WebSocket and webhooks both on, as an app subscribed both ways: the
+/// simulator sends every event both ways (webhooks also while the WebSocket is down), and
+/// the host's input path delivers each once, whichever came first; a webhook retry of a
+/// delivered event, past the receiver's own request-id window, is dropped too; a
+/// re-announced `rtms_started` with a newer `event_ts` (an RTMS failover) is a new event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_from_both_the_websocket_and_webhooks_is_delivered_once() {
+    use zoomhost::inputs::Inputs;
+    use zoomhost_sim::events::{EventSim, EventSimConfig};
+    use zoomhost_zoom::events::{EventStream, EventStreamConfig};
+
+    let t = TestHost::start("", &[("rec", "recorder")]).await;
+    let inputs = Inputs::new(t.host.router().clone());
+    let mut config = webhook_config(1024 * 1024);
+    // The receiver's own retry check forgets at once: only the input path can catch a
+    // late retry here, as it must for Zoom's retries after 5, 20 and 60 minutes.
+    config.dedupe_window = Duration::from_millis(1);
+    host_logs();
+    let server = WebhookServer::bind(config, inputs.clone()).await.unwrap();
+    let sender = WebhookSender::new(server.url(), Secret::new(WEBHOOK_SECRET)).unwrap();
+    let receiver = server.receiver().clone();
+    let (stop_hooks, hooks_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.serve(async move {
+        let _ = hooks_stopped.await;
+    }));
+
+    let oauth = sim(3600).await;
+    let events = EventSim::start(EventSimConfig::default(), Arc::new(oauth.clone()))
+        .await
+        .unwrap();
+    let tokens: Arc<dyn TokenSource> =
+        Arc::new(manager(&oauth.url(), CLIENT_SECRET, account_grant()));
+    let ws = EventStreamConfig::new(events.url(), "sub-both").scaled_down(100);
+    let stream = EventStream::new(ws, tokens, inputs.clone());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let client = tokio::spawn(stream.run(shutdown));
+    events.mirror_to_webhook(Some(sender.clone()));
+    assert!(events.wait_connected(Duration::from_secs(30)).await);
+
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        let id = format!("both-{i}");
+        assert!(
+            events
+                .push_event("meeting.participant_joined", payload(&id))
+                .await
+        );
+        expected.push(id);
+    }
+    // The WebSocket goes down: webhooks alone carry these.
+    events.set_refusing(true);
+    events.drop_connection().await;
+    for i in 0..5 {
+        let id = format!("hook-only-{i}");
+        assert!(
+            !events
+                .push_event("meeting.participant_left", payload(&id))
+                .await
+        );
+        expected.push(id);
+    }
+    events.set_refusing(false);
+    assert!(events.wait_connected(Duration::from_secs(30)).await);
+    // RTMS: a start, Zoom's failover re-announcement (newer event_ts), and a late webhook
+    // retry of the first start.
+    let start = serde_json::json!({
+        "id": "rtms-start", "meeting_uuid": "m==", "rtms_stream_id": "s1",
+        "server_urls": "wss://a.example/rtms",
+    });
+    let ts = 1_900_000_000_000;
+    assert!(
+        events
+            .push_event_at("meeting.rtms_started", ts, start.clone())
+            .await
+    );
+    assert!(
+        events
+            .push_event_at("meeting.rtms_started", ts + 5, start.clone())
+            .await
+    );
+    expected.push("rtms-start".into());
+    expected.push("rtms-start".into());
+
+    let n = expected.len();
+    assert!(
+        eventually(Duration::from_secs(10), || recorded_with_ids(&t).len() >= n).await,
+        "{:?}",
+        recorded_with_ids(&t)
+    );
+    // Zoom's retries of a delivered event, late: same body with a new request id, and
+    // with the original one.
+    let first = events.webhooked()[0].clone();
+    let body = WebhookSender::event_body(&first.name, first.event_ts, &payload(&first.id));
+    let retry = sender
+        .send_raw(body, &SendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(retry.status, 200);
+    let late_start = WebhookSender::event_body("meeting.rtms_started", ts, &start);
+    let retry = sender
+        .send_raw(late_start, &SendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(retry.status, 200);
+    let dups = |inputs: &Inputs| inputs.duplicates();
+    let both_ways = events.sent().len() as u64;
+    assert!(
+        eventually(Duration::from_secs(10), || dups(&inputs).total()
+            >= both_ways + 2)
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let recorded = recorded_with_ids(&t);
+    let mut got: Vec<String> = recorded.iter().map(|(id, _)| id.clone()).collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "each event exactly once");
+    // The id the host computed is the one the simulator computed from the same content,
+    // whichever source delivered it first.
+    let sims: Vec<_> = events.sent().into_iter().chain(events.missed()).collect();
+    for (id, eid) in &recorded {
+        assert!(
+            sims.iter().any(|s| &s.id == id && &s.event_id == eid),
+            "{id} {eid}: {sims:?}"
+        );
+    }
+    let counted = dups(&inputs);
+    eprintln!(
+        "duplicates dropped: {counted:?}; webhook receiver: {:?}",
+        receiver.stats()
+    );
+    // Every event that came both ways was dropped once, plus the two late retries.
+    assert_eq!(counted.total(), both_ways + 2, "{counted:?}");
+    assert!(counted.webhook >= 2, "{counted:?}");
+    assert_eq!(counted.replay + counted.simulator, 0);
+    assert_eq!(
+        receiver.stats().accepted() as usize,
+        events.webhooked().len() + 2
+    );
+
+    stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), client).await;
+    let _ = stop_hooks.send(());
+}
