@@ -616,6 +616,22 @@ fn check_prints_metadata_and_names_what_is_wrong() {
     );
     assert!(stdout.contains("name:         event-logger"), "{stdout}");
     assert!(stdout.contains("events:       *"), "{stdout}");
+    assert!(
+        stdout.contains("ok, a zoomhost plugin for zoomhost:plugin@0.2.0"),
+        "{stdout}"
+    );
+    // A component built for the released 0.1.0 world passes, and says so.
+    let out = zoomhost_cmd()
+        .arg("check")
+        .arg(wasm("recorder-v0-1"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("ok, a zoomhost plugin for zoomhost:plugin@0.1.0"),
+        "{stdout}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, Vec<u8>, &[&str]); 3] = [
