@@ -50,13 +50,44 @@ async fn sim(keepalive: Duration) -> Arc<RtmsSim> {
     .expect("RTMS simulator")
 }
 
+/// Zoom's timers scaled down: backoff 50 ms to 400 ms, a 300 ms grace period for
+/// Zoom's word after a bare close, 10 s windows, 100 ms before a duplicate retry.
 fn client_config(secret: &str) -> RtmsConfig {
     let mut config = RtmsConfig::new(CLIENT_ID, Secret::new(secret.to_string()));
     config.reconnect_min = Duration::from_millis(50);
     config.reconnect_max = Duration::from_millis(400);
     config.resume_window = Duration::from_secs(10);
+    config.media_resume_window = Duration::from_secs(10);
+    config.close_grace = Duration::from_millis(300);
+    config.duplicate_retry = Duration::from_millis(100);
+    config.idle_timeout = Duration::from_secs(10);
     config.connect_timeout = Duration::from_secs(5);
     config
+}
+
+/// Forwards every lifecycle webhook the simulator sends (`rtms_interrupted`, a
+/// failover's `rtms_started`, `rtms_stopped`) into the host's input path, as Zoom's
+/// webhooks would arrive. Subscribe before the first fault can fire.
+fn forward_notices(sim: &RtmsSim, inputs: &Arc<Inputs>) -> tokio::task::JoinHandle<()> {
+    let mut notices = sim.notices();
+    let inputs = inputs.clone();
+    tokio::spawn(async move {
+        loop {
+            match notices.recv().await {
+                Ok(n) => {
+                    inputs.event(Event {
+                        id: zoomhost_protocol::event_id(&n.name, n.event_ts, &n.payload),
+                        name: n.name.clone(),
+                        timestamp: n.event_ts,
+                        payload: n.payload.to_string(),
+                        source: EventSource::Webhook,
+                    });
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            }
+        }
+    })
 }
 
 /// An RTMS client feeding `host`'s router, tapped into an input path as the host wires
@@ -298,6 +329,7 @@ async fn media_and_signaling_drops_recover_without_loss_or_duplicates() {
     let host = host("audio,transcript").await;
     let sim = sim(Duration::from_secs(5)).await;
     let (rtms, inputs) = manager(&host, client_config(SECRET));
+    let _forward = forward_notices(&sim, &inputs);
     let stream = sim.add_stream(StreamSpec {
         frames: 400,
         pace: Pace::Fast,
@@ -478,8 +510,9 @@ async fn fifty_concurrent_streams_are_isolated() {
             ..StreamSpec::new(format!("mtg-{i}=="), format!("stream-{i:02}"))
         };
         if i == 7 {
-            // This one loses its media and is then refused: it alone is given up.
-            spec.faults = vec![(20, Fault::Reject(16)), (20, Fault::DropMedia)];
+            // This one loses its media and is then refused (bad signature, final): it
+            // alone is given up.
+            spec.faults = vec![(20, Fault::Reject(3)), (20, Fault::DropMedia)];
             spec.end = End::Hold;
         }
         let stream = sim.add_stream(spec);

@@ -124,6 +124,11 @@ impl MediaSocket {
                 }
             };
             self.healthy.store(false, Ordering::Relaxed);
+            if signaled {
+                // Zoom's word on signaling may overtake what the socket still holds:
+                // deliver that first (Zoom resumes after what it wrote).
+                self.deliver_rest(&mut ws, DRAIN_QUIET, DRAIN_MAX).await;
+            }
             // The old connection goes now: two media connections for one socket would
             // be refused as a duplicate.
             drop(ws);
