@@ -339,3 +339,92 @@ async fn stream_control_reaches_the_host_only_for_granted_plugins() {
         (0, 3)
     );
 }
+
+/// Through the whole host as `zoomhost run` wires it: the simulated Zoom, the RTMS
+/// client given to the plugin runtime as its stream control.
+mod through_the_simulator {
+    use super::*;
+    use zoomhost_sim::events::Scenario;
+    use zoomhost_sim::rtms::StreamOutcome;
+    use zoomhost_sim::LocalZoom;
+    use zoomhost_types::InputSink;
+
+    /// A live stream that holds open after a few frames.
+    const SCENARIO: &str = r#"
+[[steps]]
+kind = "wait_connected"
+timeout_ms = 30000
+
+[[steps]]
+kind = "event"
+event = "meeting.started"
+
+[[steps]]
+kind = "rtms_start"
+frames = 25
+pace = "fast"
+end = "hold"
+
+[[steps]]
+kind = "rtms_wait"
+until = "ready"
+timeout_ms = 30000
+"#;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_granted_plugins_close_request_ends_the_live_stream_for_every_plugin() {
+        let zoom = LocalZoom::start().await.unwrap();
+        let (t, live) = TestHost::start_live(
+            r#"
+            [plugins.granted]
+            stream_control = true
+            config = { media = "audio" }
+            [plugins.other]
+            config = { media = "audio" }
+            "#,
+            &[("granted", "recorder"), ("other", "recorder")],
+            zoomhost::config::for_local_zoom(&zoom, vec![MediaKind::Audio]),
+        )
+        .await;
+        let report = Scenario::parse(SCENARIO)
+            .unwrap()
+            .run_with(&zoom.events, Some(&zoom.rtms))
+            .await
+            .expect("the scenario plays");
+        let stream = report.rtms_streams[0].clone();
+        let id = stream.stream_id().to_string();
+        let audio = format!("rec audio stream={id} ");
+        for plugin in ["granted", "other"] {
+            assert!(
+                eventually(WAIT, || t.logs.lines(plugin, &audio).len() == 25).await,
+                "{plugin} did not get the stream's audio"
+            );
+        }
+
+        // Each plugin asks to close it: only the granted one's request goes to Zoom.
+        live.inputs().event(control_event(
+            "test.close_stream",
+            0,
+            &format!(r#"{{"stream":"{id}"}}"#),
+        ));
+        assert!(stream.wait_done(WAIT).await, "the stream did not end");
+        // Zoom's answer to STREAM_CLOSE_REQ: the stop sequence with reason 20.
+        assert_eq!(
+            stream.stats().outcome,
+            Some(StreamOutcome::Completed { reason: 20 })
+        );
+        let closed = format!("rec close stream={id} audio=25 ");
+        for plugin in ["granted", "other"] {
+            assert!(
+                eventually(WAIT, || t.logs.lines(plugin, &closed).len() == 1).await,
+                "{plugin}'s media session was not closed"
+            );
+        }
+        assert_eq!(control_results(&t, "granted"), ["ok"]);
+        let denied = control_results(&t, "other");
+        assert!(denied[0].contains("not granted"), "{denied:?}");
+        let rtms = live.rtms().expect("RTMS is configured").stats();
+        assert_eq!(rtms.close_requests, 1, "{rtms:?}");
+        live.shutdown().await;
+    }
+}

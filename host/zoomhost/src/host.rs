@@ -105,6 +105,8 @@ impl Host {
         if let Some(config) = zoom.rtms.clone() {
             let manager = RtmsManager::new(config, self.plugins.router().clone());
             self.inputs.tap(manager.event_tap());
+            // Plugins granted `stream_control` close streams and subscribe video through it.
+            self.plugins.set_stream_control(manager.clone());
             tracing::info!("RTMS client ready: streams open on *.rtms_started");
             self.rtms = Some(manager);
         }
