@@ -13,8 +13,10 @@ use serde_json::json;
 use zoomhost::config::Secret;
 use zoomhost::inputs::Inputs;
 use zoomhost_sim::rtms::{
-    End, ExtraMedia, Fault, Pace, RtmsSim, RtmsSimConfig, SimParticipant, SimStream, StreamSpec,
+    End, ExtraMedia, Fault, FrameFate, Pace, RtmsSim, RtmsSimConfig, SimParticipant, SimStream,
+    StreamOutcome, StreamSpec,
 };
+use zoomhost_types::{ControlError, StreamControl};
 use zoomhost_types::{Event, EventSource, InputSink, MediaKind};
 use zoomhost_zoom::rtms::{RtmsConfig, RtmsManager, RtmsNotice};
 
@@ -595,4 +597,420 @@ async fn one_all_socket_and_json_in_binary_and_text_frames() {
         "one socket for every kind: {stats:?}"
     );
     assert_eq!(rtms.stats().failed, 0);
+}
+
+// ---- Zoom's failure contract: the four scenarios, through the simulator ----
+
+/// `meeting.rtms_started` for `stream` at `event_ts` with these `server_urls`.
+fn started_at(stream: &SimStream, server_urls: &str, event_ts: u64) -> Event {
+    let payload = json!({
+        "meeting_uuid": stream.meeting_uuid(),
+        "rtms_stream_id": stream.stream_id(),
+        "server_urls": server_urls,
+    });
+    Event {
+        id: zoomhost_protocol::event_id("meeting.rtms_started", event_ts, &payload),
+        name: "meeting.rtms_started".into(),
+        timestamp: event_ts,
+        payload: payload.to_string(),
+        source: EventSource::Webhook,
+    }
+}
+
+/// Every audio frame the stream produced was written (none dropped), every written one
+/// reached the plugin once and in order, and the plugin saw one session, opened once
+/// and closed once.
+fn assert_exactly_once(host: &TestHost, stream: &SimStream, frames: usize) {
+    let id = stream.stream_id();
+    let produced = stream.audio_frames();
+    assert_eq!(produced.len(), frames, "{id}: frames produced");
+    assert!(
+        produced.iter().all(|f| f.fate == FrameFate::Sent),
+        "{id}: the simulator dropped frames"
+    );
+    let sent = sent_audio(stream);
+    assert_eq!(sent.len(), frames, "{id}: frames written");
+    assert_same(&received_audio(&host.logs, id), &sent, id);
+    let opens = host
+        .logs
+        .lines("recorder", &format!("rec open stream={id} "));
+    let closes = host
+        .logs
+        .lines("recorder", &format!("rec close stream={id} "));
+    assert_eq!(
+        (opens.len(), closes.len()),
+        (1, 1),
+        "{id}: one plugin session across every recovery"
+    );
+}
+
+async fn wait_closed(host: &TestHost, stream: &SimStream) {
+    assert!(
+        stream.wait_done(Duration::from_secs(60)).await,
+        "{}: the simulator finished",
+        stream.stream_id()
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || closed(
+            &host.logs,
+            stream.stream_id()
+        ))
+        .await,
+        "{}: the plugin's session closed",
+        stream.stream_id()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_survives_three_failovers_in_a_row() {
+    let host = host("audio,transcript").await;
+    let sim = sim(Duration::from_secs(5)).await;
+    let (rtms, inputs) = manager(&host, client_config(SECRET));
+    let _forward = forward_notices(&sim, &inputs);
+    let stream = sim.add_stream(StreamSpec {
+        frames: 600,
+        pace: Pace::Fast,
+        transcript_every: 40,
+        faults: vec![
+            (150, Fault::Failover),
+            (300, Fault::Failover),
+            (450, Fault::Failover),
+        ],
+        ..StreamSpec::new("mtg-fo==", "stream-fo")
+    });
+    inputs.event(started(&sim, &stream, EventSource::Webhook));
+    wait_closed(&host, &stream).await;
+    assert_exactly_once(&host, &stream, 600);
+    let sim_stats = stream.stats();
+    assert_eq!(sim_stats.failovers, 3, "{sim_stats:?}");
+    assert_eq!(stream.generation(), 3);
+    assert_eq!(sim_stats.signaling_handshakes, 4, "{sim_stats:?}");
+    assert_eq!(
+        sim_stats.outcome,
+        Some(StreamOutcome::Completed { reason: 6 }),
+        "{sim_stats:?}"
+    );
+    let client = rtms.stats();
+    assert_eq!(client.failovers, 3, "{client:?}");
+    assert_eq!(client.close_fallbacks, 0, "{client:?}");
+    assert_eq!((client.opened, client.failed), (1, 0), "{client:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_streams_fail_over_at_once_without_disturbing_each_other() {
+    let host = host("audio").await;
+    let sim = sim(Duration::from_secs(5)).await;
+    let mut config = client_config(SECRET);
+    config.media = vec![MediaKind::Audio];
+    let (rtms, inputs) = manager(&host, config);
+    let _forward = forward_notices(&sim, &inputs);
+    let streams: Vec<Arc<SimStream>> = (0..20)
+        .map(|i| {
+            sim.add_stream(StreamSpec {
+                frames: 150,
+                pace: Pace::RealTime,
+                participants: vec![SimParticipant::new(2000 + i, format!("Speaker {i}"))],
+                ..StreamSpec::new(format!("mtg-many-{i}=="), format!("stream-many-{i:02}"))
+            })
+        })
+        .collect();
+    for stream in &streams {
+        inputs.event(started(&sim, stream, EventSource::Websocket));
+    }
+    for stream in &streams {
+        assert!(stream.wait_ready(Duration::from_secs(20)).await);
+    }
+    // Every server fails at once.
+    for stream in &streams {
+        stream.inject(Fault::Failover);
+    }
+    for stream in &streams {
+        wait_closed(&host, stream).await;
+        assert_exactly_once(&host, stream, 150);
+        assert_eq!(stream.stats().failovers, 1);
+    }
+    let client = rtms.stats();
+    assert_eq!(client.failovers, 20, "{client:?}");
+    assert_eq!(
+        (client.opened, client.failed, client.stopped),
+        (20, 0, 20),
+        "{client:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signaling_and_media_interruptions_recover_on_zooms_word_alone() {
+    let host = host("audio,transcript").await;
+    let sim = sim(Duration::from_secs(5)).await;
+    let mut config = client_config(SECRET);
+    // Far longer than the test may take: recovering at all proves the client acted on
+    // Zoom's signals (rtms_interrupted, event 7 / state 2 reason 14), not on the close.
+    config.close_grace = Duration::from_secs(600);
+    let (rtms, inputs) = manager(&host, config);
+    let _forward = forward_notices(&sim, &inputs);
+    let stream = sim.add_stream(StreamSpec {
+        frames: 500,
+        pace: Pace::Fast,
+        transcript_every: 25,
+        faults: vec![(120, Fault::DropMedia), (300, Fault::DropSignaling)],
+        ..StreamSpec::new("mtg-int==", "stream-int")
+    });
+    inputs.event(started(&sim, &stream, EventSource::Webhook));
+    wait_closed(&host, &stream).await;
+    assert_exactly_once(&host, &stream, 500);
+    let sim_stats = stream.stats();
+    assert_eq!(sim_stats.media_interruptions, 1, "{sim_stats:?}");
+    assert_eq!(sim_stats.signaling_interruptions, 1, "{sim_stats:?}");
+    // Signaling once more; each media socket re-handshaken once per loss, although Zoom
+    // reported the media loss twice (event 7 and stream state 2 with reason 14).
+    assert_eq!(sim_stats.signaling_handshakes, 2, "{sim_stats:?}");
+    assert_eq!(sim_stats.media_handshakes, 6, "{sim_stats:?}");
+    assert!(sim_stats.rejections.is_empty(), "{sim_stats:?}");
+    // The ready ack went out again after the media re-handshakes.
+    assert!(sim_stats.ready_acks >= 4, "{sim_stats:?}");
+    let client = rtms.stats();
+    assert_eq!(client.interruptions, 1, "{client:?}");
+    assert_eq!(client.media_interruptions, 2, "{client:?}");
+    assert_eq!(client.close_fallbacks, 0, "{client:?}");
+    assert_eq!((client.opened, client.failed), (1, 0), "{client:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_socket_close_is_recovered_after_the_grace_period() {
+    let host = host("audio").await;
+    let sim = sim(Duration::from_secs(5)).await;
+    let mut config = client_config(SECRET);
+    config.media = vec![MediaKind::Audio];
+    // No webhooks reach the host: the socket close is all it learns.
+    let (rtms, inputs) = manager(&host, config);
+    let stream = sim.add_stream(StreamSpec {
+        frames: 300,
+        pace: Pace::Fast,
+        faults: vec![(100, Fault::DropSignaling)],
+        ..StreamSpec::new("mtg-bare==", "stream-bare")
+    });
+    inputs.event(started(&sim, &stream, EventSource::Webhook));
+    wait_closed(&host, &stream).await;
+    assert_exactly_once(&host, &stream, 300);
+    let client = rtms.stats();
+    assert!(client.close_fallbacks >= 1, "{client:?}");
+    assert_eq!(client.interruptions, 0, "{client:?}");
+    assert_eq!(stream.stats().signaling_handshakes, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_8_on_the_first_handshake_is_retried() {
+    let host = host("audio").await;
+    let sim = sim(Duration::from_secs(5)).await;
+    let mut config = client_config(SECRET);
+    config.media = vec![MediaKind::Audio];
+    let (rtms, inputs) = manager(&host, config);
+    let stream = sim.add_stream(StreamSpec {
+        frames: 100,
+        pace: Pace::Fast,
+        ..StreamSpec::new("mtg-dup==", "stream-dup")
+    });
+    // The first signaling handshake is refused as a duplicate, the second too.
+    stream.inject(Fault::Reject(8));
+    stream.inject(Fault::Reject(8));
+    inputs.event(started(&sim, &stream, EventSource::Webhook));
+    wait_closed(&host, &stream).await;
+    assert_exactly_once(&host, &stream, 100);
+    let sim_stats = stream.stats();
+    assert_eq!(sim_stats.rejections, vec![(2, 8), (2, 8)], "{sim_stats:?}");
+    assert_eq!(sim_stats.signaling_handshakes, 1, "accepted: {sim_stats:?}");
+    let client = rtms.stats();
+    assert_eq!(client.status8_retries, 2, "{client:?}");
+    assert_eq!((client.opened, client.failed), (1, 0), "{client:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_failure_stops_are_reported_as_failed_by_name() {
+    let host = host("audio").await;
+    let sim = sim(Duration::from_secs(5)).await;
+    let mut config = client_config(SECRET);
+    config.media = vec![MediaKind::Audio];
+    let (rtms, inputs) = manager(&host, config);
+    let _forward = forward_notices(&sim, &inputs);
+    let mut notices = rtms.subscribe();
+    // Zoom stops one stream for a data connection that stayed interrupted (14)...
+    let terminated = sim.add_stream(StreamSpec {
+        frames: 1_000,
+        pace: Pace::Fast,
+        faults: vec![(50, Fault::Stop(14))],
+        ..StreamSpec::new("mtg-f14==", "stream-f14")
+    });
+    // ...and reports a keep-alive timeout (24) for another one only by webhook.
+    let webhook_only = sim.add_stream(StreamSpec {
+        frames: 100_000,
+        pace: Pace::RealTime,
+        end: End::Hold,
+        ..StreamSpec::new("mtg-f24==", "stream-f24")
+    });
+    inputs.event(started(&sim, &terminated, EventSource::Webhook));
+    inputs.event(started(&sim, &webhook_only, EventSource::Webhook));
+    assert!(webhook_only.wait_ready(Duration::from_secs(20)).await);
+    let stop =
+        json!({ "meeting_uuid": "mtg-f24==", "rtms_stream_id": "stream-f24", "stop_reason": 24 });
+    inputs.event(Event {
+        id: zoomhost_protocol::event_id("meeting.rtms_stopped", 1_700_000_000_500, &stop),
+        name: "meeting.rtms_stopped".into(),
+        timestamp: 1_700_000_000_500,
+        payload: stop.to_string(),
+        source: EventSource::Webhook,
+    });
+    let mut failures = std::collections::HashMap::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while failures.len() < 2 {
+            match notices.recv().await {
+                Ok(RtmsNotice::Failed { stream_id, error }) => {
+                    failures.insert(stream_id, error);
+                }
+                Ok(RtmsNotice::Closed { stream_id, reason }) => {
+                    panic!("{stream_id} closed as if nothing failed: {reason}")
+                }
+                Ok(_) => {}
+                Err(e) => panic!("notices: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("both streams reported failed");
+    let f14 = &failures["stream-f14"];
+    assert!(
+        f14.contains("stop_reason 14: data connection interrupted"),
+        "{f14}"
+    );
+    let f24 = &failures["stream-f24"];
+    assert!(f24.contains("stop_reason 24: keep-alive timeout"), "{f24}");
+    let client = rtms.stats();
+    assert_eq!(client.failed, 2, "{client:?}");
+    assert_eq!(client.failed_stops[14], 1, "{client:?}");
+    assert_eq!(client.failed_stops[24], 1, "{client:?}");
+    assert_eq!(client.failed_stops_total(), 2);
+    for id in ["stream-f14", "stream-f24"] {
+        assert!(
+            eventually(Duration::from_secs(10), || closed(&host.logs, id)).await,
+            "{id}: the plugin's session closed"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_transports_in_server_urls_are_skipped_and_late_start_retries_ignored() {
+    let host = host("audio").await;
+    let sim = sim(Duration::from_secs(5)).await;
+    let mut config = client_config(SECRET);
+    config.media = vec![MediaKind::Audio];
+    let (rtms, inputs) = manager(&host, config);
+    let _forward = forward_notices(&sim, &inputs);
+    let stream = sim.add_stream(StreamSpec {
+        frames: 400,
+        pace: Pace::RealTime,
+        ..StreamSpec::new("mtg-urls==", "stream-urls")
+    });
+    let first_urls = format!("srt://127.0.0.1:9/rtms,{}", sim.signaling_url());
+    let first = started_at(&stream, &first_urls, 1_700_000_000_000);
+    inputs.event(first.clone());
+    assert!(stream.wait_ready(Duration::from_secs(20)).await);
+    stream.inject(Fault::Failover);
+    assert!(
+        eventually(Duration::from_secs(20), || stream
+            .stats()
+            .signaling_handshakes
+            >= 2)
+        .await,
+        "re-handshaken after the failover"
+    );
+    // Zoom retries the first webhook later: its event_ts is older and its server dead.
+    // (The input path already drops a repeated event id; the RTMS client drops such a
+    // start on its own too, which is what is shown here.)
+    rtms.on_event(&first);
+    wait_closed(&host, &stream).await;
+    assert_exactly_once(&host, &stream, 400);
+    // And once more after the stream ended: nothing opens again.
+    rtms.on_event(&first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = rtms.stats();
+    assert_eq!(client.failovers, 1, "{client:?}");
+    assert_eq!(client.duplicate_starts, 2, "{client:?}");
+    assert_eq!((client.opened, client.failed), (1, 0), "{client:?}");
+    assert!(rtms.active().is_empty());
+    assert_eq!(stream.stats().signaling_handshakes, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_close_request_ends_the_stream_but_shutdown_never_asks_zoom() {
+    let host = host("audio").await;
+    let sim = sim(Duration::from_secs(5)).await;
+    let mut config = client_config(SECRET);
+    config.media = vec![MediaKind::Audio];
+    let (rtms, inputs) = manager(&host, config);
+    let mut notices = rtms.subscribe();
+    let hold = |meeting: &str, id: &str| StreamSpec {
+        frames: 100_000,
+        pace: Pace::RealTime,
+        end: End::Hold,
+        ..StreamSpec::new(meeting, id)
+    };
+    let asked = sim.add_stream(hold("mtg-ask==", "stream-ask"));
+    let kept = sim.add_stream(hold("mtg-keep==", "stream-keep"));
+    inputs.event(started(&sim, &asked, EventSource::Webhook));
+    inputs.event(started(&sim, &kept, EventSource::Webhook));
+    assert!(asked.wait_ready(Duration::from_secs(20)).await);
+    assert!(kept.wait_ready(Duration::from_secs(20)).await);
+
+    let control: &dyn StreamControl = rtms.as_ref();
+    assert_eq!(
+        control.close_stream("no-such-stream"),
+        Err(ControlError::UnknownStream("no-such-stream".into()))
+    );
+    assert!(matches!(
+        control.subscribe_video("stream-ask", 16_778_240, true),
+        Err(ControlError::Unavailable(_))
+    ));
+    control.close_stream("stream-ask").expect("queued");
+    assert!(asked.wait_done(Duration::from_secs(20)).await);
+    assert_eq!(
+        asked.stats().outcome,
+        Some(StreamOutcome::Completed { reason: 20 }),
+        "{:?}",
+        asked.stats()
+    );
+    let reason = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match notices.recv().await {
+                Ok(RtmsNotice::Closed { stream_id, reason }) if stream_id == "stream-ask" => {
+                    break reason
+                }
+                Ok(RtmsNotice::Failed { stream_id, error }) if stream_id == "stream-ask" => {
+                    panic!("failed: {error}")
+                }
+                Ok(_) => {}
+                Err(e) => panic!("notices: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the stream ended");
+    assert!(reason.contains("receiver request close"), "{reason}");
+    assert!(eventually(Duration::from_secs(10), || closed(&host.logs, "stream-ask")).await);
+    assert_eq!(rtms.stats().close_requests, 1);
+
+    // Shutdown closes the other stream's sockets and nothing more: on Zoom's side it
+    // stays open for another node to take over.
+    rtms.shutdown(Duration::from_secs(10)).await;
+    assert!(
+        eventually(Duration::from_secs(10), || closed(
+            &host.logs,
+            "stream-keep"
+        ))
+        .await
+    );
+    assert_eq!(rtms.stats().close_requests, 1);
+    let outcome = kept.stats().outcome;
+    assert!(
+        !matches!(outcome, Some(StreamOutcome::Completed { reason: 20 })),
+        "{outcome:?}"
+    );
 }
