@@ -347,14 +347,15 @@ fn summary_row<'a>(table: &[&'a str], plugin: &str) -> Vec<&'a str> {
     row
 }
 
-#[test]
-fn zoomhost_dev_once_plays_a_meeting_through_the_simulator_into_the_example_plugins() {
+/// Runs `zoomhost dev --once --scenario <scenario_text> <extra>` in the workspace (the
+/// example plugins built first), and returns its exit status and its whole output.
+fn run_dev_once(scenario_text: &str, extra: &[&str]) -> (std::process::ExitStatus, String) {
     // Build the example plugins first (as the other tests do), so the deadline below is
     // about the dev session; `zoomhost dev` then finds them up to date in target/wasm.
     crate::support::built();
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("dev-drill.toml");
-    std::fs::write(&scenario, DEV_SCENARIO).unwrap();
+    std::fs::write(&scenario, scenario_text).unwrap();
     let output = dir.path().join("output.txt");
     let out = std::fs::File::create(&output).unwrap();
     let started = Instant::now();
@@ -363,6 +364,7 @@ fn zoomhost_dev_once_plays_a_meeting_through_the_simulator_into_the_example_plug
         .arg("--once")
         .arg("--scenario")
         .arg(&scenario)
+        .args(extra)
         .current_dir(workspace())
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
@@ -388,9 +390,15 @@ fn zoomhost_dev_once_plays_a_meeting_through_the_simulator_into_the_example_plug
     };
     let text = std::fs::read_to_string(&output).unwrap();
     eprintln!(
-        "--- zoomhost dev ({:.1} s) ---\n{text}--- end ---",
+        "--- zoomhost dev {extra:?} ({:.1} s) ---\n{text}--- end ---",
         started.elapsed().as_secs_f64()
     );
+    (status, text)
+}
+
+#[test]
+fn zoomhost_dev_once_plays_a_meeting_through_the_simulator_into_the_example_plugins() {
+    let (status, text) = run_dev_once(DEV_SCENARIO, &[]);
     assert!(status.success(), "exit status {status}:\n{text}");
 
     // The three example plugins were built (or found up to date) and loaded.
@@ -493,4 +501,111 @@ fn zoomhost_dev_once_plays_a_meeting_through_the_simulator_into_the_example_plug
     assert!(media("event-logger") >= 100 + 5 + 2);
     assert!(media("transcript-forwarder") >= 5 + 2);
     assert_eq!(media("slack-notifier"), 0);
+}
+
+const CHAOS_SCENARIO: &str = r#"
+topic = "Chaos drill"
+
+[[steps]]
+kind = "wait_connected"
+timeout_ms = 30000
+
+[[steps]]
+kind = "event"
+event = "meeting.started"
+
+[[steps]]
+kind = "event"
+event = "meeting.participant_joined"
+participant = "Ada Lovelace"
+
+[[steps]]
+kind = "rtms_start"
+participants = ["Ada Lovelace"]
+frames = 400
+transcript_every = 50
+
+[[steps]]
+kind = "rtms_wait"
+until = "done"
+timeout_ms = 60000
+
+[[steps]]
+kind = "rtms_stop"
+
+[[steps]]
+kind = "event"
+event = "meeting.ended"
+"#;
+
+/// The number after `label` in `text` (e.g. `"12 event faults"` for `" event faults"`).
+fn count_before(text: &str, label: &str) -> u64 {
+    let at = text
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label:?} in {text}"));
+    text[..at]
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count before {label:?} in {text}"))
+}
+
+/// `zoomhost dev --chaos`: the simulator fails the way Zoom does (event WebSocket
+/// dropped, closed 1001, closed at token expiry with OAuth 500s, stalled; RTMS chaos)
+/// while a meeting plays; every outage shows in the live view with its recovery, and
+/// each event reaches the plugins once although it is sent both as a WebSocket event and
+/// as a webhook.
+#[test]
+fn zoomhost_dev_chaos_injects_faults_and_recovers_from_each() {
+    let (status, text) = run_dev_once(CHAOS_SCENARIO, &["--chaos", "--chaos-interval", "1"]);
+    assert!(status.success(), "exit status {status}:\n{text}");
+    assert!(text.contains("note   chaos on: "), "{text}");
+
+    // Faults were injected, and the event WebSocket came back after each outage.
+    let faults = text.matches("note   chaos: event WebSocket ").count();
+    assert!(faults >= 3, "{faults} event faults:\n{text}");
+    let lost = text.matches("note   event WebSocket lost (").count();
+    let back = text.matches("note   event WebSocket back after ").count();
+    assert!(lost >= 3 && back >= 3, "lost {lost}, back {back}:\n{text}");
+    assert!(
+        back + 1 >= lost,
+        "an outage never ended: lost {lost}, back {back}"
+    );
+    let summary = text
+        .lines()
+        .find(|l| l.contains("note   chaos summary: "))
+        .unwrap_or_else(|| panic!("no chaos summary:\n{text}"));
+    assert!(count_before(summary, " event faults") >= 3, "{summary}");
+    assert!(count_before(summary, " outages") >= 3, "{summary}");
+    assert!(count_before(summary, " RTMS injections") >= 1, "{summary}");
+    // Every event came twice (WebSocket and webhook) when the WebSocket was up: the
+    // copies were dropped.
+    let sent_live = count_before(summary, ", missed on the WebSocket");
+    assert!(sent_live > 0, "{summary}");
+    let dropped: u64 = summary
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no duplicate count at the end of {summary}"));
+    // (At most the one or two events in flight when chaos stopped can miss their copy.)
+    assert!(
+        dropped <= sent_live && dropped + 2 >= sent_live,
+        "{summary}"
+    );
+
+    // The meeting went through: its stream opened and ended, and slack-notifier posted
+    // each of its events exactly once.
+    assert!(text.contains("stream opened "), "{text}");
+    assert!(text.contains("stream closed "), "{text}");
+    for message in [
+        "sink <- slack: :large_green_circle: *Chaos drill* has started.",
+        "sink <- slack: :wave: *Ada Lovelace* joined *Chaos drill*.",
+        "sink <- slack: :red_circle: *Chaos drill* has ended.",
+    ] {
+        assert_eq!(
+            text.matches(message).count(),
+            1,
+            "{message:?} once in:\n{text}"
+        );
+    }
 }

@@ -40,6 +40,21 @@ pub enum Command {
         /// Play the scenario once, then stop.
         #[arg(long)]
         once: bool,
+        /// Make the simulator fail the way Zoom does while the scenario plays: the event
+        /// WebSocket dropped, closed with 1001, closed at token expiry with OAuth answering
+        /// 500 for a while, stalled; RTMS failovers, interruptions and media loss. A
+        /// steady stream of events flows meanwhile, sent both on the WebSocket and as
+        /// webhooks (delivered once); the live view shows each outage and its recovery.
+        #[arg(long)]
+        chaos: bool,
+        /// Seconds between two chaos faults (event-side faults, and RTMS chaos rounds).
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 8.0,
+            requires = "chaos"
+        )]
+        chaos_interval: f64,
     },
     /// Create a plugin crate from the template: inside the zoomhost repo in
     /// plugins/NAME (picked up by `zoomhost dev`), elsewhere in ./NAME.
@@ -121,11 +136,18 @@ pub async fn run(cli: Cli) -> ExitCode {
             scenario,
             config,
             once,
+            chaos,
+            chaos_interval,
         } => crate::dev::run_dev(crate::dev::DevOptions {
             scenario,
             config,
             once,
             pause: None,
+            chaos: chaos.then(|| {
+                crate::dev::ChaosOptions::every(Duration::from_secs_f64(
+                    chaos_interval.clamp(0.1, 3600.0),
+                ))
+            }),
         })
         .await
         .map(|()| ExitCode::SUCCESS),

@@ -43,6 +43,7 @@ pub struct Host {
     inputs: Arc<Inputs>,
     rtms: Option<Arc<RtmsManager>>,
     event_stream: Option<EventStreamWatch>,
+    webhook_url: Option<String>,
     sources: JoinSet<anyhow::Result<()>>,
     stop: watch::Sender<bool>,
     _watcher: Option<reload::Watcher>,
@@ -88,6 +89,7 @@ impl Host {
             inputs,
             rtms: None,
             event_stream: None,
+            webhook_url: None,
             sources: JoinSet::new(),
             stop,
             _watcher: watcher,
@@ -125,6 +127,7 @@ impl Host {
         }
         if let Some(webhook) = &zoom.webhook {
             let server = WebhookServer::bind(webhook.clone(), self.inputs.clone()).await?;
+            self.webhook_url = Some(server.url());
             let mut stopped = self.stop.subscribe();
             self.sources.spawn(server.serve(async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -146,6 +149,11 @@ impl Host {
     /// The event WebSocket's state and counters (outages included), when it runs.
     pub fn event_stream(&self) -> Option<&EventStreamWatch> {
         self.event_stream.as_ref()
+    }
+
+    /// The URL the webhook receiver listens on (with its bound port), when it runs.
+    pub fn webhook_url(&self) -> Option<&str> {
+        self.webhook_url.as_deref()
     }
 
     /// The RTMS client, when `[zoom.rtms]` is enabled.

@@ -9,10 +9,14 @@
 //!   then hot-swaps it. What it does is reported as [`DevEvent`]s.
 //! * [`LiveView`] prints those events, the host's plugin changes (loaded, swapped,
 //!   rejected, crashed, quarantined, unloaded), the stream and event activity the
-//!   sources report through a [`DevMonitor`], and every ~2 s a compact status with
-//!   per-plugin counts when something changed.
+//!   sources report through a [`DevMonitor`] (including the event WebSocket's outages
+//!   and recoveries), and every ~2 s a compact status with per-plugin counts when
+//!   something changed.
+//! * [`ChaosSession`] (`zoomhost dev --chaos`) makes the simulator fail the way Zoom
+//!   does, event side and RTMS side, while a steady stream of events flows.
 
 mod cargo;
+pub mod chaos;
 pub mod live_view;
 mod session;
 pub mod source_watch;
@@ -20,6 +24,7 @@ pub mod source_watch;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use chaos::{ChaosOptions, ChaosSession};
 pub use live_view::{DevMonitor, LiveView, LiveViewTask, MonitorSnapshot, ViewOptions};
 pub use session::{run as run_dev, DevOptions};
 pub use source_watch::{

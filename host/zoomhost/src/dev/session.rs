@@ -5,7 +5,9 @@
 //! transcript endpoint, and the workspace's `plugins/*` crates built for wasm32-wasip2.
 //! A scenario (default `host/samples/rtms-meeting.toml`) plays over and over, each time
 //! a fresh meeting, while the live view shows what flows. Saving a plugin's source
-//! rebuilds it and the host hot-swaps it.
+//! rebuilds it and the host hot-swaps it. The event WebSocket's outages and recoveries
+//! show as they happen; with `--chaos` the simulator fails the way Zoom does meanwhile
+//! ([`super::chaos`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,8 @@ pub struct DevOptions {
     pub once: bool,
     /// Pause between two plays of the scenario.
     pub pause: Option<Duration>,
+    /// Chaos mode (`--chaos`): the simulator's faults while the scenario plays.
+    pub chaos: Option<super::ChaosOptions>,
 }
 
 /// Runs `zoomhost dev` until Ctrl-C (or the end of one play with `once`).
@@ -75,10 +79,17 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     };
     let mut config = HostConfig::load(&config_path)?;
     config.runtime.plugins_dir = plugins_dir.clone();
-    config.zoom = Some(crate::config::for_local_zoom(
+    let mut zoom_config = crate::config::for_local_zoom(
         &zoom,
         vec![MediaKind::Audio, MediaKind::Transcript, MediaKind::Chat],
-    ));
+    );
+    if let Some(chaos) = &options.chaos {
+        if let Some(ws) = zoom_config.websocket.as_mut() {
+            chaos.tune_client(ws);
+        }
+        zoom_config.webhook = Some(chaos.webhook_config());
+    }
+    config.zoom = Some(zoom_config);
     // The host, watching the plugins folder and the config file. Plugins built by an
     // earlier session load at once; the build below swaps in what changed.
     let host = Host::start(
@@ -118,6 +129,15 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         events_seen.event_received(event.source);
     }));
     let notices = tokio::spawn(forward_notices(rtms.clone(), monitor.clone()));
+    let outages = host.event_stream().map(|watch| {
+        tokio::spawn(super::chaos::watch_event_stream(
+            watch.clone(),
+            monitor.clone(),
+        ))
+    });
+    let chaos = options.chaos.as_ref().map(|chaos| {
+        super::ChaosSession::start(chaos, event_sim, rtms_sim, host.webhook_url(), &monitor)
+    });
 
     let pause = options.pause.unwrap_or(Duration::from_secs(5));
     let play = async {
@@ -149,7 +169,34 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         _ = crate::cli::shutdown_signal() => {}
     }
 
+    if let Some(chaos) = chaos {
+        let (event_faults, rtms_injections) = (chaos.event_faults(), chaos.rtms_injections());
+        drop(chaos);
+        // Deliveries in flight (a webhook copy of the last steady event) land first.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let stats = host
+            .event_stream()
+            .map(|w| w.stats.snapshot())
+            .unwrap_or_default();
+        monitor.note(format!(
+            "chaos summary: {event_faults} event faults, {rtms_injections} RTMS injections; \
+             event WebSocket {} outages (longest {:.2} s, total {:.2} s, {} reconnect \
+             attempts); events sent while connected {}, missed on the WebSocket while down \
+             {}, sent as webhooks {}; duplicates dropped {}",
+            stats.outages,
+            stats.longest_outage.as_secs_f64(),
+            stats.outage_total.as_secs_f64(),
+            stats.reconnect_attempts,
+            event_sim.sent().len(),
+            event_sim.missed().len(),
+            event_sim.webhooked().len(),
+            host.inputs().duplicates().total()
+        ));
+    }
     notices.abort();
+    if let Some(outages) = outages {
+        outages.abort();
+    }
     drop(sources);
     let infos = host.shutdown().await.plugins;
     view.stop().await;
