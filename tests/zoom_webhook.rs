@@ -469,8 +469,10 @@ fn zoom_config_comes_from_toml_and_the_environment_wins() {
         client_secret = "${FILE_SECRET}"
         subscription_id = "sub-1"
         oauth_url = "https://zoomgov.com/oauth/token"
+        dedupe_window_s = 7200
         [zoom.websocket]
         heartbeat_s = 10
+        backoff_max_s = 20
         [zoom.webhook]
         bind = "0.0.0.0:9000"
         path = "/hooks/zoom"
@@ -496,6 +498,12 @@ fn zoom_config_comes_from_toml_and_the_environment_wins() {
     assert_eq!(ws.subscription_id, "sub-1");
     assert_eq!(ws.heartbeat, Duration::from_secs(10));
     assert_eq!(ws.silence_timeout, Duration::from_secs(45));
+    // The reconnect contract's values: Zoom's, unless set.
+    assert_eq!(ws.backoff_max, Duration::from_secs(20));
+    assert_eq!(ws.reconnect_jitter, Duration::from_secs(1));
+    assert_eq!(ws.healthy_after, Duration::from_secs(10));
+    assert_eq!(zoom.dedupe.window, Duration::from_secs(7200));
+    assert_eq!(zoom.dedupe.capacity, 200_000);
     let wh = zoom.webhook.expect("webhook enabled by the secret");
     assert_eq!(wh.secret.expose(), "wh-from-env");
     assert_eq!(wh.bind, "0.0.0.0:9000".parse().unwrap());

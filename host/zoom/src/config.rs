@@ -75,6 +75,10 @@ struct RawZoomWebsocket {
     enabled: Option<bool>,
     heartbeat_s: Option<u64>,
     silence_timeout_s: Option<u64>,
+    reconnect_jitter_ms: Option<u64>,
+    backoff_max_s: Option<u64>,
+    healthy_after_s: Option<u64>,
+    token_refresh_margin_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -319,6 +323,19 @@ pub fn resolve(
             let mut ws = EventStreamConfig::new(ws_url_value, subscription_id);
             ws.heartbeat = Duration::from_secs(heartbeat_s);
             ws.silence_timeout = Duration::from_secs(silence_s);
+            let raw = &raw.websocket;
+            if let Some(ms) = raw.reconnect_jitter_ms {
+                ws.reconnect_jitter = Duration::from_millis(ms);
+            }
+            if let Some(s) = raw.backoff_max_s {
+                ws.backoff_max = Duration::from_secs(s).max(ws.backoff_min);
+            }
+            if let Some(s) = raw.healthy_after_s {
+                ws.healthy_after = Duration::from_secs(s);
+            }
+            if let Some(s) = raw.token_refresh_margin_s {
+                ws.token_refresh_margin = Duration::from_secs(s);
+            }
             ws
         })
     } else {
