@@ -1014,3 +1014,93 @@ async fn a_plugin_close_request_ends_the_stream_but_shutdown_never_asks_zoom() {
         "{outcome:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_product_streams_with_either_handshake_id() {
+    use zoomhost_sim::rtms::Product;
+    use zoomhost_zoom::rtms::HandshakeId;
+    let host = host("audio").await;
+    let sim = sim(Duration::from_secs(5)).await;
+    let cases = [
+        (Product::ContactCenter, HandshakeId::Product, "contact"),
+        (Product::Phone, HandshakeId::Product, "phone"),
+        (Product::Webinar, HandshakeId::MeetingUuid, "webinar"),
+        (Product::VideoSdk, HandshakeId::Product, "sdk"),
+    ];
+    let mut running = Vec::new();
+    for (i, (product, id_field, kind)) in cases.into_iter().enumerate() {
+        let mut config = client_config(SECRET);
+        config.media = vec![MediaKind::Audio];
+        config.handshake_id = id_field;
+        let (rtms, inputs) = manager(&host, config);
+        let _forward = forward_notices(&sim, &inputs);
+        let stream = sim.add_stream(StreamSpec {
+            product,
+            frames: 200,
+            pace: Pace::Fast,
+            faults: vec![(80, Fault::DropSignaling)],
+            ..StreamSpec::new(format!("session-{i}"), format!("stream-product-{i}"))
+        });
+        let name = product.event_name(zoomhost_protocol::rtms::product::Lifecycle::Started);
+        let mut payload = json!({
+            "rtms_stream_id": stream.stream_id(),
+            "server_urls": sim.signaling_url(),
+        });
+        payload[product.id_key()] = json!(stream.meeting_uuid());
+        inputs.event(Event {
+            id: zoomhost_protocol::event_id(&name, 1_700_000_000_000, &payload),
+            name,
+            timestamp: 1_700_000_000_000,
+            payload: payload.to_string(),
+            source: EventSource::Webhook,
+        });
+        running.push((stream, rtms, kind, _forward));
+    }
+    for (stream, rtms, kind, _) in &running {
+        wait_closed(&host, stream).await;
+        assert_exactly_once(&host, stream, 200);
+        let open = host.logs.lines(
+            "recorder",
+            &format!("rec open stream={} ", stream.stream_id()),
+        );
+        assert!(
+            field(&open[0], "kind").to_ascii_lowercase().contains(kind),
+            "{open:?}"
+        );
+        let client = rtms.stats();
+        assert_eq!(client.interruptions, 1, "{kind}: {client:?}");
+        assert_eq!((client.opened, client.failed), (1, 0), "{kind}: {client:?}");
+        assert!(stream.stats().rejections.is_empty(), "{:?}", stream.stats());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_notices_are_counted() {
+    let host = host("audio").await;
+    let (rtms, inputs) = manager(&host, client_config(SECRET));
+    for (name, payload) in [
+        (
+            "rtms.concurrency_near_limit",
+            json!({"concurrency_limit": 2000, "concurrency_number": 1700, "percentage": 85}),
+        ),
+        (
+            "rtms.concurrency_limited",
+            json!({"operator_id": "op", "concurrency_number": 2000, "id_field": {"meeting_uuid": "m"}}),
+        ),
+    ] {
+        inputs.event(Event {
+            id: zoomhost_protocol::event_id(name, 1_700_000_000_000, &payload),
+            name: name.into(),
+            timestamp: 1_700_000_000_000,
+            payload: payload.to_string(),
+            source: EventSource::Webhook,
+        });
+    }
+    let stats = rtms.stats();
+    assert_eq!(
+        (stats.concurrency_near_limit, stats.concurrency_limited),
+        (1, 1),
+        "{stats:?}"
+    );
+    assert!(rtms.active().is_empty());
+}

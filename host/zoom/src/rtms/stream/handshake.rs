@@ -232,3 +232,41 @@ fn plan_media(media_server: Option<&Value>, config: &RtmsConfig) -> Result<Plan,
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zoomhost_protocol::rtms::handshake::request_id;
+    use zoomhost_protocol::Secret;
+    use zoomhost_types::SessionKind;
+
+    fn start(kind: SessionKind) -> StreamStart {
+        StreamStart {
+            kind,
+            meeting_uuid: "e-1".into(),
+            stream_id: "s-1".into(),
+            server_urls: vec!["wss://a".into()],
+        }
+    }
+
+    #[test]
+    fn the_id_field_follows_the_switch_and_the_signature_its_value() {
+        let mut config = RtmsConfig::new("cid", Secret::new("secret"));
+        let who = Who::new(&config, &start(SessionKind::ContactCenter));
+        let hello = handshake::signaling_request_for(1, &who.credentials(), "x", Some(true));
+        assert_eq!(request_id(&hello), Some(("engagement_id", "e-1")));
+        assert_eq!(hello["buffer_data"], true);
+        assert_eq!(
+            hello["signature"],
+            handshake::signature("cid", "secret", "e-1", "s-1")
+        );
+        let phone = Who::new(&config, &start(SessionKind::Phone));
+        let media = handshake::data_request_for(2, &phone.credentials(), 1, Value::Null);
+        assert_eq!(request_id(&media), Some(("call_id", "e-1")));
+        config.handshake_id = HandshakeId::MeetingUuid;
+        let who = Who::new(&config, &start(SessionKind::ContactCenter));
+        let hello = handshake::signaling_request_for(1, &who.credentials(), "x", None);
+        assert_eq!(request_id(&hello), Some(("meeting_uuid", "e-1")));
+        assert!(hello.get("buffer_data").is_none());
+    }
+}
