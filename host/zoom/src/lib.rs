@@ -25,7 +25,10 @@
 //! *string* holding the webhook-shaped `{event, event_ts, payload}`. Zoom publishes no close
 //! codes; about 45 s of silence means the connection is dead. Events sent while no
 //! connection is up are not replayed, and a second connection for one subscription closes
-//! the first.
+//! the first. So the client reconnects at once (jitter under 1 s) after an established
+//! connection ends, backs off (capped at 15 s) only across failed attempts, and never
+//! closes a live connection to renew its token: a fresh one is fetched in the background
+//! and used when the server closes the connection at expiry ([`events::reconnect`]).
 //!
 //! ## Webhooks, [`webhook`]
 //! `x-zm-request-timestamp` (epoch seconds) and `x-zm-signature: v0=HEX`, HEX being
@@ -33,7 +36,9 @@
 //! over the raw bytes in constant time, within a timestamp window. `endpoint.url_validation`
 //! is answered with `{plainToken, encryptedToken}` (`encryptedToken` = hex HMAC-SHA256 of
 //! the plain token). A 200/204 within 3 s counts as delivered; anything else is retried
-//! later, so answers are immediate and deliveries are deduplicated.
+//! later, so answers are immediate and deliveries are deduplicated. Both sources give an
+//! event the same content-derived id, so the host delivers an event that came both ways
+//! once.
 //!
 //! ## Events
 //! Payloads are `{account_id, object: {...}}`, except the RTMS lifecycle, whose fields are

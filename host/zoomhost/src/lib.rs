@@ -9,7 +9,9 @@
 //! - [`config`]: reads `zoomhost.toml`, the environment and `.env`, expands `${VAR}`, and
 //!   composes the runtime's and the Zoom sources' own sections;
 //! - [`host`]: the one `Host` that wires sources, the RTMS client and the runtime, with
-//!   the start-up and shutdown order; [`inputs`]: the input path and its taps;
+//!   the start-up and shutdown order; [`inputs`]: the input path, which delivers each
+//!   event once whichever source it came from (a content-derived id remembered 65
+//!   minutes), and its taps;
 //! - the commands: [`cli`] (`run`, `simulate`, `check`, `replay`), [`dev`], [`bench`],
 //!   [`scaffold`] (`new`), [`replay`], and [`wasm_build`] for building plugin crates.
 //!
