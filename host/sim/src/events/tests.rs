@@ -177,3 +177,72 @@ async fn an_rtms_scenario_announces_streams_a_client_can_join() {
         Some(rtms::StreamOutcome::Completed { reason: 6 })
     );
 }
+
+#[test]
+fn event_fault_steps_parse() {
+    let scenario = Scenario::parse(
+        r#"
+        [[steps]]
+        kind = "token_lifetime"
+        seconds = 2
+        [[steps]]
+        kind = "steady_start"
+        every_ms = 50
+        [[steps]]
+        kind = "expire_token"
+        oauth_down_ms = 800
+        [[steps]]
+        kind = "oauth_down"
+        ms = 300
+        [[steps]]
+        kind = "close"
+        code = 1001
+        [[steps]]
+        kind = "steady_stop"
+        "#,
+    )
+    .unwrap();
+    assert!(matches!(
+        scenario.steps[2].action,
+        Action::ExpireToken {
+            oauth_down_ms: 800,
+            status: 500
+        }
+    ));
+    let Action::SteadyStart { event, every_ms } = &scenario.steps[1].action else {
+        panic!("steady_start");
+    };
+    assert_eq!((event.as_str(), *every_ms), ("meeting.participant_qos", 50));
+}
+
+#[tokio::test]
+async fn oauth_outages_by_time_and_token_expiry() {
+    let oauth = crate::oauth::OAuthSim::start(crate::oauth::OAuthSimConfig {
+        client_id: "c".into(),
+        client_secret: "s".into(),
+        account_id: "a".into(),
+        expires_in: 3600,
+    })
+    .await
+    .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let ask = || {
+        client
+            .post(format!("{}?grant_type=client_credentials", oauth.url()))
+            .basic_auth("c", Some("s"))
+            .send()
+    };
+    oauth.set_expires_in(2);
+    let reply: Value = ask().await.unwrap().json().await.unwrap();
+    assert_eq!(reply["expires_in"], 2);
+    let token = reply["access_token"].as_str().unwrap().to_string();
+    assert!(oauth.expires_at(&token).is_some() && oauth.is_valid(&token));
+    oauth.expire(&token);
+    assert!(!oauth.is_valid(&token));
+    oauth.fail_for(Duration::from_millis(300), 500);
+    assert_eq!(ask().await.unwrap().status(), 500);
+    assert_eq!(ask().await.unwrap().status(), 500);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(ask().await.unwrap().status(), 200);
+}
