@@ -541,9 +541,7 @@ fn resolve_rtms(
     if let Some(individual) = raw.individual_video {
         config.individual_video = individual;
         if individual && !config.media.contains(&MediaKind::Video) {
-            problems.push(
-                "zoom.rtms.individual_video needs \"video\" in zoom.rtms.media".into(),
-            );
+            problems.push("zoom.rtms.individual_video needs \"video\" in zoom.rtms.media".into());
         }
     }
     if let Some(single) = raw.single_socket {
@@ -600,4 +598,63 @@ fn resolve_rtms(
         ));
     }
     Some(config)
+}
+
+#[cfg(test)]
+mod rtms_keys {
+    use super::*;
+    use crate::rtms::HandshakeId;
+
+    fn rtms(section: serde_json::Value) -> (Option<crate::rtms::RtmsConfig>, Vec<String>) {
+        let raw: RawZoom = serde_json::from_value(serde_json::json!({
+            "rtms_client_id": "id", "rtms_client_secret": "secret", "rtms": section
+        }))
+        .expect("[zoom] section");
+        let mut problems = Vec::new();
+        let zoom = resolve(Some(raw), &|_| None, &|s| Ok(s.to_string()), &mut problems);
+        (zoom.and_then(|z| z.rtms), problems)
+    }
+
+    #[test]
+    fn failure_contract_timers_and_2026_fields_are_read() {
+        let (config, problems) = rtms(serde_json::json!({
+            "media": ["audio", "video"], "individual_video": true,
+            "transcript_language": "9", "enable_lid": false, "buffer_data": false,
+            "handshake_id": "meeting_uuid", "media_resume_window_s": 70,
+            "reconnect_min_ms": 100, "reconnect_max_ms": 800, "close_grace_ms": 50,
+            "idle_timeout_s": 20,
+        }));
+        assert!(problems.is_empty(), "{problems:?}");
+        let c = config.expect("rtms config");
+        assert_eq!(c.transcript_language, Some(9));
+        assert_eq!((c.enable_lid, c.buffer_data), (Some(false), Some(false)));
+        assert_eq!(c.handshake_id, HandshakeId::MeetingUuid);
+        assert!(c.individual_video);
+        assert_eq!(c.media_resume_window, Duration::from_secs(70));
+        assert_eq!(c.reconnect_min, Duration::from_millis(100));
+        assert_eq!(c.reconnect_max, Duration::from_millis(800));
+        assert_eq!(c.close_grace, Duration::from_millis(50));
+        assert_eq!(c.idle_timeout, Duration::from_secs(20));
+        let (c, _) = rtms(serde_json::json!({ "transcript_language": 36 }));
+        assert_eq!(c.expect("rtms").transcript_language, Some(36));
+    }
+
+    #[test]
+    fn bad_values_are_named_by_key() {
+        let (_, problems) = rtms(serde_json::json!({
+            "transcript_language": "english", "handshake_id": "uuid",
+            "individual_video": true, "close_grace_ms": 0,
+            "reconnect_min_ms": 500, "reconnect_max_ms": 100,
+        }));
+        let all = problems.join("\n");
+        for key in [
+            "zoom.rtms.transcript_language",
+            "zoom.rtms.handshake_id",
+            "zoom.rtms.individual_video",
+            "zoom.rtms.close_grace_ms",
+            "zoom.rtms.reconnect_max_ms",
+        ] {
+            assert!(all.contains(key), "{key} in {all}");
+        }
+    }
 }

@@ -42,29 +42,47 @@
 //!
 //! ## Events
 //! Payloads are `{account_id, object: {...}}`, except the RTMS lifecycle, whose fields are
-//! flat: `*.rtms_started` (`meeting_uuid` or the product's id, `rtms_stream_id`,
-//! `server_urls`: a comma-separated string), `*.rtms_stopped` (`stop_reason`) and
-//! `*.rtms_interrupted`, for meetings, `webinar.*` (`webinar_uuid`), `session.*`
-//! (`session_id`) and `contact_center.voice_rtms_*` (`engagement_id`); the handshakes carry
-//! the id in `meeting_uuid` whatever the product.
+//! flat: `*.rtms_started` (the product's id, `rtms_stream_id`, `server_urls`: a
+//! comma-separated string of URLs for different transports, only the `ws(s)` ones being
+//! WebSocket servers), `*.rtms_stopped` (`stop_reason`) and `*.rtms_interrupted` (the ids
+//! only), for meetings (`meeting_uuid`), `webinar.*` (`webinar_uuid`), `session.*`
+//! (`session_id`), `contact_center.voice_rtms_*` (`engagement_id`) and `phone.rtms_*`
+//! (`call_id`). Zoom sends `*.rtms_started` again, same ids, new `server_urls`, newer
+//! `event_ts`, when a stream moved to another server. `rtms.concurrency_limited` and
+//! `rtms.concurrency_near_limit` report the account's concurrent streams.
 //!
 //! ## RTMS, [`rtms`]
 //! One signaling WebSocket (from `server_urls`) and media WebSockets (URLs from the
 //! signaling answer) per stream; every message is a JSON object with an integer
-//! `msg_type`, in text or binary frames either way. Each handshake is signed with lowercase
-//! hex HMAC-SHA256 keyed by the client secret over `{client_id},{meeting_uuid},{stream_id}`.
-//! Signaling: handshake 1 → 2 (`status_code` 0 and the media URLs per kind: `audio`,
-//! `video`, `deskshare`, `transcript`, `chat`, `all`), event subscription 5, event updates
-//! 6 (active speaker, participant join/leave, sharing, media interrupted), client-ready 7
-//! after the media handshakes, stream state 8 (4 = terminated ends the stream), session
-//! state 9. Media: handshake 3 → 4 (`media_type` bitmask audio 1, video 2, deskshare 4,
-//! transcript 8, chat 16, all 32; the answer's `media_params` are the effective ones), then
-//! data 14 audio, 15 video, 16 share, 17 transcript, 18 chat (`content` with `user_id`,
-//! `user_name`, base64 `data` or text, `timestamp` in ms). Keep-alive 12 arrives on every
-//! socket and is answered at once with 13 echoing `sequence` and `timestamp`. Audio
-//! defaults: L16, 16 kHz, mono, mixed, 20 ms (640 bytes a frame). A socket lost without a
-//! close frame is re-handshaken with growing delays while Zoom keeps the stream resumable
-//! (about 60 s); a server close, a terminated state or `*.rtms_stopped` ends it.
+//! `msg_type`, in text or binary frames either way. Each handshake carries the session id
+//! (under the product's key, or `meeting_uuid` as Zoom's C SDK sends it) and is signed
+//! with lowercase hex HMAC-SHA256 keyed by the client secret over
+//! `{client_id},{id},{stream_id}`; the signaling handshake may carry `buffer_data`
+//! (default true: audio from before the connection is replayed). Signaling: handshake 1
+//! → 2 (`status_code` 0 and the media URLs per kind: `audio`, `video`, `deskshare`,
+//! `transcript`, `chat`, `all`), event subscription 5, event updates 6 (1 first packet
+//! and 7 media interrupted come unasked; 2 active speaker, 3/4 join/leave, 5/6 sharing,
+//! 8/9 video on/off, 10–14 chat groups; Contact Center streams number 8–29 as their own
+//! call events), client-ready 7 after the media handshakes (again after every media
+//! re-handshake), stream state 8 (2 interrupted with reason 13 signaling or 14 media;
+//! 4 terminated ends the stream), session state 9, close request 21 → 22, individual
+//! video subscription 28 → 29. Media: handshake 3 → 4 (`media_type` bitmask audio 1,
+//! video 2, deskshare 4, transcript 8, chat 16, all 32; the answer's `media_params` are
+//! the effective ones), then data 14 audio, 15 video, 16 share, 17 transcript, 18 chat
+//! (`content` with `user_id`, `user_name`, base64 `data` or text (chat: a JSON object),
+//! `timestamp` in ms; Contact Center adds `channel_id`). Keep-alive 12 arrives on every
+//! socket (every 10 s while idle) and is answered at once with 13 echoing `sequence` and
+//! `timestamp`. Audio defaults: L16, 16 kHz, mono, mixed, 20 ms (640 bytes a frame).
+//! Status codes run to 47 (8 and 16, duplicate connections, are worth a retry); stop
+//! reasons to 26 (10–19 and 24 are connection failures).
+//!
+//! Zoom's failure contract, which the client follows: a lost signaling socket takes media
+//! with it and Zoom sends `*.rtms_interrupted`, then keeps the stream resumable for 60 s;
+//! a lost media socket is announced on signaling (event 7, or state 2 with reason 14) and
+//! resumable for 65 s; a failed server is announced by a newer `*.rtms_started`; the
+//! client backs off 3 s doubling to 30 s and starts over after each successful handshake,
+//! and acts on a bare socket close only when no signal came. During an outage Zoom
+//! buffers audio and replays it with the original timestamps; video is never buffered.
 
 pub mod config;
 pub mod events;

@@ -4,7 +4,7 @@
 //! whatever its source, and acts on the RTMS lifecycle of every product (`meeting.`,
 //! `webinar.`, `session.`, `contact_center.voice_`, `phone.`):
 //!
-//! - `*.rtms_started` starts a stream task (see [`stream`]). For a stream that is already
+//! - `*.rtms_started` starts a stream task (the `stream` module). For a stream that is already
 //!   running it is Zoom's **failover** signal when its `event_ts` is newer than the last
 //!   start's: the stream drops its sockets and re-handshakes at once against the new
 //!   `server_urls`. The same or an older `event_ts` is a duplicate (webhook *and*

@@ -46,9 +46,18 @@
 //! channels = 1
 //! frame_ms = 20                    # ms of audio per message, a multiple of 20
 //! per_speaker = false              # one audio stream per speaker instead of the mix
-//! # transcript_language = "..."   # Zoom's source-language id; unset: detect
+//! # transcript_language = 9        # Zoom's language number (9 English); unset: none
+//! # enable_lid = true              # transcript language detection; unset: Zoom's (on)
+//! # buffer_data = true             # unset: Zoom's default (replay audio from before connecting)
+//! handshake_id = "product"         # or "meeting_uuid" (the id field of the handshakes)
+//! individual_video = false         # one participant's video, chosen by plugins
 //! single_socket = false            # one `all` media socket instead of one per kind
-//! resume_window_s = 60             # how long a dropped stream may be resumed
+//! resume_window_s = 60             # signaling window: how long a lost stream may be resumed
+//! media_resume_window_s = 65       # media window: the same for a lost media socket
+//! reconnect_min_ms = 3000          # re-handshake delays, doubling up to reconnect_max_ms
+//! reconnect_max_ms = 30000
+//! close_grace_ms = 5000            # wait for Zoom's word after a bare socket close
+//! idle_timeout_s = 35              # a silent socket is treated as lost
 //!
 //! [zoom.websocket]
 //! enabled = true                   # default: true when a subscription id is set
