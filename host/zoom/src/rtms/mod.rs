@@ -450,8 +450,17 @@ impl RtmsManager {
         );
     }
 
-    /// `*.rtms_interrupted`: the stream re-handshakes signaling and media.
+    /// `*.rtms_interrupted`: the stream re-handshakes signaling and media. A stream
+    /// ignores a notice whose `event_ts` is older than its current connection (it was
+    /// about a connection already replaced); one without `event_ts` counts as new.
     fn interrupted(&self, stream_id: &str, event_ts: u64) {
+        let event_ts = if event_ts == 0 {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(u64::MAX, |d| d.as_millis() as u64)
+        } else {
+            event_ts
+        };
         match lock(&self.streams).get(stream_id) {
             Some(running) => {
                 tracing::warn!(
