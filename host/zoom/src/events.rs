@@ -450,6 +450,12 @@ impl EventStream {
             // meanwhile (after a rejection) is kept.
             self.tokens.invalidate(&current);
             match self.tokens.token().await {
+                Ok(same) if same.secret == current.secret => {
+                    // The source has nothing fresher yet: ask again later, backing off.
+                    let delay = retry.next().unwrap_or(config.token_retry_max);
+                    tokio::time::sleep(delay).await;
+                    due = Some(same);
+                }
                 Ok(fresh) => {
                     retry = retry_schedule();
                     self.note_token(&fresh);
