@@ -1104,3 +1104,198 @@ async fn concurrency_notices_are_counted() {
     );
     assert!(rtms.active().is_empty());
 }
+
+/// A scripted RTMS server for what the simulator does not serve (individual video): it
+/// answers every handshake with success and reports each client message, with a handle
+/// per signaling connection to write to it or drop it.
+mod scripted {
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::{json, Value};
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    use tokio_tungstenite::tungstenite::Message;
+
+    /// A message a client sent: the path of its socket and the JSON.
+    pub type Seen = (String, Value);
+    /// What to do with a signaling connection: write JSON, or drop it (`None`).
+    pub type Control = mpsc::UnboundedSender<Option<Value>>;
+
+    pub async fn start() -> (
+        String,
+        mpsc::UnboundedReceiver<Seen>,
+        mpsc::UnboundedReceiver<Control>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (seen_tx, seen) = mpsc::unbounded_channel();
+        let (control_tx, controls) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (seen_tx, control_tx) = (seen_tx.clone(), control_tx.clone());
+                tokio::spawn(async move {
+                    let mut path = String::new();
+                    let ws = tokio_tungstenite::accept_hdr_async(
+                        tcp,
+                        |req: &Request, resp: Response| {
+                            path = req.uri().path().to_string();
+                            Ok(resp)
+                        },
+                    )
+                    .await;
+                    let Ok(mut ws) = ws else { return };
+                    let (tx, mut rx) = mpsc::unbounded_channel::<Option<Value>>();
+                    if path == "/signaling" {
+                        let _ = control_tx.send(tx);
+                    }
+                    let base = format!("ws://{addr}");
+                    loop {
+                        tokio::select! {
+                            m = ws.next() => {
+                                let Some(Ok(m)) = m else { return };
+                                let Ok(text) = m.into_text() else { continue };
+                                let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+                                let reply = match v["msg_type"].as_u64() {
+                                    Some(1) => Some(json!({"msg_type": 2, "status_code": 0,
+                                        "media_server": {"server_urls": {
+                                            "audio": format!("{base}/media/audio"),
+                                            "video": format!("{base}/media/video")}}})),
+                                    Some(3) => Some(json!({"msg_type": 4, "status_code": 0,
+                                        "media_params": v["media_params"].clone()})),
+                                    _ => None,
+                                };
+                                let _ = seen_tx.send((path.clone(), v));
+                                if let Some(reply) = reply {
+                                    if ws.send(Message::text(reply.to_string())).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            order = rx.recv() => match order {
+                                Some(Some(v)) => {
+                                    let _ = ws.send(Message::text(v.to_string())).await;
+                                }
+                                // Abrupt: no close frame.
+                                _ => return,
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (format!("ws://{addr}/signaling"), seen, controls)
+    }
+}
+
+/// The next message of `msg_type` seen on a socket whose path is `path`.
+async fn next_seen(
+    seen: &mut tokio::sync::mpsc::UnboundedReceiver<scripted::Seen>,
+    path: &str,
+    msg_type: u64,
+) -> serde_json::Value {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let (p, v) = seen.recv().await.expect("server running");
+            if p == path && v["msg_type"] == msg_type {
+                return v;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no msg_type {msg_type} on {path}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn individual_video_subscriptions_go_out_on_signaling_and_again_after_a_reconnect() {
+    use zoomhost_zoom::rtms::StreamStart;
+    let host = host("audio,video").await;
+    let (url, mut seen, mut controls) = scripted::start().await;
+    let mut config = client_config(SECRET);
+    config.media = vec![MediaKind::Audio, MediaKind::Video];
+    config.individual_video = true;
+    let (rtms, _inputs) = manager(&host, config);
+    let mut notices = rtms.subscribe();
+    rtms.start_at(
+        StreamStart {
+            kind: zoomhost_types::SessionKind::Meeting,
+            meeting_uuid: "mtg-video==".into(),
+            stream_id: "stream-video".into(),
+            server_urls: vec![url],
+        },
+        1_700_000_000_000,
+    );
+    let video = next_seen(&mut seen, "/media/video", 3).await;
+    assert_eq!(video["media_params"]["video"]["data_opt"], 4, "{video}");
+    let subscription = next_seen(&mut seen, "/signaling", 5).await;
+    let events: Vec<u64> = subscription["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_u64().unwrap())
+        .collect();
+    assert_eq!(events, vec![2, 3, 4, 8, 9]);
+    next_seen(&mut seen, "/signaling", 7).await;
+    let first = controls.recv().await.expect("signaling connection");
+
+    let control: &dyn StreamControl = rtms.as_ref();
+    control
+        .subscribe_video("stream-video", 16_778_240, true)
+        .unwrap();
+    let request = next_seen(&mut seen, "/signaling", 28).await;
+    assert_eq!(request["user_id"], 16_778_240);
+    assert_eq!(request["subscribe"], true);
+    // A duplicate subscription (44) is harmless.
+    first
+        .send(Some(
+            json!({"msg_type": 29, "user_id": 16_778_240, "status_code": 44}),
+        ))
+        .unwrap();
+
+    // Signaling drops without a word from Zoom: after the grace period the client
+    // re-handshakes and subscribes the same participant again.
+    first.send(None).unwrap();
+    let second = controls.recv().await.expect("a new signaling connection");
+    next_seen(&mut seen, "/signaling", 7).await;
+    let again = next_seen(&mut seen, "/signaling", 28).await;
+    assert_eq!(again["user_id"], 16_778_240);
+
+    // A close request goes out on the new signaling socket; Zoom answers and terminates.
+    control.close_stream("stream-video").unwrap();
+    let close = next_seen(&mut seen, "/signaling", 21).await;
+    assert_eq!(close["rtms_stream_id"], "stream-video");
+    second
+        .send(Some(
+            json!({"msg_type": 22, "rtms_stream_id": "stream-video", "status_code": 0}),
+        ))
+        .unwrap();
+    second
+        .send(Some(
+            json!({"msg_type": 8, "rtms_stream_id": "stream-video", "state": 4, "reason": 20}),
+        ))
+        .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(RtmsNotice::Closed { reason, .. }) = notices.recv().await {
+                break reason;
+            }
+        }
+    })
+    .await
+    .expect("the stream ended");
+    assert!(reason.contains("stop_reason 20"), "{reason}");
+    let stats = rtms.stats();
+    assert_eq!(
+        (
+            stats.video_subscriptions,
+            stats.close_requests,
+            stats.opened
+        ),
+        (2, 1, 1),
+        "{stats:?}"
+    );
+    assert!(eventually(Duration::from_secs(5), || rtms.active().is_empty()).await);
+    assert_eq!(
+        control.subscribe_video("stream-video", 1, true),
+        Err(ControlError::UnknownStream("stream-video".into()))
+    );
+}
