@@ -1108,6 +1108,8 @@ async fn concurrency_notices_are_counted() {
 /// A scripted RTMS server for what the simulator does not serve (individual video): it
 /// answers every handshake with success and reports each client message, with a handle
 /// per signaling connection to write to it or drop it.
+// tungstenite's handshake callback returns its (large) error response by value.
+#[allow(clippy::result_large_err)]
 mod scripted {
     use futures_util::{SinkExt, StreamExt};
     use serde_json::{json, Value};
