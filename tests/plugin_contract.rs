@@ -270,6 +270,7 @@ fn control_results(t: &TestHost, plugin: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_control_reaches_the_host_only_for_granted_plugins() {
+    host_logs();
     let t = TestHost::start(
         r#"
         [plugins.granted]
@@ -329,6 +330,15 @@ async fn stream_control_reaches_the_host_only_for_granted_plugins() {
     assert_eq!(
         (denied.stream_control_denied, denied.stream_control_requests),
         (4, 0)
+    );
+    // And logged for the operator, as a denied outbound request is.
+    let logged = host_logs().text();
+    assert!(
+        logged.contains(
+            "stream control denied: close-stream \"s-1\" is not granted to plugin denied \
+             (grant it with `stream_control = true` in [plugins.denied])"
+        ),
+        "{logged}"
     );
     let granted = t.host.stats("granted").await.unwrap();
     assert_eq!(
@@ -401,6 +411,17 @@ timeout_ms = 30000
             );
         }
 
+        // Video on a stream that carries none: the RTMS client's refusal reaches the
+        // plugin, and nothing is sent.
+        live.inputs().event(control_event(
+            "test.subscribe_video",
+            1,
+            &format!(r#"{{"stream":"{id}","user":16778240,"on":true}}"#),
+        ));
+        assert!(eventually(WAIT, || control_results(&t, "granted").len() == 1).await);
+        let refused = control_results(&t, "granted");
+        assert!(refused[0].contains("individual video"), "{refused:?}");
+
         // Each plugin asks to close it: only the granted one's request goes to Zoom.
         live.inputs().event(control_event(
             "test.close_stream",
@@ -420,11 +441,16 @@ timeout_ms = 30000
                 "{plugin}'s media session was not closed"
             );
         }
-        assert_eq!(control_results(&t, "granted"), ["ok"]);
-        let denied = control_results(&t, "other");
-        assert!(denied[0].contains("not granted"), "{denied:?}");
+        assert_eq!(control_results(&t, "granted")[1], "ok");
+        for denied in control_results(&t, "other") {
+            assert!(denied.contains("not granted"), "{denied}");
+        }
         let rtms = live.rtms().expect("RTMS is configured").stats();
-        assert_eq!(rtms.close_requests, 1, "{rtms:?}");
+        assert_eq!(
+            (rtms.close_requests, rtms.video_subscriptions),
+            (1, 0),
+            "{rtms:?}"
+        );
         live.shutdown().await;
     }
 }
