@@ -8,6 +8,7 @@ mod dev;
 mod plugin_contract;
 mod polyglot;
 mod rtms;
+mod rtms_sdk;
 mod runtime;
 mod sandbox;
 mod scaffold;

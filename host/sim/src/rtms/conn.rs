@@ -571,7 +571,9 @@ impl ConnTask {
 
     async fn keepalive_tick(&mut self) -> Result<(), Exit> {
         if self.max_missed > 0 && self.pending.len() >= self.max_missed {
-            if let Some(msg) = self.stream.keepalive_timeout(self.id) {
+            let (msg, grace) = self.stream.keepalive_timeout(self.id);
+            tokio::time::sleep(grace).await;
+            if let Some(msg) = msg {
                 let _ = self.send(msg).await;
             }
             return Err(self.drop_tcp(Exit::KeepaliveTimeout).await);

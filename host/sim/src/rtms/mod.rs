@@ -181,6 +181,12 @@ pub struct RtmsSimConfig {
     /// reason 13 before dropping a signaling socket (both paths exist on Zoom; clients
     /// must not react twice). Default true.
     pub interrupt_state_updates: bool,
+    /// How long the server stops writing media before it drops or closes a stream's
+    /// sockets (a fault, a keep-alive timeout) and before the stop sequence's state
+    /// messages, so a client that reads promptly has every frame the server wrote: a
+    /// crash that loses frames in flight tells nothing about a client. Media produced
+    /// meanwhile is buffered like any other. 0: drop at once. Default 200 ms.
+    pub flush_grace: Duration,
     /// How long a new connection may take to send its handshake. Default 10 s.
     pub handshake_timeout: Duration,
 }
@@ -198,6 +204,7 @@ impl Default for RtmsSimConfig {
             media_window: Duration::from_secs(65),
             audio_buffer: Duration::from_secs(60),
             interrupt_state_updates: true,
+            flush_grace: Duration::from_millis(200),
             handshake_timeout: Duration::from_secs(10),
         }
     }
@@ -216,6 +223,7 @@ impl std::fmt::Debug for RtmsSimConfig {
             .field("media_window", &self.media_window)
             .field("audio_buffer", &self.audio_buffer)
             .field("interrupt_state_updates", &self.interrupt_state_updates)
+            .field("flush_grace", &self.flush_grace)
             .field("handshake_timeout", &self.handshake_timeout)
             .finish()
     }

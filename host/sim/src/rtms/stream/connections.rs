@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
@@ -12,7 +13,7 @@ use zoomhost_protocol::rtms::control;
 use zoomhost_protocol::rtms::msg::{self, event_type};
 use zoomhost_protocol::rtms::states::{session_state, stop_reason, stream_state};
 
-use super::{Cmd, ConnEntry, Exit, Phase, Role, SimStream, StreamOutcome};
+use super::{Cmd, ConnEntry, Exit, Phase, Role, SimStream};
 use crate::rtms::source::{self, AudioPlan};
 use crate::rtms::status;
 use crate::rtms::wire;
@@ -293,20 +294,30 @@ impl SimStream {
     }
 
     /// Connection `id` is about to be dropped for unanswered keep-alives (the reaction
-    /// follows when it is gone, [`SimStream::conn_exit`]). Returns the
-    /// `STREAM_STATE_UPDATE` it should write first: INTERRUPTED with reason 13 when it is
-    /// the signaling connection and state updates are on.
-    pub(in crate::rtms) fn keepalive_timeout(&self, id: u64) -> Option<String> {
-        let mut core = self.lock();
-        core.stats.dropped_for_keepalive += 1;
-        let signaling = core.signaling == Some(id) && core.phase == Phase::Live;
-        (signaling && self.tl.state_updates).then(|| {
-            wire::stream_state_update(
-                &self.tl.stream_id,
-                stream_state::INTERRUPTED,
-                stop_reason::SIGNAL_CONNECTION_INTERRUPTED,
-            )
-        })
+    /// follows when it is gone, [`SimStream::conn_exit`]); media is held back for the
+    /// flush grace first. Returns how long to wait, and the `STREAM_STATE_UPDATE` to
+    /// write after that, right before the drop (INTERRUPTED with reason 13 when it is the
+    /// signaling connection and state updates are on).
+    pub(in crate::rtms) fn keepalive_timeout(&self, id: u64) -> (Option<String>, Duration) {
+        let grace = self.tl.flush_grace;
+        let msg = {
+            let mut core = self.lock();
+            core.stats.dropped_for_keepalive += 1;
+            if !grace.is_zero() {
+                core.hold(Instant::now() + grace);
+                core.update(&self.tl, Instant::now());
+            }
+            let signaling = core.signaling == Some(id) && core.phase == Phase::Live;
+            (signaling && self.tl.state_updates).then(|| {
+                wire::stream_state_update(
+                    &self.tl.stream_id,
+                    stream_state::INTERRUPTED,
+                    stop_reason::SIGNAL_CONNECTION_INTERRUPTED,
+                )
+            })
+        };
+        self.bump();
+        (msg, grace)
     }
 
     pub(in crate::rtms) fn client_close_code(&self, code: u16) {
@@ -315,8 +326,9 @@ impl SimStream {
 
     /// Connection `id` ended. A socket the stream still counted on is a loss, followed
     /// by Zoom's reaction: signaling takes media with it and `rtms_interrupted` goes out;
-    /// media gets `EVENT_UPDATE` 7 on signaling. A client's close 1000 on signaling ends
-    /// the stream.
+    /// media gets `EVENT_UPDATE` 7 on signaling. That holds for a client's close frame
+    /// too, even 1000: only `STREAM_CLOSE_REQ` ends a stream from the client's side (Zoom's
+    /// official SDK closes signaling with 1000 when a media socket drops, then rejoins).
     pub(in crate::rtms) fn conn_exit(&self, id: u64, exit: Exit) {
         {
             let mut core = self.lock();
@@ -325,15 +337,9 @@ impl SimStream {
             }
             let live = core.phase == Phase::Live;
             let was_signaling = core.signaling == Some(id);
-            if was_signaling && live && exit == Exit::ClientClosed(Some(1000)) {
-                core.phase = Phase::Done(StreamOutcome::ClientClosed);
-                for conn in core.conns.values() {
-                    let _ = conn.tx.send(Cmd::Close(1000, String::new(), None));
-                }
-            }
             let lost = core.detach(id);
             if live && exit != Exit::Shutdown {
-                if was_signaling && core.phase == Phase::Live {
+                if was_signaling {
                     core.signaling_lost(&self.tl);
                 } else if lost != 0 {
                     core.media_lost(&self.tl, lost);

@@ -39,7 +39,45 @@ impl SelfAction {
     }
 }
 
+impl Fault {
+    /// Whether it drops or closes sockets (and so waits for the flush grace).
+    fn ends_sockets(&self) -> bool {
+        matches!(
+            self,
+            Fault::DropMedia
+                | Fault::DropSignaling
+                | Fault::Failover
+                | Fault::CloseMedia(_)
+                | Fault::CloseSignaling(_)
+        )
+    }
+}
+
 impl Core {
+    /// Fires `fault`: at once, or, for one that drops or closes sockets, once the flush
+    /// grace is over, with media held back meanwhile (see [`Core::apply_fault`]).
+    pub(super) fn fire_fault(
+        &mut self,
+        tl: &Timeline,
+        me: u64,
+        fault: Fault,
+        now: Instant,
+        action: &mut SelfAction,
+    ) {
+        if fault.ends_sockets() && !tl.flush_grace.is_zero() {
+            let at = now + tl.flush_grace;
+            self.hold(at);
+            self.deferred.push_back((at, fault));
+        } else {
+            self.apply_fault(tl, me, fault, now, action);
+        }
+    }
+
+    /// Holds media back until `until` (or later, if already held longer).
+    pub(super) fn hold(&mut self, until: Instant) {
+        self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
+    }
+
     /// Applies `fault`; `me` is the connection that committed the frame it fired after
     /// (0: none), whose own part comes back in `action`.
     pub(super) fn apply_fault(
@@ -80,10 +118,7 @@ impl Core {
                     }
                 }
             }
-            Fault::HoldMedia(duration) => {
-                let until = now + duration;
-                self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
-            }
+            Fault::HoldMedia(duration) => self.hold(now + duration),
             Fault::Reject(code) => self.reject_next.push_back(code),
             Fault::Stall(duration) => {
                 for (&id, conn) in &self.conns {

@@ -145,7 +145,7 @@ impl SimStream {
             }
             for fault in fired {
                 changed = true;
-                core.apply_fault(tl, id, fault, now, &mut action);
+                core.fire_fault(tl, id, fault, now, &mut action);
             }
             changed |= core.finish_if_all_sent(tl);
             if changed {
@@ -224,7 +224,7 @@ impl Core {
                     self.after_dropped_audio(tick, last_of_tick, &mut fired);
                     for fault in fired {
                         let mut ignored = SelfAction::None;
-                        self.apply_fault(tl, 0, fault, now, &mut ignored);
+                        self.fire_fault(tl, 0, fault, now, &mut ignored);
                     }
                 }
                 MediaKind::Transcript | MediaKind::Chat => self.stats.text_dropped += 1,

@@ -109,8 +109,6 @@ pub enum StreamOutcome {
     },
     /// Not resumed within the resume window: the stop sequence ran with reason 19.
     TimedOut,
-    /// The client closed the signaling socket with 1000 while the stream was live.
-    ClientClosed,
     /// Replaced by a stream with the same id, or the simulator shut down.
     Abandoned,
 }
@@ -187,6 +185,7 @@ impl SimStream {
             hub,
             state_updates: config.interrupt_state_updates,
             audio_buffer: config.audio_buffer,
+            flush_grace: config.flush_grace,
             meeting_uuid: spec.meeting_uuid,
             stream_id: spec.stream_id,
             session_id: random_token(32).to_lowercase(),
@@ -232,6 +231,7 @@ impl SimStream {
             first_packet: None,
             last_speaker: None,
             faults: faults.into(),
+            deferred: VecDeque::new(),
             reject_next: VecDeque::new(),
             stop_request: None,
             notify_stop: false,
@@ -305,7 +305,7 @@ impl SimStream {
             }
             let now = Instant::now();
             let mut ignored = SelfAction::None;
-            core.apply_fault(&self.tl, 0, fault, now, &mut ignored);
+            core.fire_fault(&self.tl, 0, fault, now, &mut ignored);
             core.update(&self.tl, now);
         }
         self.bump();

@@ -59,6 +59,8 @@ pub(super) struct Core {
     pub(super) first_packet: Option<u64>,
     pub(super) last_speaker: Option<usize>,
     pub(super) faults: VecDeque<(u32, Fault)>,
+    /// Faults that fire once the flush grace is over (media is held meanwhile).
+    pub(super) deferred: VecDeque<(Instant, Fault)>,
     pub(super) reject_next: VecDeque<u32>,
     pub(super) stop_request: Option<u32>,
     /// Whether the stop sequence ends with `{product}.rtms_stopped` (the simulator

@@ -23,10 +23,16 @@ impl SimStream {
     /// The stop sequence: media flushed already; on signaling participant-left (if
     /// subscribed), TERMINATING, TERMINATED, STOPPED; then close 1000 on every socket.
     async fn run_stop(&self, reason: u32, outcome: StreamOutcome) {
-        let (signaling, media) = {
+        {
             let mut core = self.lock();
             core.phase = Phase::Stopping;
             core.update(&self.tl, Instant::now());
+        }
+        self.bump();
+        // Media stopped: let the client read what was written before the state messages.
+        tokio::time::sleep(self.tl.flush_grace).await;
+        let (signaling, media) = {
+            let core = self.lock();
             let signaling = core
                 .signaling
                 .and_then(|id| core.conns.get(&id))
@@ -165,6 +171,16 @@ impl Core {
             self.update(tl, now);
             return (Step::Wait(None), true);
         }
+        if self.deferred.front().is_some_and(|(at, _)| *at <= now) {
+            while self.deferred.front().is_some_and(|(at, _)| *at <= now) {
+                if let Some((_, fault)) = self.deferred.pop_front() {
+                    let mut ignored = super::SelfAction::None;
+                    self.apply_fault(tl, 0, fault, now, &mut ignored);
+                }
+            }
+            self.update(tl, now);
+            return (Step::Wait(None), true);
+        }
         if self.hold_until.is_some_and(|until| until <= now) {
             self.hold_until = None;
             self.update(tl, now);
@@ -189,7 +205,8 @@ impl Core {
                 false,
             );
         }
-        let deadline = [expiry, self.pause_until, self.hold_until]
+        let deferred = self.deferred.front().map(|(at, _)| *at);
+        let deadline = [expiry, self.pause_until, self.hold_until, deferred]
             .into_iter()
             .flatten()
             .min();

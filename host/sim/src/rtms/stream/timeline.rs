@@ -35,6 +35,8 @@ pub(super) struct Timeline {
     pub state_updates: bool,
     /// [`crate::rtms::RtmsSimConfig::audio_buffer`].
     pub audio_buffer: Duration,
+    /// [`crate::rtms::RtmsSimConfig::flush_grace`].
+    pub flush_grace: Duration,
     pub meeting_uuid: String,
     pub stream_id: String,
     pub session_id: String,
