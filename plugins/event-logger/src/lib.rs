@@ -1,7 +1,7 @@
 //! `event-logger`: the smallest useful zoomhost plugin, and the one to copy.
 //!
-//! * Every Zoom event (`*`) is logged with its name, source, payload size and, when the
-//!   payload has one, the meeting topic.
+//! * Every Zoom event (`*`) is logged with its name, source, payload size, id and, when
+//!   the payload has one, the meeting topic.
 //! * Every RTMS stream carrying audio or transcripts gets a [`StreamStats`] that counts
 //!   what arrives and logs a one-line summary when the stream ends.
 //!
@@ -37,11 +37,14 @@ impl Plugin for EventLogger {
             .ok()
             .and_then(|payload| payload["object"]["topic"].as_str().map(str::to_owned));
 
+        // `event.id` is derived from the event's content: the same Zoom event has the same
+        // id whichever way it came (WebSocket or webhook), so it tells a repeat apart.
         let summary = format!(
-            "{} from {} ({} payload bytes)",
+            "{} from {} ({} payload bytes, id {})",
             event.name,
             event.source,
-            event.payload.len()
+            event.payload.len(),
+            event.id
         );
         match topic {
             Some(topic) => info!("{summary} topic={topic:?}"),
