@@ -396,6 +396,10 @@ impl EventStream {
             };
             let reason = match outcome {
                 Outcome::Shutdown => return,
+                Outcome::Rejected(reason) if up_for.is_some() => {
+                    EventStreamStats::bump(&self.stats.rejected);
+                    format!("{reason}: the token is no longer valid")
+                }
                 Outcome::Rejected(reason) => {
                     EventStreamStats::bump(&self.stats.rejected);
                     format!("token rejected ({reason}); fetching a new one")
