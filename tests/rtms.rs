@@ -709,6 +709,9 @@ async fn twenty_streams_fail_over_at_once_without_disturbing_each_other() {
             sim.add_stream(StreamSpec {
                 frames: 150,
                 pace: Pace::RealTime,
+                // Held open after its frames, so every stream is live when the servers
+                // fail however slowly the others got ready.
+                end: End::Hold,
                 participants: vec![SimParticipant::new(2000 + i, format!("Speaker {i}"))],
                 ..StreamSpec::new(format!("mtg-many-{i}=="), format!("stream-many-{i:02}"))
             })
@@ -724,6 +727,16 @@ async fn twenty_streams_fail_over_at_once_without_disturbing_each_other() {
     for stream in &streams {
         stream.inject(Fault::Failover);
     }
+    for stream in &streams {
+        assert!(
+            eventually(Duration::from_secs(60), || stream.audio_frames().len()
+                >= 150)
+            .await,
+            "{}: every frame produced",
+            stream.stream_id()
+        );
+    }
+    futures_util::future::join_all(streams.iter().map(|s| s.stop(6))).await;
     for stream in &streams {
         wait_closed(&host, stream).await;
         assert_exactly_once(&host, stream, 150);
