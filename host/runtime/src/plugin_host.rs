@@ -360,6 +360,7 @@ impl PluginHost {
         warn_invalid_patterns(name, &instance);
         let metadata = instance.metadata().clone();
         let events = instance.subscriptions().events.clone();
+        let world = instance.world_version().as_str();
         let mut entries = self.entries.lock().await;
         if let Some(entry) = entries.get(name) {
             let identity = entry.identity.clone();
@@ -380,6 +381,7 @@ impl PluginHost {
             tracing::info!(
                 plugin = name,
                 version = metadata.version.as_str(),
+                world,
                 swap_us = report.took.as_micros() as u64,
                 state_bytes = report.state_bytes.unwrap_or(0),
                 sessions = report.sessions_reopened,
@@ -415,6 +417,7 @@ impl PluginHost {
         tracing::info!(
             plugin = name,
             version = metadata.version.as_str(),
+            world,
             events = metadata.events.join(",").as_str(),
             media = metadata
                 .media
