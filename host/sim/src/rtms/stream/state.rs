@@ -141,9 +141,11 @@ impl Core {
         })
     }
 
-    /// Media may be written: live, signaling ready, not paused, not held.
+    /// Media may be written: live, no stop asked for, signaling ready, not paused, not
+    /// held.
     pub(super) fn playing(&self) -> bool {
         self.phase == Phase::Live
+            && self.stop_request.is_none()
             && !self.paused
             && self.hold_until.is_none()
             && self.ready

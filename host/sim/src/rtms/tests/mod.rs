@@ -14,6 +14,8 @@ use tokio_tungstenite::{
 
 use super::*;
 
+mod faults;
+
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Longest wait for anything; tests normally take milliseconds.
