@@ -75,7 +75,7 @@ fn request(
     PluginStats::bump(&identity.stats.stream_control_requests);
     match act(control.as_ref()) {
         Ok(()) => {
-            tracing::info!(plugin = name, "stream control: {what} requested");
+            tracing::debug!(plugin = name, "stream control: {what} requested");
             Ok(())
         }
         Err(e) => Err(format!("{what}: {e}")),
