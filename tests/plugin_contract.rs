@@ -348,6 +348,20 @@ async fn stream_control_reaches_the_host_only_for_granted_plugins() {
         ),
         (0, 3)
     );
+
+    // The operator grants it to the other plugin too; it takes effect on its next call.
+    std::fs::write(
+        t.config_path(),
+        "[plugins.granted]\nstream_control = true\n[plugins.denied]\nstream_control = true\n",
+    )
+    .unwrap();
+    let config = zoomhost::config::HostConfig::load(&t.config_path()).unwrap();
+    t.host.apply_config(config.runtime).await;
+    router.dispatch_event(control_event("test.close_stream", 4, r#"{"stream":"s-2"}"#));
+    assert!(eventually(WAIT, || control_results(&t, "denied").len() == 5).await);
+    assert_eq!(control_results(&t, "denied")[4], "ok");
+    assert!(eventually(WAIT, || control.0.lock().unwrap().len() == 4).await);
+    assert_eq!(control.0.lock().unwrap()[2..], ["close s-2", "close s-2"]);
 }
 
 /// Through the whole host as `zoomhost run` wires it: the simulated Zoom, the RTMS
