@@ -34,8 +34,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use zoomhost_sim::rtms::{
-    End, Fault, FrameFate, Pace, Product, RtmsSim, RtmsSimConfig, SimParticipant, SimStream,
-    SimStreamStats, SocketKind, StreamSpec,
+    ChaosScenario, End, Fault, FrameFate, Pace, Product, RtmsChaos, RtmsSim, RtmsSimConfig,
+    SimParticipant, SimStream, SimStreamStats, SocketKind, StreamSpec,
 };
 
 use crate::support::workspace;
@@ -48,6 +48,8 @@ const SECRET: &str = "sdk-test-secret";
 const FRAMES: u32 = 150;
 /// Frames of the run with two keep-alive faults, each followed by a rejoin.
 const LONG: u32 = 250;
+/// Frames of the chaos run (10 s).
+const CHAOS_FRAMES: u32 = 500;
 /// The fault fires after this frame.
 const FAULT_AT: u32 = 50;
 /// Hang guard: a run takes a few seconds.
@@ -302,6 +304,8 @@ struct Outcome {
     stats: SimStreamStats,
     /// `EVENT_UPDATE` 7 callbacks the SDK made.
     sdk_interruptions: u32,
+    /// What chaos mode injected.
+    chaos: Vec<ChaosScenario>,
 }
 
 /// Streams `FRAMES` real-time frames per speaker of two speakers to the SDK with `faults`,
@@ -313,16 +317,17 @@ async fn run(
     id_key: &str,
     faults: Vec<(u32, Fault)>,
 ) -> Option<Outcome> {
-    run_frames(test, product, id_key, faults, FRAMES).await
+    run_frames(test, product, id_key, faults, FRAMES, None).await
 }
 
-/// [`run`] with `frames` frames per speaker.
+/// [`run`] with `frames` frames per speaker, and chaos mode on once the SDK is in.
 async fn run_frames(
     test: &str,
     product: Product,
     id_key: &str,
     faults: Vec<(u32, Fault)>,
     frames: u32,
+    chaos: Option<RtmsChaos>,
 ) -> Option<Outcome> {
     let python = python_or_skip(test)?;
     let sim = sim().await;
@@ -340,6 +345,10 @@ async fn run_frames(
         ..StreamSpec::default()
     });
     let mut sdk = SdkClient::join(&python, test, &stream, id_key).await;
+    if chaos.is_some() {
+        assert!(stream.wait_ready(HANG).await, "the SDK joined");
+        sim.set_chaos(chaos);
+    }
     // The SDK asks for per-speaker audio: two frames per 20 ms.
     let expected = frames as usize * 2;
     sdk.receive(expected, &mut notices).await;
@@ -373,12 +382,14 @@ async fn run_frames(
             .collect();
         assert!(ts.windows(2).all(|w| w[1] == w[0] + 20), "{user}: {ts:?}");
     }
+    sim.set_chaos(None);
     stream.stop(6).await;
     let sdk_interruptions = sdk.interruptions;
     sdk.quit().await;
     Some(Outcome {
         stats,
         sdk_interruptions,
+        chaos: sim.chaos_log().into_iter().map(|i| i.scenario).collect(),
     })
 }
 
@@ -439,7 +450,15 @@ async fn the_official_sdk_recovers_from_missed_keepalives() {
         (FAULT_AT, Fault::MissKeepAlives(SocketKind::Media)),
         (FAULT_AT + 80, Fault::MissKeepAlives(SocketKind::Signaling)),
     ];
-    let Some(o) = run_frames("keepalives", Product::Meeting, "meeting_uuid", faults, LONG).await
+    let Some(o) = run_frames(
+        "keepalives",
+        Product::Meeting,
+        "meeting_uuid",
+        faults,
+        LONG,
+        None,
+    )
+    .await
     else {
         return;
     };
@@ -466,4 +485,39 @@ async fn the_official_sdk_joins_a_webinar() {
         return;
     };
     assert_eq!(o.stats.signaling_interruptions, 1);
+}
+
+#[tokio::test]
+async fn the_official_sdk_rides_through_chaos_mode() {
+    // Every scenario in turn, a round every 1.5 s: each stream's client needs about a
+    // second to rejoin, and rounds skip a stream that is not back yet.
+    let chaos = RtmsChaos {
+        interval: Duration::from_millis(1500),
+        hold: Duration::from_millis(500),
+        seed: 7,
+        ..RtmsChaos::default()
+    };
+    let Some(o) = run_frames(
+        "chaos",
+        Product::Meeting,
+        "meeting_uuid",
+        Vec::new(),
+        CHAOS_FRAMES,
+        Some(chaos),
+    )
+    .await
+    else {
+        return;
+    };
+    let s = &o.stats;
+    let injected =
+        s.failovers + s.signaling_interruptions + s.media_interruptions + s.dropped_for_keepalive;
+    let kinds: std::collections::BTreeSet<&str> = o.chaos.iter().map(|c| c.name()).collect();
+    assert!(
+        kinds.len() >= 3,
+        "chaos played several scenarios: {:?}",
+        o.chaos
+    );
+    assert!(injected >= 2, "{s:?}");
+    eprintln!("chaos played {:?} ({s:?})", o.chaos);
 }
