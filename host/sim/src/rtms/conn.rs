@@ -614,10 +614,11 @@ impl ConnTask {
             Some(msg::KEEP_ALIVE_RESP) if self.missing_keepalives => None,
             Some(msg::KEEP_ALIVE_RESP) => {
                 let (sequence, timestamp) = (msg["sequence"].as_u64(), msg["timestamp"].as_u64());
-                let answered = self
-                    .pending
-                    .iter()
-                    .position(|&(s, t)| Some(s) == sequence && Some(t) == timestamp);
+                // Zoom's docs ask for the timestamp echoed; Zoom's samples send only that.
+                // A sequence, when there is one, must match too.
+                let answered = self.pending.iter().position(|&(s, t)| {
+                    Some(t) == timestamp && sequence.is_none_or(|seq| seq == s)
+                });
                 if let Some(pos) = answered {
                     self.pending.drain(..=pos);
                     self.stream.keepalive_answered();

@@ -415,7 +415,8 @@ pub(super) fn other_params(kind_key: &str, requested: Option<&Value>) -> Value {
         _ => Map::new(),
     };
     let defaults = match kind_key {
-        key::TRANSCRIPT => json!({"content_type": content_type::TEXT, "enable_lid": false}),
+        // Language identification is on unless the client turns it off (Feb 2026).
+        key::TRANSCRIPT => json!({"content_type": content_type::TEXT, "enable_lid": true}),
         key::CHAT => json!({"content_type": content_type::TEXT}),
         // H.264, 720p, 25 fps: what Zoom's samples request.
         _ => json!({

@@ -134,7 +134,7 @@ impl SimStream {
                         .and_then(|p| p.get("src_language"))
                         .and_then(Value::as_str)
                     {
-                        core.language = lang.to_string();
+                        core.language = lang.into();
                     }
                 }
                 if let Some(effective) = effective {

@@ -207,7 +207,7 @@ impl SimStream {
             phase: Phase::Waiting,
             audio: None,
             other_params: Default::default(),
-            language: "en-US".to_string(),
+            language: serde_json::Value::from("en-US"),
             conns: HashMap::new(),
             signaling: None,
             owners: [None; 5],

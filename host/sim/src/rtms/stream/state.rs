@@ -26,7 +26,8 @@ pub(super) struct Core {
     pub(super) audio: Option<Arc<AudioPlan>>,
     /// Effective params of the non-audio kinds, fixed at their first handshake.
     pub(super) other_params: [Option<Value>; 5],
-    pub(super) language: String,
+    /// The `language` of transcript messages (`en-US` unless the client named another).
+    pub(super) language: Value,
     pub(super) conns: HashMap<u64, ConnEntry>,
     pub(super) signaling: Option<u64>,
     pub(super) owners: [Option<u64>; 5],
