@@ -582,3 +582,49 @@ async fn chaos_injects_its_scenarios_into_every_live_stream_until_turned_off() {
         .to_string()
         .contains("signaling-loss"));
 }
+
+#[tokio::test]
+async fn local_zoom_sends_the_notices_on_its_event_websocket() {
+    use crate::events::{EventSim, EventSimConfig, TokenCheck};
+    let authority = Arc::new(TokenCheck(|t: &str| t == "tok"));
+    let events = EventSim::start(EventSimConfig::default(), authority)
+        .await
+        .expect("event sim");
+    let sim = sim(fast_faults(|_| {})).await;
+    // What `LocalZoom` runs.
+    tokio::spawn(crate::forward_notices(sim.notices(), events.clone()));
+    let url = format!("{}?subscriptionId=s&access_token=tok", events.url());
+    let (mut ws, _) = connect_async(url).await.expect("event WebSocket");
+    assert!(events.wait_connected(WAIT).await);
+    let stream = sim.add_stream(StreamSpec {
+        product: Product::VideoSdk,
+        end: End::Hold,
+        ..StreamSpec::default()
+    });
+    stream.inject(Fault::Failover);
+    let (name, payload) = loop {
+        let message = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("an event in time")
+            .expect("open")
+            .expect("a frame");
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let envelope: Value = serde_json::from_str(text.as_str()).expect("JSON");
+        if envelope["module"] != "message" {
+            continue;
+        }
+        let body: Value =
+            serde_json::from_str(envelope["content"].as_str().expect("content")).expect("JSON");
+        break (body["event"].clone(), body["payload"].clone());
+    };
+    assert_eq!(name, "session.rtms_started");
+    assert_eq!(payload["session_id"], stream.meeting_uuid());
+    assert!(
+        payload["session_key"].is_string(),
+        "Video SDK adds session_key"
+    );
+    assert_eq!(payload["server_urls"], stream.signaling_url());
+    assert_eq!(events.sent().len(), 1);
+}
