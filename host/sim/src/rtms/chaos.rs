@@ -5,8 +5,9 @@
 //! (signaling ready) gets the next scenario of the list, each stream starting at its own
 //! place in the cycle (from the seed and its id), so several streams see different
 //! scenarios at the same time. A stream whose client is still recovering from the last
-//! one is left alone that round. Every injection is logged
-//! ([`super::RtmsSim::chaos_log`]).
+//! one (signaling not ready), or whose last scenario is still playing out (media held,
+//! a drop pending, keep-alives going unheard), is left alone that round. Every injection
+//! is logged ([`super::RtmsSim::chaos_log`]).
 
 use std::str::FromStr;
 use std::sync::Weak;

@@ -108,6 +108,7 @@ impl Core {
                 }
             }
             Fault::MissKeepAlives(which) => {
+                self.missing_keepalives = true;
                 for (id, conn) in &self.conns {
                     let hit = match which {
                         SocketKind::Signaling => self.signaling == Some(*id),

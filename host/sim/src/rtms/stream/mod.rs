@@ -232,6 +232,7 @@ impl SimStream {
             last_speaker: None,
             faults: faults.into(),
             deferred: VecDeque::new(),
+            missing_keepalives: false,
             reject_next: VecDeque::new(),
             stop_request: None,
             notify_stop: false,
@@ -289,10 +290,17 @@ impl SimStream {
         self.tl.hub.signaling_url(generation)
     }
 
-    /// Whether a client is connected to the live stream (signaling ready).
+    /// Whether a client is connected to the live stream (signaling ready) and no fault
+    /// is still playing out (a hold, a pending drop, keep-alives going unheard): what
+    /// chaos mode injects into.
     pub(in crate::rtms) fn is_live(&self) -> bool {
         let core = self.lock();
-        core.phase == Phase::Live && core.ready && core.signaling.is_some()
+        core.phase == Phase::Live
+            && core.ready
+            && core.signaling.is_some()
+            && core.hold_until.is_none()
+            && core.deferred.is_empty()
+            && !core.missing_keepalives
     }
 
     /// Injects `fault` now (what [`crate::rtms::StreamSpec::faults`] does after a frame,

@@ -62,6 +62,8 @@ pub(super) struct Core {
     pub(super) faults: VecDeque<(u32, Fault)>,
     /// Faults that fire once the flush grace is over (media is held meanwhile).
     pub(super) deferred: VecDeque<(Instant, Fault)>,
+    /// A [`Fault::MissKeepAlives`] is playing out (until a socket is lost).
+    pub(super) missing_keepalives: bool,
     pub(super) reject_next: VecDeque<u32>,
     pub(super) stop_request: Option<u32>,
     /// Whether the stop sequence ends with `{product}.rtms_stopped` (the simulator
@@ -224,6 +226,7 @@ impl Core {
             self.detach(id);
             self.send_to(id, Cmd::Drop);
         }
+        self.missing_keepalives = false;
         self.stats.signaling_interruptions += 1;
         self.notify(tl, Lifecycle::Interrupted, json!({}));
     }
@@ -256,6 +259,7 @@ impl Core {
         if self.phase != Phase::Live || lost == 0 {
             return;
         }
+        self.missing_keepalives = false;
         self.stats.media_interruptions += 1;
         self.send_signaling(wire::media_interrupted_event(lost));
         if tl.state_updates {
@@ -305,6 +309,7 @@ impl Core {
             }
         }
         self.generation += 1;
+        self.missing_keepalives = false;
         self.stats.failovers += 1;
         let url = tl.hub.signaling_url(self.generation);
         self.notify(tl, Lifecycle::Started, notices::started_extra(&url));
