@@ -1,5 +1,10 @@
 //! A local Zoom, speaking the same protocols from the server side: used by
 //! `zoomhost simulate`, `zoomhost dev` and every end-to-end test.
+//!
+//! [`rtms`] fails the way Zoom documents its RTMS servers fail (failover to a second
+//! server, signaling and media losses, keep-alive timeouts, reconnection windows, audio
+//! buffering) and announces what Zoom would announce by webhook as
+//! [`rtms::SimNotice`]s, which [`LocalZoom`] sends on its event WebSocket.
 
 pub mod events;
 pub mod oauth;

@@ -28,7 +28,7 @@ pub struct SentMedia {
     pub data: Bytes,
     /// When the write completed.
     pub sent_at: std::time::Instant,
-    /// A repeat after a resumed handshake ([`StreamSpec::resend_on_resume`]).
+    /// A repeat after a resumed handshake ([`crate::rtms::StreamSpec::resend_on_resume`]).
     pub resent: bool,
 }
 
