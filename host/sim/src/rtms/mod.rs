@@ -52,7 +52,8 @@
 //! - With [`RtmsSimConfig::interrupt_state_updates`] (default on) signaling also carries
 //!   `STREAM_STATE_UPDATE` INTERRUPTED (2) with reason 14 (data connection interrupted)
 //!   on a media loss, and reason 13 (signal connection interrupted) right before the
-//!   server drops a signaling socket itself: clients must not act on a loss twice.
+//!   server drops a signaling socket itself: clients must not act on a loss twice. Once
+//!   the lost media is back, `STREAM_STATE_UPDATE` ACTIVE (1) follows.
 //! - A window that runs out ends the stream with stop reason 19
 //!   (AWAIT_RECONNECTION_TIMEOUT), the reason Zoom's docs give for both windows, and
 //!   `{product}.rtms_stopped`.

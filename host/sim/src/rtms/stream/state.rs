@@ -181,7 +181,15 @@ impl Core {
         } else {
             self.signaling_lost_since = None;
             if self.media_connected(tl) {
-                self.media_lost_since = None;
+                // Media is back: the stream is ACTIVE again (after a signaling loss the
+                // ready ack says so).
+                if self.media_lost_since.take().is_some() && tl.state_updates {
+                    self.send_signaling(wire::stream_state_update(
+                        &tl.stream_id,
+                        stream_state::ACTIVE,
+                        0,
+                    ));
+                }
             } else {
                 self.media_lost_since.get_or_insert(now);
             }

@@ -630,6 +630,21 @@ async fn dropped_media_resumes_where_it_stopped_and_loses_nothing() {
         .filter(|e| e["msg_type"] == 6 && e["event"]["event_type"] == 7)
         .count();
     assert_eq!(interruptions, 2, "media connection interrupted, twice");
+    let states: Vec<(u64, u64)> = events
+        .iter()
+        .filter(|e| e["msg_type"] == 8)
+        .map(|e| {
+            (
+                e["state"].as_u64().unwrap_or(99),
+                e["reason"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    assert_eq!(
+        &states[..5],
+        &[(1, 0), (2, 14), (1, 0), (2, 14), (1, 0)],
+        "interrupted with reason 14, active again once media is back: {states:?}"
+    );
 }
 
 #[tokio::test]
