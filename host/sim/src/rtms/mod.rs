@@ -157,7 +157,8 @@ pub struct RtmsSimConfig {
     pub client_id: String,
     /// The app's client secret: the handshake signature's HMAC key.
     pub client_secret: String,
-    /// How often `KEEP_ALIVE_REQ` (12) goes out on every socket (default 10 s).
+    /// How often `KEEP_ALIVE_REQ` (12) goes out on signaling, and on a media socket that
+    /// wrote no media during the last interval (default 10 s).
     pub keepalive_interval: Duration,
     /// A socket with this many unanswered keep-alives is dropped without a close frame
     /// (signaling: Zoom's signaling-loss reaction; media: its media-loss reaction). 0

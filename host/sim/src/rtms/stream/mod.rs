@@ -107,7 +107,8 @@ pub enum StreamOutcome {
         /// The stop reason sent in TERMINATED / STOPPED.
         reason: u32,
     },
-    /// Not resumed within the resume window: the stop sequence ran with reason 19.
+    /// Not reconnected within the signaling or the media window: the stop sequence ran
+    /// with reason 19.
     TimedOut,
     /// Replaced by a stream with the same id, or the simulator shut down.
     Abandoned,
