@@ -47,9 +47,7 @@ const SECRET: &str = "sdk-test-secret";
 /// Audio frames per participant (20 ms each).
 const FRAMES: u32 = 150;
 /// Frames of the run with two keep-alive faults, each followed by a rejoin.
-const LONG: u32 = 250;
-/// Frames of the chaos run (10 s).
-const CHAOS_FRAMES: u32 = 500;
+const LONG: u32 = 500;
 /// The fault fires after this frame.
 const FAULT_AT: u32 = 50;
 /// Hang guard: a run takes a few seconds.
@@ -218,12 +216,17 @@ impl SdkClient {
         self.stdin.flush().await.expect("flush");
     }
 
-    /// Reads the script's output until `frames` audio frames arrived, acting on the
-    /// simulator's re-announced `rtms_started` as an app would (rejoin its URL).
-    async fn receive(&mut self, frames: usize, notices: &mut Notices) {
+    /// Reads the script's output until `done` holds (checked after every line and every
+    /// 20 ms), acting on the simulator's re-announced `rtms_started` as an app would
+    /// (rejoin its URL).
+    async fn pump_until(
+        &mut self,
+        notices: &mut Notices,
+        mut done: impl FnMut(&SdkClient) -> bool,
+    ) {
         let logs = self.logs.display().to_string();
         let wait = async {
-            while self.frames.len() < frames {
+            while !done(self) {
                 tokio::select! {
                     line = self.lines.recv() => {
                         let Some(v) = line else {
@@ -246,12 +249,13 @@ impl SdkClient {
                             self.command(json!({"cmd": "rejoin", "server_urls": url})).await;
                         }
                     }
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
                 }
             }
         };
         if tokio::time::timeout(HANG, wait).await.is_err() {
             panic!(
-                "the SDK received {} of {frames} frames (SDK logs: {logs})",
+                "the SDK received {} frames and then nothing that ended the wait (SDK logs: {logs})",
                 self.frames.len()
             );
         }
@@ -287,16 +291,38 @@ fn hex(bytes: &[u8; 32]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A simulator with Zoom's timers, keep-alives every 200 ms (three missed: 600 ms).
-async fn sim() -> Arc<RtmsSim> {
+/// A simulator with Zoom's timers but keep-alives every `keepalive`.
+async fn sim(keepalive: Duration) -> Arc<RtmsSim> {
     RtmsSim::start(RtmsSimConfig {
         client_id: CLIENT_ID.into(),
         client_secret: SECRET.into(),
-        keepalive_interval: Duration::from_millis(200),
+        keepalive_interval: keepalive,
         ..RtmsSimConfig::default()
     })
     .await
     .expect("RTMS simulator")
+}
+
+/// How a run is set up and when it ends.
+struct Setup {
+    /// Audio frames per speaker.
+    frames: u32,
+    /// The keep-alive interval: long enough that a loaded machine never misses three by
+    /// accident, short where keep-alives are the scenario.
+    keepalive: Duration,
+    /// Chaos mode from the moment the SDK is in, until it injected this many times.
+    chaos: Option<(RtmsChaos, usize)>,
+}
+
+impl Setup {
+    /// `FRAMES` frames, keep-alives every 2 s, no chaos.
+    fn plain() -> Setup {
+        Setup {
+            frames: FRAMES,
+            keepalive: Duration::from_secs(2),
+            chaos: None,
+        }
+    }
 }
 
 /// What a run saw besides the frames.
@@ -317,20 +343,26 @@ async fn run(
     id_key: &str,
     faults: Vec<(u32, Fault)>,
 ) -> Option<Outcome> {
-    run_frames(test, product, id_key, faults, FRAMES, None).await
+    run_with(test, product, id_key, faults, Setup::plain()).await
 }
 
-/// [`run`] with `frames` frames per speaker, and chaos mode on once the SDK is in.
-async fn run_frames(
+/// [`run`] as `setup` says. Without chaos it ends when the SDK has every frame; with
+/// chaos, once chaos injected its count and the SDK is back: the stream is stopped then
+/// and the SDK must have every frame that was sent.
+async fn run_with(
     test: &str,
     product: Product,
     id_key: &str,
     faults: Vec<(u32, Fault)>,
-    frames: u32,
-    chaos: Option<RtmsChaos>,
+    setup: Setup,
 ) -> Option<Outcome> {
     let python = python_or_skip(test)?;
-    let sim = sim().await;
+    let Setup {
+        frames,
+        keepalive,
+        chaos,
+    } = setup;
+    let sim = sim(keepalive).await;
     let mut notices = Notices { rx: sim.notices() };
     let stream = sim.add_stream(StreamSpec {
         product,
@@ -345,13 +377,26 @@ async fn run_frames(
         ..StreamSpec::default()
     });
     let mut sdk = SdkClient::join(&python, test, &stream, id_key).await;
-    if chaos.is_some() {
-        assert!(stream.wait_ready(HANG).await, "the SDK joined");
-        sim.set_chaos(chaos);
-    }
     // The SDK asks for per-speaker audio: two frames per 20 ms.
-    let expected = frames as usize * 2;
-    sdk.receive(expected, &mut notices).await;
+    let mut expected = frames as usize * 2;
+    if let Some((chaos, injections)) = chaos {
+        sdk.pump_until(&mut notices, |_| stream.is_connected())
+            .await;
+        sim.set_chaos(Some(chaos));
+        sdk.pump_until(&mut notices, |_| sim.chaos_log().len() >= injections)
+            .await;
+        sim.set_chaos(None);
+        // Let the SDK come back and take the replayed audio, then end the stream.
+        sdk.pump_until(&mut notices, |_| stream.is_connected())
+            .await;
+        let settle = tokio::time::Instant::now() + Duration::from_millis(500);
+        sdk.pump_until(&mut notices, |_| tokio::time::Instant::now() >= settle)
+            .await;
+        stream.stop(6).await;
+        expected = stream.audio_hashes_sent().len();
+    }
+    sdk.pump_until(&mut notices, |sdk| sdk.frames.len() >= expected)
+        .await;
     let sent: Vec<Got> = stream
         .audio_frames()
         .into_iter()
@@ -382,7 +427,6 @@ async fn run_frames(
             .collect();
         assert!(ts.windows(2).all(|w| w[1] == w[0] + 20), "{user}: {ts:?}");
     }
-    sim.set_chaos(None);
     stream.stop(6).await;
     let sdk_interruptions = sdk.interruptions;
     sdk.quit().await;
@@ -448,15 +492,20 @@ async fn the_official_sdk_follows_a_failover_to_the_new_server() {
 async fn the_official_sdk_recovers_from_missed_keepalives() {
     let faults = vec![
         (FAULT_AT, Fault::MissKeepAlives(SocketKind::Media)),
-        (FAULT_AT + 80, Fault::MissKeepAlives(SocketKind::Signaling)),
+        // After the media drop (three 500 ms intervals later) and the SDK's rejoin.
+        (FAULT_AT + 200, Fault::MissKeepAlives(SocketKind::Signaling)),
     ];
-    let Some(o) = run_frames(
+    let setup = Setup {
+        frames: LONG,
+        keepalive: Duration::from_millis(500),
+        chaos: None,
+    };
+    let Some(o) = run_with(
         "keepalives",
         Product::Meeting,
         "meeting_uuid",
         faults,
-        LONG,
-        None,
+        setup,
     )
     .await
     else {
@@ -489,35 +538,33 @@ async fn the_official_sdk_joins_a_webinar() {
 
 #[tokio::test]
 async fn the_official_sdk_rides_through_chaos_mode() {
-    // Every scenario in turn, a round every 1.5 s: each stream's client needs about a
-    // second to rejoin, and rounds skip a stream that is not back yet.
+    // Every scenario in turn, a round every second; a stream still recovering from the
+    // last one is skipped. Five injections, then the SDK must have every frame sent.
     let chaos = RtmsChaos {
-        interval: Duration::from_millis(1500),
+        interval: Duration::from_secs(1),
         hold: Duration::from_millis(500),
         seed: 7,
         ..RtmsChaos::default()
     };
-    let Some(o) = run_frames(
-        "chaos",
-        Product::Meeting,
-        "meeting_uuid",
-        Vec::new(),
-        CHAOS_FRAMES,
-        Some(chaos),
-    )
-    .await
+    let setup = Setup {
+        // Ten minutes of audio: the stream is stopped long before.
+        frames: 30_000,
+        keepalive: Duration::from_millis(500),
+        chaos: Some((chaos, 5)),
+    };
+    let Some(o) = run_with("chaos", Product::Meeting, "meeting_uuid", Vec::new(), setup).await
     else {
         return;
     };
     let s = &o.stats;
-    let injected =
-        s.failovers + s.signaling_interruptions + s.media_interruptions + s.dropped_for_keepalive;
     let kinds: std::collections::BTreeSet<&str> = o.chaos.iter().map(|c| c.name()).collect();
-    assert!(
-        kinds.len() >= 3,
-        "chaos played several scenarios: {:?}",
+    assert_eq!(
+        kinds.len(),
+        5,
+        "five different scenarios in turn: {:?}",
         o.chaos
     );
-    assert!(injected >= 2, "{s:?}");
-    eprintln!("chaos played {:?} ({s:?})", o.chaos);
+    let injected =
+        s.failovers + s.signaling_interruptions + s.media_interruptions + s.dropped_for_keepalive;
+    assert!(injected >= 4, "{s:?}");
 }

@@ -2,13 +2,15 @@
 //! other, at an interval ([`RtmsChaos`], [`super::RtmsSim::set_chaos`]).
 //!
 //! Each round (every [`RtmsChaos::interval`]) every stream whose client is connected
-//! (signaling ready) gets the next scenario of the list, each stream starting at its own
-//! place in the cycle (from the seed and its id), so several streams see different
+//! gets the next scenario of the list, in turn per stream, each stream starting at its
+//! own place in the cycle (from the seed and its id), so several streams see different
 //! scenarios at the same time. A stream whose client is still recovering from the last
-//! one (signaling not ready), or whose last scenario is still playing out (media held,
-//! a drop pending, keep-alives going unheard), is left alone that round. Every injection
+//! one (signaling not ready, a media socket missing), or whose last scenario is still
+//! playing out (media held, a drop pending, keep-alives going unheard), is left alone
+//! that round ([`super::SimStream::is_connected`]). Every injection
 //! is logged ([`super::RtmsSim::chaos_log`]).
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Weak;
 use std::time::Duration;
@@ -193,13 +195,17 @@ pub(super) async fn run(server: Weak<Server>, chaos: RtmsChaos) {
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let n = chaos.scenarios.len() as u64;
+    // How many scenarios each stream got so far: the next is the one after.
+    let mut played: HashMap<String, u64> = HashMap::new();
     for round in 1u64.. {
         ticker.tick().await;
         let Some(server) = server.upgrade() else {
             return;
         };
         for stream in server.live_streams() {
-            let index = (chaos.offset(stream.stream_id()).wrapping_add(round)) % n;
+            let count = played.entry(stream.stream_id().to_string()).or_default();
+            let index = chaos.offset(stream.stream_id()).wrapping_add(*count) % n;
+            *count += 1;
             let scenario = chaos.scenarios[index as usize];
             tracing::info!(stream = %stream.stream_id(), %scenario, round, "RTMS sim: chaos");
             stream.inject(scenario.fault(chaos.hold));

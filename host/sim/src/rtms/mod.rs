@@ -573,7 +573,7 @@ impl Server {
     fn live_streams(&self) -> Vec<Arc<SimStream>> {
         lock(&self.streams)
             .values()
-            .filter(|s| s.is_live())
+            .filter(|s| s.is_connected())
             .cloned()
             .collect()
     }

@@ -291,14 +291,15 @@ impl SimStream {
         self.tl.hub.signaling_url(generation)
     }
 
-    /// Whether a client is connected to the live stream (signaling ready) and no fault
-    /// is still playing out (a hold, a pending drop, keep-alives going unheard): what
-    /// chaos mode injects into.
-    pub(in crate::rtms) fn is_live(&self) -> bool {
+    /// Whether a client is fully connected to the live stream (signaling ready, every
+    /// requested media kind on a socket) and no fault is still playing out (a hold, a
+    /// pending drop, keep-alives going unheard): what chaos mode injects into.
+    pub fn is_connected(&self) -> bool {
         let core = self.lock();
         core.phase == Phase::Live
             && core.ready
             && core.signaling.is_some()
+            && core.media_connected(&self.tl)
             && core.hold_until.is_none()
             && core.deferred.is_empty()
             && !core.missing_keepalives

@@ -628,3 +628,31 @@ async fn local_zoom_sends_the_notices_on_its_event_websocket() {
     assert_eq!(payload["server_urls"], stream.signaling_url());
     assert_eq!(events.sent().len(), 1);
 }
+
+#[tokio::test]
+async fn missed_signaling_keepalives_are_a_signaling_loss() {
+    let sim = sim(fast_faults(|c| {
+        c.keepalive_interval = Duration::from_millis(40);
+    }))
+    .await;
+    let mut notices = sim.notices();
+    let stream = sim.add_stream(StreamSpec {
+        frames: 100_000,
+        pace: Pace::RealTime,
+        end: End::Hold,
+        ..StreamSpec::default()
+    });
+    let (sig, audio) = connect(&sim.signaling_url(), &sim, &stream).await;
+    let media_reader = tokio::spawn(audio.drain());
+    let sig_reader = tokio::spawn(sig.drain());
+    assert!(stream.wait_ready(WAIT).await);
+    stream.inject(Fault::MissKeepAlives(SocketKind::Signaling));
+    let (events, ended, _) = sig_reader.await.expect("signaling");
+    assert_eq!(ended, Some(Ended::Abrupt));
+    let last = events.last().expect("events");
+    assert_eq!((&last["state"], &last["reason"]), (&json!(2), &json!(13)));
+    let (_, media_end, _) = media_reader.await.expect("media");
+    assert_eq!(media_end, Some(Ended::Abrupt), "media goes with signaling");
+    assert_eq!(notice(&mut notices).await.name, "meeting.rtms_interrupted");
+    assert_eq!(stream.stats().dropped_for_keepalive, 1);
+}
