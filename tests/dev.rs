@@ -349,7 +349,13 @@ fn summary_row<'a>(table: &[&'a str], plugin: &str) -> Vec<&'a str> {
 
 /// Runs `zoomhost dev --once --scenario <scenario_text> <extra>` in the workspace (the
 /// example plugins built first), and returns its exit status and its whole output.
+/// `zoomhost dev` keeps its config and installed plugins in the workspace's
+/// `target/zoomhost-dev/` and rewrites that config for its own sink on start, so two
+/// sessions in one workspace would retarget each other: the tests run them one at a time.
+static DEV_SESSION: Mutex<()> = Mutex::new(());
+
 fn run_dev_once(scenario_text: &str, extra: &[&str]) -> (std::process::ExitStatus, String) {
+    let _one_at_a_time = DEV_SESSION.lock().unwrap_or_else(|p| p.into_inner());
     // Build the example plugins first (as the other tests do), so the deadline below is
     // about the dev session; `zoomhost dev` then finds them up to date in target/wasm.
     crate::support::built();
