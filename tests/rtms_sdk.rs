@@ -19,7 +19,13 @@
 //! - server failover: it keeps retrying the dead server's URL, so the app must act on the
 //!   re-announced `rtms_started`: the script leaves and joins the new `server_urls`, as an
 //!   app on Zoom's SDK would;
-//! - media held back and replayed: nothing to do, the burst arrives in order.
+//! - media held back and replayed: nothing to do, the burst arrives in order;
+//! - chaos mode (every scenario in turn on the live stream): all of the above, in a row.
+//!
+//! Two simulator behaviours come from this test: a client's close 1000 on signaling is a
+//! signaling loss, not the end of the stream (the SDK's rejoin depends on it), and media
+//! stops for a short flush grace before the simulator drops sockets or ends a stream (the
+//! SDK tears its media socket down on a signaling event without reading what is left).
 //!
 //! The script is `tests/rtms_sdk/join.py`; the SDK's own logs go to
 //! `target/rtms-sdk-runs/<test>/logs`.
