@@ -46,7 +46,7 @@ struct RawZoomRtms {
     channels: Option<u8>,
     frame_ms: Option<u32>,
     per_speaker: Option<bool>,
-    transcript_language: Option<LanguageNumber>,
+    transcript_language: Option<LanguageSpec>,
     enable_lid: Option<bool>,
     buffer_data: Option<bool>,
     handshake_id: Option<String>,
@@ -61,10 +61,11 @@ struct RawZoomRtms {
     close_grace_ms: Option<u64>,
 }
 
-/// A transcript language number, written as a number or a numeric string.
+/// A transcript language, written as Zoom's number or as text (a number, a name or a
+/// language tag; [`zoomhost_protocol::rtms::language::parse`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-enum LanguageNumber {
+enum LanguageSpec {
     Number(i64),
     Text(String),
 }
@@ -424,7 +425,7 @@ fn resolve_rtms(
     (client_id, client_secret): (&ZoomValue, &ZoomValue),
     problems: &mut Vec<String>,
 ) -> Option<crate::rtms::RtmsConfig> {
-    use zoomhost_protocol::rtms::media::transcript_language;
+    use zoomhost_protocol::rtms::language;
     use zoomhost_types::{AudioCodec, MediaKind};
     let (id, secret) = match (&rtms_id.value, &rtms_secret.value) {
         (Some(id), Some(secret)) => (Some(id.clone()), Some(secret.clone())),
@@ -508,16 +509,19 @@ fn resolve_rtms(
         config.audio.per_speaker = per_speaker;
     }
     if let Some(lang) = &raw.transcript_language {
-        let number = match lang {
-            LanguageNumber::Number(n) => Some(*n),
-            LanguageNumber::Text(t) => t.trim().parse::<i64>().ok(),
+        let parsed = match lang {
+            LanguageSpec::Number(n) => language::parse(&n.to_string()),
+            LanguageSpec::Text(t) => language::parse(t),
         };
-        match number.filter(|n| transcript_language::is_valid(*n)) {
-            Some(n) => config.transcript_language = i32::try_from(n).ok(),
-            None => problems.push(format!(
-                "zoom.rtms.transcript_language must be Zoom's language number, -1 to 36 \
-                 (9 is English; got {lang:?})"
-            )),
+        match parsed {
+            Ok(n) => config.transcript_language = Some(n),
+            Err(e) => {
+                let got = match lang {
+                    LanguageSpec::Number(n) => n.to_string(),
+                    LanguageSpec::Text(t) => format!("{t:?}"),
+                };
+                problems.push(format!("zoom.rtms.transcript_language = {got}: {e}"));
+            }
         }
     }
     if raw.enable_lid.is_some() {
@@ -640,9 +644,42 @@ mod rtms_keys {
     }
 
     #[test]
+    fn transcript_language_is_a_number_a_name_or_a_tag() {
+        for (written, number) in [
+            (serde_json::json!("en"), 9),
+            (serde_json::json!("english"), 9),
+            (serde_json::json!("ENGLISH"), 9),
+            (serde_json::json!("en-US"), 9),
+            (serde_json::json!(9), 9),
+            (serde_json::json!("fr-CA"), 12),
+            (serde_json::json!("french_france"), 13),
+            (serde_json::json!("none"), -1),
+            (serde_json::json!(0), 0),
+        ] {
+            let (c, problems) = rtms(serde_json::json!({ "transcript_language": written }));
+            assert!(problems.is_empty(), "{written}: {problems:?}");
+            assert_eq!(
+                c.expect("rtms").transcript_language,
+                Some(number),
+                "{written}"
+            );
+        }
+        for (written, shown) in [
+            (serde_json::json!("klingon"), "\"klingon\""),
+            (serde_json::json!(37), "37"),
+            (serde_json::json!("fr"), "fr-CA, fr-FR"),
+        ] {
+            let (_, problems) = rtms(serde_json::json!({ "transcript_language": written }));
+            let all = problems.join("\n");
+            assert!(all.contains("zoom.rtms.transcript_language"), "{all}");
+            assert!(all.contains(shown), "{shown} in {all}");
+        }
+    }
+
+    #[test]
     fn bad_values_are_named_by_key() {
         let (_, problems) = rtms(serde_json::json!({
-            "transcript_language": "english", "handshake_id": "uuid",
+            "transcript_language": "klingon", "handshake_id": "uuid",
             "individual_video": true, "close_grace_ms": 0,
             "reconnect_min_ms": 500, "reconnect_max_ms": 100,
         }));

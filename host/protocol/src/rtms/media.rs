@@ -11,8 +11,8 @@
 //! below (`sample_rate` is a code, [`sample_rate`]; `channel` 1 or 2; `send_rate` the
 //! milliseconds per message, a multiple of 20). Video and screen share:
 //! `{content_type, codec, resolution, data_opt?, fps}`. Transcript:
-//! `{content_type, src_language?, enable_lid?}` (`src_language` a language number,
-//! [`transcript_language`]; `enable_lid` language detection, default true).
+//! `{content_type, src_language?, enable_lid?}` (`src_language` one of Zoom's language
+//! numbers, [`crate::rtms::language`]; `enable_lid` language detection, default true).
 //! Chat: `{content_type}`. The media handshake reply carries the effective values, which
 //! may differ from what was asked.
 
@@ -89,26 +89,6 @@ pub mod data_opt {
     /// Video: one participant's stream, chosen with `VIDEO_SUBSCRIPTION_REQ` (28); no
     /// video flows before a subscription.
     pub const VIDEO_SINGLE_INDIVIDUAL: u32 = 4;
-}
-
-/// `src_language` of the transcript params: Zoom's transcript language numbers (-1 none,
-/// 0 Arabic ... 9 English ... 36 Vietnamese). It fixes the language for the first 30 s;
-/// after that, language detection (`enable_lid`, default true) takes over unless turned
-/// off.
-pub mod transcript_language {
-    /// No source language.
-    pub const NONE: i32 = -1;
-    /// Arabic, the first number.
-    pub const ARABIC: i32 = 0;
-    /// English.
-    pub const ENGLISH: i32 = 9;
-    /// Vietnamese, the last number.
-    pub const VIETNAMESE: i32 = 36;
-
-    /// Whether `n` is a language number Zoom defines.
-    pub fn is_valid(n: i64) -> bool {
-        (i64::from(NONE)..=i64::from(VIETNAMESE)).contains(&n)
-    }
 }
 
 /// `resolution` of a video or screen-share params object.

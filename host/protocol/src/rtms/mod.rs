@@ -32,11 +32,15 @@
 //! failures. A refused handshake is retried only for the duplicates 8 and 16
 //! ([`status::retry`]).
 //!
+//! Transcript languages travel as Zoom's language numbers, both in the transcript params
+//! (`src_language`) and in transcript data (`language`); [`language`] holds the table.
+//!
 //! Only numbers and shapes live here. Reading sockets, tolerating loose input and deciding
 //! what each message means for a stream belong to the two sides.
 
 pub mod control;
 pub mod handshake;
+pub mod language;
 pub mod media;
 pub mod msg;
 pub mod product;

@@ -298,7 +298,8 @@ pub struct Content<'a> {
     /// Transcript end.
     #[serde(default, deserialize_with = "lenient_u64")]
     pub end_time: Option<u64>,
-    /// Transcript language (a language number).
+    /// Transcript language: one of Zoom's language numbers
+    /// ([`zoomhost_protocol::rtms::language`]), or text from older servers.
     #[serde(default)]
     pub language: Option<Value>,
     /// Contact Center: the party's channel (one per caller, agent ...), which keys its

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use zoomhost_protocol::rtms::status::{self, Retry};
-use zoomhost_protocol::rtms::{control, msg};
+use zoomhost_protocol::rtms::{control, language, msg};
 use zoomhost_types::{AudioFrame, MediaKind, StreamSink, TranscriptSegment, VideoFrame};
 
 use super::dedupe::{Dedupe, Speaker};
@@ -391,7 +391,8 @@ impl MediaSocket {
                 timestamp: content.start_time.unwrap_or(timestamp),
                 end_timestamp: content.end_time,
                 text: data.into_owned(),
-                language: content.language.as_ref().map(wire::value_text),
+                // Zoom's language number as its tag (9 is "en"); text passes through.
+                language: content.language.as_ref().and_then(language::text_of),
             }),
             MediaKind::Chat => self
                 .stream
