@@ -25,7 +25,8 @@
 //! 3 bad signature, 4 bad payload (not JSON, a field missing, a `protocol_version` other
 //! than 1), 7 no media type, 8 a signaling handshake while the stream's older signaling
 //! socket is still open, 16 a media handshake for a media type another open socket
-//! carries, 17 media params the server cannot serve.
+//! carries, 17 media params the server cannot serve, 43 a transcript `src_language` that
+//! is not one of Zoom's language numbers.
 //!
 //! **Media is produced in real time from registration on** (the moment Zoom sends
 //! `rtms_started`), whether or not a client is connected. Audio, transcript and chat
@@ -98,7 +99,8 @@
 //! 12 {msg_type, sequence, timestamp}
 //! 14 {msg_type, content:{user_id, user_name, length, data:base64 L16 LE, timestamp}}
 //! 15/16 {msg_type, content:{user_id, user_name, data:base64, timestamp}}
-//! 17 {msg_type, content:{user_id, user_name, data:text, timestamp, start_time, end_time, language}}
+//! 17 {msg_type, content:{user_id, user_name, data:text, timestamp, start_time, end_time,
+//!     language: Zoom's language number, src_language or 9 English}}
 //! 18 {msg_type, content:{user_id, user_name, data:text, timestamp}}
 //! ```
 

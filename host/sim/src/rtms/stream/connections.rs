@@ -9,9 +9,9 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use zoomhost_protocol::rtms::control;
 use zoomhost_protocol::rtms::msg::{self, event_type};
 use zoomhost_protocol::rtms::states::{session_state, stop_reason, stream_state};
+use zoomhost_protocol::rtms::{control, language};
 
 use super::{Cmd, ConnEntry, Exit, Phase, Role, SimStream};
 use crate::rtms::source::{self, AudioPlan};
@@ -107,6 +107,9 @@ impl SimStream {
             let mut params = Map::new();
             for &kind in kinds {
                 let asked = requested.get(kind.key());
+                if kind == MediaKind::Transcript {
+                    check_src_language(asked)?;
+                }
                 let effective = if kind == MediaKind::Audio {
                     if core.audio.is_none() {
                         let plan = AudioPlan::new(
@@ -129,10 +132,12 @@ impl SimStream {
                     )
                 };
                 if kind == MediaKind::Transcript {
+                    // Transcripts carry the language asked for, as Zoom's number.
                     if let Some(lang) = effective
                         .as_ref()
                         .and_then(|p| p.get("src_language"))
-                        .and_then(Value::as_str)
+                        .and_then(Value::as_i64)
+                        .filter(|&n| n != i64::from(language::NONE))
                     {
                         core.language = lang.into();
                     }
@@ -348,5 +353,21 @@ impl SimStream {
             core.update(&self.tl, Instant::now());
         }
         self.bump();
+    }
+}
+
+/// Refuses a transcript `src_language` that is not one of Zoom's language numbers (text
+/// included) with 43, as Zoom does; an absent or `null` one is fine.
+fn check_src_language(asked: Option<&Value>) -> Result<(), (u32, String)> {
+    match asked.and_then(|p| p.get("src_language")) {
+        None | Some(Value::Null) => Ok(()),
+        Some(lang) if lang.as_i64().is_some_and(language::is_valid) => Ok(()),
+        Some(lang) => Err((
+            status::INVALID_MEDIA_TRANSCRIPT_SOURCE_LANGUAGE,
+            format!(
+                "invalid transcript src_language {lang}: one of Zoom's language numbers, \
+                 -1 to 36"
+            ),
+        )),
     }
 }

@@ -208,7 +208,7 @@ impl SimStream {
             phase: Phase::Waiting,
             audio: None,
             other_params: Default::default(),
-            language: serde_json::Value::from("en-US"),
+            language: serde_json::Value::from(zoomhost_protocol::rtms::language::ENGLISH),
             conns: HashMap::new(),
             signaling: None,
             owners: [None; 5],

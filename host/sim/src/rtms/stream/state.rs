@@ -26,7 +26,8 @@ pub(super) struct Core {
     pub(super) audio: Option<Arc<AudioPlan>>,
     /// Effective params of the non-audio kinds, fixed at their first handshake.
     pub(super) other_params: [Option<Value>; 5],
-    /// The `language` of transcript messages (`en-US` unless the client named another).
+    /// The `language` of transcript messages: Zoom's language number, 9 (English) unless
+    /// the client's `src_language` named another.
     pub(super) language: Value,
     pub(super) conns: HashMap<u64, ConnEntry>,
     pub(super) signaling: Option<u64>,
