@@ -1078,7 +1078,9 @@ kind = "rtms_stop"
     /// The segment the sink must receive at `seq` for a transcript item the simulator
     /// wrote: its speaker and text, its window of frames (`start_time` is the first
     /// frame of the `transcript_every` frames it covers, `end_time` the end of the last)
-    /// and the language the simulator tags segments with.
+    /// and the language asked for: the host sends `src_language` 12 (French, Canada),
+    /// the simulator tags every segment with that number, and the host hands plugins its
+    /// language tag.
     fn expected(seq: usize, sent: &SentMedia) -> Value {
         json!({
             "seq": seq,
@@ -1088,7 +1090,7 @@ kind = "rtms_stop"
             "text": sent.text().expect("a transcript item is text"),
             "start_ms": sent.timestamp - (TRANSCRIPT_EVERY - 1) * FRAME_MS,
             "end_ms": sent.timestamp + FRAME_MS,
-            "language": "en-US",
+            "language": "fr-CA",
         })
     }
 
@@ -1110,12 +1112,12 @@ kind = "rtms_stop"
         // RTMS streams open on `meeting.rtms_started` from the event WebSocket.
         let zoom = LocalZoom::start().await.unwrap();
         let (event_sim, rtms_sim) = (&zoom.events, &zoom.rtms);
-        let (t, live) = TestHost::start_live(
-            &t_config,
-            &[(PLUGIN, PLUGIN)],
-            zoomhost::config::for_local_zoom(&zoom, vec![MediaKind::Audio, MediaKind::Transcript]),
-        )
-        .await;
+        let mut zoom_config =
+            zoomhost::config::for_local_zoom(&zoom, vec![MediaKind::Audio, MediaKind::Transcript]);
+        if let Some(rtms) = zoom_config.rtms.as_mut() {
+            rtms.transcript_language = Some(zoomhost_protocol::rtms::language::FRENCH_CANADA);
+        }
+        let (t, live) = TestHost::start_live(&t_config, &[(PLUGIN, PLUGIN)], zoom_config).await;
         let rtms = live.rtms().expect("RTMS is configured").clone();
 
         let report = Scenario::parse(&scenario())
