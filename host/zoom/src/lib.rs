@@ -70,9 +70,14 @@
 //! video 2, deskshare 4, transcript 8, chat 16, all 32; the answer's `media_params` are
 //! the effective ones), then data 14 audio, 15 video, 16 share, 17 transcript, 18 chat
 //! (`content` with `user_id`, `user_name`, base64 `data` or text (chat: a JSON object),
-//! `timestamp` in ms; Contact Center adds `channel_id`). Keep-alive 12 arrives on every
-//! socket (every 10 s while idle) and is answered at once with 13 echoing `sequence` and
-//! `timestamp`. Audio defaults: L16, 16 kHz, mono, mixed, 20 ms (640 bytes a frame).
+//! `timestamp` in ms; Contact Center adds `channel_id`). Transcript languages are Zoom's
+//! language numbers (-1 none, 0 Arabic ... 9 English ... 36 Vietnamese): the transcript
+//! params ask with `src_language` (and `enable_lid`, detection, on unless turned off),
+//! transcript data says `language`; plugins get the language's BCP 47 tag (`9` is `en`,
+//! `12` is `fr-CA`; `zoomhost_protocol::rtms::language`), text from older servers
+//! unchanged, nothing for -1. Keep-alive 12 arrives on every socket (every 10 s while
+//! idle) and is answered at once with 13 echoing `sequence` and `timestamp`. Audio
+//! defaults: L16, 16 kHz, mono, mixed, 20 ms (640 bytes a frame).
 //! Status codes run to 47 (8 and 16, duplicate connections, are worth a retry); stop
 //! reasons to 26 (10–19 and 24 are connection failures).
 //!

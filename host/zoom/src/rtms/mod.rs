@@ -69,8 +69,8 @@ pub struct RtmsConfig {
     pub media: Vec<MediaKind>,
     /// The audio requested.
     pub audio: AudioRequest,
-    /// Transcript source language (Zoom's language number, e.g. 9 English); `None` sends
-    /// none.
+    /// Transcript source language (`src_language`: Zoom's language number, e.g. 9
+    /// English; `zoomhost_protocol::rtms::language`); `None` sends none.
     pub transcript_language: Option<i32>,
     /// Transcript language detection (`enable_lid`); `None` leaves Zoom's default (on).
     pub enable_lid: Option<bool>,

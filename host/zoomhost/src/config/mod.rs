@@ -46,7 +46,7 @@
 //! channels = 1
 //! frame_ms = 20                    # ms of audio per message, a multiple of 20
 //! per_speaker = false              # one audio stream per speaker instead of the mix
-//! # transcript_language = 9        # Zoom's language number (9 English); unset: none
+//! # transcript_language = "en"     # Zoom's number (9), name ("english") or tag ("en")
 //! # enable_lid = true              # transcript language detection; unset: Zoom's (on)
 //! # buffer_data = true             # unset: Zoom's default (replay audio from before connecting)
 //! handshake_id = "product"         # or "meeting_uuid" (the id field of the handshakes)
