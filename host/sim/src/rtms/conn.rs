@@ -638,6 +638,9 @@ impl ConnTask {
                 self.stream.ready_ack(self.id);
                 None
             }
+            Some(msg::VIDEO_SUBSCRIPTION_REQ) if signaling => {
+                Some(self.stream.video_subscription(&msg))
+            }
             Some(msg::SESSION_STATE_REQ) => Some(self.stream.session_state_resp()),
             Some(msg::STREAM_STATE_REQ) => Some(self.stream.stream_state_resp()),
             Some(msg::STREAM_CLOSE_REQ) if signaling => {

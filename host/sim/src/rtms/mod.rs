@@ -133,6 +133,7 @@ pub use chaos::{ChaosInjection, ChaosScenario, RtmsChaos};
 pub use notices::SimNotice;
 pub use stream::{
     AudioFrameRecord, FrameFate, SentMedia, SimStream, SimStreamStats, StreamOutcome,
+    VideoFrameRecord, VideoRequest,
 };
 /// The products that stream over RTMS (they name a stream's lifecycle events and id field).
 pub use zoomhost_protocol::rtms::product::Product;
@@ -411,6 +412,46 @@ pub struct StreamSpec {
     /// Record every sent item for [`SimStream::sent`] (default true; turn off for load
     /// runs, counters are kept either way).
     pub record: bool,
+    /// Whose camera is on, and during which frames: what individual video (`data_opt`
+    /// 4) can show, and what `EVENT_UPDATE` 8/9 (participant video on/off) announce.
+    /// `None` (default): every participant's camera is on for the whole stream. Active
+    /// speaker video (`data_opt` 3) ignores it.
+    pub cameras: Option<Vec<CameraOn>>,
+}
+
+/// A span of frames during which one participant's camera is on
+/// ([`StreamSpec::cameras`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraOn {
+    /// Whose camera.
+    pub user_id: u32,
+    /// The first frame (tick) with the camera on.
+    #[serde(default)]
+    pub from_frame: u32,
+    /// The first frame with the camera off again (`None`: on until the end).
+    #[serde(default)]
+    pub until_frame: Option<u32>,
+}
+
+impl CameraOn {
+    /// `user_id`'s camera, on for the whole stream.
+    pub fn always(user_id: u32) -> Self {
+        Self {
+            user_id,
+            from_frame: 0,
+            until_frame: None,
+        }
+    }
+
+    /// `user_id`'s camera, on from frame `from` until frame `until` (exclusive).
+    pub fn between(user_id: u32, from: u32, until: u32) -> Self {
+        Self {
+            user_id,
+            from_frame: from,
+            until_frame: Some(until),
+        }
+    }
 }
 
 impl Default for StreamSpec {
@@ -435,6 +476,7 @@ impl Default for StreamSpec {
             stop_reason: stop_reason::MEETING_ENDED,
             extra: ExtraMedia::default(),
             record: true,
+            cameras: None,
         }
     }
 }

@@ -42,6 +42,16 @@ pub(super) fn media_interrupted_event(media_type: u64) -> String {
     }))
 }
 
+/// Participants' video turned on or off (`event_type` 8 or 9) at `ts`.
+pub(super) fn participants_video_event(event_type: u32, user_ids: &[u32], ts: u64) -> String {
+    let list: Vec<Value> = user_ids.iter().map(|id| json!({"user_id": id})).collect();
+    event_update(json!({
+        "event_type": event_type,
+        "timestamp": ts,
+        "participants": list,
+    }))
+}
+
 /// `p` is the active speaker now.
 pub(super) fn speaker_event(p: &SimParticipant) -> String {
     event_update(json!({

@@ -69,6 +69,8 @@ impl SimStream {
                 },
             );
             core.ready = false;
+            // A video subscription belongs to a signaling session: the client asks again.
+            core.video_subscription = None;
             core.phase = Phase::Live;
             core.stats.signaling_handshakes += 1;
             core.update(&self.tl, Instant::now());
@@ -204,6 +206,9 @@ impl SimStream {
             core.last_speaker,
         ) {
             core.send_signaling(wire::speaker_event(&self.tl.participants[speaker]));
+        }
+        if added.contains(&event_type::PARTICIPANT_VIDEO_ON) {
+            core.cameras_on_now(&self.tl);
         }
     }
 

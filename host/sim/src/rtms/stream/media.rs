@@ -32,6 +32,8 @@ pub(in crate::rtms) struct Outgoing {
     pub resent: bool,
     /// Last audio source of its frame (faults fire after it).
     pub last_of_tick: bool,
+    /// Individual video: whose video it is.
+    pub video_user: Option<u32>,
     pub json: String,
 }
 
@@ -77,17 +79,21 @@ impl SimStream {
                     }
                     core.finish_if_all_sent(tl);
                     core.update(tl, now);
-                    if !core.playing() {
-                        // A fault that fired on a dropped frame changed the stream.
-                        None
-                    } else {
-                        Some(core.plan_batch(tl, id, now, &owned, buf))
-                    }
-                } else {
-                    Some(core.plan_batch(tl, id, now, &owned, buf))
                 }
+            }
+            if !core.playing() {
+                // A fault that fired on a dropped frame changed the stream.
+                None
             } else {
-                Some(core.plan_batch(tl, id, now, &owned, buf))
+                let unwatched = core.stats.video_unwatched;
+                let plan = core.plan_batch(tl, id, now, &owned, buf);
+                if core.stats.video_unwatched != unwatched {
+                    // Individual video items nobody watched were passed over.
+                    changed = true;
+                    core.finish_if_all_sent(tl);
+                    core.update(tl, now);
+                }
+                Some(plan)
             }
         };
         if changed {
@@ -109,6 +115,7 @@ impl SimStream {
             let mut fired = Vec::new();
             let mut records = Vec::new();
             let mut frames = Vec::new();
+            let mut video_frames = Vec::new();
             for item in batch {
                 let k = item.kind.index();
                 if item.resent {
@@ -132,6 +139,9 @@ impl SimStream {
                         }
                         core.after_audio(tl, item.tick, item.last_of_tick, &mut fired);
                     }
+                    if item.kind == MediaKind::Video && tl.record {
+                        video_frames.push(core.video_record(tl, item));
+                    }
                 }
                 if tl.record {
                     records.push(core.record(tl, item, sent_at));
@@ -142,6 +152,9 @@ impl SimStream {
             }
             if !frames.is_empty() {
                 lock(&self.frames).extend(frames);
+            }
+            if !video_frames.is_empty() {
+                lock(&self.video_frames).extend(video_frames);
             }
             for fault in fired {
                 changed = true;
@@ -277,6 +290,21 @@ impl Core {
                     break;
                 }
             }
+            if kind == MediaKind::Video && self.individual_video() {
+                self.camera_events(tl, tick);
+                if self.video_user(tl, tick).is_none() {
+                    // Nobody subscribed, or their camera is off: no frame for this item.
+                    let k = kind.index();
+                    if cursors[k] != self.cursors[k] {
+                        // Items of this batch come first.
+                        break;
+                    }
+                    self.cursors[k] += 1;
+                    cursors[k] += 1;
+                    self.stats.video_unwatched += 1;
+                    continue;
+                }
+            }
             let Some(item) = self.item(tl, kind, cursors[kind.index()], false) else {
                 break;
             };
@@ -329,6 +357,7 @@ impl Core {
         let tick = tl.tick_of(kind, n, sources);
         let ts = self.timestamp(tl, tick);
         let mut last_of_tick = false;
+        let mut video_user = None;
         let json = match kind {
             MediaKind::Audio => {
                 let plan = self.audio.as_ref()?;
@@ -353,9 +382,11 @@ impl Core {
                 )
             }
             MediaKind::Video | MediaKind::Share => {
-                let (user_id, user_name) = tl.speaker_user(tick);
-                let data = base64::engine::general_purpose::STANDARD
-                    .encode(source::fake_frame(kind.key(), n));
+                if kind == MediaKind::Video && self.individual_video() {
+                    video_user = Some(self.video_user(tl, tick)?);
+                }
+                let (user_id, user_name, data) = tl.picture(kind, n, tick, video_user);
+                let data = base64::engine::general_purpose::STANDARD.encode(data);
                 wire::media_message(
                     kind.msg_type(),
                     json!({"user_id": user_id, "user_name": user_name, "data": data, "timestamp": ts}),
@@ -380,6 +411,7 @@ impl Core {
             tick,
             resent,
             last_of_tick,
+            video_user,
             json,
         })
     }
@@ -399,6 +431,9 @@ impl Core {
                 }
                 None => (0, "", Bytes::new()),
             },
+            kind @ (MediaKind::Video | MediaKind::Share) => {
+                tl.picture(kind, item.index, item.tick, item.video_user)
+            }
             kind => {
                 let (id, name) = tl.speaker_user(item.tick);
                 let data = match kind {
@@ -438,6 +473,7 @@ impl Core {
             self.first_packet = Some(ts);
             self.send_signaling(wire::first_packet_event(ts));
         }
+        self.camera_events(tl, tick);
         if let Some(speaker) = tl.speaker(tick) {
             if self.last_speaker != Some(speaker) {
                 self.last_speaker = Some(speaker);

@@ -20,6 +20,8 @@
 //!   keep-alives, connection ends);
 //! - [`media`]: planning and committing the media a socket writes;
 //! - [`faults`]: injected faults;
+//! - [`video`]: individual video: the subscription (28/29), cameras on and off (events
+//!   8/9), who each video item shows;
 //! - [`supervisor`]: the per-stream task and the stop sequence;
 //! - [`records`]: what was sent, and the counters.
 
@@ -30,6 +32,7 @@ mod records;
 mod state;
 mod supervisor;
 mod timeline;
+mod video;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,7 +48,9 @@ use crate::util::{lock, now_ms, random_token};
 
 pub(super) use faults::SelfAction;
 pub(super) use media::{Outgoing, Plan};
-pub use records::{AudioFrameRecord, FrameFate, SentMedia, SimStreamStats};
+pub use records::{
+    AudioFrameRecord, FrameFate, SentMedia, SimStreamStats, VideoFrameRecord, VideoRequest,
+};
 use state::Core;
 pub(super) use supervisor::supervise;
 use timeline::Timeline;
@@ -130,6 +135,7 @@ pub struct SimStream {
     core: Mutex<Core>,
     sent: Mutex<Vec<SentMedia>>,
     frames: Mutex<Vec<AudioFrameRecord>>,
+    video_frames: Mutex<Vec<VideoFrameRecord>>,
     epoch: watch::Sender<u64>,
 }
 
@@ -181,6 +187,7 @@ impl SimStream {
         faults.sort_by_key(|(n, _)| *n);
         let created_wall_ms = now_ms();
         let now = Instant::now();
+        let cameras = video::cameras(spec.cameras, &spec.participants);
         let tl = Timeline {
             product: spec.product,
             hub,
@@ -203,6 +210,8 @@ impl SimStream {
             extra: spec.extra,
             record: spec.record,
             created_wall_ms,
+            camera_toggles: video::toggles(&cameras),
+            cameras,
         };
         let core = Core {
             phase: Phase::Waiting,
@@ -239,6 +248,8 @@ impl SimStream {
             notify_stop: false,
             signaling_lost_since: None,
             media_lost_since: None,
+            video_subscription: None,
+            camera_cursor: 0,
             stats: SimStreamStats::default(),
         };
         Arc::new(SimStream {
@@ -247,6 +258,7 @@ impl SimStream {
             core: Mutex::new(core),
             sent: Mutex::default(),
             frames: Mutex::default(),
+            video_frames: Mutex::default(),
             epoch: watch::channel(0).0,
         })
     }
@@ -365,6 +377,12 @@ impl SimStream {
             .collect()
     }
 
+    /// Every video message written to a socket, in order: its frame, whose video it
+    /// is, its timestamp and the SHA-256 of its payload. Empty when recording is off.
+    pub fn video_frames(&self) -> Vec<VideoFrameRecord> {
+        lock(&self.video_frames).clone()
+    }
+
     /// Audio messages sent so far (first sends).
     pub fn audio_frames_sent(&self) -> u64 {
         self.lock().stats.audio_frames_sent
@@ -375,6 +393,7 @@ impl SimStream {
         let core = self.lock();
         let mut stats = core.stats.clone();
         stats.subscriptions = core.subscriptions.iter().copied().collect();
+        stats.video_subscription = core.video_subscription;
         stats.confirmed_audio = core.audio.as_ref().map(|a| a.params.clone());
         stats.outcome = match core.phase {
             Phase::Done(outcome) => Some(outcome),

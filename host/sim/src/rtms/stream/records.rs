@@ -1,5 +1,6 @@
 //! What a stream recorded: every media item written to a socket, every audio frame's
-//! hash and fate, and its counters.
+//! hash and fate, every video frame's hash, the video subscription requests, and its
+//! counters.
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -69,6 +70,34 @@ pub struct AudioFrameRecord {
     pub fate: FrameFate,
 }
 
+/// One video message written to a client socket ([`super::SimStream::video_frames`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoFrameRecord {
+    /// Its position among the stream's video items (0-based).
+    pub index: u64,
+    /// The frame (tick) it belongs to.
+    pub frame: u32,
+    /// Whose video: the active speaker (`data_opt` 3) or the subscribed participant
+    /// (`data_opt` 4).
+    pub user_id: u32,
+    /// `timestamp` (ms).
+    pub timestamp: u64,
+    /// SHA-256 of the decoded payload.
+    pub sha256: [u8; 32],
+}
+
+/// A `VIDEO_SUBSCRIPTION_REQ` (28) and the status its `VIDEO_SUBSCRIPTION_RESP` (29)
+/// carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoRequest {
+    /// The participant asked for (0 when the request named none).
+    pub user_id: u32,
+    /// `subscribe`: start (true) or stop (false).
+    pub subscribe: bool,
+    /// The answer's `status_code` (0 OK, 44 already the subscription, ...).
+    pub status_code: u32,
+}
+
 /// Counters of one stream.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SimStreamStats {
@@ -112,6 +141,13 @@ pub struct SimStreamStats {
     /// Video and share messages dropped because nobody could receive them when they were
     /// produced (they are never buffered).
     pub video_dropped: u64,
+    /// Individual video (`data_opt` 4) items not sent because nobody was subscribed or
+    /// the subscribed participant's camera was off at their frame.
+    pub video_unwatched: u64,
+    /// Every `VIDEO_SUBSCRIPTION_REQ` and its answer, in order.
+    pub video_requests: Vec<VideoRequest>,
+    /// Whose individual video the stream sends now (the last accepted subscription).
+    pub video_subscription: Option<u32>,
     /// Failovers (the stream moved to the next server generation).
     pub failovers: u32,
     /// Signaling losses (each followed by `rtms_interrupted`).

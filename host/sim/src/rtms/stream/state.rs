@@ -74,6 +74,11 @@ pub(super) struct Core {
     pub(super) signaling_lost_since: Option<Instant>,
     /// Since when a requested media kind has no socket while signaling is ready.
     pub(super) media_lost_since: Option<Instant>,
+    /// Whose individual video goes out (`VIDEO_SUBSCRIPTION_REQ`); a new signaling
+    /// session starts without one.
+    pub(super) video_subscription: Option<u32>,
+    /// How many of [`Timeline::camera_toggles`] the stream's media has passed.
+    pub(super) camera_cursor: usize,
     pub(super) stats: SimStreamStats,
 }
 

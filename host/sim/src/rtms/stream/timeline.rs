@@ -53,6 +53,11 @@ pub(super) struct Timeline {
     pub extra: ExtraMedia,
     pub record: bool,
     pub created_wall_ms: u64,
+    /// Whose camera is on, and when (resolved: every participant's, always, when the
+    /// spec did not say).
+    pub cameras: Vec<crate::rtms::CameraOn>,
+    /// Cameras turning on or off after frame 0, by frame: `(frame, on, user_id)`.
+    pub camera_toggles: Vec<(u32, bool, u32)>,
 }
 
 /// The first segment of a stream registered `now`.

@@ -15,6 +15,7 @@ use tokio_tungstenite::{
 use super::*;
 
 mod faults;
+mod video;
 mod language;
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
