@@ -11,6 +11,12 @@
 //! (the frame's wall-clock `timestamp`) to the plugin's receipt (its wall clock), frames
 //! dropped anywhere (sent by the simulator but not received by the plugin) and the
 //! host's peak RSS (`VmHWM`). Linux only, like its figures' sources.
+//!
+//! The simulator produces a stream's media from its registration on, as Zoom does, and
+//! keeps what no socket carries yet for replay (`buffer_data`). The bench's host asks for
+//! `buffer_data = false`, so the audio made while its streams were still connecting is
+//! dropped at the simulator (not counted as sent) instead of replayed in a burst: the
+//! latency figures are those of live audio.
 
 use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -84,6 +90,8 @@ pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
     let mut rtms_config =
         RtmsConfig::new(SIM_CLIENT_ID, Secret::new(SIM_CLIENT_SECRET.to_string()));
     rtms_config.media = vec![MediaKind::Audio];
+    // Live latency only: no replay of the audio made before each stream connected.
+    rtms_config.buffer_data = Some(false);
     let config = HostConfig {
         runtime: zoomhost_runtime::RuntimeConfig {
             plugins_dir: dir.path().to_path_buf(),
@@ -122,7 +130,7 @@ pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
         .clone();
 
     println!(
-        "bench: {streams} streams x {seconds} s of 20 ms audio ({} frames/s expected) through {PROBE}",
+        "bench: {streams} streams x {seconds} s of 20 ms audio ({} frames/s expected) through {PROBE}, buffer_data off (live audio only)",
         streams * 50
     );
     let cpu0 = cpu_seconds();
