@@ -1118,199 +1118,205 @@ async fn concurrency_notices_are_counted() {
     assert!(rtms.active().is_empty());
 }
 
-/// A scripted RTMS server for what the simulator does not serve (individual video): it
-/// answers every handshake with success and reports each client message, with a handle
-/// per signaling connection to write to it or drop it.
-// tungstenite's handshake callback returns its (large) error response by value.
-#[allow(clippy::result_large_err)]
-mod scripted {
-    use futures_util::{SinkExt, StreamExt};
-    use serde_json::{json, Value};
-    use tokio::net::TcpListener;
-    use tokio::sync::mpsc;
-    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-    use tokio_tungstenite::tungstenite::Message;
-
-    /// A message a client sent: the path of its socket and the JSON.
-    pub type Seen = (String, Value);
-    /// What to do with a signaling connection: write JSON, or drop it (`None`).
-    pub type Control = mpsc::UnboundedSender<Option<Value>>;
-
-    pub async fn start() -> (
-        String,
-        mpsc::UnboundedReceiver<Seen>,
-        mpsc::UnboundedReceiver<Control>,
-    ) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (seen_tx, seen) = mpsc::unbounded_channel();
-        let (control_tx, controls) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let (seen_tx, control_tx) = (seen_tx.clone(), control_tx.clone());
-                tokio::spawn(async move {
-                    let mut path = String::new();
-                    let ws = tokio_tungstenite::accept_hdr_async(
-                        tcp,
-                        |req: &Request, resp: Response| {
-                            path = req.uri().path().to_string();
-                            Ok(resp)
-                        },
-                    )
-                    .await;
-                    let Ok(mut ws) = ws else { return };
-                    let (tx, mut rx) = mpsc::unbounded_channel::<Option<Value>>();
-                    if path == "/signaling" {
-                        let _ = control_tx.send(tx);
-                    }
-                    let base = format!("ws://{addr}");
-                    loop {
-                        tokio::select! {
-                            m = ws.next() => {
-                                let Some(Ok(m)) = m else { return };
-                                let Ok(text) = m.into_text() else { continue };
-                                let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
-                                let reply = match v["msg_type"].as_u64() {
-                                    Some(1) => Some(json!({"msg_type": 2, "status_code": 0,
-                                        "media_server": {"server_urls": {
-                                            "audio": format!("{base}/media/audio"),
-                                            "video": format!("{base}/media/video")}}})),
-                                    Some(3) => Some(json!({"msg_type": 4, "status_code": 0,
-                                        "media_params": v["media_params"].clone()})),
-                                    _ => None,
-                                };
-                                let _ = seen_tx.send((path.clone(), v));
-                                if let Some(reply) = reply {
-                                    if ws.send(Message::text(reply.to_string())).await.is_err() {
-                                        return;
-                                    }
-                                }
-                            }
-                            order = rx.recv() => match order {
-                                Some(Some(v)) => {
-                                    let _ = ws.send(Message::text(v.to_string())).await;
-                                }
-                                // Abrupt: no close frame.
-                                _ => return,
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        (format!("ws://{addr}/signaling"), seen, controls)
-    }
+/// (user, timestamp, length, fnv sum) of every video frame the simulator wrote, in order.
+fn sent_video(stream: &SimStream) -> Vec<(String, String, String, String)> {
+    stream
+        .sent()
+        .iter()
+        .filter(|m| m.kind == zoomhost_sim::rtms::MediaKind::Video)
+        .map(|m| {
+            (
+                m.user_id.to_string(),
+                m.timestamp.to_string(),
+                m.data.len().to_string(),
+                fnv1a(&m.data),
+            )
+        })
+        .collect()
 }
 
-/// The next message of `msg_type` seen on a socket whose path is `path`.
-async fn next_seen(
-    seen: &mut tokio::sync::mpsc::UnboundedReceiver<scripted::Seen>,
-    path: &str,
-    msg_type: u64,
-) -> serde_json::Value {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let (p, v) = seen.recv().await.expect("server running");
-            if p == path && v["msg_type"] == msg_type {
-                return v;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no msg_type {msg_type} on {path}"))
+/// The same fields from the recorder's video lines for a stream.
+fn received_video(logs: &Logs, stream_id: &str) -> Vec<(String, String, String, String)> {
+    logs.lines("recorder", &format!("rec video stream={stream_id} "))
+        .iter()
+        .map(|l| {
+            (
+                field(l, "user").to_string(),
+                field(l, "ts").to_string(),
+                field(l, "len").to_string(),
+                field(l, "sum").to_string(),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn individual_video_subscriptions_go_out_on_signaling_and_again_after_a_reconnect() {
-    use zoomhost_zoom::rtms::StreamStart;
-    let host = host("audio,video").await;
-    let (url, mut seen, mut controls) = scripted::start().await;
+async fn a_granted_plugin_gets_the_video_of_the_participant_it_asked_for_and_only_theirs() {
+    const A: u32 = 16_778_240;
+    const B: u32 = 16_779_264;
+    // The recorder may control streams, and hears the test.* events that make it ask.
+    let host = TestHost::start(
+        r#"
+[limits]
+mailbox_capacity = 200000
+log_lines_per_second = 10000000
+media_deadline_ms = 1000
+
+[plugins.recorder]
+stream_control = true
+
+[plugins.recorder.config]
+events = "meeting.*,test.*"
+media = "video"
+"#,
+        &[("recorder", "recorder")],
+    )
+    .await;
+    let sim = sim(Duration::from_secs(5)).await;
     let mut config = client_config(SECRET);
-    config.media = vec![MediaKind::Audio, MediaKind::Video];
+    config.media = vec![MediaKind::Video];
     config.individual_video = true;
-    let (rtms, _inputs) = manager(&host, config);
-    let mut notices = rtms.subscribe();
-    rtms.start_at(
-        StreamStart {
-            kind: zoomhost_types::SessionKind::Meeting,
-            meeting_uuid: "mtg-video==".into(),
-            stream_id: "stream-video".into(),
-            server_urls: vec![url],
+    let (rtms, inputs) = manager(&host, config);
+    host.host.set_stream_control(rtms.clone());
+    // Both cameras on; a video item every frame (20 ms), produced in real time.
+    let stream = sim.add_stream(StreamSpec {
+        participants: vec![
+            SimParticipant::new(A, "Ada Lovelace"),
+            SimParticipant::new(B, "Grace Hopper"),
+        ],
+        frames: 100_000,
+        pace: Pace::RealTime,
+        end: End::Hold,
+        extra: ExtraMedia {
+            video: 100_000,
+            ..ExtraMedia::default()
         },
-        1_700_000_000_000,
+        ..StreamSpec::new("mtg-ivideo==", "stream-ivideo")
+    });
+    let _forward = forward_notices(&sim, &inputs);
+    inputs.event(started(&sim, &stream, EventSource::Webhook));
+    assert!(stream.wait_ready(Duration::from_secs(20)).await);
+    // Individual video: data_opt 4 in the video handshake, events 8 and 9 subscribed.
+    let subscribed = stream.stats().subscriptions;
+    assert!(
+        subscribed.contains(&8) && subscribed.contains(&9),
+        "{subscribed:?}"
     );
-    let video = next_seen(&mut seen, "/media/video", 3).await;
-    assert_eq!(video["media_params"]["video"]["data_opt"], 4, "{video}");
-    let subscription = next_seen(&mut seen, "/signaling", 5).await;
-    let events: Vec<u64> = subscription["events"]
-        .as_array()
-        .unwrap()
+    let ask = |n: u64, user: u32| Event {
+        id: format!("ask-video-{n}"),
+        name: "test.subscribe_video".into(),
+        timestamp: 1_700_000_000_000 + n,
+        payload: json!({"stream": "stream-ivideo", "user": user, "on": true}).to_string(),
+        source: EventSource::Replay,
+    };
+    let users = |logs: &Logs| -> Vec<String> {
+        received_video(logs, "stream-ivideo")
+            .into_iter()
+            .map(|(user, ..)| user)
+            .collect()
+    };
+
+    // Nothing flows before anyone asks.
+    assert!(
+        eventually(Duration::from_secs(10), || stream.stats().video_unwatched
+            >= 10)
+        .await,
+        "video items fall due"
+    );
+    assert_eq!(stream.stats().video_sent, 0);
+
+    inputs.event(ask(1, A));
+    assert!(
+        eventually(Duration::from_secs(20), || users(&host.logs).len() >= 10).await,
+        "A's video reached the plugin"
+    );
+    inputs.event(ask(2, B));
+    let of_b = |logs: &Logs| users(logs).iter().filter(|u| **u == B.to_string()).count();
+    assert!(
+        eventually(Duration::from_secs(20), || of_b(&host.logs) >= 10).await,
+        "B's video reached the plugin"
+    );
+
+    // Signaling lost: a subscription belongs to its signaling session, and the client
+    // asks for B again on the new one.
+    stream.inject(Fault::DropSignaling);
+    assert!(
+        eventually(Duration::from_secs(20), || stream.stats().ready_acks >= 2).await,
+        "the client re-handshaked: {:?}",
+        stream.stats()
+    );
+    let before = of_b(&host.logs);
+    assert!(
+        eventually(Duration::from_secs(20), || of_b(&host.logs) >= before + 10).await,
+        "B's video is back after the re-handshake"
+    );
+
+    // The plugin closes the stream: STREAM_CLOSE_REQ on the new signaling socket.
+    inputs.event(Event {
+        id: "ask-close".into(),
+        name: "test.close_stream".into(),
+        timestamp: 1_700_000_000_009,
+        payload: json!({"stream": "stream-ivideo"}).to_string(),
+        source: EventSource::Replay,
+    });
+    assert!(stream.wait_done(Duration::from_secs(20)).await);
+    assert_eq!(
+        stream.stats().outcome,
+        Some(StreamOutcome::Completed { reason: 20 })
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || closed(
+            &host.logs,
+            "stream-ivideo"
+        ))
+        .await,
+        "the plugin's session closed"
+    );
+
+    // Every frame the simulator wrote, once, in order, byte-exact: A's until the switch,
+    // B's from then on, nobody else's.
+    let got = received_video(&host.logs, "stream-ivideo");
+    assert_same(&got, &sent_video(&stream), "stream-ivideo video");
+    let who = users(&host.logs);
+    let switch = who
         .iter()
-        .map(|e| e["event_type"].as_u64().unwrap())
+        .position(|u| *u == B.to_string())
+        .expect("B's video");
+    assert!(switch >= 10, "{who:?}");
+    assert!(who[..switch].iter().all(|u| *u == A.to_string()), "{who:?}");
+    assert!(who[switch..].iter().all(|u| *u == B.to_string()), "{who:?}");
+    assert_eq!(stream.video_frames().len(), got.len());
+
+    // Three requests (A, B, B again after the re-handshake), each accepted; the plugin
+    // was told ok every time.
+    let answers: Vec<(u32, bool, u32)> = stream
+        .stats()
+        .video_requests
+        .iter()
+        .map(|r| (r.user_id, r.subscribe, r.status_code))
         .collect();
-    assert_eq!(events, vec![2, 3, 4, 8, 9]);
-    next_seen(&mut seen, "/signaling", 7).await;
-    let first = controls.recv().await.expect("signaling connection");
-
-    let control: &dyn StreamControl = rtms.as_ref();
-    control
-        .subscribe_video("stream-video", 16_778_240, true)
-        .unwrap();
-    let request = next_seen(&mut seen, "/signaling", 28).await;
-    assert_eq!(request["user_id"], 16_778_240);
-    assert_eq!(request["subscribe"], true);
-    // A duplicate subscription (44) is harmless.
-    first
-        .send(Some(
-            json!({"msg_type": 29, "user_id": 16_778_240, "status_code": 44}),
-        ))
-        .unwrap();
-
-    // Signaling drops without a word from Zoom: after the grace period the client
-    // re-handshakes and subscribes the same participant again.
-    first.send(None).unwrap();
-    let second = controls.recv().await.expect("a new signaling connection");
-    next_seen(&mut seen, "/signaling", 7).await;
-    let again = next_seen(&mut seen, "/signaling", 28).await;
-    assert_eq!(again["user_id"], 16_778_240);
-
-    // A close request goes out on the new signaling socket; Zoom answers and terminates.
-    control.close_stream("stream-video").unwrap();
-    let close = next_seen(&mut seen, "/signaling", 21).await;
-    assert_eq!(close["rtms_stream_id"], "stream-video");
-    second
-        .send(Some(
-            json!({"msg_type": 22, "rtms_stream_id": "stream-video", "status_code": 0}),
-        ))
-        .unwrap();
-    second
-        .send(Some(
-            json!({"msg_type": 8, "rtms_stream_id": "stream-video", "state": 4, "reason": 20}),
-        ))
-        .unwrap();
-    let reason = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Ok(RtmsNotice::Closed { reason, .. }) = notices.recv().await {
-                break reason;
-            }
-        }
-    })
-    .await
-    .expect("the stream ended");
-    assert!(reason.contains("stop_reason 20"), "{reason}");
-    let stats = rtms.stats();
+    assert_eq!(answers, [(A, true, 0), (B, true, 0), (B, true, 0)]);
+    let client = rtms.stats();
     assert_eq!(
         (
-            stats.video_subscriptions,
-            stats.close_requests,
-            stats.opened
+            client.video_subscriptions,
+            client.close_requests,
+            client.opened
         ),
-        (2, 1, 1),
-        "{stats:?}"
+        (3, 1, 1),
+        "{client:?}"
     );
+    let results: Vec<String> = host
+        .logs
+        .lines("recorder", "rec control ")
+        .iter()
+        .map(|l| l.split_once(" result=").unwrap().1.to_string())
+        .collect();
+    assert_eq!(results, ["ok", "ok", "ok"]);
     assert!(eventually(Duration::from_secs(5), || rtms.active().is_empty()).await);
+    let control: &dyn StreamControl = rtms.as_ref();
     assert_eq!(
-        control.subscribe_video("stream-video", 1, true),
-        Err(ControlError::UnknownStream("stream-video".into()))
+        control.subscribe_video("stream-ivideo", A, true),
+        Err(ControlError::UnknownStream("stream-ivideo".into()))
     );
 }
