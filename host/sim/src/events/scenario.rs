@@ -227,6 +227,25 @@ pub struct RtmsStartStep {
     /// Record every sent item (default true).
     #[serde(default = "default_true")]
     pub record: bool,
+    /// Whose camera is on, and when (individual video, events 8/9); default: every
+    /// participant's, all the time.
+    #[serde(default)]
+    pub cameras: Option<Vec<RtmsCamera>>,
+}
+
+/// One entry of `rtms_start`'s `cameras`: `{ participant = "Ada Lovelace", from_frame = 0,
+/// until_frame = 250 }` (frames as in `faults`; no `until_frame`: on until the end).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtmsCamera {
+    /// Whose camera: a name of the stream's participants.
+    pub participant: String,
+    /// The first frame with the camera on (default 0).
+    #[serde(default)]
+    pub from_frame: u32,
+    /// The first frame with it off again.
+    #[serde(default)]
+    pub until_frame: Option<u32>,
 }
 
 /// `participants` of `rtms_start`: names, or how many.
@@ -289,6 +308,31 @@ pub enum RtmsFaultSpec {
         /// Stop reason.
         reason: u32,
     },
+    /// The stream's server dies: every socket dropped, the stream moves to a second
+    /// server, and `rtms_started` is announced again with its URL and a newer `event_ts`.
+    Failover,
+    /// The server stops hearing the client's keep-alive answers on `socket`
+    /// (`signaling` or `media`), so it drops that socket after the allowed misses.
+    MissKeepAlives {
+        /// Which sockets.
+        socket: RtmsSocket,
+    },
+    /// Nothing is written to the media sockets for `ms`; audio produced meanwhile is
+    /// replayed in a burst afterwards (video is dropped).
+    HoldMedia {
+        /// How long.
+        ms: u64,
+    },
+}
+
+/// `socket` of a `miss_keep_alives` fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RtmsSocket {
+    /// The signaling socket.
+    Signaling,
+    /// Every media socket.
+    Media,
 }
 
 impl From<&RtmsFaultSpec> for rtms::Fault {
@@ -302,6 +346,12 @@ impl From<&RtmsFaultSpec> for rtms::Fault {
             RtmsFaultSpec::Stall { ms } => rtms::Fault::Stall(Duration::from_millis(ms)),
             RtmsFaultSpec::Pause { ms } => rtms::Fault::Pause(Duration::from_millis(ms)),
             RtmsFaultSpec::Stop { reason } => rtms::Fault::Stop(reason),
+            RtmsFaultSpec::Failover => rtms::Fault::Failover,
+            RtmsFaultSpec::MissKeepAlives { socket } => rtms::Fault::MissKeepAlives(match socket {
+                RtmsSocket::Signaling => rtms::SocketKind::Signaling,
+                RtmsSocket::Media => rtms::SocketKind::Media,
+            }),
+            RtmsFaultSpec::HoldMedia { ms } => rtms::Fault::HoldMedia(Duration::from_millis(ms)),
         }
     }
 }
@@ -591,7 +641,7 @@ impl Scenario {
                 known
             }
         };
-        let participants = names
+        let participants: Vec<SimParticipant> = names
             .iter()
             .map(|name| {
                 let who = meeting.participant(name);
@@ -602,6 +652,31 @@ impl Scenario {
                 SimParticipant::new(user_id, name.clone())
             })
             .collect();
+        let cameras = match &start.cameras {
+            None => None,
+            Some(cameras) => Some(
+                cameras
+                    .iter()
+                    .map(|camera| {
+                        let who = participants
+                            .iter()
+                            .find(|p| p.user_name == camera.participant)
+                            .with_context(|| {
+                                format!(
+                                    "cameras: {:?} is not one of the stream's participants ({})",
+                                    camera.participant,
+                                    names.join(", ")
+                                )
+                            })?;
+                        Ok(rtms::CameraOn {
+                            user_id: who.user_id,
+                            from_frame: camera.from_frame,
+                            until_frame: camera.until_frame,
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            ),
+        };
         let audio = match &start.wav {
             Some(path) => {
                 let path = match &self.base_dir {
@@ -636,8 +711,118 @@ impl Scenario {
                 chat: start.chat,
             },
             record: start.record,
+            cameras,
             ..StreamSpec::default()
         };
         rtms.try_add_stream(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The faults of the `rtms_start` step of `toml`, as the stream gets them.
+    fn faults_of(toml: &str) -> Vec<(u32, rtms::Fault)> {
+        let scenario = Scenario::parse(toml).expect("scenario");
+        let Action::RtmsStart(start) = &scenario.steps[0].action else {
+            panic!("rtms_start");
+        };
+        start
+            .faults
+            .iter()
+            .map(|f| (f.after_frame, (&f.fault).into()))
+            .collect()
+    }
+
+    #[test]
+    fn every_rtms_fault_has_a_step_syntax() {
+        let faults = faults_of(
+            r#"
+            [[steps]]
+            kind = "rtms_start"
+            faults = [{ after_frame = 10, fault = "failover" },
+                      { after_frame = 20, fault = "miss_keep_alives", socket = "signaling" },
+                      { after_frame = 30, fault = "miss_keep_alives", socket = "media" },
+                      { after_frame = 40, fault = "hold_media", ms = 750 },
+                      { after_frame = 50, fault = "drop_media" },
+                      { after_frame = 60, fault = "drop_signaling" },
+                      { after_frame = 70, fault = "close_signaling", code = 1001 },
+                      { after_frame = 80, fault = "pause", ms = 5 },
+                      { after_frame = 90, fault = "stop", reason = 24 }]
+            "#,
+        );
+        use rtms::{Fault, SocketKind};
+        assert_eq!(
+            faults,
+            vec![
+                (10, Fault::Failover),
+                (20, Fault::MissKeepAlives(SocketKind::Signaling)),
+                (30, Fault::MissKeepAlives(SocketKind::Media)),
+                (40, Fault::HoldMedia(Duration::from_millis(750))),
+                (50, Fault::DropMedia),
+                (60, Fault::DropSignaling),
+                (70, Fault::CloseSignaling(1001)),
+                (80, Fault::Pause(Duration::from_millis(5))),
+                (90, Fault::Stop(24)),
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_rtms_faults_are_refused() {
+        for bad in [
+            // No socket, an unknown socket, no duration, a misspelled kind.
+            r#"{ after_frame = 1, fault = "miss_keep_alives" }"#,
+            r#"{ after_frame = 1, fault = "miss_keep_alives", socket = "audio" }"#,
+            r#"{ after_frame = 1, fault = "hold_media" }"#,
+            r#"{ after_frame = 1, fault = "fail_over" }"#,
+        ] {
+            let toml = format!("[[steps]]\nkind = \"rtms_start\"\nfaults = [{bad}]\n");
+            assert!(Scenario::parse(&toml).is_err(), "accepted: {bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn cameras_name_participants() {
+        let rtms = RtmsSim::start(rtms::RtmsSimConfig::default())
+            .await
+            .expect("RTMS sim");
+        let scenario = Scenario::parse(
+            r#"
+            [[steps]]
+            kind = "rtms_start"
+            participants = ["Ada Lovelace", "Grace Hopper"]
+            end = "hold"
+            cameras = [{ participant = "Grace Hopper", from_frame = 5, until_frame = 50 }]
+            "#,
+        )
+        .expect("scenario");
+        let Action::RtmsStart(start) = &scenario.steps[0].action else {
+            panic!("rtms_start");
+        };
+        let mut meeting = MeetingGen::new("Cameras");
+        let stream = scenario
+            .rtms_start(&rtms, &mut meeting, start)
+            .expect("stream");
+        let grace = stream.participants()[1].user_id;
+        assert_eq!(stream.cameras(), [rtms::CameraOn::between(grace, 5, 50)]);
+        // A name the stream does not have is an error that names it.
+        let scenario = Scenario::parse(
+            r#"
+            [[steps]]
+            kind = "rtms_start"
+            participants = ["Ada Lovelace"]
+            cameras = [{ participant = "Alan Turing" }]
+            "#,
+        )
+        .expect("scenario");
+        let Action::RtmsStart(start) = &scenario.steps[0].action else {
+            panic!("rtms_start");
+        };
+        let error = scenario
+            .rtms_start(&rtms, &mut meeting, start)
+            .expect_err("unknown participant");
+        assert!(format!("{error:#}").contains("Alan Turing"), "{error:#}");
     }
 }

@@ -348,6 +348,12 @@ impl SimStream {
         &self.tl.participants
     }
 
+    /// Whose camera is on, and when (resolved: every participant's, always, when the
+    /// spec did not say).
+    pub fn cameras(&self) -> &[super::CameraOn] {
+        &self.tl.cameras
+    }
+
     /// Audio frames per source (resolved: a WAV with `frames = 0` gives its length).
     pub fn frames(&self) -> u32 {
         self.tl.frames
