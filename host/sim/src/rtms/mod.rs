@@ -38,7 +38,21 @@
 //! produce as fast as the socket takes them, so nothing is dropped. Every media item that
 //! was written counts as sent ([`SimStream::sent`]); every audio frame is recorded with
 //! its SHA-256 and its fate, sent or dropped ([`SimStream::audio_frames`]), so a test can
-//! compare what a client received frame for frame.
+//! compare what a client received frame for frame; every video message likewise
+//! ([`SimStream::video_frames`]: frame, user, timestamp, SHA-256).
+//!
+//! **Individual video** (`media_params.video.data_opt` 4 in the video handshake; Zoom's
+//! single individual stream): no video goes out until the client asks for a participant
+//! with `VIDEO_SUBSCRIPTION_REQ` (28) on signaling. The server answers
+//! `VIDEO_SUBSCRIPTION_RESP` (29): 0 OK, 44 when that participant already is the
+//! subscription, 4 for a participant who is not in the stream (or no usable `user_id` /
+//! `subscribe`), 29 when video was negotiated with another `data_opt`. From then on each
+//! video item shows that participant (their `user_id`, a payload naming them) while their
+//! camera is on ([`StreamSpec::cameras`]); a new request replaces the subscription,
+//! `subscribe: false` stops video, and a new signaling session starts without one (the
+//! client asks again). Cameras turning on and off are announced with `EVENT_UPDATE` 8/9
+//! to a client subscribed to those events (and the cameras on at the moment it subscribes
+//! to 8). Active speaker video (`data_opt` 3, the default) is unchanged.
 //!
 //! **Zoom's failure contract** (its failover and reconnection documentation):
 //!
@@ -93,7 +107,8 @@
 //!                   transcript:{content_type:5, src_language?, enable_lid}, video:{..}, ...}}
 //! 6  {msg_type, event:{event_type, timestamp, ...}}   1 first packet, 2 active speaker
 //!     {user_id, user_name}, 3/4 join/leave {participants:[{user_id, user_name}]}, 7 media
-//!     connection interrupted {media_type}
+//!     connection interrupted {media_type}, 8/9 participant video on/off
+//!     {participants:[{user_id}]}
 //! 8  {msg_type, rtms_stream_id, state, reason, timestamp}
 //! 9  {msg_type, rtms_session_id, state, stop_reason, timestamp}
 //! 12 {msg_type, sequence, timestamp}
@@ -102,6 +117,8 @@
 //! 17 {msg_type, content:{user_id, user_name, data:text, timestamp, start_time, end_time,
 //!     language: Zoom's language number, src_language or 9 English}}
 //! 18 {msg_type, content:{user_id, user_name, data:text, timestamp}}
+//! 29 {msg_type, user_id, status_code, reason, timestamp}   (client's 28: {msg_type,
+//!     user_id, subscribe, timestamp})
 //! ```
 
 mod chaos;
