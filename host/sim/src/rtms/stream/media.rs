@@ -66,13 +66,16 @@ impl SimStream {
                 return Plan::Idle;
             }
             if tl.pace == Pace::RealTime {
+                let before = core.cursors;
                 let mut dropped = Vec::new();
                 for kind in MediaKind::ALL {
                     if owned[kind.index()] {
                         core.drop_stale(tl, kind, now, &mut dropped);
                     }
                 }
-                if !dropped.is_empty() {
+                // Anything dropped (recorded or not, of any kind) may have fired a
+                // fault or finished the stream.
+                if core.cursors != before {
                     changed = true;
                     if tl.record {
                         lock(&self.frames).extend(dropped);
