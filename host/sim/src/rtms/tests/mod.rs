@@ -15,8 +15,8 @@ use tokio_tungstenite::{
 use super::*;
 
 mod faults;
-mod video;
 mod language;
+mod video;
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
