@@ -551,6 +551,10 @@ async fn fifty_concurrent_streams_are_isolated() {
     assert_eq!(stats.opened, 50, "{stats:?}");
     assert_eq!(stats.failed, 1, "{stats:?}");
     assert_eq!(stats.stopped, 49, "{stats:?}");
+    // Only stream 7's media loss is a reconnect: a socket closed as its stream ends is
+    // not (the close can overtake the TERMINATED it follows).
+    assert_eq!(stats.reconnects, 1, "{stats:?}");
+    assert_eq!(stats.close_fallbacks, 0, "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

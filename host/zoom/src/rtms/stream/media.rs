@@ -175,14 +175,13 @@ impl MediaSocket {
             } else {
                 Instant::now() + delay
             };
-            tracing::warn!(stream = %self.stream_id, socket = %self.label(), "RTMS media lost ({error}); re-handshaking in {:?}", at.saturating_duration_since(Instant::now()));
-            RtmsStats::bump(&self.stats.reconnects);
-            let _ = self.notices.send(RtmsNotice::Reconnecting {
-                stream_id: self.stream_id.clone(),
-                socket: self.label(),
-                delay: at.saturating_duration_since(Instant::now()),
-                error: error.clone(),
-            });
+            if signaled || !first {
+                self.reconnecting(&error, at);
+            } else {
+                // A bare close is often the stream's end overtaking its TERMINATED:
+                // nothing is reported until the grace period passes without Zoom's word.
+                tracing::debug!(stream = %self.stream_id, socket = %self.label(), "RTMS media closed ({error}); waiting up to {:?} for Zoom's word", config.close_grace);
+            }
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(at) => break,
@@ -193,6 +192,7 @@ impl MediaSocket {
                                 RtmsStats::bump(&self.stats.media_interruptions);
                                 if first {
                                     at = resume_at(lost_at, delay, true, config.close_grace);
+                                    self.reconnecting(&error, at);
                                 }
                             }
                         }
@@ -204,6 +204,7 @@ impl MediaSocket {
             if first && !signaled {
                 RtmsStats::bump(&self.stats.close_fallbacks);
                 tracing::warn!(stream = %self.stream_id, socket = %self.label(), "no word from Zoom within {:?} of the media socket's loss: re-handshaking on the close alone", config.close_grace);
+                self.reconnecting(&error, Instant::now());
             }
             first = false;
             if lost_at.elapsed() >= config.media_resume_window {
@@ -232,6 +233,19 @@ impl MediaSocket {
                 Err(Failure::Refused(_, text)) => return Err(Some(text)),
             }
         }
+    }
+
+    /// Logs, counts and announces a re-handshake of this socket due at `at`.
+    fn reconnecting(&self, error: &str, at: Instant) {
+        let delay = at.saturating_duration_since(Instant::now());
+        tracing::warn!(stream = %self.stream_id, socket = %self.label(), "RTMS media lost ({error}); re-handshaking in {delay:?}");
+        RtmsStats::bump(&self.stats.reconnects);
+        let _ = self.notices.send(RtmsNotice::Reconnecting {
+            stream_id: self.stream_id.clone(),
+            socket: self.label(),
+            delay,
+            error: error.to_string(),
+        });
     }
 
     /// Sends close 1000, then keeps delivering what the server sent before it saw the

@@ -212,15 +212,13 @@ async fn wait_to_resume(
     }
     let delay = life.backoff.next_delay();
     let mut at = resume_at(lost_at, delay, signaled, ctx.config.close_grace);
-    let wait = at.saturating_duration_since(Instant::now());
-    tracing::warn!(stream = %id, "RTMS signaling lost ({error}); re-handshaking in {wait:?}");
-    RtmsStats::bump(&ctx.stats.reconnects);
-    ctx.notice(RtmsNotice::Reconnecting {
-        stream_id: id.clone(),
-        socket: "signaling".into(),
-        delay: wait,
-        error: error.clone(),
-    });
+    if signaled {
+        reconnecting(ctx, &error, at);
+    } else {
+        // A bare close is often the stream's end overtaking its TERMINATED: nothing is
+        // reported until the grace period passes without Zoom's word.
+        tracing::debug!(stream = %id, "RTMS signaling closed ({error}); waiting up to {:?} for Zoom's word", ctx.config.close_grace);
+    }
     let mut stop = ctx.stop.clone();
     loop {
         tokio::select! {
@@ -233,6 +231,7 @@ async fn wait_to_resume(
                         signaled = true;
                         RtmsStats::bump(&ctx.stats.interruptions);
                         at = resume_at(lost_at, delay, true, ctx.config.close_grace);
+                        reconnecting(ctx, &error, at);
                     }
                 }
                 Some(other) => life.keep(other),
@@ -243,6 +242,7 @@ async fn wait_to_resume(
     if !signaled {
         RtmsStats::bump(&ctx.stats.close_fallbacks);
         tracing::warn!(stream = %id, "no word from Zoom within {:?} of losing signaling: re-handshaking on the close alone", ctx.config.close_grace);
+        reconnecting(ctx, &error, Instant::now());
     }
     if since.elapsed() >= ctx.config.resume_window {
         return Some(Outcome::Failed(format!(
@@ -251,6 +251,19 @@ async fn wait_to_resume(
         )));
     }
     None
+}
+
+/// Logs, counts and announces a signaling re-handshake due at `at`.
+fn reconnecting(ctx: &StreamCtx, error: &str, at: Instant) {
+    let wait = at.saturating_duration_since(Instant::now());
+    tracing::warn!(stream = %ctx.start.stream_id, "RTMS signaling lost ({error}); re-handshaking in {wait:?}");
+    RtmsStats::bump(&ctx.stats.reconnects);
+    ctx.notice(RtmsNotice::Reconnecting {
+        stream_id: ctx.start.stream_id.clone(),
+        socket: "signaling".into(),
+        delay: wait,
+        error: error.to_string(),
+    });
 }
 
 /// Scenario 1: the next session starts at once against the new URLs.
