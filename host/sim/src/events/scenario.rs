@@ -783,6 +783,99 @@ mod tests {
         }
     }
 
+    /// Joins `stream` (signaling, audio, ready ack) and reads every socket until it ends.
+    async fn join(rtms: &RtmsSim, stream: &SimStream) -> Vec<tokio::task::JoinHandle<()>> {
+        use crate::rtms::tests as client;
+        let (mut sig, reply) = client::signaling(rtms, stream, false).await;
+        let url = client::url_of(&reply, "audio");
+        let params = json!({"audio": client::audio_params()});
+        let (audio, _) = client::media(&url, rtms, stream, 1, params, false).await;
+        sig.send(json!({"msg_type": 7})).await;
+        [sig, audio]
+            .map(|peer| {
+                tokio::spawn(async move {
+                    peer.drain().await;
+                })
+            })
+            .into()
+    }
+
+    #[tokio::test]
+    async fn a_scenario_injects_a_failover_and_missed_keep_alives() {
+        use crate::rtms::tests as client;
+        let events = EventSim::start(
+            EventSimConfig::default(),
+            Arc::new(TokenCheck(|t: &str| t == "tok")),
+        )
+        .await
+        .expect("event sim");
+        let rtms = client::sim(|c| c.keepalive_interval = Duration::from_millis(20)).await;
+        let mut notices = rtms.notices();
+        let scenario = Scenario::parse(
+            r#"
+            [[steps]]
+            kind = "rtms_start"
+            frames = 20
+            pace = "fast"
+            end = "hold"
+            faults = [{ after_frame = 3, fault = "failover" }]
+            [[steps]]
+            kind = "rtms_start"
+            frames = 20
+            pace = "fast"
+            end = "hold"
+            faults = [{ after_frame = 3, fault = "miss_keep_alives", socket = "signaling" }]
+            "#,
+        )
+        .expect("scenario");
+        let report = scenario
+            .run_with(&events, Some(&rtms))
+            .await
+            .expect("the scenario plays");
+        let [failing_over, unheard] = &report.rtms_streams[..] else {
+            panic!("two streams: {:?}", report.rtms_streams);
+        };
+
+        let readers = join(&rtms, failing_over).await;
+        for reader in readers {
+            reader.await.expect("reader");
+        }
+        let stats = failing_over.stats();
+        assert_eq!(
+            (stats.failovers, failing_over.generation()),
+            (1, 1),
+            "{stats:?}"
+        );
+        let announced = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let notice = notices.recv().await.expect("notices");
+                if notice.name == "meeting.rtms_started" {
+                    return notice;
+                }
+            }
+        })
+        .await
+        .expect("rtms_started again");
+        assert_eq!(
+            announced.payload["server_urls"],
+            failing_over.signaling_url()
+        );
+
+        let readers = join(&rtms, unheard).await;
+        for reader in readers {
+            reader.await.expect("reader");
+        }
+        let stats = unheard.stats();
+        assert_eq!(
+            (stats.dropped_for_keepalive, stats.signaling_interruptions),
+            (1, 1),
+            "{stats:?}"
+        );
+        for stream in [failing_over, unheard] {
+            stream.stop(6).await;
+        }
+    }
+
     #[tokio::test]
     async fn cameras_name_participants() {
         let rtms = RtmsSim::start(rtms::RtmsSimConfig::default())
