@@ -54,6 +54,18 @@ pub struct Credentials<'a> {
     pub signature: &'a str,
 }
 
+impl<'a> Credentials<'a> {
+    /// The id under `meeting_uuid`, as Zoom's C SDK sends it for every product.
+    pub fn meeting(meeting_uuid: &'a str, stream_id: &'a str, signature: &'a str) -> Self {
+        Credentials {
+            id_key: "meeting_uuid",
+            id: meeting_uuid,
+            stream_id,
+            signature,
+        }
+    }
+}
+
 /// `SIGNALING_HAND_SHAKE_REQ`; `client_agent` names the client (`rtms_client_agent`).
 pub fn signaling_request(
     sequence: u64,
@@ -62,12 +74,7 @@ pub fn signaling_request(
     signature: &str,
     client_agent: &str,
 ) -> Value {
-    let who = Credentials {
-        id_key: "meeting_uuid",
-        id: meeting_uuid,
-        stream_id,
-        signature,
-    };
+    let who = Credentials::meeting(meeting_uuid, stream_id, signature);
     signaling_request_for(sequence, &who, client_agent, None)
 }
 
@@ -104,12 +111,7 @@ pub fn data_request(
     media_type: u32,
     media_params: Value,
 ) -> Value {
-    let who = Credentials {
-        id_key: "meeting_uuid",
-        id: meeting_uuid,
-        stream_id,
-        signature,
-    };
+    let who = Credentials::meeting(meeting_uuid, stream_id, signature);
     data_request_for(sequence, &who, media_type, media_params)
 }
 
