@@ -14,33 +14,6 @@ async fn notice(rx: &mut broadcast::Receiver<SimNotice>) -> SimNotice {
         .expect("the notice channel")
 }
 
-/// A signaling handshake at `url` (any server generation); the reply.
-async fn signaling_at(url: &str, stream: &SimStream, config: &RtmsSimConfig) -> (Peer, Value) {
-    let mut peer = Peer::connect(url, false).await;
-    peer.send(handshake(1, stream, config)).await;
-    let reply = peer.expect(2).await;
-    assert_eq!(reply["status_code"], 0, "{reply}");
-    (peer, reply)
-}
-
-/// Signaling, one audio socket and the ready ack at `url`: (signaling, audio).
-async fn connect(url: &str, sim: &RtmsSim, stream: &SimStream) -> (Peer, Peer) {
-    let (mut sig, reply) = signaling_at(url, stream, sim.config()).await;
-    let (audio, a4) = media(
-        &url_of(&reply, "audio"),
-        sim,
-        stream,
-        1,
-        json!({"audio": audio_params()}),
-        false,
-    )
-    .await;
-    assert_eq!(a4["status_code"], 0, "{a4}");
-    sig.send(json!({"msg_type": 7, "rtms_stream_id": stream.stream_id()}))
-        .await;
-    (sig, audio)
-}
-
 /// The SHA-256 of the audio payloads of `messages`.
 fn hashes(messages: &[Value]) -> Vec<[u8; 32]> {
     use sha2::{Digest, Sha256};
@@ -70,7 +43,7 @@ async fn a_failover_moves_the_stream_to_a_second_server_and_re_announces_it() {
     });
     let first_url = stream.signaling_url();
     assert_eq!(first_url, sim.signaling_url());
-    let (sig, audio) = connect(&first_url, &sim, &stream).await;
+    let (sig, audio, _) = connect_audio(&first_url, &sim, &stream, false).await;
     let (got, ended, _) = audio.drain().await;
     assert_eq!(
         ended,
@@ -114,7 +87,7 @@ async fn a_failover_moves_the_stream_to_a_second_server_and_re_announces_it() {
         assert_eq!(stale.ended, Some(Ended::Abrupt));
 
         // The new one serves it, media URLs included.
-        let (sig, audio) = connect(&url, &sim, &stream).await;
+        let (sig, audio, _) = connect_audio(&url, &sim, &stream, false).await;
         let (got, ended, _) = audio.drain().await;
         received.extend(got);
         if generation == 1 {
@@ -146,7 +119,7 @@ async fn a_signaling_loss_takes_media_along_then_the_window_ends_it_with_19() {
         faults: vec![(9, Fault::DropSignaling)],
         ..StreamSpec::default()
     });
-    let (sig, audio) = connect(&sim.signaling_url(), &sim, &stream).await;
+    let (sig, audio, _) = connect_audio(&sim.signaling_url(), &sim, &stream, false).await;
     let (events, sig_end, _) = sig.drain().await;
     assert_eq!(sig_end, Some(Ended::Abrupt));
     // Told first: stream state INTERRUPTED, reason 13 (signal connection interrupted).
@@ -184,7 +157,7 @@ async fn a_media_loss_sends_event_7_unasked_then_the_media_window_ends_it_with_1
         ..StreamSpec::default()
     });
     // No event subscription at all.
-    let (sig, audio) = connect(&sim.signaling_url(), &sim, &stream).await;
+    let (sig, audio, _) = connect_audio(&sim.signaling_url(), &sim, &stream, false).await;
     let (frames, media_end, _) = audio.drain().await;
     assert_eq!(media_end, Some(Ended::Abrupt));
     assert_eq!(frames.len(), 10);
@@ -242,16 +215,7 @@ async fn a_stop_fault_sends_rtms_stopped_named_for_the_product() {
     sig.send(request).await;
     let reply = sig.expect(2).await;
     assert_eq!(reply["status_code"], 0, "{reply}");
-    let (audio, _) = media(
-        &url_of(&reply, "audio"),
-        &sim,
-        &stream,
-        1,
-        json!({"audio": audio_params()}),
-        false,
-    )
-    .await;
-    sig.send(json!({"msg_type": 7})).await;
+    let (audio, _) = audio_then_ready(&mut sig, &reply, &sim, &stream).await;
     let (events, _, _) = sig.drain().await;
     let (frames, _, _) = audio.drain().await;
     assert_eq!(frames.len(), 10);
@@ -357,7 +321,7 @@ async fn media_gets_keepalives_only_while_idle_and_missed_ones_are_a_media_loss(
         end: End::Hold,
         ..StreamSpec::default()
     });
-    let (mut sig, mut audio) = connect(&sim.signaling_url(), &sim, &stream).await;
+    let (mut sig, mut audio, _) = connect_audio(&sim.signaling_url(), &sim, &stream, false).await;
     // Signaling answers its keep-alives while the test reads media.
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -423,16 +387,7 @@ async fn audio_made_before_the_client_connects_is_replayed_unless_buffer_data_is
         request["buffer_data"] = buffer_data.into();
         sig.send(request).await;
         let reply = sig.expect(2).await;
-        let (audio, _) = media(
-            &url_of(&reply, "audio"),
-            &sim,
-            &stream,
-            1,
-            json!({"audio": audio_params()}),
-            false,
-        )
-        .await;
-        sig.send(json!({"msg_type": 7})).await;
+        let (audio, _) = audio_then_ready(&mut sig, &reply, &sim, &stream).await;
         let (frames, _, _) = audio.drain().await;
         let records = stream.audio_frames();
         assert_eq!(records.len(), 40, "every frame has a fate");
@@ -522,7 +477,7 @@ async fn held_media_is_replayed_with_its_original_timestamps() {
         faults: vec![(9, Fault::HoldMedia(Duration::from_millis(200)))],
         ..StreamSpec::default()
     });
-    let (_sig, audio) = connect(&sim.signaling_url(), &sim, &stream).await;
+    let (_sig, audio, _) = connect_audio(&sim.signaling_url(), &sim, &stream, false).await;
     let (frames, _, _) = audio.drain().await;
     assert_eq!(frames.len(), 40);
     let ts: Vec<u64> = frames
@@ -549,7 +504,8 @@ async fn chaos_injects_its_scenarios_into_every_live_stream_until_turned_off() {
         .collect();
     let mut clients = Vec::new();
     for stream in &streams {
-        clients.push(connect(&sim.signaling_url(), &sim, stream).await);
+        let (sig, audio, _) = connect_audio(&sim.signaling_url(), &sim, stream, false).await;
+        clients.push((sig, audio));
         assert!(stream.wait_ready(WAIT).await);
     }
     // A stream that is not connected gets nothing.
@@ -642,7 +598,7 @@ async fn missed_signaling_keepalives_are_a_signaling_loss() {
         end: End::Hold,
         ..StreamSpec::default()
     });
-    let (sig, audio) = connect(&sim.signaling_url(), &sim, &stream).await;
+    let (sig, audio, _) = connect_audio(&sim.signaling_url(), &sim, &stream, false).await;
     let media_reader = tokio::spawn(audio.drain());
     let sig_reader = tokio::spawn(sig.drain());
     assert!(stream.wait_ready(WAIT).await);

@@ -135,8 +135,18 @@ pub(crate) fn handshake(msg_type: u64, stream: &SimStream, config: &RtmsSimConfi
 }
 
 pub(crate) async fn signaling(sim: &RtmsSim, stream: &SimStream, binary: bool) -> (Peer, Value) {
-    let mut peer = Peer::connect(&sim.signaling_url(), binary).await;
-    peer.send(handshake(1, stream, sim.config())).await;
+    signaling_at(&sim.signaling_url(), stream, sim.config(), binary).await
+}
+
+/// An accepted signaling handshake at `url` (any server generation); the reply.
+pub(crate) async fn signaling_at(
+    url: &str,
+    stream: &SimStream,
+    config: &RtmsSimConfig,
+    binary: bool,
+) -> (Peer, Value) {
+    let mut peer = Peer::connect(url, binary).await;
+    peer.send(handshake(1, stream, config)).await;
     let reply = peer.expect(2).await;
     assert_eq!(reply["status_code"], 0, "{reply}");
     (peer, reply)
@@ -161,6 +171,35 @@ pub(crate) async fn media(
     peer.send(request).await;
     let reply = peer.expect(4).await;
     (peer, reply)
+}
+
+/// The audio socket at the signaling `reply`'s audio URL, asking for [`audio_params`] in
+/// text frames, then the ready ack on `sig`: the audio socket and its handshake reply.
+pub(crate) async fn audio_then_ready(
+    sig: &mut Peer,
+    reply: &Value,
+    sim: &RtmsSim,
+    stream: &SimStream,
+) -> (Peer, Value) {
+    let params = json!({"audio": audio_params()});
+    let (audio, a4) = media(&url_of(reply, "audio"), sim, stream, 1, params, false).await;
+    sig.send(json!({"msg_type": 7, "rtms_stream_id": stream.stream_id()}))
+        .await;
+    (audio, a4)
+}
+
+/// A receiving client: signaling at `url` (binary frames if `binary`), one accepted audio
+/// socket and the ready ack: (signaling, audio, the audio handshake reply).
+pub(crate) async fn connect_audio(
+    url: &str,
+    sim: &RtmsSim,
+    stream: &SimStream,
+    binary: bool,
+) -> (Peer, Peer, Value) {
+    let (mut sig, reply) = signaling_at(url, stream, sim.config(), binary).await;
+    let (audio, a4) = audio_then_ready(&mut sig, &reply, sim, stream).await;
+    assert_eq!(a4["status_code"], 0, "{a4}");
+    (sig, audio, a4)
 }
 
 pub(crate) fn url_of(reply: &Value, key: &str) -> String {
@@ -583,17 +622,8 @@ async fn dropped_media_resumes_where_it_stopped_and_loses_nothing() {
     sig.send(json!({"msg_type": 5, "events": [{"event_type": 7, "subscribe": true}]}))
         .await;
     let url = url_of(&reply, "audio");
-    let (audio, a4) = media(
-        &url,
-        &sim,
-        &stream,
-        1,
-        json!({"audio": audio_params()}),
-        false,
-    )
-    .await;
+    let (audio, a4) = audio_then_ready(&mut sig, &reply, &sim, &stream).await;
     assert_eq!(a4["media_params"]["audio"]["data_opt"], 2);
-    sig.send(json!({"msg_type": 7})).await;
     let signaling_reader = tokio::spawn(sig.drain());
     let (messages, refusals, ended) = read_with_resume(&sim, &stream, &url, 1, audio).await;
     assert_eq!(ended, Some(Ended::Close(Some(1000))));
@@ -803,21 +833,11 @@ async fn a_wav_file_is_streamed_in_its_own_format() {
         })
         .expect("a usable WAV");
     assert_eq!(stream.frames(), 6);
-    let (mut sig, reply) = signaling(&sim, &stream, false).await;
-    let (audio, a4) = media(
-        &url_of(&reply, "audio"),
-        &sim,
-        &stream,
-        1,
-        json!({"audio": audio_params()}),
-        false,
-    )
-    .await;
+    let (_sig, audio, a4) = connect_audio(&sim.signaling_url(), &sim, &stream, false).await;
     assert_eq!(
         a4["media_params"]["audio"]["sample_rate"], 0,
         "8 kHz, the file's rate"
     );
-    sig.send(json!({"msg_type": 7})).await;
     let (messages, _, _) = audio.drain().await;
     let mut pcm = Vec::new();
     for m in &messages {
@@ -892,17 +912,7 @@ async fn pause_close_request_and_signaling_resume() {
         end: End::Hold,
         ..StreamSpec::default()
     });
-    let (mut sig, reply) = signaling(&sim, &stream, false).await;
-    let (audio, _) = media(
-        &url_of(&reply, "audio"),
-        &sim,
-        &stream,
-        1,
-        json!({"audio": audio_params()}),
-        false,
-    )
-    .await;
-    sig.send(json!({"msg_type": 7})).await;
+    let (sig, audio, _) = connect_audio(&sim.signaling_url(), &sim, &stream, false).await;
     // Paused after frame 9, resumed, then the signaling socket drops after frame 19
     // (state 2 with reason 13 first), and media with it.
     let (events, ended, _) = sig.drain().await;
@@ -929,17 +939,7 @@ async fn pause_close_request_and_signaling_resume() {
     }
     // Media waits for a new signaling handshake, media handshake and ready ack, then
     // continues.
-    let (mut sig, reply) = signaling(&sim, &stream, true).await;
-    let (mut audio, _) = media(
-        &url_of(&reply, "audio"),
-        &sim,
-        &stream,
-        1,
-        json!({"audio": audio_params()}),
-        false,
-    )
-    .await;
-    sig.send(json!({"msg_type": 7})).await;
+    let (mut sig, mut audio, _) = connect_audio(&sim.signaling_url(), &sim, &stream, true).await;
     assert_eq!(sig.expect(8).await["state"], 1);
     let frame = audio.expect(14).await;
     assert_eq!(frame["content"]["timestamp"], stream.sent()[20].timestamp);
@@ -974,18 +974,7 @@ fn cpu_seconds() -> f64 {
 /// One lean client: signaling + one audio socket, counts audio frames and how late
 /// (wall clock minus timestamp) they arrive.
 async fn lean_client(sim: Arc<RtmsSim>, stream: Arc<SimStream>, parse: bool) -> (u64, Vec<u64>) {
-    let (mut sig, reply) = signaling(&sim, &stream, false).await;
-    let url = url_of(&reply, "audio");
-    let (audio, _) = media(
-        &url,
-        &sim,
-        &stream,
-        1,
-        json!({"audio": audio_params()}),
-        false,
-    )
-    .await;
-    sig.send(json!({"msg_type": 7})).await;
+    let (sig, audio, _) = connect_audio(&sim.signaling_url(), &sim, &stream, false).await;
     let sig = tokio::spawn(sig.drain());
     let mut ws = audio.ws;
     let (mut frames, mut late) = (0, Vec::new());

@@ -12,6 +12,24 @@ fn video_params(data_opt: u32) -> Value {
     json!({"video": {"content_type": 3, "codec": 7, "resolution": 2, "data_opt": data_opt, "fps": 25}})
 }
 
+/// The video socket at the signaling `reply`'s video URL asking for
+/// [`video_params`]`(data_opt)` (binary frames if `binary`), then the ready ack on `sig`:
+/// the video socket and its handshake reply.
+async fn video_then_ready(
+    sig: &mut Peer,
+    reply: &Value,
+    sim: &RtmsSim,
+    stream: &SimStream,
+    data_opt: u32,
+    binary: bool,
+) -> (Peer, Value) {
+    let url = url_of(reply, "video");
+    let (video, v4) = media(&url, sim, stream, 2, video_params(data_opt), binary).await;
+    sig.send(json!({"msg_type": 7, "rtms_stream_id": stream.stream_id()}))
+        .await;
+    (video, v4)
+}
+
 /// The next signaling message of `msg_type` (others skipped).
 async fn next_of(sig: &mut Peer, msg_type: u64) -> Value {
     loop {
@@ -109,19 +127,9 @@ async fn individual_video_follows_the_one_subscribed_participant() {
         user_ids(&next_event(&mut sig, 8).await),
         [A, B].map(u64::from)
     );
-    let (mut video, v4) = media(
-        &url_of(&reply, "video"),
-        &sim,
-        &stream,
-        2,
-        video_params(4),
-        false,
-    )
-    .await;
+    let (mut video, v4) = video_then_ready(&mut sig, &reply, &sim, &stream, 4, false).await;
     assert_eq!(v4["status_code"], 0, "{v4}");
     assert_eq!(v4["media_params"]["video"]["data_opt"], 4, "{v4}");
-    sig.send(json!({"msg_type": 7, "rtms_stream_id": stream.stream_id()}))
-        .await;
 
     // No subscription: frames fall due and none goes out.
     let stats = until(&stream, |s| s.video_unwatched >= 5).await;
@@ -254,18 +262,8 @@ async fn a_camera_turning_off_stops_the_subscribed_video_and_events_8_9_say_so()
     );
     // Subscribed before the video socket exists: the subscription waits for it.
     assert_eq!(ask(&mut sig, json!(A), true).await["status_code"], 0);
-    let (video, v4) = media(
-        &url_of(&reply, "video"),
-        &sim,
-        &stream,
-        2,
-        video_params(4),
-        true,
-    )
-    .await;
+    let (video, v4) = video_then_ready(&mut sig, &reply, &sim, &stream, 4, true).await;
     assert_eq!(v4["status_code"], 0, "{v4}");
-    sig.send(json!({"msg_type": 7, "rtms_stream_id": stream.stream_id()}))
-        .await;
     let reader = tokio::spawn(video.drain());
     let (messages, _, _) = sig.drain().await;
     let (frames, ended, _) = reader.await.expect("reader");
@@ -327,17 +325,7 @@ async fn a_subscription_needs_individual_video_and_a_new_signaling_session_asks_
     // Active speaker video (data_opt 3): a subscription is refused with 29, and video
     // flows as before, the speaker's.
     let (mut sig, reply) = signaling(&sim, &stream, false).await;
-    let (mut video, _) = media(
-        &url_of(&reply, "video"),
-        &sim,
-        &stream,
-        2,
-        video_params(3),
-        false,
-    )
-    .await;
-    sig.send(json!({"msg_type": 7, "rtms_stream_id": stream.stream_id()}))
-        .await;
+    let (mut video, _) = video_then_ready(&mut sig, &reply, &sim, &stream, 3, false).await;
     let refused = ask(&mut sig, json!(A), true).await;
     assert_eq!(refused["status_code"], 29, "{refused}");
     let v = video.next().await.expect("active speaker video");
@@ -361,17 +349,7 @@ async fn a_subscription_needs_individual_video_and_a_new_signaling_session_asks_
         ..StreamSpec::default()
     });
     let (mut sig, reply) = signaling(&sim, &stream, false).await;
-    let (_video, _) = media(
-        &url_of(&reply, "video"),
-        &sim,
-        &stream,
-        2,
-        video_params(4),
-        false,
-    )
-    .await;
-    sig.send(json!({"msg_type": 7, "rtms_stream_id": stream.stream_id()}))
-        .await;
+    let (_video, _) = video_then_ready(&mut sig, &reply, &sim, &stream, 4, false).await;
     assert_eq!(ask(&mut sig, json!(A), true).await["status_code"], 0);
     until(&stream, |s| s.video_sent >= 3).await;
     stream.inject(Fault::DropSignaling);
@@ -379,17 +357,7 @@ async fn a_subscription_needs_individual_video_and_a_new_signaling_session_asks_
     assert_eq!(ended, Some(Ended::Abrupt));
     let (mut sig, reply) = signaling(&sim, &stream, false).await;
     assert_eq!(stream.stats().video_subscription, None);
-    let (_video, _) = media(
-        &url_of(&reply, "video"),
-        &sim,
-        &stream,
-        2,
-        video_params(4),
-        false,
-    )
-    .await;
-    sig.send(json!({"msg_type": 7, "rtms_stream_id": stream.stream_id()}))
-        .await;
+    let (_video, _) = video_then_ready(&mut sig, &reply, &sim, &stream, 4, false).await;
     let base = until(&stream, |s| s.ready_acks >= 1 && s.video_unwatched > 0).await;
     until(&stream, |s| s.video_unwatched >= base.video_unwatched + 5).await;
     assert_eq!(
