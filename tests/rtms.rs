@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{eventually, field, fnv1a, Logs, TestHost};
+use crate::support::{eventually, field, fnv1a, rtms_sim, Logs, TestHost};
 use serde_json::json;
 use zoomhost::config::Secret;
 use zoomhost::inputs::Inputs;
@@ -39,17 +39,6 @@ media = "{media}"
 "#
     );
     TestHost::start(&config, &[("recorder", "recorder")]).await
-}
-
-async fn sim(keepalive: Duration) -> Arc<RtmsSim> {
-    RtmsSim::start(RtmsSimConfig {
-        client_id: CLIENT_ID.into(),
-        client_secret: SECRET.into(),
-        keepalive_interval: keepalive,
-        ..RtmsSimConfig::default()
-    })
-    .await
-    .expect("RTMS simulator")
 }
 
 /// Zoom's timers scaled down: backoff 50 ms to 400 ms, a 300 ms grace period for
@@ -101,6 +90,30 @@ fn manager(host: &TestHost, config: RtmsConfig) -> (Arc<RtmsManager>, Arc<Inputs
     (manager, inputs)
 }
 
+/// Keep-alives every 5 s: none fall due in most tests.
+const KEEPALIVE_5S: Duration = Duration::from_secs(5);
+
+/// A host with a recorder subscribed to `media`, a simulator sending keep-alives every
+/// `keepalive`, and an RTMS client configured by `config` feeding the host, tapped into
+/// the returned input path: what most tests start from.
+async fn rig(
+    media: &str,
+    keepalive: Duration,
+    config: RtmsConfig,
+) -> (TestHost, Arc<RtmsSim>, Arc<RtmsManager>, Arc<Inputs>) {
+    let host = host(media).await;
+    let sim = rtms_sim(CLIENT_ID, SECRET, keepalive).await;
+    let (rtms, inputs) = manager(&host, config);
+    (host, sim, rtms, inputs)
+}
+
+/// [`client_config`] with the right secret, subscribed to audio alone.
+fn audio_only() -> RtmsConfig {
+    let mut config = client_config(SECRET);
+    config.media = vec![MediaKind::Audio];
+    config
+}
+
 /// `meeting.rtms_started` for a simulator stream, as a webhook would deliver it.
 fn started(sim: &RtmsSim, stream: &SimStream, source: EventSource) -> Event {
     let payload = json!({
@@ -118,13 +131,27 @@ fn started(sim: &RtmsSim, stream: &SimStream, source: EventSource) -> Event {
     }
 }
 
-/// (user, timestamp, length, fnv sum) of every audio frame the simulator wrote, in
-/// order, without the frames it sent again after a resume.
-fn sent_audio(stream: &SimStream) -> Vec<(String, String, String, String)> {
+/// (user, timestamp, length, fnv sum) of one media frame.
+type Frame = (String, String, String, String);
+
+/// Every audio frame the simulator wrote, in order, without the frames it sent again
+/// after a resume.
+fn sent_audio(stream: &SimStream) -> Vec<Frame> {
+    sent_frames(stream, zoomhost_sim::rtms::MediaKind::Audio)
+}
+
+/// The same fields from the recorder's audio lines for a stream.
+fn received_audio(logs: &Logs, stream_id: &str) -> Vec<Frame> {
+    received_frames(logs, "audio", stream_id)
+}
+
+/// Every `kind` frame the simulator wrote, in order, without the frames it sent again
+/// after a resume.
+fn sent_frames(stream: &SimStream, kind: zoomhost_sim::rtms::MediaKind) -> Vec<Frame> {
     stream
         .sent()
         .iter()
-        .filter(|m| m.kind == zoomhost_sim::rtms::MediaKind::Audio && !m.resent)
+        .filter(|m| m.kind == kind && !m.resent)
         .map(|m| {
             (
                 m.user_id.to_string(),
@@ -136,9 +163,9 @@ fn sent_audio(stream: &SimStream) -> Vec<(String, String, String, String)> {
         .collect()
 }
 
-/// The same fields from the recorder's audio lines for a stream.
-fn received_audio(logs: &Logs, stream_id: &str) -> Vec<(String, String, String, String)> {
-    logs.lines("recorder", &format!("rec audio stream={stream_id} "))
+/// The same fields from the recorder's `kind` lines (`audio`, `video`) for a stream.
+fn received_frames(logs: &Logs, kind: &str, stream_id: &str) -> Vec<Frame> {
+    logs.lines("recorder", &format!("rec {kind} stream={stream_id} "))
         .iter()
         .map(|l| {
             (
@@ -152,11 +179,7 @@ fn received_audio(logs: &Logs, stream_id: &str) -> Vec<(String, String, String, 
 }
 
 /// Asserts two frame lists are equal, reporting the lengths and the first difference.
-fn assert_same(
-    got: &[(String, String, String, String)],
-    sent: &[(String, String, String, String)],
-    what: &str,
-) {
+fn assert_same(got: &[Frame], sent: &[Frame], what: &str) {
     if got != sent {
         let first = got.iter().zip(sent).position(|(a, b)| a != b);
         panic!(
@@ -177,11 +200,10 @@ fn closed(logs: &Logs, stream_id: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_meeting_reaches_the_plugin_exactly_once_in_order_byte_exact() {
-    let host = host("audio,transcript,video").await;
-    let sim = sim(Duration::from_millis(40)).await;
     let mut config = client_config(SECRET);
     config.media = MediaKind::ALL.to_vec();
-    let (rtms, inputs) = manager(&host, config);
+    let (host, sim, rtms, inputs) =
+        rig("audio,transcript,video", Duration::from_millis(40), config).await;
     let mut notices = rtms.subscribe();
     let stream = sim.add_stream(StreamSpec {
         participants: vec![
@@ -328,9 +350,8 @@ async fn a_full_meeting_reaches_the_plugin_exactly_once_in_order_byte_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_and_signaling_drops_recover_without_loss_or_duplicates() {
-    let host = host("audio,transcript").await;
-    let sim = sim(Duration::from_secs(5)).await;
-    let (rtms, inputs) = manager(&host, client_config(SECRET));
+    let (host, sim, rtms, inputs) =
+        rig("audio,transcript", KEEPALIVE_5S, client_config(SECRET)).await;
     let _forward = forward_notices(&sim, &inputs);
     let stream = sim.add_stream(StreamSpec {
         frames: 400,
@@ -392,9 +413,8 @@ async fn media_and_signaling_drops_recover_without_loss_or_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_signature_is_rejected_by_the_server_and_reported_by_the_host() {
-    let host = host("audio").await;
-    let sim = sim(Duration::from_secs(5)).await;
-    let (rtms, inputs) = manager(&host, client_config("not-the-secret"));
+    let (host, sim, rtms, inputs) =
+        rig("audio", KEEPALIVE_5S, client_config("not-the-secret")).await;
     let mut notices = rtms.subscribe();
     let stream = sim.add_stream(StreamSpec {
         end: End::Hold,
@@ -434,10 +454,13 @@ async fn a_bad_signature_is_rejected_by_the_server_and_reported_by_the_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtms_stopped_closes_every_socket_with_1000_and_the_sessions() {
-    let host = host("audio,transcript").await;
     // Keep-alives every 30 ms on each of the 3 sockets, 3 misses drop a client.
-    let sim = sim(Duration::from_millis(30)).await;
-    let (rtms, inputs) = manager(&host, client_config(SECRET));
+    let (host, sim, rtms, inputs) = rig(
+        "audio,transcript",
+        Duration::from_millis(30),
+        client_config(SECRET),
+    )
+    .await;
     let stream = sim.add_stream(StreamSpec {
         frames: 100_000,
         pace: Pace::RealTime,
@@ -498,11 +521,7 @@ async fn rtms_stopped_closes_every_socket_with_1000_and_the_sessions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_streams_are_isolated() {
-    let host = host("audio").await;
-    let sim = sim(Duration::from_millis(500)).await;
-    let mut config = client_config(SECRET);
-    config.media = vec![MediaKind::Audio];
-    let (rtms, inputs) = manager(&host, config);
+    let (host, sim, rtms, inputs) = rig("audio", Duration::from_millis(500), audio_only()).await;
     let mut streams = Vec::new();
     for i in 0..50 {
         let mut spec = StreamSpec {
@@ -667,9 +686,8 @@ async fn wait_closed(host: &TestHost, stream: &SimStream) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_survives_three_failovers_in_a_row() {
-    let host = host("audio,transcript").await;
-    let sim = sim(Duration::from_secs(5)).await;
-    let (rtms, inputs) = manager(&host, client_config(SECRET));
+    let (host, sim, rtms, inputs) =
+        rig("audio,transcript", KEEPALIVE_5S, client_config(SECRET)).await;
     let _forward = forward_notices(&sim, &inputs);
     let stream = sim.add_stream(StreamSpec {
         frames: 600,
@@ -702,11 +720,7 @@ async fn a_stream_survives_three_failovers_in_a_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_streams_fail_over_at_once_without_disturbing_each_other() {
-    let host = host("audio").await;
-    let sim = sim(Duration::from_secs(5)).await;
-    let mut config = client_config(SECRET);
-    config.media = vec![MediaKind::Audio];
-    let (rtms, inputs) = manager(&host, config);
+    let (host, sim, rtms, inputs) = rig("audio", KEEPALIVE_5S, audio_only()).await;
     let _forward = forward_notices(&sim, &inputs);
     let streams: Vec<Arc<SimStream>> = (0..20)
         .map(|i| {
@@ -757,13 +771,11 @@ async fn twenty_streams_fail_over_at_once_without_disturbing_each_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signaling_and_media_interruptions_recover_on_zooms_word_alone() {
-    let host = host("audio,transcript").await;
-    let sim = sim(Duration::from_secs(5)).await;
     let mut config = client_config(SECRET);
     // Far longer than the test may take: recovering at all proves the client acted on
     // Zoom's signals (rtms_interrupted, event 7 / state 2 reason 14), not on the close.
     config.close_grace = Duration::from_secs(600);
-    let (rtms, inputs) = manager(&host, config);
+    let (host, sim, rtms, inputs) = rig("audio,transcript", KEEPALIVE_5S, config).await;
     let _forward = forward_notices(&sim, &inputs);
     let stream = sim.add_stream(StreamSpec {
         frames: 500,
@@ -794,12 +806,8 @@ async fn signaling_and_media_interruptions_recover_on_zooms_word_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bare_socket_close_is_recovered_after_the_grace_period() {
-    let host = host("audio").await;
-    let sim = sim(Duration::from_secs(5)).await;
-    let mut config = client_config(SECRET);
-    config.media = vec![MediaKind::Audio];
     // No webhooks reach the host: the socket close is all it learns.
-    let (rtms, inputs) = manager(&host, config);
+    let (host, sim, rtms, inputs) = rig("audio", KEEPALIVE_5S, audio_only()).await;
     let stream = sim.add_stream(StreamSpec {
         frames: 300,
         pace: Pace::Fast,
@@ -817,11 +825,7 @@ async fn a_bare_socket_close_is_recovered_after_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_8_on_the_first_handshake_is_retried() {
-    let host = host("audio").await;
-    let sim = sim(Duration::from_secs(5)).await;
-    let mut config = client_config(SECRET);
-    config.media = vec![MediaKind::Audio];
-    let (rtms, inputs) = manager(&host, config);
+    let (host, sim, rtms, inputs) = rig("audio", KEEPALIVE_5S, audio_only()).await;
     let stream = sim.add_stream(StreamSpec {
         frames: 100,
         pace: Pace::Fast,
@@ -843,11 +847,7 @@ async fn status_8_on_the_first_handshake_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_failure_stops_are_reported_as_failed_by_name() {
-    let host = host("audio").await;
-    let sim = sim(Duration::from_secs(5)).await;
-    let mut config = client_config(SECRET);
-    config.media = vec![MediaKind::Audio];
-    let (rtms, inputs) = manager(&host, config);
+    let (host, sim, rtms, inputs) = rig("audio", KEEPALIVE_5S, audio_only()).await;
     let _forward = forward_notices(&sim, &inputs);
     let mut notices = rtms.subscribe();
     // Zoom stops one stream for a data connection that stayed interrupted (14)...
@@ -915,11 +915,7 @@ async fn connection_failure_stops_are_reported_as_failed_by_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_transports_in_server_urls_are_skipped_and_late_start_retries_ignored() {
-    let host = host("audio").await;
-    let sim = sim(Duration::from_secs(5)).await;
-    let mut config = client_config(SECRET);
-    config.media = vec![MediaKind::Audio];
-    let (rtms, inputs) = manager(&host, config);
+    let (host, sim, rtms, inputs) = rig("audio", KEEPALIVE_5S, audio_only()).await;
     let _forward = forward_notices(&sim, &inputs);
     let stream = sim.add_stream(StreamSpec {
         frames: 400,
@@ -958,11 +954,7 @@ async fn other_transports_in_server_urls_are_skipped_and_late_start_retries_igno
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_close_request_ends_the_stream_but_shutdown_never_asks_zoom() {
-    let host = host("audio").await;
-    let sim = sim(Duration::from_secs(5)).await;
-    let mut config = client_config(SECRET);
-    config.media = vec![MediaKind::Audio];
-    let (rtms, inputs) = manager(&host, config);
+    let (host, sim, rtms, inputs) = rig("audio", KEEPALIVE_5S, audio_only()).await;
     let mut notices = rtms.subscribe();
     let hold = |meeting: &str, id: &str| StreamSpec {
         frames: 100_000,
@@ -1037,7 +1029,7 @@ async fn every_product_streams_with_either_handshake_id() {
     use zoomhost_sim::rtms::Product;
     use zoomhost_zoom::rtms::HandshakeId;
     let host = host("audio").await;
-    let sim = sim(Duration::from_secs(5)).await;
+    let sim = rtms_sim(CLIENT_ID, SECRET, KEEPALIVE_5S).await;
     let cases = [
         (Product::ContactCenter, HandshakeId::Product, "contact"),
         (Product::Phone, HandshakeId::Product, "phone"),
@@ -1046,8 +1038,7 @@ async fn every_product_streams_with_either_handshake_id() {
     ];
     let mut running = Vec::new();
     for (i, (product, id_field, kind)) in cases.into_iter().enumerate() {
-        let mut config = client_config(SECRET);
-        config.media = vec![MediaKind::Audio];
+        let mut config = audio_only();
         config.handshake_id = id_field;
         let (rtms, inputs) = manager(&host, config);
         let _forward = forward_notices(&sim, &inputs);
@@ -1122,38 +1113,6 @@ async fn concurrency_notices_are_counted() {
     assert!(rtms.active().is_empty());
 }
 
-/// (user, timestamp, length, fnv sum) of every video frame the simulator wrote, in order.
-fn sent_video(stream: &SimStream) -> Vec<(String, String, String, String)> {
-    stream
-        .sent()
-        .iter()
-        .filter(|m| m.kind == zoomhost_sim::rtms::MediaKind::Video)
-        .map(|m| {
-            (
-                m.user_id.to_string(),
-                m.timestamp.to_string(),
-                m.data.len().to_string(),
-                fnv1a(&m.data),
-            )
-        })
-        .collect()
-}
-
-/// The same fields from the recorder's video lines for a stream.
-fn received_video(logs: &Logs, stream_id: &str) -> Vec<(String, String, String, String)> {
-    logs.lines("recorder", &format!("rec video stream={stream_id} "))
-        .iter()
-        .map(|l| {
-            (
-                field(l, "user").to_string(),
-                field(l, "ts").to_string(),
-                field(l, "len").to_string(),
-                field(l, "sum").to_string(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_granted_plugin_gets_the_video_of_the_participant_it_asked_for_and_only_theirs() {
     const A: u32 = 16_778_240;
@@ -1176,7 +1135,7 @@ media = "video"
         &[("recorder", "recorder")],
     )
     .await;
-    let sim = sim(Duration::from_secs(5)).await;
+    let sim = rtms_sim(CLIENT_ID, SECRET, KEEPALIVE_5S).await;
     let mut config = client_config(SECRET);
     config.media = vec![MediaKind::Video];
     config.individual_video = true;
@@ -1214,7 +1173,7 @@ media = "video"
         source: EventSource::Replay,
     };
     let users = |logs: &Logs| -> Vec<String> {
-        received_video(logs, "stream-ivideo")
+        received_frames(logs, "video", "stream-ivideo")
             .into_iter()
             .map(|(user, ..)| user)
             .collect()
@@ -1279,8 +1238,12 @@ media = "video"
 
     // Every frame the simulator wrote, once, in order, byte-exact: A's until the switch,
     // B's from then on, nobody else's.
-    let got = received_video(&host.logs, "stream-ivideo");
-    assert_same(&got, &sent_video(&stream), "stream-ivideo video");
+    let got = received_frames(&host.logs, "video", "stream-ivideo");
+    assert_same(
+        &got,
+        &sent_frames(&stream, zoomhost_sim::rtms::MediaKind::Video),
+        "stream-ivideo video",
+    );
     let who = users(&host.logs);
     let switch = who
         .iter()

@@ -32,7 +32,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -40,11 +40,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use zoomhost_sim::rtms::{
-    ChaosScenario, End, Fault, FrameFate, Pace, Product, RtmsChaos, RtmsSim, RtmsSimConfig,
-    SimParticipant, SimStream, SimStreamStats, SocketKind, StreamSpec,
+    ChaosScenario, End, Fault, FrameFate, Pace, Product, RtmsChaos, SimParticipant, SimStream,
+    SimStreamStats, SocketKind, StreamSpec,
 };
 
-use crate::support::workspace;
+use crate::support::{rtms_sim, workspace};
 
 /// The SDK release the test installs.
 const SDK: &str = "rtms==1.1.0";
@@ -297,18 +297,6 @@ fn hex(bytes: &[u8; 32]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A simulator with Zoom's timers but keep-alives every `keepalive`.
-async fn sim(keepalive: Duration) -> Arc<RtmsSim> {
-    RtmsSim::start(RtmsSimConfig {
-        client_id: CLIENT_ID.into(),
-        client_secret: SECRET.into(),
-        keepalive_interval: keepalive,
-        ..RtmsSimConfig::default()
-    })
-    .await
-    .expect("RTMS simulator")
-}
-
 /// How a run is set up and when it ends.
 struct Setup {
     /// Audio frames per speaker.
@@ -368,7 +356,7 @@ async fn run_with(
         keepalive,
         chaos,
     } = setup;
-    let sim = sim(keepalive).await;
+    let sim = rtms_sim(CLIENT_ID, SECRET, keepalive).await;
     let mut notices = Notices { rx: sim.notices() };
     let stream = sim.add_stream(StreamSpec {
         product,

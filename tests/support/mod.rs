@@ -166,6 +166,23 @@ pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
     }
 }
 
+/// An RTMS simulator for the app `client_id`/`client_secret`, with Zoom's timers but
+/// keep-alives every `keepalive`.
+pub async fn rtms_sim(
+    client_id: &str,
+    client_secret: &str,
+    keepalive: Duration,
+) -> Arc<zoomhost_sim::rtms::RtmsSim> {
+    zoomhost_sim::rtms::RtmsSim::start(zoomhost_sim::rtms::RtmsSimConfig {
+        client_id: client_id.into(),
+        client_secret: client_secret.into(),
+        keepalive_interval: keepalive,
+        ..zoomhost_sim::rtms::RtmsSimConfig::default()
+    })
+    .await
+    .expect("RTMS simulator")
+}
+
 /// The `id=` values of the recorder's event lines, in order.
 pub fn event_ids(logs: &Logs, plugin: &str) -> Vec<String> {
     logs.lines(plugin, "rec event ")
