@@ -297,10 +297,13 @@ async fn edited_plugin_sources_are_rebuilt_and_hot_swapped_and_a_broken_edit_kee
     );
 }
 
-/// A short meeting for `zoomhost dev --once`: one person, a fast RTMS stream of 100
-/// frames with a transcript segment every 20, then the end.
-const DEV_SCENARIO: &str = r#"
-topic = "Dev drill"
+/// A meeting for `zoomhost dev --once`: it starts, Ada Lovelace joins, an RTMS stream
+/// of hers starts with the `rtms_start` settings given (frames, pace, transcript) and is
+/// waited on until done (at most `wait_ms`), then stopped, and the meeting ends.
+fn one_person_meeting(topic: &str, rtms_start: &str, wait_ms: u32) -> String {
+    format!(
+        r#"
+topic = "{topic}"
 
 [[steps]]
 kind = "wait_connected"
@@ -318,14 +321,12 @@ participant = "Ada Lovelace"
 [[steps]]
 kind = "rtms_start"
 participants = ["Ada Lovelace"]
-frames = 100
-pace = "fast"
-transcript_every = 20
+{rtms_start}
 
 [[steps]]
 kind = "rtms_wait"
 until = "done"
-timeout_ms = 30000
+timeout_ms = {wait_ms}
 
 [[steps]]
 kind = "rtms_stop"
@@ -333,7 +334,18 @@ kind = "rtms_stop"
 [[steps]]
 kind = "event"
 event = "meeting.ended"
-"#;
+"#
+    )
+}
+
+/// A short meeting: a fast RTMS stream of 100 frames with a transcript segment every 20.
+fn dev_scenario() -> String {
+    one_person_meeting(
+        "Dev drill",
+        "frames = 100\npace = \"fast\"\ntranscript_every = 20",
+        30_000,
+    )
+}
 
 /// The row of `plugin` in the summary table `zoomhost` prints at exit, split on spaces.
 fn summary_row<'a>(table: &[&'a str], plugin: &str) -> Vec<&'a str> {
@@ -404,7 +416,7 @@ fn run_dev_once(scenario_text: &str, extra: &[&str]) -> (std::process::ExitStatu
 
 #[test]
 fn zoomhost_dev_once_plays_a_meeting_through_the_simulator_into_the_example_plugins() {
-    let (status, text) = run_dev_once(DEV_SCENARIO, &[]);
+    let (status, text) = run_dev_once(&dev_scenario(), &[]);
     assert!(status.success(), "exit status {status}:\n{text}");
 
     // The three example plugins were built (or found up to date) and loaded.
@@ -509,40 +521,11 @@ fn zoomhost_dev_once_plays_a_meeting_through_the_simulator_into_the_example_plug
     assert_eq!(media("slack-notifier"), 0);
 }
 
-const CHAOS_SCENARIO: &str = r#"
-topic = "Chaos drill"
-
-[[steps]]
-kind = "wait_connected"
-timeout_ms = 30000
-
-[[steps]]
-kind = "event"
-event = "meeting.started"
-
-[[steps]]
-kind = "event"
-event = "meeting.participant_joined"
-participant = "Ada Lovelace"
-
-[[steps]]
-kind = "rtms_start"
-participants = ["Ada Lovelace"]
-frames = 400
-transcript_every = 50
-
-[[steps]]
-kind = "rtms_wait"
-until = "done"
-timeout_ms = 60000
-
-[[steps]]
-kind = "rtms_stop"
-
-[[steps]]
-kind = "event"
-event = "meeting.ended"
-"#;
+/// A longer meeting for chaos: 400 frames at the default pace, a transcript segment
+/// every 50.
+fn chaos_scenario() -> String {
+    one_person_meeting("Chaos drill", "frames = 400\ntranscript_every = 50", 60_000)
+}
 
 /// The number after `label` in `text` (e.g. `"12 event faults"` for `" event faults"`).
 fn count_before(text: &str, label: &str) -> u64 {
@@ -563,7 +546,7 @@ fn count_before(text: &str, label: &str) -> u64 {
 /// as a webhook.
 #[test]
 fn zoomhost_dev_chaos_injects_faults_and_recovers_from_each() {
-    let (status, text) = run_dev_once(CHAOS_SCENARIO, &["--chaos", "--chaos-interval", "1"]);
+    let (status, text) = run_dev_once(&chaos_scenario(), &["--chaos", "--chaos-interval", "1"]);
     assert!(status.success(), "exit status {status}:\n{text}");
     assert!(text.contains("note   chaos on: "), "{text}");
 
