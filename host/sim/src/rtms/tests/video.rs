@@ -12,6 +12,22 @@ fn video_params(data_opt: u32) -> Value {
     json!({"video": {"content_type": 3, "codec": 7, "resolution": 2, "data_opt": data_opt, "fps": 25}})
 }
 
+/// Two participants with their cameras on, a video item every frame, in real time,
+/// held open until stopped.
+fn held_video() -> StreamSpec {
+    StreamSpec {
+        participants: participants(2),
+        frames: 100_000,
+        pace: Pace::RealTime,
+        end: End::Hold,
+        extra: ExtraMedia {
+            video: 100_000,
+            ..ExtraMedia::default()
+        },
+        ..StreamSpec::default()
+    }
+}
+
 /// The video socket at the signaling `reply`'s video URL asking for
 /// [`video_params`]`(data_opt)` (binary frames if `binary`), then the ready ack on `sig`:
 /// the video socket and its handshake reply.
@@ -106,17 +122,7 @@ use sha2::Digest as _;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn individual_video_follows_the_one_subscribed_participant() {
     let sim = sim(|_| {}).await;
-    let stream = sim.add_stream(StreamSpec {
-        participants: participants(2),
-        frames: 100_000,
-        pace: Pace::RealTime,
-        end: End::Hold,
-        extra: ExtraMedia {
-            video: 100_000,
-            ..ExtraMedia::default()
-        },
-        ..StreamSpec::default()
-    });
+    let stream = sim.add_stream(held_video());
     let (mut sig, reply) = signaling(&sim, &stream, false).await;
     let events: Vec<Value> = [8, 9]
         .map(|t| json!({"event_type": t, "subscribe": true}))
@@ -311,17 +317,7 @@ async fn a_camera_turning_off_stops_the_subscribed_video_and_events_8_9_say_so()
 #[tokio::test]
 async fn a_subscription_needs_individual_video_and_a_new_signaling_session_asks_again() {
     let sim = sim(|_| {}).await;
-    let stream = sim.add_stream(StreamSpec {
-        participants: participants(2),
-        frames: 100_000,
-        pace: Pace::RealTime,
-        end: End::Hold,
-        extra: ExtraMedia {
-            video: 100_000,
-            ..ExtraMedia::default()
-        },
-        ..StreamSpec::default()
-    });
+    let stream = sim.add_stream(held_video());
     // Active speaker video (data_opt 3): a subscription is refused with 29, and video
     // flows as before, the speaker's.
     let (mut sig, reply) = signaling(&sim, &stream, false).await;
@@ -337,17 +333,7 @@ async fn a_subscription_needs_individual_video_and_a_new_signaling_session_asks_
     stream.stop(6).await;
 
     // Individual video: a subscription ends with its signaling session.
-    let stream = sim.add_stream(StreamSpec {
-        participants: participants(2),
-        frames: 100_000,
-        pace: Pace::RealTime,
-        end: End::Hold,
-        extra: ExtraMedia {
-            video: 100_000,
-            ..ExtraMedia::default()
-        },
-        ..StreamSpec::default()
-    });
+    let stream = sim.add_stream(held_video());
     let (mut sig, reply) = signaling(&sim, &stream, false).await;
     let (_video, _) = video_then_ready(&mut sig, &reply, &sim, &stream, 4, false).await;
     assert_eq!(ask(&mut sig, json!(A), true).await["status_code"], 0);
