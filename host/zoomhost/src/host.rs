@@ -6,6 +6,11 @@
 //! source connects, and the RTMS client is tapped into the input path before the sources
 //! start, so a `*.rtms_started` on the first connection opens its stream.
 //!
+//! Cluster mode ([`Host::start_with_cluster`]): the node joins before any source starts;
+//! an ingress node taps every accepted event into the JetStream publisher and runs the
+//! event WebSocket only while it holds the ingress lease; a worker node runs no Zoom
+//! event source. Without a cluster section nothing of this runs.
+//!
 //! Shutdown: sources stop accepting first, then RTMS streams close, then the plugins'
 //! mailboxes drain, so nothing already accepted is lost.
 
@@ -19,7 +24,8 @@ use tokio::task::JoinSet;
 use zoomhost_runtime::reload;
 use zoomhost_runtime::{LogSink, PluginHost, PluginInfo};
 
-use crate::config::{HostConfig, ZoomConfig};
+use crate::cluster::ClusterMember;
+use crate::config::{ClusterConfig, HostConfig, ZoomConfig};
 use crate::inputs::Inputs;
 use zoomhost_zoom::rtms::RtmsManager;
 
@@ -46,6 +52,7 @@ pub struct Host {
     webhook_url: Option<String>,
     sources: JoinSet<anyhow::Result<()>>,
     stop: watch::Sender<bool>,
+    cluster: Option<ClusterMember>,
     _watcher: Option<reload::Watcher>,
 }
 
@@ -61,6 +68,16 @@ impl Host {
     /// Starts a host: loads the plugins folder, then starts the RTMS client and the Zoom
     /// sources `config.zoom` enables.
     pub async fn start(config: HostConfig, options: HostOptions) -> anyhow::Result<Host> {
+        Self::start_with_cluster(config, options, None).await
+    }
+
+    /// [`Host::start`], as a member of the cluster `cluster` describes when given (it
+    /// joins before any source starts).
+    pub async fn start_with_cluster(
+        config: HostConfig,
+        options: HostOptions,
+        cluster: Option<ClusterConfig>,
+    ) -> anyhow::Result<Host> {
         let dir = &config.runtime.plugins_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating plugins folder {}", dir.display()))?;
@@ -92,8 +109,16 @@ impl Host {
             webhook_url: None,
             sources: JoinSet::new(),
             stop,
+            cluster: None,
             _watcher: watcher,
         };
+        if let Some(cluster) = cluster {
+            let member = ClusterMember::join(cluster).await?;
+            if let Some(tap) = member.publish_tap() {
+                host.inputs.tap(tap);
+            }
+            host.cluster = Some(member);
+        }
         if let Some(zoom) = &config.zoom {
             host.start_zoom(zoom).await?;
         }
@@ -118,14 +143,31 @@ impl Host {
                 .clone()
                 .context("the event WebSocket needs OAuth credentials")?;
             let tokens: Arc<dyn TokenSource> = Arc::new(TokenManager::new(oauth)?);
-            let stream = events::EventStream::new(ws.clone(), tokens, self.inputs.clone());
-            self.event_stream = Some(EventStreamWatch {
-                state: stream.state(),
-                stats: stream.stats(),
-            });
-            self.sources.spawn(stream.run(self.stop.subscribe()));
+            match &mut self.cluster {
+                Some(member) if member.role().is_ingress() => {
+                    let (ws, inputs) = (ws.clone(), self.inputs.clone());
+                    let make = Box::new(move || {
+                        events::EventStream::new(ws.clone(), tokens.clone(), inputs.clone())
+                    });
+                    member
+                        .hold_event_stream(&ws_subscription(zoom), make)
+                        .await?;
+                }
+                Some(_) => {
+                    tracing::info!("cluster worker: the event WebSocket runs on ingress nodes")
+                }
+                None => {
+                    let stream = events::EventStream::new(ws.clone(), tokens, self.inputs.clone());
+                    self.event_stream = Some(EventStreamWatch {
+                        state: stream.state(),
+                        stats: stream.stats(),
+                    });
+                    self.sources.spawn(stream.run(self.stop.subscribe()));
+                }
+            }
         }
-        if let Some(webhook) = &zoom.webhook {
+        let ingress = self.cluster.as_ref().is_none_or(|m| m.role().is_ingress());
+        if let (Some(webhook), true) = (&zoom.webhook, ingress) {
             let server = WebhookServer::bind(webhook.clone(), self.inputs.clone()).await?;
             self.webhook_url = Some(server.url());
             let mut stopped = self.stop.subscribe();
@@ -156,6 +198,11 @@ impl Host {
         self.webhook_url.as_deref()
     }
 
+    /// The cluster membership, when started with a cluster section.
+    pub fn cluster(&self) -> Option<&ClusterMember> {
+        self.cluster.as_ref()
+    }
+
     /// The RTMS client, when `[zoom.rtms]` is enabled.
     pub fn rtms(&self) -> Option<&Arc<RtmsManager>> {
         self.rtms.as_ref()
@@ -183,6 +230,10 @@ impl Host {
             let error = format!("sources did not close within {} s", STOP_SOURCES.as_secs());
             tracing::warn!("{error}");
             source_errors.push(error);
+        }
+        if let Some(member) = self.cluster.take() {
+            tracing::info!("leaving the cluster: event WebSocket, lease, then publisher");
+            member.leave(STOP_SOURCES).await;
         }
         if let Some(rtms) = &self.rtms {
             tracing::info!("closing RTMS streams");
@@ -214,4 +265,12 @@ pub struct Shutdown {
     /// Sources that stopped with an error or did not stop in time (empty after a clean
     /// stop).
     pub source_errors: Vec<String>,
+}
+
+/// The subscription id of the event WebSocket (the ingress lease is per subscription).
+fn ws_subscription(zoom: &ZoomConfig) -> String {
+    zoom.websocket
+        .as_ref()
+        .map(|ws| ws.subscription_id.clone())
+        .unwrap_or_default()
 }

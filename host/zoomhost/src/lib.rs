@@ -12,6 +12,9 @@
 //!   the start-up and shutdown order; [`inputs`]: the input path, which delivers each
 //!   event once whichever source it came from (a content-derived id remembered 65
 //!   minutes), and its taps;
+//! - [`cluster`] (preview): with a `[cluster]` section, membership of a NATS JetStream
+//!   cluster: the ingress leader lease that guards the event WebSocket, and every
+//!   accepted event published once to a JetStream stream;
 //! - the commands: [`cli`] (`run`, `simulate`, `check`, `replay`), [`dev`], [`bench`],
 //!   [`scaffold`] (`new`), [`replay`], and [`wasm_build`] for building plugin crates.
 //!
@@ -22,6 +25,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dev;
 pub mod host;

@@ -72,6 +72,10 @@
 //! timestamp_window_s = 300
 //! ```
 //!
+//! The `[cluster]` section (NATS JetStream cluster membership) is described in
+//! [`cluster`]; it is read by [`HostConfig::load_with_cluster`] and validated by every
+//! load.
+//!
 //! Environment variables win over the file; a `.env` file beside the config fills in what
 //! the real environment does not set.
 
@@ -80,6 +84,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::Deserialize;
+
+pub mod cluster;
+pub use cluster::{ClusterAuth, ClusterConfig, Role};
 
 pub use zoomhost_runtime::{Limits, PluginGrant, ResolvedGrant, RuntimeConfig};
 
@@ -126,6 +133,7 @@ struct RawConfig {
     limits: Limits,
     plugins: BTreeMap<String, PluginGrant>,
     zoom: Option<RawZoom>,
+    cluster: Option<cluster::RawCluster>,
 }
 
 /// The host configuration after validation: the runtime's part and the sources'.
@@ -142,12 +150,17 @@ impl HostConfig {
     /// file's folder. Environment variables come from the process, then from a `.env` file
     /// beside the config (which never overrides the real environment).
     pub fn load(path: &Path) -> anyhow::Result<Self> {
+        Self::load_with_cluster(path).map(|(config, _)| config)
+    }
+
+    /// [`HostConfig::load`], with the file's `[cluster]` section (`None` without one).
+    pub fn load_with_cluster(path: &Path) -> anyhow::Result<(Self, Option<ClusterConfig>)> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading host config {}", path.display()))?;
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let base = absolute.parent().unwrap_or(Path::new("."));
         let dotenv = read_dotenv(&base.join(".env"))?;
-        Self::parse(&text, base, &|k| {
+        Self::parse_with_cluster(&text, base, &|k| {
             std::env::var(k).ok().or_else(|| dotenv.get(k).cloned())
         })
         .with_context(|| format!("in host config {}", path.display()))
@@ -170,6 +183,15 @@ impl HostConfig {
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Self> {
+        Self::parse_with_cluster(text, base, env).map(|(config, _)| config)
+    }
+
+    /// [`HostConfig::parse`], with the `[cluster]` section (`None` without one).
+    pub fn parse_with_cluster(
+        text: &str,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<(Self, Option<ClusterConfig>)> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut problems = Vec::new();
         let plugins_dir = match raw.plugins_dir {
@@ -190,10 +212,16 @@ impl HostConfig {
             &|value| expand_env(value, env),
             &mut problems,
         );
+        let cluster = cluster::resolve(
+            raw.cluster,
+            base,
+            &|value| expand_env(value, env),
+            &mut problems,
+        );
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
-        Ok(Self { runtime, zoom })
+        Ok((Self { runtime, zoom }, cluster))
     }
 }
 

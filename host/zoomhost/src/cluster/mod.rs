@@ -1,0 +1,294 @@
+//! Cluster mode (preview): a `[cluster]` section makes a host a member of a NATS
+//! JetStream cluster. Without it nothing here runs and no NATS is needed.
+//!
+//! What runs today is the **ingress** half:
+//!
+//! - [`lease`]: leader election through a JetStream key-value lease (create to acquire,
+//!   update at the held revision to renew, a bucket `max_age` as the TTL), with the
+//!   safety argument for "never two WebSocket holders";
+//! - [`ingress`]: Zoom's event WebSocket, run only while this node holds the ingress
+//!   lease (Zoom allows one connection per subscription; two would knock each other off);
+//!   webhook receivers run on every ingress node;
+//! - [`publish`]: every event the node accepts (WebSocket or webhook) published to the
+//!   stream [`EVENT_STREAM`] on `zoomhost.events.<partition>` with its content-derived id
+//!   as `Nats-Msg-Id` and a 65-minute duplicate window, so retries, both sources and
+//!   several ingress nodes collapse to one stored message; publishing awaits JetStream's
+//!   acknowledgement and retries;
+//! - [`partition`]: the meeting of an event and its partition (stable FNV-1a hash);
+//! - [`nats_server`]: a local `nats-server` for tests and development.
+//!
+//! In this preview an ingress node still delivers to its own plugins as without a
+//! cluster; the stream is the hand-over point for the workers to come.
+//!
+//! **Where the rest goes** (not implemented yet): a `worker` module consuming the stream
+//! per partition, with one lease per partition in the same bucket
+//! (`partition.<n>`, the [`lease::Holder`] being the partition's consumer) and a
+//! completion from the runtime to acknowledge each message; `rtms_state` keeping each
+//! RTMS stream's handshake state in a key-value bucket for the partition's next owner;
+//! `plugins` storing components in an object store for `zoomhost plugin push`; and the
+//! status view reading the lease bucket. [`ClusterMember`] is where each is started and
+//! stopped.
+
+pub mod ingress;
+pub mod lease;
+pub mod nats_server;
+pub mod partition;
+pub mod publish;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use zoomhost_types::EventTap;
+
+use crate::config::{ClusterAuth, ClusterConfig, Role};
+
+/// The JetStream stream accepted events are published to.
+pub const EVENT_STREAM: &str = "ZOOMHOST_EVENTS";
+/// Events are published on `zoomhost.events.<partition>`.
+pub const EVENT_SUBJECT_PREFIX: &str = "zoomhost.events";
+/// The key-value bucket holding the leases.
+pub const LEASE_BUCKET: &str = "zoomhost_leases";
+
+/// The lease key of the ingress leader of an event subscription:
+/// `ingress.<subscription id>` (characters a key cannot hold become `_`).
+pub fn ingress_lease_key(subscription_id: &str) -> String {
+    let id: String = subscription_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("ingress.{}", if id.is_empty() { "_" } else { &id })
+}
+
+/// Connects to NATS with the section's URL and credentials.
+pub async fn connect(config: &ClusterConfig) -> anyhow::Result<async_nats::Client> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("zoomhost {}", config.node))
+        .connection_timeout(Duration::from_secs(5));
+    options = match &config.auth {
+        ClusterAuth::None => options,
+        ClusterAuth::UserPassword { user, password } => {
+            options.user_and_password(user.clone(), password.expose().to_string())
+        }
+        ClusterAuth::Token(token) => options.token(token.expose().to_string()),
+        ClusterAuth::CredsFile(path) => options
+            .credentials_file(path)
+            .await
+            .with_context(|| format!("cluster.creds_file: reading {}", path.display()))?,
+    };
+    options
+        .connect(config.nats_url.as_str())
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to NATS at {} (cluster.nats_url)",
+                config.nats_url
+            )
+        })
+}
+
+/// This host's membership of the cluster: the NATS connection and the tasks of its role.
+pub struct ClusterMember {
+    config: ClusterConfig,
+    js: jetstream::Context,
+    publisher: Option<publish::Publisher>,
+    publisher_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    lease_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    leading: watch::Sender<bool>,
+    lease_stats: Arc<lease::LeaseStats>,
+    terms: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for ClusterMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterMember")
+            .field("node", &self.config.node)
+            .field("role", &self.config.role)
+            .field("leading", &*self.leading.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterMember {
+    /// Connects and starts what the role needs before any source runs: for an ingress
+    /// node, the event stream (created or updated) and its publisher.
+    pub async fn join(config: ClusterConfig) -> anyhow::Result<ClusterMember> {
+        let client = connect(&config).await?;
+        let js = jetstream::new(client);
+        let (leading, _) = watch::channel(false);
+        let mut member = ClusterMember {
+            js,
+            publisher: None,
+            publisher_task: None,
+            lease_task: None,
+            leading,
+            lease_stats: Arc::default(),
+            terms: Arc::default(),
+            config,
+        };
+        if member.config.role.is_ingress() {
+            publish::ensure_stream(&member.js, member.config.duplicate_window).await?;
+            let (publisher, rx) = publish::Publisher::new();
+            let (stop, stopped) = watch::channel(false);
+            let settings = publish::PublishSettings {
+                node: member.config.node.clone(),
+                partitions: member.config.partitions,
+                attempts: member.config.publish_attempts,
+                retry_min: Duration::from_millis(100),
+            };
+            let task = tokio::spawn(publish::run(
+                member.js.clone(),
+                rx,
+                publisher.stats().clone(),
+                settings,
+                stopped,
+            ));
+            member.publisher = Some(publisher);
+            member.publisher_task = Some((stop, task));
+        }
+        tracing::info!(
+            node = %member.config.node,
+            role = ?member.config.role,
+            "joined the cluster at {}",
+            member.config.nats_url
+        );
+        Ok(member)
+    }
+
+    /// The section this member runs with.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// This node's role.
+    pub fn role(&self) -> Role {
+        self.config.role
+    }
+
+    /// The JetStream context (for status views and tests).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// A tap that publishes every accepted event (ingress roles only).
+    pub fn publish_tap(&self) -> Option<EventTap> {
+        self.publisher.as_ref().map(publish::Publisher::tap)
+    }
+
+    /// The publisher's counters (ingress roles only).
+    pub fn publish_stats(&self) -> Option<&Arc<publish::PublishStats>> {
+        self.publisher.as_ref().map(publish::Publisher::stats)
+    }
+
+    /// Whether this node holds the ingress lease (and so the event WebSocket), updated
+    /// as it changes.
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.leading.subscribe()
+    }
+
+    /// The ingress lease's counters.
+    pub fn lease_stats(&self) -> &Arc<lease::LeaseStats> {
+        &self.lease_stats
+    }
+
+    /// How many times this node opened the event WebSocket (terms of leadership).
+    pub fn terms(&self) -> u64 {
+        self.terms.load(Ordering::Relaxed)
+    }
+
+    /// Contends for the ingress lease of `subscription_id`, running the event WebSocket
+    /// built by `make` only while holding it.
+    pub async fn hold_event_stream(
+        &mut self,
+        subscription_id: &str,
+        make: ingress::StreamFactory,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.lease_task.is_none(),
+            "this node already contends for the ingress lease"
+        );
+        let store = lease::open_bucket(&self.js, self.config.lease_ttl).await?;
+        let spec = lease::LeaseSpec {
+            key: ingress_lease_key(subscription_id),
+            node: self.config.node.clone(),
+            ttl: self.config.lease_ttl,
+        };
+        let holder = ingress::EventStreamHolder::new(make, self.terms.clone());
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(lease::run(
+            store,
+            spec,
+            holder,
+            self.leading.clone(),
+            self.lease_stats.clone(),
+            stopped,
+        ));
+        self.lease_task = Some((stop, task));
+        Ok(())
+    }
+
+    /// Leaves in order: the event WebSocket closes and the lease is released, then the
+    /// publisher drains its queue (each stage bounded by `within`).
+    pub async fn leave(mut self, within: Duration) {
+        for (stage, slot) in [
+            ("ingress lease", self.lease_task.take()),
+            ("publisher", self.publisher_task.take()),
+        ] {
+            let Some((stop, mut task)) = slot else {
+                continue;
+            };
+            let _ = stop.send(true);
+            if tokio::time::timeout(within, &mut task).await.is_err() {
+                tracing::warn!(
+                    "cluster {stage} did not stop within {} ms: aborted",
+                    within.as_millis()
+                );
+                task.abort();
+            }
+        }
+        if let Some(stats) = self.publish_stats() {
+            let lost = stats.pending() + stats.lost.load(Ordering::Relaxed);
+            if lost > 0 {
+                tracing::error!(lost, "cluster: events not published to JetStream");
+            }
+        }
+    }
+}
+
+impl Drop for ClusterMember {
+    /// A member dropped without [`ClusterMember::leave`] (a crash, as far as the cluster
+    /// can tell): its tasks are aborted, so its lease expires and a standby takes over.
+    fn drop(&mut self) {
+        for (_, task) in [self.lease_task.take(), self.publisher_task.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_keys_are_valid_keys() {
+        assert_eq!(
+            ingress_lease_key("sim-subscription"),
+            "ingress.sim-subscription"
+        );
+        assert_eq!(ingress_lease_key("a.b c/d"), "ingress.a_b_c_d");
+        assert_eq!(ingress_lease_key(""), "ingress._");
+    }
+}

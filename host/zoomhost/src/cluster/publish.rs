@@ -1,0 +1,235 @@
+//! Publishing accepted events to the JetStream stream [`super::EVENT_STREAM`].
+//!
+//! The ingress node's input path taps every event it accepts (after its own local
+//! de-duplication) into an unbounded queue ([`Publisher::tap`]: the tap never blocks a
+//! source); one task publishes them in order, each on `zoomhost.events.<partition>`
+//! ([`super::partition`]) with the event's content-derived id as `Nats-Msg-Id`, and
+//! awaits JetStream's acknowledgement before the next, so events of one meeting are
+//! stored in the order this node accepted them. The stream's duplicate window (65
+//! minutes by default) makes JetStream drop a second copy with the same id: a webhook
+//! retry, the same event from the WebSocket and a webhook, or from two ingress nodes,
+//! is stored once (the acknowledgement says `duplicate`, counted in
+//! [`PublishStats::duplicates`]).
+//!
+//! A publish that fails (no connection, no acknowledgement in time) is retried with
+//! exponential backoff up to `publish_attempts` times; only then is the event counted as
+//! lost and logged with its id and name. On shutdown the queue is drained first.
+//!
+//! The message body is JSON: `{"id", "name", "event_ts", "source", "node", "payload"}`
+//! with `payload` the event's payload object.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, message::PublishMessage};
+use backon::{ExponentialBuilder, Retryable as _};
+use tokio::sync::{mpsc, watch};
+use zoomhost_types::{Event, EventSource, EventTap};
+
+/// Counters of the publisher.
+#[derive(Debug, Default)]
+pub struct PublishStats {
+    /// Events queued by the tap.
+    pub queued: AtomicU64,
+    /// Events stored by JetStream (acknowledged, not as a duplicate).
+    pub published: AtomicU64,
+    /// Events JetStream acknowledged as duplicates of one already stored.
+    pub duplicates: AtomicU64,
+    /// Publish attempts that failed and were retried.
+    pub retries: AtomicU64,
+    /// Events given up after every attempt failed (each logged as an error).
+    pub lost: AtomicU64,
+}
+
+impl PublishStats {
+    /// Events queued and not yet acknowledged or given up.
+    pub fn pending(&self) -> u64 {
+        let done = self.published.load(Ordering::Relaxed)
+            + self.duplicates.load(Ordering::Relaxed)
+            + self.lost.load(Ordering::Relaxed);
+        self.queued.load(Ordering::Relaxed).saturating_sub(done)
+    }
+}
+
+/// Creates the event stream, or updates it to this node's settings.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    duplicate_window: Duration,
+) -> anyhow::Result<()> {
+    js.create_or_update_stream(jetstream::stream::Config {
+        name: super::EVENT_STREAM.to_string(),
+        description: Some("Zoom events accepted by zoomhost ingress nodes".to_string()),
+        subjects: vec![format!("{}.>", super::EVENT_SUBJECT_PREFIX)],
+        duplicate_window,
+        // Kept a day past acceptance; workers consume them long before.
+        max_age: Duration::from_secs(24 * 3600).max(duplicate_window),
+        storage: jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating the JetStream stream {}", super::EVENT_STREAM))?;
+    Ok(())
+}
+
+/// The queue into the publishing task.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    tx: mpsc::UnboundedSender<Event>,
+    stats: Arc<PublishStats>,
+}
+
+impl Publisher {
+    /// A publisher and the receiving end its task drains.
+    pub fn new() -> (Publisher, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::default();
+        (Publisher { tx, stats }, rx)
+    }
+
+    /// Queues one event.
+    pub fn publish(&self, event: &Event) {
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(event.clone()).is_err() {
+            self.stats.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                event = %event.name,
+                id = %event.id,
+                "event not published: the cluster publisher has stopped"
+            );
+        }
+    }
+
+    /// A tap for the input path that queues every accepted event.
+    pub fn tap(&self) -> EventTap {
+        let publisher = self.clone();
+        Arc::new(move |event: &Event| publisher.publish(event))
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Arc<PublishStats> {
+        &self.stats
+    }
+}
+
+/// The publishing task: publishes queued events in order until `stop` turns true, then
+/// drains what is queued and returns.
+pub async fn run(
+    js: jetstream::Context,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    stats: Arc<PublishStats>,
+    settings: PublishSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            biased;
+            event = rx.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        publish_one(&js, &event, &stats, &settings).await;
+    }
+    while let Ok(event) = rx.try_recv() {
+        publish_one(&js, &event, &stats, &settings).await;
+    }
+}
+
+/// How events are published.
+#[derive(Debug, Clone)]
+pub struct PublishSettings {
+    /// This node's name (in each message body).
+    pub node: String,
+    /// Number of partitions.
+    pub partitions: u32,
+    /// Attempts per event.
+    pub attempts: u32,
+    /// First retry delay (doubling up to 5 s).
+    pub retry_min: Duration,
+}
+
+fn source_name(source: EventSource) -> &'static str {
+    match source {
+        EventSource::Websocket => "websocket",
+        EventSource::Webhook => "webhook",
+        EventSource::Replay => "replay",
+        EventSource::Simulator => "simulator",
+    }
+}
+
+/// The message body of an event.
+pub fn body(event: &Event, node: &str) -> bytes::Bytes {
+    let payload: serde_json::Value = serde_json::from_str(&event.payload)
+        .unwrap_or_else(|_| serde_json::Value::String(event.payload.clone()));
+    let body = serde_json::json!({
+        "id": event.id,
+        "name": event.name,
+        "event_ts": event.timestamp,
+        "source": source_name(event.source),
+        "node": node,
+        "payload": payload,
+    });
+    bytes::Bytes::from(body.to_string())
+}
+
+async fn publish_one(
+    js: &jetstream::Context,
+    event: &Event,
+    stats: &PublishStats,
+    settings: &PublishSettings,
+) {
+    let subject = super::partition::subject(super::partition::of_event_payload(
+        &event.payload,
+        settings.partitions,
+    ));
+    let body = body(event, &settings.node);
+    let attempt = || async {
+        let mut message = PublishMessage::build().payload(body.clone());
+        if !event.id.is_empty() {
+            message = message.message_id(&event.id);
+        }
+        let ack = js
+            .send_publish(subject.clone(), message)
+            .await
+            .map_err(anyhow::Error::from)?;
+        ack.await.map_err(anyhow::Error::from)
+    };
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(settings.retry_min)
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(settings.attempts.saturating_sub(1) as usize);
+    let result = attempt
+        .retry(backoff)
+        .notify(|e, delay| {
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                event = %event.name,
+                id = %event.id,
+                "publishing to JetStream failed, retrying in {} ms: {e:#}",
+                delay.as_millis()
+            );
+        })
+        .await;
+    match result {
+        Ok(ack) if ack.duplicate => {
+            stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(event = %event.name, id = %event.id, "already in the stream");
+        }
+        Ok(ack) => {
+            stats.published.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(event = %event.name, id = %event.id, seq = ack.sequence, %subject, "published");
+        }
+        Err(e) => {
+            stats.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                event = %event.name,
+                id = %event.id,
+                attempts = settings.attempts,
+                "event LOST: not published to JetStream: {e:#}"
+            );
+        }
+    }
+}
