@@ -12,6 +12,7 @@ mod rtms_sdk;
 mod runtime;
 mod sandbox;
 mod scaffold;
+mod shards;
 mod slack_notifier;
 mod support;
 mod transcript_forwarder;

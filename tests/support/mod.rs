@@ -58,6 +58,18 @@ impl Logs {
             .collect()
     }
 
+    /// Lines of one plugin starting with `prefix`, each with the number of the instance
+    /// that wrote it.
+    pub fn records(&self, plugin: &str, prefix: &str) -> Vec<(u32, String)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.plugin == plugin && r.message.starts_with(prefix))
+            .map(|r| (r.instance, r.message.clone()))
+            .collect()
+    }
+
     /// Lines of one plugin containing `needle`.
     pub fn containing(&self, plugin: &str, needle: &str) -> Vec<String> {
         self.0

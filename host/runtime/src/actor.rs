@@ -1,6 +1,12 @@
-//! One task per plugin owns its instance and takes deliveries from its mailbox, in order.
-//! It is also where failures are contained (restart, re-open sessions, quarantine) and
+//! One task per plugin instance owns that instance and takes deliveries from its mailbox,
+//! in order (a plugin with `instances = N` has N actors, each with its own mailbox). It
+//! is also where failures are contained (restart, re-open sessions, quarantine) and
 //! where a new version is swapped in, always between two deliveries.
+//!
+//! Failures are counted and acted on per instance: an instance that fails
+//! `max_failures` times within `failure_window_s` is quarantined alone (the meetings
+//! that hash to it get nothing until a new version is loaded); the plugin's other
+//! instances keep serving theirs. The plugin reports quarantined while any instance is.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -46,6 +52,10 @@ pub enum Control {
 pub struct Actor {
     runtime: Arc<Runtime>,
     identity: Arc<PluginIdentity>,
+    /// Which of the plugin's instances this actor runs.
+    index: u32,
+    /// This instance's counters (the plugin's are their sum).
+    stats: Arc<PluginStats>,
     mailbox: Arc<Mailbox>,
     control: mpsc::Receiver<Control>,
     compiled: Arc<CompiledPlugin>,
@@ -56,10 +66,14 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// An actor serving `instance`.
+    /// An actor serving `instance`, the plugin's instance number `index`, counting into
+    /// `stats`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         runtime: Arc<Runtime>,
         identity: Arc<PluginIdentity>,
+        index: u32,
+        stats: Arc<PluginStats>,
         mailbox: Arc<Mailbox>,
         control: mpsc::Receiver<Control>,
         compiled: Arc<CompiledPlugin>,
@@ -68,6 +82,8 @@ impl Actor {
         Self {
             runtime,
             identity,
+            index,
+            stats,
             mailbox,
             control,
             compiled,
@@ -78,7 +94,7 @@ impl Actor {
     }
 
     fn stats(&self) -> &PluginStats {
-        &self.identity.stats
+        &self.stats
     }
 
     /// Runs until the mailbox is closed and drained.
@@ -93,7 +109,11 @@ impl Actor {
                 },
             }
         }
-        tracing::info!(plugin = self.identity.name(), "plugin unloaded");
+        tracing::info!(
+            plugin = self.identity.name(),
+            instance = self.index,
+            "plugin unloaded"
+        );
     }
 
     async fn on_control(&mut self, control: Control) {
@@ -138,6 +158,7 @@ impl Actor {
                     self.current = None;
                     tracing::error!(
                         plugin = self.identity.name(),
+                        instance = self.index,
                         "old version killed {why}; the new version starts without its state"
                     );
                 }
@@ -151,6 +172,7 @@ impl Actor {
         if self.stats().quarantined.swap(false, Relaxed) {
             tracing::info!(
                 plugin = self.identity.name(),
+                instance = self.index,
                 "quarantine lifted by new version"
             );
         }
@@ -186,6 +208,7 @@ impl Actor {
                 Ok(()) => opened += 1,
                 Err(CallError::Guest(e)) => tracing::warn!(
                     plugin = self.identity.name(),
+                    instance = self.index,
                     stream = &*stream,
                     "re-opening media session failed: {e}"
                 ),
@@ -250,6 +273,7 @@ impl Actor {
                 PluginStats::bump(failed);
                 tracing::warn!(
                     plugin = self.identity.name(),
+                    instance = self.index,
                     "{} failed: {e}",
                     describe(&delivery)
                 );
@@ -283,6 +307,7 @@ impl Actor {
             }
             tracing::error!(
                 plugin = name.as_str(),
+                instance = self.index,
                 reason = %fatal,
                 "plugin instance killed while {doing}: {fatal}"
             );
@@ -295,13 +320,21 @@ impl Actor {
                 self.quarantine(&why);
                 return;
             }
-            match LiveInstance::start(&self.runtime, &self.compiled, self.identity.clone()).await {
+            match LiveInstance::start_as(
+                &self.runtime,
+                &self.compiled,
+                self.identity.clone(),
+                self.index,
+            )
+            .await
+            {
                 Ok(instance) => {
                     self.current = Some(instance);
                     match self.reopen_sessions().await {
                         Ok(reopened) => {
                             tracing::info!(
                                 plugin = name.as_str(),
+                                instance = self.index,
                                 sessions = reopened,
                                 "plugin restarted with a fresh instance"
                             );
@@ -326,7 +359,8 @@ impl Actor {
         self.stats().quarantined.store(true, Relaxed);
         tracing::error!(
             plugin = self.identity.name(),
-            "plugin QUARANTINED: {why}; no deliveries until a new version is loaded"
+            instance = self.index,
+            "plugin instance QUARANTINED: {why}; no deliveries to it until a new version is loaded"
         );
     }
 }

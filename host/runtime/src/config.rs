@@ -1,6 +1,6 @@
 //! What the runtime is configured with: the plugins folder, `[limits]`, and each plugin's
 //! grant (`[plugins.NAME]`: outbound HTTP origins, stream control, config values, enabled,
-//! own limits).
+//! instances, own limits).
 //! The binary reads the file and composes this with the sources' sections.
 
 use std::collections::BTreeMap;
@@ -26,10 +26,58 @@ pub struct PluginGrant {
     pub enabled: Option<bool>,
     /// This plugin's own limits: only the keys named replace the host's `[limits]`.
     pub limits: toml::Table,
+    /// How many instances serve the plugin, sharded by meeting: a number, or `"auto"`
+    /// for one per core. Unset: 1.
+    pub instances: Option<InstancesSetting>,
+}
+
+/// `[plugins.NAME] instances`: a count, or a word (`"auto"`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum InstancesSetting {
+    /// This many instances.
+    Count(i64),
+    /// `"auto"`: one per core (`std::thread::available_parallelism`).
+    Word(String),
+}
+
+/// Most instances one plugin may have.
+pub const MAX_INSTANCES: usize = 64;
+
+/// Slots of the shared instance pool (wasmtime's pooling allocator): component
+/// instances alive at once over all plugins. Each configured instance reserves two, one
+/// for the instance serving and one for its successor during a hot reload.
+pub const POOL_INSTANCES: usize = 128;
+
+/// Pool slots one instance reserves: itself, and its successor during a swap.
+pub const SLOTS_PER_INSTANCE: usize = 2;
+
+impl InstancesSetting {
+    /// The count this setting means, or why it is not valid.
+    pub fn resolve(&self) -> Result<usize, String> {
+        match self {
+            Self::Count(n) if *n >= 1 && (*n as u64) <= MAX_INSTANCES as u64 => Ok(*n as usize),
+            Self::Count(n) => Err(format!(
+                "must be between 1 and {MAX_INSTANCES} (or \"auto\"), not {n}"
+            )),
+            Self::Word(w) if w.trim() == "auto" => Ok(auto_instances()),
+            Self::Word(w) => Err(format!(
+                "must be a number between 1 and {MAX_INSTANCES} or \"auto\", not {w:?}"
+            )),
+        }
+    }
+}
+
+/// `"auto"`: one instance per core the process may use (at most [`MAX_INSTANCES`]).
+pub fn auto_instances() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, MAX_INSTANCES)
 }
 
 /// A validated, expanded grant, ready for the runtime.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedGrant {
     /// Parsed outbound HTTP patterns.
     pub allow_http: Vec<HostPattern>,
@@ -41,6 +89,21 @@ pub struct ResolvedGrant {
     pub enabled: bool,
     /// The host's limits with the plugin's overrides laid over them.
     pub limits: Limits,
+    /// Instances serving the plugin, sharded by meeting (at least 1).
+    pub instances: usize,
+}
+
+impl Default for ResolvedGrant {
+    fn default() -> Self {
+        Self {
+            allow_http: Vec::new(),
+            stream_control: false,
+            config: BTreeMap::new(),
+            enabled: false,
+            limits: Limits::default(),
+            instances: 1,
+        }
+    }
 }
 
 /// The runtime's configuration, validated.
@@ -110,6 +173,14 @@ impl RuntimeConfig {
                     limits.clone()
                 }
             };
+            let instances = match grant.instances.as_ref().map(InstancesSetting::resolve) {
+                None => 1,
+                Some(Ok(n)) => n,
+                Some(Err(e)) => {
+                    problems.push(format!("plugins.{name}.instances {e}"));
+                    1
+                }
+            };
             resolved.insert(
                 name,
                 ResolvedGrant {
@@ -118,8 +189,12 @@ impl RuntimeConfig {
                     config,
                     enabled: grant.enabled.unwrap_or(true),
                     limits: plugin_limits,
+                    instances,
                 },
             );
+        }
+        if let Some(problem) = pool_problem(&resolved) {
+            problems.push(problem);
         }
         Self {
             plugins_dir,
@@ -129,7 +204,7 @@ impl RuntimeConfig {
     }
 
     /// The grant for a plugin; a plugin the config does not name gets nothing but the
-    /// host's limits.
+    /// host's limits (and one instance).
     pub fn grant(&self, plugin: &str) -> ResolvedGrant {
         self.plugins
             .get(plugin)
@@ -139,5 +214,100 @@ impl RuntimeConfig {
                 limits: self.limits.clone(),
                 ..ResolvedGrant::default()
             })
+    }
+}
+
+/// Why the enabled plugins' instances cannot fit in the shared pool, if they cannot:
+/// names the plugin with the most instances and the figures.
+fn pool_problem(plugins: &BTreeMap<String, ResolvedGrant>) -> Option<String> {
+    let enabled: Vec<(&String, usize)> = plugins
+        .iter()
+        .filter(|(_, g)| g.enabled)
+        .map(|(name, g)| (name, g.instances))
+        .collect();
+    let needed: usize = enabled.iter().map(|(_, n)| n * SLOTS_PER_INSTANCE).sum();
+    if needed <= POOL_INSTANCES {
+        return None;
+    }
+    let (name, most) = enabled.iter().max_by_key(|(_, n)| *n)?;
+    let others: Vec<String> = enabled
+        .iter()
+        .filter(|(other, _)| other != name)
+        .map(|(other, n)| format!("{other}: {n}"))
+        .collect();
+    Some(format!(
+        "plugins.{name}.instances = {most}: the shared instance pool has {POOL_INSTANCES} slots and every instance reserves {SLOTS_PER_INSTANCE} (one more during a hot reload), so {most} instances need {}; with the other plugins' instances ({}) the config needs {needed} slots. Lower `instances`",
+        most * SLOTS_PER_INSTANCE,
+        if others.is_empty() { "none".to_string() } else { others.join(", ") }
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(toml_text: &str) -> (RuntimeConfig, Vec<String>) {
+        let plugins: BTreeMap<String, PluginGrant> = toml::from_str(toml_text).unwrap();
+        let mut problems = Vec::new();
+        let config = RuntimeConfig::resolve(
+            PathBuf::from("plugins"),
+            Limits::default(),
+            plugins,
+            &|v| Ok(v.to_string()),
+            &mut problems,
+        );
+        (config, problems)
+    }
+
+    #[test]
+    fn instances_default_to_one_and_take_a_count_or_auto() {
+        let (config, problems) = resolve("[a]\n[b]\ninstances = 4\n[c]\ninstances = \"auto\"");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(config.grant("a").instances, 1);
+        assert_eq!(config.grant("b").instances, 4);
+        assert_eq!(config.grant("c").instances, auto_instances());
+        assert_eq!(config.grant("unnamed").instances, 1);
+    }
+
+    #[test]
+    fn bad_instances_are_rejected_naming_the_key() {
+        for bad in ["0", "-1", "65", "\"many\"", "1.5"] {
+            let text = format!("[p]\ninstances = {bad}");
+            match toml::from_str::<BTreeMap<String, PluginGrant>>(&text) {
+                Ok(plugins) => {
+                    let mut problems = Vec::new();
+                    RuntimeConfig::resolve(
+                        PathBuf::from("plugins"),
+                        Limits::default(),
+                        plugins,
+                        &|v| Ok(v.to_string()),
+                        &mut problems,
+                    );
+                    assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+                    assert!(
+                        problems[0].starts_with("plugins.p.instances"),
+                        "{problems:?}"
+                    );
+                }
+                // A float does not parse at all: the config reader names the key.
+                Err(e) => assert!(bad == "1.5", "{bad}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_config_whose_instances_do_not_fit_the_pool_is_rejected_with_the_figures() {
+        let (_, problems) = resolve("[big]\ninstances = 60\n[small]\ninstances = 5");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let p = &problems[0];
+        assert!(p.starts_with("plugins.big.instances = 60"), "{p}");
+        assert!(
+            p.contains("128 slots") && p.contains("130 slots") && p.contains("small: 5"),
+            "{p}"
+        );
+        // A disabled plugin reserves nothing.
+        let (_, problems) =
+            resolve("[big]\ninstances = 60\n[small]\ninstances = 5\nenabled = false");
+        assert!(problems.is_empty(), "{problems:?}");
     }
 }

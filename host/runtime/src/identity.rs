@@ -18,6 +18,8 @@ pub struct PluginLogRecord {
     pub level: LogLevel,
     /// The line.
     pub message: String,
+    /// Which of the plugin's instances wrote it (0 for a plugin with one instance).
+    pub instance: u32,
 }
 
 /// Observer of plugin log lines (the dev UI, tests).
@@ -88,8 +90,15 @@ impl PluginIdentity {
         *slot = Arc::new(grant);
     }
 
-    /// Records one line written by the plugin, subject to the per-second limit.
+    /// Records one line written by the plugin (its first instance), subject to the
+    /// per-second limit.
     pub fn log(&self, level: LogLevel, message: &str) {
+        self.log_from(0, level, message);
+    }
+
+    /// Records one line written by the plugin's instance `instance`, subject to the
+    /// per-second limit (shared by all instances of the plugin).
+    pub fn log_from(&self, instance: u32, level: LogLevel, message: &str) {
         if !self.admit() {
             return;
         }
@@ -104,17 +113,18 @@ impl PluginIdentity {
         };
         let plugin = self.name.as_str();
         match level {
-            LogLevel::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
-            LogLevel::Info => tracing::info!(target: "plugin", plugin, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
-            LogLevel::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+            LogLevel::Trace => tracing::trace!(target: "plugin", plugin, instance, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "plugin", plugin, instance, "{message}"),
+            LogLevel::Info => tracing::info!(target: "plugin", plugin, instance, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "plugin", plugin, instance, "{message}"),
+            LogLevel::Error => tracing::error!(target: "plugin", plugin, instance, "{message}"),
         }
         if let Some(sink) = &self.sink {
             sink(&PluginLogRecord {
                 plugin: self.name.clone(),
                 level,
                 message,
+                instance,
             });
         }
     }

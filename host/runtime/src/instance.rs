@@ -248,6 +248,17 @@ impl LiveInstance {
         compiled: &CompiledPlugin,
         identity: Arc<PluginIdentity>,
     ) -> Result<Self, String> {
+        Self::start_as(runtime, compiled, identity, 0).await
+    }
+
+    /// [`LiveInstance::start`] for the plugin's instance number `instance` (its log lines
+    /// carry that number).
+    pub async fn start_as(
+        runtime: &Runtime,
+        compiled: &CompiledPlugin,
+        identity: Arc<PluginIdentity>,
+        instance: u32,
+    ) -> Result<Self, String> {
         let limits = identity.grant().limits.clone();
         if limits.memory_bytes() > runtime.max_memory_bytes() {
             return Err(format!(
@@ -258,7 +269,7 @@ impl LiveInstance {
         }
         let mut store = Store::new(
             runtime.engine(),
-            StoreState::new(identity, &limits, runtime.control()),
+            StoreState::new(identity, &limits, runtime.control(), instance),
         );
         store.limiter(|s| &mut s.limiter);
         store.set_max_component_handles(limits.max_handles as usize);

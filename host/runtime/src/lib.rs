@@ -56,19 +56,23 @@ mod plugin_host;
 mod precheck;
 pub mod reload;
 pub mod router;
+pub mod shard;
 mod stats;
 mod store;
 mod stream_control;
 
 pub use actor::SwapReport;
 pub use capabilities::HostPattern;
-pub use config::{PluginGrant, ResolvedGrant, RuntimeConfig};
+pub use config::{
+    auto_instances, InstancesSetting, PluginGrant, ResolvedGrant, RuntimeConfig, MAX_INSTANCES,
+    POOL_INSTANCES, SLOTS_PER_INSTANCE,
+};
 pub use declared::Subscriptions;
 pub use engine::{CompiledPlugin, LoadError, Runtime, EPOCH_TICK};
 pub use identity::{LogSink, PluginIdentity, PluginLogRecord};
 pub use limiter::BudgetExceeded;
 pub use limits::{Limits, HTTP_BODY_CHUNK, OUTBOUND_CONNECTION_BYTES};
-pub use plugin_host::{plugin_name, LoadOutcome, PluginHost, PluginInfo};
+pub use plugin_host::{plugin_name, InstanceInfo, LoadOutcome, PluginHost, PluginInfo};
 pub use router::{EventPattern, MediaStream, Route, Router};
 pub use stats::{PluginStats, StatsSnapshot};
 pub use stream_control::NO_RTMS_CLIENT;

@@ -16,17 +16,22 @@ use crate::identity::PluginIdentity;
 pub struct GuestOutput {
     identity: Arc<PluginIdentity>,
     level: LogLevel,
+    instance: u32,
 }
 
 impl GuestOutput {
-    /// `stream` is `"stdout"` or `"stderr"`.
-    pub fn new(identity: Arc<PluginIdentity>, stream: &str) -> Self {
+    /// `stream` is `"stdout"` or `"stderr"` of the plugin's instance `instance`.
+    pub fn new(identity: Arc<PluginIdentity>, stream: &str, instance: u32) -> Self {
         let level = if stream == "stderr" {
             LogLevel::Warn
         } else {
             LogLevel::Info
         };
-        Self { identity, level }
+        Self {
+            identity,
+            level,
+            instance,
+        }
     }
 }
 
@@ -41,6 +46,7 @@ impl StdoutStream for GuestOutput {
         Box::new(LineWriter {
             identity: self.identity.clone(),
             level: self.level,
+            instance: self.instance,
             buf: Vec::new(),
         })
     }
@@ -52,6 +58,7 @@ const MAX_PENDING: usize = 8 * 1024;
 struct LineWriter {
     identity: Arc<PluginIdentity>,
     level: LogLevel,
+    instance: u32,
     buf: Vec<u8>,
 }
 
@@ -60,7 +67,7 @@ impl LineWriter {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\r', '\n']);
         if !text.is_empty() {
-            self.identity.log(self.level, text);
+            self.identity.log_from(self.instance, self.level, text);
         }
     }
 }

@@ -1,5 +1,14 @@
 //! The set of loaded plugins: loading, hot-swapping and unloading them, keeping the
 //! router's table in step, and applying host-config changes.
+//!
+//! A plugin runs `instances` instances (`[plugins.NAME] instances`, default 1), each with
+//! its own actor, mailbox and counters; the router shards deliveries over them by
+//! meeting. A new version (or new config values) starts as many new instances, and each
+//! actor swaps its own between two of its deliveries, its state handed over. The
+//! instance count is fixed while the plugin is loaded; a change applies when the plugin is
+//! next loaded afresh (after zoomhost restarts, or the file is removed and re-added).
+//! Every instance reserves two slots of the shared instance pool (itself and its
+//! successor during a swap); a plugin whose instances do not fit is not loaded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -12,13 +21,13 @@ use tokio::task::JoinHandle;
 
 use crate::actor::{Actor, Control, SwapReport};
 use crate::bindings::types::Metadata;
-use crate::config::RuntimeConfig;
+use crate::config::{RuntimeConfig, POOL_INSTANCES, SLOTS_PER_INSTANCE};
 use crate::engine::{CompiledPlugin, Runtime};
 use crate::identity::{LogSink, PluginIdentity};
 use crate::instance::LiveInstance;
 use crate::mailbox::{Mailbox, MailboxLimits};
 use crate::router::{Route, Router};
-use crate::stats::StatsSnapshot;
+use crate::stats::{PluginStats, StatsSnapshot};
 
 /// What loading a file did.
 #[derive(Debug)]
@@ -43,17 +52,36 @@ pub struct PluginInfo {
     pub name: String,
     /// What the running version declared.
     pub metadata: Metadata,
-    /// Its counters.
+    /// Its counters, summed over its instances.
     pub stats: StatsSnapshot,
-    /// Deliveries waiting.
+    /// Deliveries waiting, over all its instances.
     pub queued: usize,
+    /// Each instance's own counters and queue, by instance number.
+    pub instances: Vec<InstanceInfo>,
+}
+
+/// One instance of a plugin, as reported in [`PluginInfo::instances`].
+#[derive(Debug, Clone)]
+pub struct InstanceInfo {
+    /// The instance's own counters (deliveries, drops, crashes, quarantine); what is not
+    /// an instance's (rejected versions, outbound HTTP, logs) is only in the plugin's.
+    pub stats: StatsSnapshot,
+    /// Deliveries waiting for it.
+    pub queued: usize,
+}
+
+/// One instance's actor, mailbox and counters.
+struct Shard {
+    mailbox: Arc<Mailbox>,
+    control: mpsc::Sender<Control>,
+    task: JoinHandle<()>,
+    stats: Arc<PluginStats>,
 }
 
 struct Entry {
     identity: Arc<PluginIdentity>,
-    mailbox: Arc<Mailbox>,
-    control: mpsc::Sender<Control>,
-    task: JoinHandle<()>,
+    /// The plugin's instances, by instance number (at least one).
+    shards: Vec<Shard>,
     metadata: Metadata,
     /// Digest of the running version's bytes.
     digest: u64,
@@ -61,6 +89,66 @@ struct Entry {
     compiled: Arc<CompiledPlugin>,
     /// The ticket of the version serving now.
     ticket: u64,
+}
+
+impl Entry {
+    fn mailboxes(&self) -> Vec<Arc<Mailbox>> {
+        self.shards.iter().map(|s| s.mailbox.clone()).collect()
+    }
+
+    fn info(&self, name: &str) -> PluginInfo {
+        plugin_info(
+            name,
+            &self.identity,
+            &self.metadata,
+            self.shards.iter().map(|s| (&s.stats, &s.mailbox)),
+        )
+    }
+}
+
+/// A plugin's report: the plugin's own counters plus each instance's.
+fn plugin_info<'a>(
+    name: &str,
+    identity: &PluginIdentity,
+    metadata: &Metadata,
+    shards: impl Iterator<Item = (&'a Arc<PluginStats>, &'a Arc<Mailbox>)>,
+) -> PluginInfo {
+    let instances: Vec<InstanceInfo> = shards
+        .map(|(stats, mailbox)| InstanceInfo {
+            stats: stats.snapshot(),
+            queued: mailbox.len(),
+        })
+        .collect();
+    let mut stats = identity.stats.snapshot();
+    for i in &instances {
+        stats.add(&i.stats);
+    }
+    PluginInfo {
+        name: name.to_string(),
+        metadata: metadata.clone(),
+        stats,
+        queued: instances.iter().map(|i| i.queued).sum(),
+        instances,
+    }
+}
+
+/// Pool slots the loaded plugins other than `except` reserve.
+fn slots_reserved(entries: &BTreeMap<String, Entry>, except: &str) -> usize {
+    entries
+        .iter()
+        .filter(|(name, _)| name.as_str() != except)
+        .map(|(_, e)| e.shards.len() * SLOTS_PER_INSTANCE)
+        .sum()
+}
+
+/// Why `count` new instances of `name` do not fit the pool beside `reserved` slots.
+fn pool_refusal(name: &str, count: usize, reserved: usize) -> Option<anyhow::Error> {
+    let needed = count * SLOTS_PER_INSTANCE;
+    (reserved + needed > POOL_INSTANCES).then(|| {
+        anyhow::anyhow!(
+            "plugin {name}: {count} instances need {needed} slots of the shared instance pool ({SLOTS_PER_INSTANCE} each: one more during a hot reload), but the plugins loaded reserve {reserved} of its {POOL_INSTANCES}; lower plugins.{name}.instances or another plugin's"
+        )
+    })
 }
 
 fn digest(bytes: &[u8]) -> u64 {
@@ -331,17 +419,29 @@ impl PluginHost {
             return Ok(LoadOutcome::Disabled);
         }
         let digest = digest(&bytes);
-        let existing_identity = {
+        let (existing_identity, count) = {
             let entries = self.entries.lock().await;
             if entries.get(name).is_some_and(|e| e.digest == digest) {
                 // File watchers report one deploy as several changes: same bytes, no swap.
                 tracing::debug!(plugin = name, "unchanged plugin file; nothing to reload");
                 return Ok(LoadOutcome::Unchanged);
             }
-            entries.get(name).map(|e| e.identity.clone())
+            match entries.get(name) {
+                // A new version runs as many instances as the running one.
+                Some(e) => (Some(e.identity.clone()), e.shards.len()),
+                None => {
+                    if let Some(e) =
+                        pool_refusal(name, grant.instances, slots_reserved(&entries, name))
+                    {
+                        tracing::error!(plugin = name, "plugin not loaded: {e:#}");
+                        return Err(e);
+                    }
+                    (None, grant.instances)
+                }
+            }
         };
         let prepared = self
-            .prepare(name, bytes, origin, existing_identity.clone(), grant)
+            .prepare(name, bytes, origin, existing_identity.clone(), grant, count)
             .await;
         if !self.tickets.is_latest(name, ticket.0) {
             tracing::info!(
@@ -350,31 +450,34 @@ impl PluginHost {
             );
             return Ok(LoadOutcome::Superseded);
         }
-        let (compiled, instance, identity) = match prepared {
+        let (compiled, instances, identity) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 self.reject(name, existing_identity.as_deref(), &e);
                 return Err(e);
             }
         };
-        warn_invalid_patterns(name, &instance);
-        let metadata = instance.metadata().clone();
-        let events = instance.subscriptions().events.clone();
-        let world = instance.world_version().as_str();
+        let Some(first) = instances.first() else {
+            anyhow::bail!("plugin {name}: no instance started");
+        };
+        warn_invalid_patterns(name, first);
+        let metadata = first.metadata().clone();
+        let events = first.subscriptions().events.clone();
+        let world = first.world_version().as_str();
         let mut entries = self.entries.lock().await;
         if let Some(entry) = entries.get(name) {
             let identity = entry.identity.clone();
-            let done = send_swap(name, entry, compiled.clone(), instance).await?;
-            // The actor swaps between two deliveries; the registry is not held meanwhile.
+            let done = send_swaps(name, entry, compiled.clone(), instances).await?;
+            // Each actor swaps between two of its deliveries; the registry is not held
+            // meanwhile.
             drop(entries);
-            let report = match done.await {
-                Ok(Ok(report)) => report,
-                Ok(Err(why)) => {
+            let report = match collect_swaps(name, done).await {
+                Ok(report) => report,
+                Err(why) => {
                     let e = anyhow::anyhow!("{origin}: {why}");
                     self.reject(name, Some(&identity), &e);
                     return Err(e);
                 }
-                Err(_) => anyhow::bail!("plugin {name}: actor stopped during swap"),
             };
             self.finish_swap(name, &metadata, events, compiled, Some(digest), ticket.0)
                 .await;
@@ -389,35 +492,53 @@ impl PluginHost {
             );
             return Ok(LoadOutcome::Swapped(metadata, report));
         }
+        if let Some(e) = pool_refusal(name, instances.len(), slots_reserved(&entries, name)) {
+            tracing::error!(plugin = name, "plugin not loaded: {e:#}");
+            return Err(e);
+        }
         let limits = identity.grant().limits.clone();
-        let mailbox = Arc::new(Mailbox::new(
-            MailboxLimits {
-                capacity: limits.mailbox_capacity,
-                event_wait: limits.event_wait(),
-                audio_frames: limits.audio_queue_frames,
-            },
-            identity.stats.clone(),
-        ));
-        let (control, control_rx) = mpsc::channel(4);
-        let actor = Actor::new(
-            self.runtime.clone(),
-            identity.clone(),
-            mailbox.clone(),
-            control_rx,
-            compiled.clone(),
-            instance,
-        );
-        let task = tokio::spawn(actor.run());
+        let count = instances.len();
+        let mut shards = Vec::with_capacity(count);
+        for (index, instance) in instances.into_iter().enumerate() {
+            let stats = Arc::new(PluginStats::default());
+            let mailbox = Arc::new(Mailbox::new(
+                MailboxLimits {
+                    capacity: limits.mailbox_capacity,
+                    event_wait: limits.event_wait(),
+                    audio_frames: limits.audio_queue_frames,
+                },
+                stats.clone(),
+            ));
+            let (control, control_rx) = mpsc::channel(4);
+            let actor = Actor::new(
+                self.runtime.clone(),
+                identity.clone(),
+                u32::try_from(index).unwrap_or(u32::MAX),
+                stats.clone(),
+                mailbox.clone(),
+                control_rx,
+                compiled.clone(),
+                instance,
+            );
+            let task = tokio::spawn(actor.run());
+            shards.push(Shard {
+                mailbox,
+                control,
+                task,
+                stats,
+            });
+        }
         self.router.set_route(Route {
             plugin: Arc::from(name),
             events,
             media: metadata.media.clone(),
-            mailbox: mailbox.clone(),
+            mailboxes: shards.iter().map(|s| s.mailbox.clone()).collect(),
         });
         tracing::info!(
             plugin = name,
             version = metadata.version.as_str(),
             world,
+            instances = count,
             events = metadata.events.join(",").as_str(),
             media = metadata
                 .media
@@ -432,9 +553,7 @@ impl PluginHost {
             name.to_string(),
             Entry {
                 identity,
-                mailbox,
-                control,
-                task,
+                shards,
                 metadata: metadata.clone(),
                 digest,
                 compiled,
@@ -466,7 +585,7 @@ impl PluginHost {
             plugin: Arc::from(name),
             events,
             media: metadata.media.clone(),
-            mailbox: entry.mailbox.clone(),
+            mailboxes: entry.mailboxes(),
         });
         entry.metadata = metadata.clone();
         entry.compiled = compiled;
@@ -494,31 +613,37 @@ impl PluginHost {
     /// config values) and swaps it in, state handed over.
     async fn reinit(&self, name: &str) -> anyhow::Result<SwapReport> {
         let ticket = self.begin_load(name);
-        let (compiled, identity) = {
+        let (compiled, identity, count) = {
             let entries = self.entries.lock().await;
             let entry = entries
                 .get(name)
                 .with_context(|| format!("plugin {name} is not loaded"))?;
-            (entry.compiled.clone(), entry.identity.clone())
+            (
+                entry.compiled.clone(),
+                entry.identity.clone(),
+                entry.shards.len(),
+            )
         };
-        let instance = LiveInstance::start(&self.runtime, &compiled, identity)
+        let instances = start_instances(&self.runtime, &compiled, &identity, count)
             .await
             .map_err(|e| {
                 anyhow::anyhow!("plugin {name}: re-initialising with the new config failed: {e}")
             })?;
-        warn_invalid_patterns(name, &instance);
-        let metadata = instance.metadata().clone();
-        let events = instance.subscriptions().events.clone();
+        let first = instances
+            .first()
+            .with_context(|| format!("plugin {name}: no instance started"))?;
+        warn_invalid_patterns(name, first);
+        let metadata = first.metadata().clone();
+        let events = first.subscriptions().events.clone();
         let done = {
             let entries = self.entries.lock().await;
             let entry = entries
                 .get(name)
                 .with_context(|| format!("plugin {name} was unloaded"))?;
-            send_swap(name, entry, compiled.clone(), instance).await?
+            send_swaps(name, entry, compiled.clone(), instances).await?
         };
-        let report = done
+        let report = collect_swaps(name, done)
             .await
-            .map_err(|_| anyhow::anyhow!("plugin {name}: actor stopped during swap"))?
             .map_err(|why| anyhow::anyhow!("plugin {name}: {why}"))?;
         self.finish_swap(name, &metadata, events, compiled, None, ticket.0)
             .await;
@@ -532,7 +657,8 @@ impl PluginHost {
         origin: &str,
         identity: Option<Arc<PluginIdentity>>,
         grant: crate::config::ResolvedGrant,
-    ) -> anyhow::Result<(Arc<CompiledPlugin>, LiveInstance, Arc<PluginIdentity>)> {
+        count: usize,
+    ) -> anyhow::Result<(Arc<CompiledPlugin>, Vec<LiveInstance>, Arc<PluginIdentity>)> {
         let runtime = self.runtime.clone();
         let origin_owned = origin.to_string();
         let limits = grant.limits.clone();
@@ -542,10 +668,10 @@ impl PluginHost {
                 .context("compile task failed")??;
         let identity = identity
             .unwrap_or_else(|| Arc::new(PluginIdentity::new(name, grant, self.sink.clone())));
-        let instance = LiveInstance::start(&self.runtime, &compiled, identity.clone())
+        let instances = start_instances(&self.runtime, &compiled, &identity, count)
             .await
             .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-        Ok((Arc::new(compiled), instance, identity))
+        Ok((Arc::new(compiled), instances, identity))
     }
 
     /// Unloads a plugin: no new deliveries; it finishes what is queued, then stops.
@@ -554,13 +680,19 @@ impl PluginHost {
         self.tickets.next(name);
         let entry = self.entries.lock().await.remove(name)?;
         self.router.remove_route(name);
-        entry.mailbox.close();
+        let mut queued = 0;
+        let mut tasks = Vec::with_capacity(entry.shards.len());
+        for shard in entry.shards {
+            shard.mailbox.close();
+            queued += shard.mailbox.len();
+            tasks.push(shard.task);
+        }
         tracing::info!(
             plugin = name,
-            queued = entry.mailbox.len(),
-            "unloading plugin after its mailbox drains"
+            queued,
+            "unloading plugin after its mailboxes drain"
         );
-        Some(entry.task)
+        Some(tokio::spawn(await_each(tasks)))
     }
 
     /// Applies a changed host config: grants and config values take effect on the next
@@ -588,6 +720,14 @@ impl PluginHost {
                 continue;
             }
             let config_changed = old.config != grant.config;
+            if old.instances != grant.instances {
+                tracing::warn!(
+                    plugin = name.as_str(),
+                    "plugins.{name}.instances changed from {} to {}; it applies when the plugin is next loaded afresh (restart zoomhost, or remove and re-add its file)",
+                    entry.shards.len(),
+                    grant.instances
+                );
+            }
             entry.identity.set_grant(grant);
             drop(entries);
             tracing::info!(plugin = name.as_str(), "grants and config updated");
@@ -628,22 +768,26 @@ impl PluginHost {
             .lock()
             .await
             .iter()
-            .map(|(name, e)| PluginInfo {
-                name: name.clone(),
-                metadata: e.metadata.clone(),
-                stats: e.identity.stats.snapshot(),
-                queued: e.mailbox.len(),
-            })
+            .map(|(name, e)| e.info(name))
             .collect()
     }
 
-    /// Counters of one plugin.
+    /// Counters of one plugin, summed over its instances.
     pub async fn stats(&self, name: &str) -> Option<StatsSnapshot> {
         self.entries
             .lock()
             .await
             .get(name)
-            .map(|e| e.identity.stats.snapshot())
+            .map(|e| e.info(name).stats)
+    }
+
+    /// Counters of each instance of one plugin, by instance number.
+    pub async fn instance_stats(&self, name: &str) -> Option<Vec<InstanceInfo>> {
+        self.entries
+            .lock()
+            .await
+            .get(name)
+            .map(|e| e.info(name).instances)
     }
 
     /// Stops every plugin after its mailbox drains, waiting at most `timeout` in all.
@@ -655,12 +799,12 @@ impl PluginHost {
         let mut identities = Vec::new();
         for name in &names {
             if let Some(e) = self.entries.lock().await.get(name) {
-                identities.push((
-                    name.clone(),
-                    e.identity.clone(),
-                    e.metadata.clone(),
-                    e.mailbox.clone(),
-                ));
+                let shards: Vec<_> = e
+                    .shards
+                    .iter()
+                    .map(|s| (s.stats.clone(), s.mailbox.clone()))
+                    .collect();
+                identities.push((name.clone(), e.identity.clone(), e.metadata.clone(), shards));
             }
             tasks.extend(self.unload(name).await);
         }
@@ -673,11 +817,13 @@ impl PluginHost {
         }
         identities
             .into_iter()
-            .map(|(name, identity, metadata, mailbox)| PluginInfo {
-                name,
-                metadata,
-                stats: identity.stats.snapshot(),
-                queued: mailbox.len(),
+            .map(|(name, identity, metadata, shards)| {
+                plugin_info(
+                    &name,
+                    &identity,
+                    &metadata,
+                    shards.iter().map(|(stats, mailbox)| (stats, mailbox)),
+                )
             })
             .collect()
     }
@@ -690,23 +836,95 @@ async fn await_each(tasks: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Hands a started instance to the plugin's actor, which swaps it in between two
-/// deliveries; the result arrives on the returned channel.
-async fn send_swap(
+/// Starts `count` instances of `compiled`, numbered from 0; the first failure stops it.
+async fn start_instances(
+    runtime: &Runtime,
+    compiled: &CompiledPlugin,
+    identity: &Arc<PluginIdentity>,
+    count: usize,
+) -> Result<Vec<LiveInstance>, String> {
+    let mut instances = Vec::with_capacity(count);
+    for index in 0..count.max(1) {
+        let number = u32::try_from(index).unwrap_or(u32::MAX);
+        let instance = LiveInstance::start_as(runtime, compiled, identity.clone(), number)
+            .await
+            .map_err(|e| {
+                if count > 1 {
+                    format!("instance {index}: {e}")
+                } else {
+                    e
+                }
+            })?;
+        instances.push(instance);
+    }
+    Ok(instances)
+}
+
+/// A swap's result, from one actor.
+type SwapDone = oneshot::Receiver<Result<SwapReport, String>>;
+
+/// Hands each started instance to the actor of the same number, which swaps it in
+/// between two of its deliveries; the results arrive on the returned channels.
+async fn send_swaps(
     name: &str,
     entry: &Entry,
     compiled: Arc<CompiledPlugin>,
-    instance: LiveInstance,
-) -> anyhow::Result<oneshot::Receiver<Result<SwapReport, String>>> {
-    let (done, report) = oneshot::channel();
-    entry
-        .control
-        .send(Control::Swap {
-            instance: Box::new(instance),
-            compiled,
-            done,
-        })
-        .await
-        .map_err(|_| anyhow::anyhow!("plugin {name}: actor is gone"))?;
-    Ok(report)
+    instances: Vec<LiveInstance>,
+) -> anyhow::Result<Vec<SwapDone>> {
+    if instances.len() != entry.shards.len() {
+        anyhow::bail!(
+            "plugin {name}: {} new instances for {} running ones (the plugin was reloaded meanwhile)",
+            instances.len(),
+            entry.shards.len()
+        );
+    }
+    let mut pending = Vec::with_capacity(instances.len());
+    for (shard, instance) in entry.shards.iter().zip(instances) {
+        let (done, report) = oneshot::channel();
+        shard
+            .control
+            .send(Control::Swap {
+                instance: Box::new(instance),
+                compiled: compiled.clone(),
+                done,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("plugin {name}: actor is gone"))?;
+        pending.push(report);
+    }
+    Ok(pending)
+}
+
+/// Waits for every instance's swap; one report for the plugin (the longest swap, the
+/// state and sessions of all), or why some instances refused the new version (those
+/// keep the old one; the others serve the new one).
+async fn collect_swaps(name: &str, pending: Vec<SwapDone>) -> Result<SwapReport, String> {
+    let several = pending.len() > 1;
+    let mut report = SwapReport {
+        took: Duration::ZERO,
+        state_bytes: None,
+        sessions_reopened: 0,
+    };
+    let mut refused = Vec::new();
+    for (index, done) in pending.into_iter().enumerate() {
+        match done.await {
+            Ok(Ok(r)) => {
+                report.took = report.took.max(r.took);
+                if let Some(bytes) = r.state_bytes {
+                    report.state_bytes = Some(report.state_bytes.unwrap_or(0) + bytes);
+                }
+                report.sessions_reopened += r.sessions_reopened;
+            }
+            Ok(Err(why)) if several => refused.push(format!("instance {index}: {why}")),
+            Ok(Err(why)) => refused.push(why),
+            Err(_) => refused.push(format!(
+                "plugin {name}: instance {index}'s actor stopped during the swap"
+            )),
+        }
+    }
+    if refused.is_empty() {
+        Ok(report)
+    } else {
+        Err(refused.join("; "))
+    }
 }

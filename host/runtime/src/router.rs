@@ -1,7 +1,8 @@
 //! Turns inputs into deliveries: event names are matched against each plugin's patterns,
 //! and each RTMS stream opens a media session in every plugin that subscribed to one of
-//! its media kinds. The router never waits: see [`crate::mailbox`] for what
-//! happens when a plugin is congested.
+//! its media kinds. A plugin with several instances gets each delivery in the instance
+//! its meeting goes to ([`crate::shard`]). The router never waits: see
+//! [`crate::mailbox`] for what happens when a plugin is congested.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -14,6 +15,7 @@ use zoomhost_types::{
 use crate::bindings::types as wit;
 use crate::bindings::types::MediaKind;
 use crate::mailbox::{Mailbox, MediaItem};
+use crate::shard::ShardKey;
 
 /// One event-name pattern: exact, `prefix.*`, or `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,8 +66,20 @@ pub struct Route {
     pub events: Vec<EventPattern>,
     /// Media kinds.
     pub media: Vec<MediaKind>,
-    /// The plugin's mailbox.
-    pub mailbox: Arc<Mailbox>,
+    /// The mailboxes of the plugin's instances (one or more): a delivery goes to the one
+    /// its meeting hashes to (see [`crate::shard`]).
+    pub mailboxes: Vec<Arc<Mailbox>>,
+}
+
+impl Route {
+    /// The mailbox of the instance `key` goes to (`None` for a route with no mailbox).
+    fn mailbox(&self, key: impl FnOnce() -> ShardKey) -> Option<&Arc<Mailbox>> {
+        match self.mailboxes.len() {
+            0 => None,
+            1 => self.mailboxes.first(),
+            n => self.mailboxes.get(key().instance(n)),
+        }
+    }
 }
 
 /// Which routes each event name reaches, without testing every pattern: exact names and
@@ -193,20 +207,24 @@ impl Router {
         self.table()
             .routes
             .iter()
-            .map(|r| r.mailbox.len())
+            .flat_map(|r| r.mailboxes.iter().map(|m| m.len()))
             .max()
             .unwrap_or(0)
     }
 
-    /// Queues an event for every plugin whose patterns match; returns the names of the
-    /// plugins it was queued for.
+    /// Queues an event for every plugin whose patterns match (to the instance its
+    /// meeting goes to); returns the names of the plugins it was queued for.
     pub fn dispatch_event(&self, event: Event) -> Vec<Arc<str>> {
         let event = Arc::new(wit::Event::from(event));
         let table = self.table();
         let mut queued = Vec::new();
+        // The payload is read for its meeting once, and only if a plugin is sharded.
+        let mut key = None;
         for i in table.index.matching(&event.name) {
             let route = &table.routes[i];
-            if route.mailbox.push_event(event.clone()) {
+            let mailbox = route
+                .mailbox(|| *key.get_or_insert_with(|| ShardKey::of_event_payload(&event.payload)));
+            if mailbox.is_some_and(|m| m.push_event(event.clone())) {
                 queued.push(route.plugin.clone());
             }
         }
@@ -217,6 +235,7 @@ impl Router {
     /// Each plugin's session is told only the kinds it gets. The stream is closed in the
     /// plugins when the handle is closed or dropped.
     pub fn open_stream(&self, info: StreamInfo) -> MediaStream {
+        let key = ShardKey::of_meeting(&info.meeting_id);
         let info = wit::StreamInfo::from(info);
         let id: Arc<str> = Arc::from(info.stream_id.as_str());
         let mut targets = Vec::new();
@@ -230,18 +249,18 @@ impl Router {
             if kinds.is_empty() {
                 continue;
             }
+            let Some(mailbox) = route.mailbox(|| key) else {
+                continue;
+            };
             let per_plugin = wit::StreamInfo {
                 media: kinds.clone(),
                 ..info.clone()
             };
-            if route
-                .mailbox
-                .push_media(id.clone(), MediaItem::Open(Arc::new(per_plugin)))
-            {
+            if mailbox.push_media(id.clone(), MediaItem::Open(Arc::new(per_plugin))) {
                 targets.push(Target {
                     plugin: route.plugin.clone(),
                     kinds,
-                    mailbox: route.mailbox.clone(),
+                    mailbox: mailbox.clone(),
                 });
             }
         }
@@ -451,14 +470,14 @@ mod tests {
                 .map(|p| EventPattern::parse(p).unwrap())
                 .collect(),
             media: Vec::new(),
-            mailbox: Arc::new(Mailbox::new(
+            mailboxes: vec![Arc::new(Mailbox::new(
                 MailboxLimits {
                     capacity: 8,
                     event_wait: std::time::Duration::from_millis(1),
                     audio_frames: 8,
                 },
                 Default::default(),
-            )),
+            ))],
         }
     }
 

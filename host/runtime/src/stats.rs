@@ -1,4 +1,7 @@
-//! Per-plugin counters: what the router and the actor did, readable at any time.
+//! Counters: what the router and the actors did, readable at any time. Each instance of
+//! a plugin has its own (deliveries, drops, crashes, quarantine), and the plugin has one
+//! set for what is not an instance's (rejected versions, outbound HTTP, stream control,
+//! logs); a plugin's [`StatsSnapshot`] is their sum (see [`StatsSnapshot::add`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -80,6 +83,37 @@ pub struct StatsSnapshot {
     pub last_rejection: Option<String>,
     /// Why the last instance was killed, if one was.
     pub last_crash: Option<String>,
+}
+
+impl StatsSnapshot {
+    /// Adds `other`'s counters to these: counts add up, `quarantined` is true if either
+    /// is, and the last rejection and crash are these' if set, else `other`'s.
+    pub fn add(&mut self, other: &StatsSnapshot) {
+        self.events_delivered += other.events_delivered;
+        self.events_failed += other.events_failed;
+        self.events_dropped += other.events_dropped;
+        self.media_delivered += other.media_delivered;
+        self.media_failed += other.media_failed;
+        self.audio_dropped += other.audio_dropped;
+        self.media_dropped += other.media_dropped;
+        self.crashes += other.crashes;
+        self.swaps += other.swaps;
+        self.rejected_versions += other.rejected_versions;
+        self.http_denied += other.http_denied;
+        self.http_refused += other.http_refused;
+        self.http_cancelled += other.http_cancelled;
+        self.stream_control_requests += other.stream_control_requests;
+        self.stream_control_denied += other.stream_control_denied;
+        self.logs_suppressed += other.logs_suppressed;
+        self.busy_micros += other.busy_micros;
+        self.quarantined |= other.quarantined;
+        if self.last_rejection.is_none() {
+            self.last_rejection.clone_from(&other.last_rejection);
+        }
+        if self.last_crash.is_none() {
+            self.last_crash.clone_from(&other.last_crash);
+        }
+    }
 }
 
 impl PluginStats {

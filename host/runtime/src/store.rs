@@ -40,20 +40,24 @@ pub struct StoreState {
     pub(crate) control: Arc<ControlSlot>,
     /// When the call in progress must stop; checked on every epoch tick.
     pub(crate) deadline: Instant,
+    /// Which of the plugin's instances this store serves (for log lines).
+    pub(crate) instance: u32,
 }
 
 impl StoreState {
     /// A sandbox for `identity` under `limits`: no preopens, no env, no args, no sockets,
     /// no name lookup; stdout/stderr become tracing records; host-side resources capped
-    /// (see [`Limits::host_bytes_bound`]). `control` is the host's stream control.
+    /// (see [`Limits::host_bytes_bound`]). `control` is the host's stream control;
+    /// `instance` is which of the plugin's instances the store serves.
     pub(crate) fn new(
         identity: Arc<PluginIdentity>,
         limits: &Limits,
         control: Arc<ControlSlot>,
+        instance: u32,
     ) -> Self {
         let wasi = WasiCtx::builder()
-            .stdout(GuestOutput::new(identity.clone(), "stdout"))
-            .stderr(GuestOutput::new(identity.clone(), "stderr"))
+            .stdout(GuestOutput::new(identity.clone(), "stdout", instance))
+            .stderr(GuestOutput::new(identity.clone(), "stderr", instance))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -74,6 +78,7 @@ impl StoreState {
             identity,
             control,
             deadline: Instant::now(),
+            instance,
         }
     }
 
@@ -111,7 +116,7 @@ impl WasiHttpView for StoreState {
 
 impl host::Host for StoreState {
     fn log(&mut self, level: LogLevel, message: String) {
-        self.identity.log(level, &message);
+        self.identity.log_from(self.instance, level, &message);
     }
 
     fn config_get(&mut self, key: String) -> Option<String> {

@@ -128,14 +128,14 @@ fn bench_routing(c: &mut Criterion) {
             plugin: format!("plugin-{plugin}").into(),
             events,
             media: Vec::new(),
-            mailbox: Arc::new(Mailbox::new(
+            mailboxes: vec![Arc::new(Mailbox::new(
                 MailboxLimits {
                     capacity: 1,
                     event_wait: Duration::ZERO,
                     audio_frames: 1,
                 },
                 Default::default(),
-            )),
+            ))],
         });
     }
     let event = Event {

@@ -12,6 +12,10 @@
 //! dropped anywhere (sent by the simulator but not received by the plugin) and the
 //! host's peak RSS (`VmHWM`). Linux only, like its figures' sources.
 //!
+//! `--instances N` (or `auto`, one per core) runs the probe with that many instances,
+//! sharded by meeting as `[plugins.NAME] instances` does (each stream is its own
+//! meeting); the default is 1.
+//!
 //! The simulator produces a stream's media from its registration on, as Zoom does, and
 //! keeps what no socket carries yet for replay (`buffer_data`). The bench's host asks for
 //! `buffer_data = false`, so the audio made while its streams were still connecting is
@@ -34,12 +38,20 @@ const SIM_CLIENT_ID: &str = "bench-client-id";
 const SIM_CLIENT_SECRET: &str = "bench-client-secret";
 const PROBE: &str = "latency-probe";
 
-/// Runs the benchmark and prints its figures.
-pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
+/// Runs the benchmark and prints its figures. `instances` is the probe's
+/// `[plugins.latency-probe] instances` value (`"auto"` or a number).
+pub async fn run(streams: usize, seconds: u64, instances: &str) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         streams > 0 && seconds > 0,
         "--streams and --seconds must be positive"
     );
+    let setting = match instances.trim().parse::<i64>() {
+        Ok(n) => zoomhost_runtime::InstancesSetting::Count(n),
+        Err(_) => zoomhost_runtime::InstancesSetting::Word(instances.to_string()),
+    };
+    let instances = setting
+        .resolve()
+        .map_err(|e| anyhow::anyhow!("--instances {e}"))?;
     check_fd_limit(streams)?;
     let cwd = std::env::current_dir().context("reading the current folder")?;
     let ws = crate::wasm_build::find_workspace(&cwd)
@@ -92,9 +104,15 @@ pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
     rtms_config.media = vec![MediaKind::Audio];
     // Live latency only: no replay of the audio made before each stream connected.
     rtms_config.buffer_data = Some(false);
+    let probe_grant = zoomhost_runtime::ResolvedGrant {
+        enabled: true,
+        instances,
+        ..Default::default()
+    };
     let config = HostConfig {
         runtime: zoomhost_runtime::RuntimeConfig {
             plugins_dir: dir.path().to_path_buf(),
+            plugins: [(PROBE.to_string(), probe_grant)].into(),
             ..Default::default()
         },
         zoom: Some(crate::config::ZoomConfig {
@@ -130,8 +148,9 @@ pub async fn run(streams: usize, seconds: u64) -> anyhow::Result<ExitCode> {
         .clone();
 
     println!(
-        "bench: {streams} streams x {seconds} s of 20 ms audio ({} frames/s expected) through {PROBE}, buffer_data off (live audio only)",
-        streams * 50
+        "bench: {streams} streams x {seconds} s of 20 ms audio ({} frames/s expected) through {PROBE} ({instances} instance{}), buffer_data off (live audio only)",
+        streams * 50,
+        if instances == 1 { "" } else { "s" }
     );
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();

@@ -74,6 +74,9 @@ pub enum Command {
         /// Seconds of audio per stream.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+        /// Instances of the probe plugin, sharded by meeting: a number or `auto`.
+        #[arg(long, default_value = "1")]
+        instances: String,
     },
     /// The simulator process of `zoomhost bench` (internal).
     #[command(hide = true)]
@@ -162,7 +165,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             println!("{created}");
             ExitCode::SUCCESS
         }),
-        Command::Bench { streams, seconds } => crate::bench::run(streams, seconds).await,
+        Command::Bench {
+            streams,
+            seconds,
+            instances,
+        } => crate::bench::run(streams, seconds, &instances).await,
         Command::BenchSim { streams, frames } => crate::bench::serve_sim(streams, frames).await,
         Command::Simulate { scenario, hold } => simulate(&scenario, hold).await,
         Command::Check { plugin, config } => check(&plugin, config.as_deref()).await,
