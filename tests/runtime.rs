@@ -784,7 +784,16 @@ async fn a_slow_server_gives_the_plugin_a_timeout_not_a_killed_instance() {
             == 2)
         .await
     );
-    let s = t.host.stats("slow").await.unwrap();
+    // The plugin logs before its call returns, and the call is counted after: wait for
+    // the count too.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let s = loop {
+        let s = t.host.stats("slow").await.unwrap();
+        if s.events_delivered == 2 || tokio::time::Instant::now() >= deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(
         (s.events_delivered, s.crashes, s.http_denied),
         (2, 0, 0),
