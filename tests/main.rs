@@ -4,6 +4,7 @@
 //! simulator and loopback servers.
 
 mod architecture;
+mod cluster;
 mod dev;
 mod plugin_contract;
 mod polyglot;

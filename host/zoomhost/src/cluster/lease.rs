@@ -112,11 +112,11 @@ pub async fn run<H: Holder>(
             Ok(Ok(revision)) => {
                 LeaseStats::bump(&stats.acquired);
                 tracing::info!(lease = %spec.key, node = %spec.node, revision, "lease acquired");
-                let _ = holding.send(true);
+                holding.send_replace(true);
                 holder.start();
                 let outcome = hold(&store, &spec, &value, revision, sent, &stats, &mut stop).await;
                 holder.stop(spec.ttl / 6).await;
-                let _ = holding.send(false);
+                holding.send_replace(false);
                 if let Some(revision) = outcome {
                     match store
                         .delete_expect_revision(&spec.key, Some(revision))

