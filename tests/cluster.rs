@@ -331,3 +331,50 @@ async fn without_a_cluster_section_no_nats_is_touched() {
         .unwrap_err();
     assert!(format!("{err:#}").contains("cluster.nats_url"), "{err:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_that_cannot_renew_closes_the_websocket_before_its_lease_can_expire() {
+    let Some(nats) = nats().await else { return };
+    let zoom = LocalZoom::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = ingress(&nats, &zoom, "node-a", dir.path()).await;
+    let mut leading = a.cluster().unwrap().leading();
+    tokio::time::timeout(Duration::from_secs(15), leading.wait_for(|l| *l))
+        .await
+        .expect("the only node leads")
+        .unwrap();
+    assert!(zoom.events.wait_connected(Duration::from_secs(10)).await);
+
+    // NATS goes away: renewals fail, and the WebSocket must close before anyone else
+    // could acquire the lease (TTL after the last renewal, which was before this).
+    let cut = Instant::now();
+    drop(nats);
+    tokio::time::timeout(Duration::from_secs(10), leading.wait_for(|l| !*l))
+        .await
+        .expect("the leader gives the lease up")
+        .unwrap();
+    until("the WebSocket closed", Duration::from_secs(10), || {
+        !zoom.events.is_connected()
+    })
+    .await;
+    let closed = cut.elapsed();
+    let ttl = a.cluster().unwrap().config().lease_ttl;
+    eprintln!(
+        "WebSocket closed {} ms after NATS went away (lease TTL {} ms)",
+        closed.as_millis(),
+        ttl.as_millis()
+    );
+    assert!(closed < ttl, "closed after {closed:?}, lease TTL {ttl:?}");
+    let log = zoom.events.connection_log();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].ended, Some(ConnectionEnd::ClientClosed), "{log:?}");
+    assert_eq!(
+        a.cluster()
+            .unwrap()
+            .lease_stats()
+            .lost
+            .load(Ordering::Relaxed),
+        1
+    );
+    drop(a);
+}
