@@ -3,14 +3,19 @@
 //! actor that takes deliveries from a bounded mailbox, in order.
 //!
 //! ```text
-//!  InputSink (zoomhost-types) ── Router ── per-plugin Mailbox ── Actor ── LiveInstance
-//!    events, streams, frames      │ patterns index,      bounded,    restarts,   wasmtime
-//!    (plain types)                │ converts to WIT      drop policy quarantine, Store +
-//!                                 │ types, moving        per kind    swaps       limits
-//!                                 ▼ buffers
+//!  InputSink (zoomhost-types) ── Router ── per-instance Mailbox ── Actor ── LiveInstance
+//!    events, streams, frames      │ patterns index,      bounded,      restarts,   wasmtime
+//!    (plain types)                │ shard by meeting,    drop policy   quarantine, Store +
+//!                                 │ converts to WIT      per kind      swaps       limits
+//!                                 ▼ types, moving buffers
 //!  PluginHost (registry): loads, hot-swaps and unloads plugins off the delivery path;
 //!  `reload::watch` applies changes of the plugins folder and the config file.
 //! ```
+//!
+//! A plugin runs `[plugins.NAME] instances` instances (default 1), each its own mailbox,
+//! actor, counters and state; [`shard`] picks the instance of each delivery from its
+//! meeting, so one meeting's events and media stay on one instance, in order, while
+//! different instances run in parallel.
 //!
 //! Modules: `engine` ([`Runtime`]: wasmtime engine, linker, compile after a shape check
 //! in `precheck` and the world check), `store`/`limiter`/`http_gate` (the sandbox: WASI
@@ -19,7 +24,8 @@
 //! `stream_control` (plugins' requests on RTMS streams, gated by the `stream_control`
 //! grant, handed to the host's [`zoomhost_types::StreamControl`]), [`instance`] (one
 //! instance: calls under deadlines), `actor` (failures, restarts, swaps), [`mailbox`],
-//! [`router`], `plugin_host` ([`PluginHost`]: load, swap, unload), [`reload`], and
+//! [`router`], [`shard`] (which instance a meeting goes to), `plugin_host`
+//! ([`PluginHost`]: load, swap, unload; the instance pool's slots), [`reload`], and
 //! `config`/`limits` ([`RuntimeConfig`], [`Limits`]: what the operator configures).
 //! Private modules are reached through the re-exports below; the public ones are what
 //! the binary and the tests drive directly.
