@@ -115,8 +115,9 @@ async fn one_ingress_node_holds_the_websocket_and_a_standby_takes_over_when_it_d
         || (leading(&a) || leading(&b)) && zoom.events.is_connected(),
     )
     .await;
-    // Several lease periods later: still exactly one leader, one connection.
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    // A lease period later (three renewals): still exactly one leader, one connection.
+    let ttl = a.cluster().unwrap().config().lease_ttl;
+    tokio::time::sleep(ttl).await;
     assert!(leading(&a) ^ leading(&b), "exactly one node leads");
     assert_eq!(
         zoom.events.connections(),
@@ -152,7 +153,8 @@ async fn one_ingress_node_holds_the_websocket_and_a_standby_takes_over_when_it_d
     .await;
     let failover = died.elapsed();
     eprintln!(
-        "ingress failover (lease TTL 3 s): {} ms",
+        "ingress failover (lease TTL {} ms): {} ms",
+        ttl.as_millis(),
         failover.as_millis()
     );
     assert!(failover < Duration::from_secs(10), "{failover:?}");

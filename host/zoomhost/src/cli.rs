@@ -211,24 +211,25 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<HostConfig> {
 }
 
 async fn run_host(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let config = if config_path.exists() {
-        HostConfig::load(config_path)?
+    let (config, cluster) = if config_path.exists() {
+        HostConfig::load_with_cluster(config_path)?
     } else {
         tracing::warn!(
             "{} not found: running with defaults (plugins folder ./plugins, no grants) and Zoom settings from the environment",
             config_path.display()
         );
         let cwd = std::env::current_dir().context("reading the current folder")?;
-        HostConfig::from_env(&cwd)?
+        (HostConfig::from_env(&cwd)?, None)
     };
     let watch_file = config_path.exists().then(|| config_path.to_path_buf());
     let live = config.zoom.is_some();
-    let host = crate::host::Host::start(
+    let host = crate::host::Host::start_with_cluster(
         config,
         crate::host::HostOptions {
             log_sink: None,
             watch: Some(watch_file),
         },
+        cluster,
     )
     .await?;
     if !live {
