@@ -115,7 +115,18 @@ pub async fn run<H: Holder>(
                 holding.send_replace(true);
                 holder.start();
                 let outcome = hold(&store, &spec, &value, revision, sent, &stats, &mut stop).await;
-                holder.stop(spec.ttl / 6).await;
+                if outcome.is_none() {
+                    LeaseStats::bump(&stats.lost);
+                }
+                // Lost: the last sixth of the TTL is all that is left (see the module
+                // docs). Released: stopping began within TTL/3 of the last renewal, so
+                // half the TTL still ends before the lease could expire.
+                let within = if outcome.is_some() {
+                    spec.ttl / 2
+                } else {
+                    spec.ttl / 6
+                };
+                holder.stop(within).await;
                 holding.send_replace(false);
                 if let Some(revision) = outcome {
                     match store
@@ -134,7 +145,6 @@ pub async fn run<H: Holder>(
                     }
                     return;
                 }
-                LeaseStats::bump(&stats.lost);
             }
             Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
             Ok(Err(e)) => tracing::warn!(lease = %spec.key, "acquiring the lease failed: {e}"),
