@@ -48,6 +48,17 @@ async fn nats() -> Option<NatsServer> {
 /// An ingress node named `node` with a short lease, against `zoom`'s event WebSocket
 /// and with its own webhook receiver.
 async fn ingress(nats: &NatsServer, zoom: &LocalZoom, node: &str, plugins: &Path) -> Host {
+    member(nats, zoom, node, plugins, Role::Ingress).await
+}
+
+/// A node of `role` configured as [`ingress`] describes.
+async fn member(
+    nats: &NatsServer,
+    zoom: &LocalZoom,
+    node: &str,
+    plugins: &Path,
+    role: Role,
+) -> Host {
     let mut zoom_config = zoomhost::config::for_local_zoom(zoom, vec![]);
     zoom_config.rtms = None;
     zoom_config.webhook = Some(zoomhost_zoom::webhook::WebhookConfig {
@@ -65,14 +76,14 @@ async fn ingress(nats: &NatsServer, zoom: &LocalZoom, node: &str, plugins: &Path
         },
         zoom: Some(zoom_config),
     };
-    let mut cluster = ClusterConfig::new(nats.url(), Role::Ingress);
+    let mut cluster = ClusterConfig::new(nats.url(), role);
     cluster.node = node.to_string();
     // Short enough for a quick test, long enough that a loaded CI machine's scheduling
     // delays do not cost a renewal (the deadline is 2 s after the last one).
     cluster.lease_ttl = Duration::from_millis(3000);
     Host::start_with_cluster(config, HostOptions::default(), Some(cluster))
         .await
-        .expect("starting an ingress node")
+        .expect("starting a cluster node")
 }
 
 fn leading(host: &Host) -> bool {
@@ -379,4 +390,37 @@ async fn a_leader_that_cannot_renew_closes_the_websocket_before_its_lease_can_ex
         1
     );
     drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_node_runs_no_zoom_event_source() {
+    let Some(nats) = nats().await else { return };
+    let zoom = LocalZoom::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = member(&nats, &zoom, "worker-1", dir.path(), Role::Worker).await;
+    let ingress = ingress(&nats, &zoom, "ingress-1", dir.path()).await;
+    let mut leading = ingress.cluster().unwrap().leading();
+    tokio::time::timeout(Duration::from_secs(15), leading.wait_for(|l| *l))
+        .await
+        .expect("the ingress node leads")
+        .unwrap();
+    assert!(zoom.events.wait_connected(Duration::from_secs(10)).await);
+    let w = worker.cluster().unwrap();
+    assert_eq!(w.role(), Role::Worker);
+    assert_eq!(w.lease_stats().acquired.load(Ordering::Relaxed), 0);
+    assert_eq!(w.terms(), 0);
+    assert!(w.publish_stats().is_none(), "a worker publishes nothing");
+    assert!(
+        worker.webhook_url().is_none(),
+        "webhooks go to ingress nodes"
+    );
+    assert!(worker.event_stream().is_none());
+    assert_eq!(
+        zoom.events.connections(),
+        1,
+        "only the ingress node connected"
+    );
+    for host in [worker, ingress] {
+        host.shutdown().await;
+    }
 }
