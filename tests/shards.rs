@@ -391,3 +391,57 @@ async fn a_plugin_whose_instances_do_not_fit_beside_the_loaded_ones_is_not_loade
     );
     assert_eq!(t.host.plugins().await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_instance_is_quarantined_alone() {
+    // Each instance traps on its own 2nd event; one failure quarantines an instance.
+    let t = TestHost::start(
+        "[limits]\nmax_failures = 1\n[plugins.h]\ninstances = 2\nconfig = { mode = \"trap-nth\", n = \"2\" }\n",
+        &[("h", "hostile")],
+    )
+    .await;
+    // Two meetings, one on each instance.
+    let a = (0..).find(|m| home(*m, 2) == 0).unwrap();
+    let b = (0..).find(|m| home(*m, 2) == 1).unwrap();
+    let router = t.host.router().clone();
+    router.dispatch_event(meeting_event("meeting.started", &meeting(a), 0));
+    router.dispatch_event(meeting_event("meeting.ended", &meeting(a), 1)); // traps
+    let host = t.host.clone();
+    let per = move || {
+        let host = host.clone();
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current()
+                .block_on(async move { host.instance_stats("h").await.unwrap() })
+        })
+    };
+    assert!(eventually(WAIT, || per()[0].stats.quarantined).await);
+    // Instance 0's meetings are dropped; instance 1 keeps serving its own.
+    router.dispatch_event(meeting_event("meeting.started", &meeting(a), 2));
+    router.dispatch_event(meeting_event("meeting.started", &meeting(b), 3));
+    assert!(
+        eventually(WAIT, || per()[1].stats.events_delivered == 1
+            && per()[0].stats.events_dropped == 1)
+        .await
+    );
+    let p = per();
+    assert_eq!(
+        (
+            p[0].stats.crashes,
+            p[1].stats.crashes,
+            p[1].stats.quarantined
+        ),
+        (1, 0, false),
+        "{p:?}"
+    );
+    assert_eq!(
+        t.logs
+            .records("h", "hostile event n=1")
+            .iter()
+            .filter(|(i, _)| *i == 1)
+            .count(),
+        1
+    );
+    let s = t.host.stats("h").await.unwrap();
+    assert!(s.quarantined, "the plugin reports a quarantined instance");
+    assert_eq!((s.crashes, s.events_dropped), (1, 1));
+}
