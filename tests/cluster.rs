@@ -424,3 +424,61 @@ async fn a_worker_node_runs_no_zoom_event_source() {
         host.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_accepted_while_nats_is_down_are_published_when_it_is_back() {
+    let Some(mut nats) = nats().await else { return };
+    let zoom = LocalZoom::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = ingress(&nats, &zoom, "node-a", dir.path()).await;
+    let mut leading = a.cluster().unwrap().leading();
+    tokio::time::timeout(Duration::from_secs(15), leading.wait_for(|l| *l))
+        .await
+        .expect("the only node leads")
+        .unwrap();
+    let to_a = WebhookSender::new(a.webhook_url().unwrap(), Secret::new(WEBHOOK_SECRET)).unwrap();
+
+    nats.kill();
+    const EVENTS: usize = 5;
+    for i in 0..EVENTS {
+        let payload = serde_json::json!({"object": {"uuid": format!("outage-{i}"), "id": i}});
+        let sent = to_a.send_event("meeting.ended", &payload).await.unwrap();
+        assert_eq!(sent.status, 200, "accepted while NATS is down");
+    }
+    // Long enough for the lease to be lost too.
+    tokio::time::timeout(Duration::from_secs(10), leading.wait_for(|l| !*l))
+        .await
+        .expect("the lease is lost while NATS is down")
+        .unwrap();
+    nats.restart().unwrap();
+
+    let stats = a.cluster().unwrap().publish_stats().unwrap().clone();
+    until(
+        "the outage's events acknowledged",
+        Duration::from_secs(30),
+        || stats.queued.load(Ordering::Relaxed) == EVENTS as u64 && stats.pending() == 0,
+    )
+    .await;
+    eprintln!(
+        "after a NATS outage: published {}, retries {}, lost {}",
+        stats.published.load(Ordering::Relaxed),
+        stats.retries.load(Ordering::Relaxed),
+        stats.lost.load(Ordering::Relaxed)
+    );
+    assert_eq!(stats.lost.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.published.load(Ordering::Relaxed), EVENTS as u64);
+    let js = a.cluster().unwrap().jetstream().clone();
+    let mut stream = js
+        .get_stream(zoomhost::cluster::EVENT_STREAM)
+        .await
+        .unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, EVENTS as u64);
+
+    // The node leads again once NATS is back (the lease bucket survives or is re-made).
+    tokio::time::timeout(Duration::from_secs(20), leading.wait_for(|l| *l))
+        .await
+        .expect("the node leads again after the outage")
+        .unwrap();
+    assert!(zoom.events.wait_connected(Duration::from_secs(10)).await);
+    a.shutdown().await;
+}

@@ -94,7 +94,7 @@ pub async fn open_bucket(js: &jetstream::Context, ttl: Duration) -> anyhow::Resu
 /// node holds the lease and `holder` runs. On stop, a held lease is released (after the
 /// holder stopped).
 pub async fn run<H: Holder>(
-    store: kv::Store,
+    js: jetstream::Context,
     spec: LeaseSpec,
     mut holder: H,
     holding: watch::Sender<bool>,
@@ -103,13 +103,41 @@ pub async fn run<H: Holder>(
 ) {
     let third = spec.ttl / 3;
     let value = bytes::Bytes::from(spec.node.clone());
+    // The bucket is (re-)opened after any failure other than "held by another": a NATS
+    // server restarted without its memory-stored buckets has none.
+    let mut bucket: Option<kv::Store> = None;
+    let mut failing = false;
     loop {
         if *stop.borrow() {
             return;
         }
+        let store = match bucket.clone() {
+            Some(store) => store,
+            None => match tokio::time::timeout(third, open_bucket(&js, spec.ttl)).await {
+                Ok(Ok(store)) => {
+                    bucket = Some(store.clone());
+                    store
+                }
+                Ok(Err(e)) => {
+                    note_failure(&mut failing, &spec, &format!("{e:#}"));
+                    if pause(third, &mut stop).await {
+                        return;
+                    }
+                    continue;
+                }
+                Err(_) => {
+                    note_failure(&mut failing, &spec, "opening the bucket timed out");
+                    if pause(third, &mut stop).await {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
         let sent = Instant::now();
         match tokio::time::timeout(third, store.create(&spec.key, value.clone())).await {
             Ok(Ok(revision)) => {
+                failing = false;
                 LeaseStats::bump(&stats.acquired);
                 tracing::info!(lease = %spec.key, node = %spec.node, revision, "lease acquired");
                 holding.send_replace(true);
@@ -146,18 +174,37 @@ pub async fn run<H: Holder>(
                     return;
                 }
             }
-            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
-            Ok(Err(e)) => tracing::warn!(lease = %spec.key, "acquiring the lease failed: {e}"),
-            Err(_) => tracing::warn!(
-                lease = %spec.key,
-                "acquiring the lease timed out after {} ms",
-                third.as_millis()
-            ),
+            Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => failing = false,
+            Ok(Err(e)) => {
+                bucket = None;
+                note_failure(&mut failing, &spec, &format!("acquiring failed: {e}"));
+            }
+            Err(_) => {
+                bucket = None;
+                note_failure(&mut failing, &spec, "acquiring timed out");
+            }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(third) => {}
-            _ = stop.wait_for(|s| *s) => return,
+        if pause(third, &mut stop).await {
+            return;
         }
+    }
+}
+
+/// Logs a failure to reach the lease: a warning for the first of a run, then debug.
+fn note_failure(failing: &mut bool, spec: &LeaseSpec, what: &str) {
+    if *failing {
+        tracing::debug!(lease = %spec.key, "lease unreachable: {what}");
+    } else {
+        tracing::warn!(lease = %spec.key, "lease unreachable (retrying every third of the TTL): {what}");
+    }
+    *failing = true;
+}
+
+/// Sleeps `d`; true when `stop` turned true meanwhile.
+async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = stop.wait_for(|s| *s) => true,
     }
 }
 

@@ -217,7 +217,8 @@ impl ClusterMember {
             self.lease_task.is_none(),
             "this node already contends for the ingress lease"
         );
-        let store = lease::open_bucket(&self.js, self.config.lease_ttl).await?;
+        // Opened here once so a bad setup fails the start; the loop re-opens it as needed.
+        lease::open_bucket(&self.js, self.config.lease_ttl).await?;
         let spec = lease::LeaseSpec {
             key: ingress_lease_key(subscription_id),
             node: self.config.node.clone(),
@@ -226,7 +227,7 @@ impl ClusterMember {
         let holder = ingress::EventStreamHolder::new(make, self.terms.clone());
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(lease::run(
-            store,
+            self.js.clone(),
             spec,
             holder,
             self.leading.clone(),

@@ -129,15 +129,17 @@ fn parse_version(text: &str) -> Option<(u32, u32)> {
 
 /// A running `nats-server` with JetStream on loopback; killed on drop.
 pub struct NatsServer {
-    child: Child,
+    binary: PathBuf,
+    child: Option<Child>,
     url: String,
-    _store: tempfile::TempDir,
+    store: tempfile::TempDir,
 }
 
 impl std::fmt::Debug for NatsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NatsServer")
             .field("url", &self.url)
+            .field("running", &self.child.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -147,53 +149,12 @@ impl NatsServer {
     /// fresh store folder; waits until it accepts clients.
     pub fn start(binary: &Path) -> anyhow::Result<NatsServer> {
         let store = tempfile::tempdir().context("creating a JetStream store folder")?;
-        let mut child = Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "--http_port", "0"])
-            .arg("-sd")
-            .arg(store.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let stderr = child.stderr.take().context("nats-server stderr")?;
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        // Reads the log for the port, then keeps draining it (a full pipe would stall
-        // the server).
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                tracing::trace!(target: "nats_server", "{line}");
-                let _ = tx.send(line);
-            }
-        });
-        let until = Instant::now() + Duration::from_secs(20);
-        let mut url = None;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(line) => line,
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    anyhow::bail!("nats-server did not report ready within 20 s");
-                }
-            };
-            if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                url = Some(format!("nats://{}", rest.trim()));
-            }
-            if line.contains("Server is ready") {
-                break;
-            }
-        }
-        let Some(url) = url else {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!("nats-server reported ready without a client port");
-        };
+        let (child, url) = spawn(binary, "-1", store.path())?;
         Ok(NatsServer {
-            child,
+            binary: binary.to_path_buf(),
+            child: Some(child),
             url,
-            _store: store,
+            store,
         })
     }
 
@@ -201,12 +162,81 @@ impl NatsServer {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// Kills the server (SIGKILL), keeping its store; [`NatsServer::restart`] brings it
+    /// back on the same port.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same store (killing it first
+    /// if it runs).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let port = self
+            .url
+            .rsplit(':')
+            .next()
+            .context("the server URL has no port")?
+            .to_string();
+        let (child, _) = spawn(&self.binary, &port, self.store.path())?;
+        self.child = Some(child);
+        Ok(())
+    }
+}
+
+/// Runs `binary` on `127.0.0.1:port` (`-1`: any) with JetStream in `store`; waits until
+/// it is ready and returns it with its client URL.
+fn spawn(binary: &Path, port: &str, store: &Path) -> anyhow::Result<(Child, String)> {
+    let mut child = Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", port, "-js", "--http_port", "0"])
+        .arg("-sd")
+        .arg(store)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let stderr = child.stderr.take().context("nats-server stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    // Reads the log for the port, then keeps draining it (a full pipe would stall the
+    // server).
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            tracing::trace!(target: "nats_server", "{line}");
+            let _ = tx.send(line);
+        }
+    });
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut url = None;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("nats-server did not report ready within 20 s");
+        };
+        if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+            url = Some(format!("nats://{}", rest.trim()));
+        }
+        if line.contains("Server is ready") {
+            break;
+        }
+    }
+    let Some(url) = url else {
+        let _ = child.kill();
+        let _ = child.wait();
+        anyhow::bail!("nats-server reported ready without a client port");
+    };
+    Ok((child, url))
 }
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
