@@ -482,3 +482,40 @@ async fn events_accepted_while_nats_is_down_are_published_when_it_is_back() {
     assert!(zoom.events.wait_connected(Duration::from_secs(10)).await);
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publish_that_fails_is_retried_and_the_event_still_lands_once() {
+    let Some(nats) = nats().await else { return };
+    let zoom = LocalZoom::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = ingress(&nats, &zoom, "node-a", dir.path()).await;
+    let js = a.cluster().unwrap().jetstream().clone();
+    // The stream disappears (an operator's mistake, a server restarted without it): the
+    // first publish finds no stream, and the retry re-creates it.
+    js.delete_stream(zoomhost::cluster::EVENT_STREAM)
+        .await
+        .unwrap();
+    let to_a = WebhookSender::new(a.webhook_url().unwrap(), Secret::new(WEBHOOK_SECRET)).unwrap();
+    let payload = serde_json::json!({"object": {"uuid": "retried", "id": 1}});
+    let sent = to_a.send_event("meeting.ended", &payload).await.unwrap();
+    assert_eq!(sent.status, 200);
+    let stats = a.cluster().unwrap().publish_stats().unwrap().clone();
+    until("the event acknowledged", Duration::from_secs(30), || {
+        stats.queued.load(Ordering::Relaxed) == 1 && stats.pending() == 0
+    })
+    .await;
+    assert!(
+        stats.retries.load(Ordering::Relaxed) >= 1,
+        "the first attempt failed"
+    );
+    assert_eq!(stats.published.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.lost.load(Ordering::Relaxed), 0);
+    let mut stream = js
+        .get_stream(zoomhost::cluster::EVENT_STREAM)
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.state.messages, 1);
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(65 * 60));
+    a.shutdown().await;
+}

@@ -145,6 +145,7 @@ impl ClusterMember {
                 partitions: member.config.partitions,
                 attempts: member.config.publish_attempts,
                 retry_min: Duration::from_millis(100),
+                duplicate_window: member.config.duplicate_window,
             };
             let task = tokio::spawn(publish::run(
                 member.js.clone(),

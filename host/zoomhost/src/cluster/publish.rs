@@ -11,8 +11,9 @@
 //! is stored once (the acknowledgement says `duplicate`, counted in
 //! [`PublishStats::duplicates`]).
 //!
-//! A publish that fails (no connection, no acknowledgement in time) is retried with
-//! exponential backoff up to `publish_attempts` times; only then is the event counted as
+//! A publish that fails (no connection, no acknowledgement in time, no stream) is retried
+//! with exponential backoff up to `publish_attempts` times, the stream re-created (with
+//! the same settings) before each retry; only then is the event counted as
 //! lost and logged with its id and name. On shutdown the queue is drained first.
 //!
 //! The message body is JSON: `{"id", "name", "event_ts", "source", "node", "payload"}`
@@ -149,6 +150,8 @@ pub struct PublishSettings {
     pub attempts: u32,
     /// First retry delay (doubling up to 5 s).
     pub retry_min: Duration,
+    /// The stream's duplicate window (when the stream must be made again).
+    pub duplicate_window: Duration,
 }
 
 fn source_name(source: EventSource) -> &'static str {
@@ -191,11 +194,19 @@ async fn publish_one(
         if !event.id.is_empty() {
             message = message.message_id(&event.id);
         }
-        let ack = js
-            .send_publish(subject.clone(), message)
-            .await
-            .map_err(anyhow::Error::from)?;
-        ack.await.map_err(anyhow::Error::from)
+        let published = async {
+            let ack = js.send_publish(subject.clone(), message).await?;
+            anyhow::Ok(ack.await?)
+        };
+        let result = published.await;
+        if result.is_err() {
+            // A stream that is gone (deleted, or a server restarted without it) is made
+            // again before the retry; harmless when the fault was elsewhere.
+            if let Err(e) = ensure_stream(js, settings.duplicate_window).await {
+                tracing::debug!("re-creating the event stream failed: {e:#}");
+            }
+        }
+        result
     };
     let backoff = ExponentialBuilder::default()
         .with_min_delay(settings.retry_min)
