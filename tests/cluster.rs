@@ -27,8 +27,14 @@ async fn nats() -> Option<NatsServer> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| crate::support::workspace().join("target"));
+    // Located (and installed, on a fresh machine) once for all the tests of the binary.
+    static BINARY: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
     let started = tokio::task::spawn_blocking(move || {
-        let binary = nats_server::locate(&target)?;
+        let binary = BINARY
+            .get_or_init(|| nats_server::locate(&target).map_err(|e| format!("{e:#}")))
+            .clone()
+            .map_err(anyhow::Error::msg)?;
         NatsServer::start(&binary)
     })
     .await
