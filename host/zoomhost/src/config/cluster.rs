@@ -230,9 +230,9 @@ pub fn resolve(
         None => default_node_name(),
     };
     let lease_ttl = Duration::from_millis(raw.lease_ttl_ms.unwrap_or(5000));
-    if lease_ttl < Duration::from_millis(300) || lease_ttl > Duration::from_secs(8) {
+    if lease_ttl < Duration::from_millis(300) || lease_ttl > Duration::from_secs(7) {
         problems.push(format!(
-            "cluster.lease_ttl_ms: {} is outside 300..=8000 (a standby must take over within 10 s)",
+            "cluster.lease_ttl_ms: {} is outside 300..=7000 (a standby takes over within TTL + TTL/3, which must stay under 10 s)",
             lease_ttl.as_millis()
         ));
     }
