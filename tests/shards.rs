@@ -346,50 +346,59 @@ async fn hot_reload_of_three_instances_loses_and_duplicates_nothing() {
 fn instances_that_do_not_fit_the_pool_are_rejected_naming_the_plugin_and_figures() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("zoomhost.toml");
-    std::fs::write(
-        &path,
-        "[plugins.big]\ninstances = 60\n[plugins.small]\ninstances = 5\n",
-    )
-    .unwrap();
+    let many = "[big]\ninstances = 64\n[p1]\ninstances = 63\n[p2]\ninstances = 63\n";
+    let load = |text: String| {
+        let text = text.replace("[", "[plugins.");
+        std::fs::write(&path, text).unwrap();
+        zoomhost::config::HostConfig::load(&path)
+    };
     let err = format!(
         "{:#}",
-        zoomhost::config::HostConfig::load(&path).unwrap_err()
+        load(format!("{many}[small]\ninstances = 35")).unwrap_err()
     );
-    assert!(err.contains("plugins.big.instances = 60"), "{err}");
+    assert!(err.contains("plugins.big.instances = 64"), "{err}");
     assert!(
-        err.contains("128 slots") && err.contains("130 slots"),
+        err.contains("450 slots") && err.contains("over the 448"),
         "{err}"
     );
-    std::fs::write(&path, "[plugins.p]\ninstances = 0\n").unwrap();
-    let err = format!(
-        "{:#}",
-        zoomhost::config::HostConfig::load(&path).unwrap_err()
-    );
+    // One instance fewer fits, and the pool is sized for it.
+    let config = load(format!("{many}[small]\ninstances = 34")).unwrap();
+    assert_eq!(config.runtime.pool_slots(), 2 * 224 + 64);
+    let err = format!("{:#}", load("[p]\ninstances = 0\n".into()).unwrap_err());
     assert!(err.contains("plugins.p.instances"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plugin_whose_instances_do_not_fit_beside_the_loaded_ones_is_not_loaded() {
-    // 63 instances (126 slots) fit; one unconfigured plugin (2 more) fills the pool; a
-    // third does not.
-    let t = TestHost::start(
-        "[plugins.many]\ninstances = 63\n",
-        &[("many", "noop"), ("one", "noop")],
+async fn a_plugin_whose_instances_do_not_fit_the_pool_sized_at_start_is_not_loaded() {
+    // Started with no plugins configured: the smallest pool, 128 slots.
+    let t = TestHost::start("", &[]).await;
+    for stem in ["many", "other"] {
+        std::fs::copy(wasm("noop"), t.plugins_dir().join(format!("{stem}.wasm"))).unwrap();
+    }
+    // The new config asks for 63 + 2 instances: 130 slots. It is valid (a restart would
+    // size the pool for it), but this host's pool holds 128.
+    std::fs::write(
+        t.config_path(),
+        "[plugins.many]\ninstances = 63\n[plugins.other]\ninstances = 2\n",
     )
-    .await;
-    let bytes = std::fs::read(wasm("noop")).unwrap();
+    .unwrap();
+    let config = zoomhost::config::HostConfig::load(&t.config_path()).unwrap();
+    assert_eq!(t.host.runtime().pool_slots(), 128);
+    t.host.apply_config(config.runtime).await;
+    let loaded: Vec<String> = t.host.plugins().await.into_iter().map(|p| p.name).collect();
+    assert_eq!(loaded, ["many"]);
+    assert_eq!(t.host.instance_stats("many").await.unwrap().len(), 63);
     let err = t
         .host
-        .load_bytes("third", bytes, "third.wasm")
+        .load_file(&t.plugins_dir().join("other.wasm"))
         .await
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("plugin third: 1 instances need 2 slots")
-            && err.contains("reserve 128 of its 128"),
+        err.contains("plugin other: 2 instance(s) need 4 slots")
+            && err.contains("reserve 126 of its 128"),
         "{err}"
     );
-    assert_eq!(t.host.plugins().await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,10 +44,21 @@ pub enum InstancesSetting {
 /// Most instances one plugin may have.
 pub const MAX_INSTANCES: usize = 64;
 
-/// Slots of the shared instance pool (wasmtime's pooling allocator): component
-/// instances alive at once over all plugins. Each configured instance reserves two, one
-/// for the instance serving and one for its successor during a hot reload.
-pub const POOL_INSTANCES: usize = 128;
+/// Fewest slots of the shared instance pool (wasmtime's pooling allocator: component
+/// instances alive at once over all plugins). The pool is sized at start from the
+/// configured instances (see [`RuntimeConfig::pool_slots`]); each instance reserves
+/// [`SLOTS_PER_INSTANCE`], one for the instance serving and one for its successor during
+/// a hot reload.
+pub const POOL_MIN_SLOTS: usize = 128;
+
+/// Pool slots kept beyond the configured instances, for plugins the config does not name
+/// (one instance each).
+pub const POOL_UNNAMED_SLOTS: usize = 64;
+
+/// Most slots the pool may have: each slot reserves address space for its linear
+/// memories (up to `max_memories` of `memory_mib` each, with guard regions), so the pool
+/// cannot grow without bound.
+pub const POOL_MAX_SLOTS: usize = 512;
 
 /// Pool slots one instance reserves: itself, and its successor during a swap.
 pub const SLOTS_PER_INSTANCE: usize = 2;
@@ -203,6 +214,14 @@ impl RuntimeConfig {
         }
     }
 
+    /// Slots of the shared instance pool for this config: two per configured instance of
+    /// every enabled plugin, plus [`POOL_UNNAMED_SLOTS`] for plugins it does not name; at
+    /// least [`POOL_MIN_SLOTS`], at most [`POOL_MAX_SLOTS`] (a config needing more is
+    /// rejected by [`RuntimeConfig::resolve`]).
+    pub fn pool_slots(&self) -> usize {
+        (configured_slots(&self.plugins) + POOL_UNNAMED_SLOTS).clamp(POOL_MIN_SLOTS, POOL_MAX_SLOTS)
+    }
+
     /// The grant for a plugin; a plugin the config does not name gets nothing but the
     /// host's limits (and one instance).
     pub fn grant(&self, plugin: &str) -> ResolvedGrant {
@@ -217,7 +236,16 @@ impl RuntimeConfig {
     }
 }
 
-/// Why the enabled plugins' instances cannot fit in the shared pool, if they cannot:
+/// Pool slots the enabled plugins' configured instances reserve.
+fn configured_slots(plugins: &BTreeMap<String, ResolvedGrant>) -> usize {
+    plugins
+        .values()
+        .filter(|g| g.enabled)
+        .map(|g| g.instances * SLOTS_PER_INSTANCE)
+        .sum()
+}
+
+/// Why the enabled plugins' instances cannot fit in the largest pool, if they cannot:
 /// names the plugin with the most instances and the figures.
 fn pool_problem(plugins: &BTreeMap<String, ResolvedGrant>) -> Option<String> {
     let enabled: Vec<(&String, usize)> = plugins
@@ -225,8 +253,9 @@ fn pool_problem(plugins: &BTreeMap<String, ResolvedGrant>) -> Option<String> {
         .filter(|(_, g)| g.enabled)
         .map(|(name, g)| (name, g.instances))
         .collect();
-    let needed: usize = enabled.iter().map(|(_, n)| n * SLOTS_PER_INSTANCE).sum();
-    if needed <= POOL_INSTANCES {
+    let needed = configured_slots(plugins);
+    let room = POOL_MAX_SLOTS - POOL_UNNAMED_SLOTS;
+    if needed <= room {
         return None;
     }
     let (name, most) = enabled.iter().max_by_key(|(_, n)| *n)?;
@@ -236,7 +265,7 @@ fn pool_problem(plugins: &BTreeMap<String, ResolvedGrant>) -> Option<String> {
         .map(|(other, n)| format!("{other}: {n}"))
         .collect();
     Some(format!(
-        "plugins.{name}.instances = {most}: the shared instance pool has {POOL_INSTANCES} slots and every instance reserves {SLOTS_PER_INSTANCE} (one more during a hot reload), so {most} instances need {}; with the other plugins' instances ({}) the config needs {needed} slots. Lower `instances`",
+        "plugins.{name}.instances = {most}: every instance reserves {SLOTS_PER_INSTANCE} slots of the shared instance pool (one more during a hot reload), so {most} instances need {}; with the other plugins' instances ({}) the config needs {needed} slots, over the {room} the pool can give configured plugins (at most {POOL_MAX_SLOTS} slots, {POOL_UNNAMED_SLOTS} of them kept for plugins the config does not name). Lower `instances`",
         most * SLOTS_PER_INSTANCE,
         if others.is_empty() { "none".to_string() } else { others.join(", ") }
     ))
@@ -297,17 +326,23 @@ mod tests {
 
     #[test]
     fn a_config_whose_instances_do_not_fit_the_pool_is_rejected_with_the_figures() {
-        let (_, problems) = resolve("[big]\ninstances = 60\n[small]\ninstances = 5");
+        let many = "[big]\ninstances = 64\n[p1]\ninstances = 63\n[p2]\ninstances = 63\n";
+        let (_, problems) = resolve(&format!("{many}[small]\ninstances = 35"));
         assert_eq!(problems.len(), 1, "{problems:?}");
         let p = &problems[0];
-        assert!(p.starts_with("plugins.big.instances = 60"), "{p}");
+        assert!(p.starts_with("plugins.big.instances = 64"), "{p}");
         assert!(
-            p.contains("128 slots") && p.contains("130 slots") && p.contains("small: 5"),
+            p.contains("need 128;") && p.contains("450 slots") && p.contains("over the 448"),
             "{p}"
         );
+        assert!(p.contains("p1: 63, p2: 63, small: 35"), "{p}");
         // A disabled plugin reserves nothing.
-        let (_, problems) =
-            resolve("[big]\ninstances = 60\n[small]\ninstances = 5\nenabled = false");
+        let (config, problems) =
+            resolve(&format!("{many}[small]\ninstances = 35\nenabled = false"));
         assert!(problems.is_empty(), "{problems:?}");
+        // The pool is sized from the configured instances.
+        assert_eq!(config.pool_slots(), 2 * (64 + 63 + 63) + POOL_UNNAMED_SLOTS);
+        let (config, _) = resolve("[a]\ninstances = 4");
+        assert_eq!(config.pool_slots(), POOL_MIN_SLOTS);
     }
 }

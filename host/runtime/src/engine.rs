@@ -29,10 +29,6 @@ use crate::stream_control::ControlSlot;
 /// a running guest yields to the executor this often.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Most plugin instances alive at once with the pooling allocator (each plugin has one,
-/// two during a swap).
-const POOL_INSTANCES: u32 = 128;
-
 /// Why a file could not become a plugin.
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -138,6 +134,8 @@ pub struct Runtime {
     limits: Limits,
     /// The largest linear memory an instance may have (the pool's slot size).
     max_memory_bytes: usize,
+    /// Component instances the pool holds (see [`RuntimeConfig::pool_slots`]).
+    pool_slots: usize,
     pooling: bool,
     ticker_stop: Arc<AtomicBool>,
     /// Held through each compile: one at a time.
@@ -187,12 +185,14 @@ impl Runtime {
         let all = || std::iter::once(limits).chain(config.plugins.values().map(|g| &g.limits));
         let max_memory_bytes = all().map(Limits::memory_bytes).max().unwrap_or(0);
         let max_table_elements = all().map(|l| l.table_elements).max().unwrap_or(0);
+        let pool_slots = config.pool_slots();
+        let slots = u32::try_from(pool_slots).unwrap_or(u32::MAX);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(POOL_INSTANCES)
-            .total_core_instances(POOL_INSTANCES * 16)
-            .total_memories(POOL_INSTANCES * 4)
-            .total_tables(POOL_INSTANCES * 8)
-            .total_stacks(POOL_INSTANCES)
+        pool.total_component_instances(slots)
+            .total_core_instances(slots.saturating_mul(16))
+            .total_memories(slots.saturating_mul(4))
+            .total_tables(slots.saturating_mul(8))
+            .total_stacks(slots)
             .max_memory_size(max_memory_bytes)
             .table_elements(usize::try_from(max_table_elements).unwrap_or(usize::MAX));
         let mut config = base_config();
@@ -236,6 +236,7 @@ impl Runtime {
 
         tracing::debug!(
             pooling,
+            pool_slots,
             memory_mib = limits.memory_mib,
             pool_slot_mib = max_memory_bytes >> 20,
             event_deadline_ms = limits.event_deadline_ms,
@@ -261,6 +262,7 @@ impl Runtime {
             linker,
             limits: limits.clone(),
             max_memory_bytes,
+            pool_slots,
             pooling,
             ticker_stop,
             compiling: Mutex::new(()),
@@ -292,6 +294,12 @@ impl Runtime {
     /// The largest linear memory an instance may have, fixed at start.
     pub fn max_memory_bytes(&self) -> usize {
         self.max_memory_bytes
+    }
+
+    /// Component instances alive at once the host allows over all plugins: the pool's
+    /// size, fixed at start from the config (also enforced with the on-demand allocator).
+    pub fn pool_slots(&self) -> usize {
+        self.pool_slots
     }
 
     /// Whether the pooling allocator is in use.

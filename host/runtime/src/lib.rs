@@ -71,7 +71,7 @@ pub use actor::SwapReport;
 pub use capabilities::HostPattern;
 pub use config::{
     auto_instances, InstancesSetting, PluginGrant, ResolvedGrant, RuntimeConfig, MAX_INSTANCES,
-    POOL_INSTANCES, SLOTS_PER_INSTANCE,
+    POOL_MAX_SLOTS, POOL_MIN_SLOTS, POOL_UNNAMED_SLOTS, SLOTS_PER_INSTANCE,
 };
 pub use declared::Subscriptions;
 pub use engine::{CompiledPlugin, LoadError, Runtime, EPOCH_TICK};

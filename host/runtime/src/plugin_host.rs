@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::actor::{Actor, Control, SwapReport};
 use crate::bindings::types::Metadata;
-use crate::config::{RuntimeConfig, POOL_INSTANCES, SLOTS_PER_INSTANCE};
+use crate::config::{RuntimeConfig, SLOTS_PER_INSTANCE};
 use crate::engine::{CompiledPlugin, Runtime};
 use crate::identity::{LogSink, PluginIdentity};
 use crate::instance::LiveInstance;
@@ -141,12 +141,12 @@ fn slots_reserved(entries: &BTreeMap<String, Entry>, except: &str) -> usize {
         .sum()
 }
 
-/// Why `count` new instances of `name` do not fit the pool beside `reserved` slots.
-fn pool_refusal(name: &str, count: usize, reserved: usize) -> Option<anyhow::Error> {
+/// Why `count` new instances of `name` do not fit a pool of `slots` beside `reserved`.
+fn pool_refusal(name: &str, count: usize, reserved: usize, slots: usize) -> Option<anyhow::Error> {
     let needed = count * SLOTS_PER_INSTANCE;
-    (reserved + needed > POOL_INSTANCES).then(|| {
+    (reserved + needed > slots).then(|| {
         anyhow::anyhow!(
-            "plugin {name}: {count} instances need {needed} slots of the shared instance pool ({SLOTS_PER_INSTANCE} each: one more during a hot reload), but the plugins loaded reserve {reserved} of its {POOL_INSTANCES}; lower plugins.{name}.instances or another plugin's"
+            "plugin {name}: {count} instance(s) need {needed} slots of the shared instance pool ({SLOTS_PER_INSTANCE} each: one more during a hot reload), but the plugins loaded reserve {reserved} of its {slots} (sized at start from the config); lower plugins.{name}.instances or another plugin's, or restart zoomhost to size the pool for the new config"
         )
     })
 }
@@ -430,9 +430,12 @@ impl PluginHost {
                 // A new version runs as many instances as the running one.
                 Some(e) => (Some(e.identity.clone()), e.shards.len()),
                 None => {
-                    if let Some(e) =
-                        pool_refusal(name, grant.instances, slots_reserved(&entries, name))
-                    {
+                    if let Some(e) = pool_refusal(
+                        name,
+                        grant.instances,
+                        slots_reserved(&entries, name),
+                        self.runtime.pool_slots(),
+                    ) {
                         tracing::error!(plugin = name, "plugin not loaded: {e:#}");
                         return Err(e);
                     }
@@ -492,7 +495,12 @@ impl PluginHost {
             );
             return Ok(LoadOutcome::Swapped(metadata, report));
         }
-        if let Some(e) = pool_refusal(name, instances.len(), slots_reserved(&entries, name)) {
+        if let Some(e) = pool_refusal(
+            name,
+            instances.len(),
+            slots_reserved(&entries, name),
+            self.runtime.pool_slots(),
+        ) {
             tracing::error!(plugin = name, "plugin not loaded: {e:#}");
             return Err(e);
         }
