@@ -337,6 +337,54 @@ async fn a_crashed_instance_is_restarted_with_its_media_sessions_reopened() {
     assert_eq!(s.events_failed, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tracked_event_completes_once_every_plugin_call_returned_or_was_dropped() {
+    let t = TestHost::start(
+        r#"
+        [limits]
+        event_deadline_ms = 300
+        max_failures = 2
+        [plugins.h-loop]
+        config = { mode = "loop" }
+        "#,
+        &[("rec", "recorder"), ("h-loop", "hostile")],
+    )
+    .await;
+    let router = t.host.router().clone();
+    for i in 0..4u64 {
+        let mut done = router.dispatch_event_tracked(event("meeting.started", i as usize));
+        let mut queued: Vec<String> = done.queued().iter().map(|p| p.to_string()).collect();
+        queued.sort();
+        assert_eq!(queued, ["h-loop", "rec"]);
+        if i < 2 {
+            // The looping call runs until its deadline: not done right after dispatch.
+            assert!(
+                !done.is_done(),
+                "event {i} completed before h-loop's call ended"
+            );
+        }
+        tokio::time::timeout(WAIT, done.wait())
+            .await
+            .expect("the completion resolves");
+        // Every plugin is done with event i: the recorder handled it; h-loop's call timed
+        // out (events 0 and 1, then quarantine) or was skipped as quarantined (2 and 3).
+        let rec = t.host.stats("rec").await.unwrap();
+        assert_eq!(rec.events_delivered, i + 1);
+        let h = t.host.stats("h-loop").await.unwrap();
+        assert_eq!(h.events_delivered + h.events_dropped, i + 1, "{h:?}");
+        assert_eq!(h.events_failed, (i + 1).min(2));
+    }
+    assert!(t.host.stats("h-loop").await.unwrap().quarantined);
+    // An event no plugin subscribes to completes at once.
+    let none = TestHost::start("", &[]).await;
+    let done = none
+        .host
+        .router()
+        .dispatch_event_tracked(event("meeting.started", 9));
+    assert!(done.queued().is_empty());
+    tokio::time::timeout(WAIT, done.wait()).await.unwrap();
+}
+
 fn futures_stats(
     host: &Arc<zoomhost_runtime::PluginHost>,
     name: &str,

@@ -232,7 +232,7 @@ impl Actor {
                 _ => {}
             }
         }
-        let is_event = matches!(delivery, Delivery::Event(_));
+        let is_event = matches!(delivery, Delivery::Event(..));
         let Some(instance) = self.current.as_mut() else {
             let counter = if is_event {
                 &self.stats().events_dropped
@@ -244,7 +244,7 @@ impl Actor {
         };
         let started = Instant::now();
         let result = match &delivery {
-            Delivery::Event(event) => instance.handle_event(event).await,
+            Delivery::Event(event, _) => instance.handle_event(event).await,
             Delivery::Media(stream, MediaItem::Open(info)) => {
                 instance.open_session(stream, info).await
             }
@@ -368,7 +368,7 @@ impl Actor {
 /// What a delivery is, for log lines.
 fn describe(delivery: &Delivery) -> String {
     match delivery {
-        Delivery::Event(e) => format!("handling event {}", e.name),
+        Delivery::Event(e, _) => format!("handling event {}", e.name),
         Delivery::Media(s, item) => {
             let what = match item {
                 MediaItem::Open(_) => "opening the session",

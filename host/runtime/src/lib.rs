@@ -17,6 +17,12 @@
 //! meeting, so one meeting's events and media stay on one instance, in order, while
 //! different instances run in parallel.
 //!
+//! [`Router::dispatch_event_tracked`] returns a [`Completion`] that resolves once every
+//! plugin the event was queued for has finished its call for it (whatever the outcome)
+//! or the mailbox policy dropped it: each queued copy carries a share of it
+//! ([`mailbox::Ticket`]) that goes away with the copy. A cluster worker acknowledges an
+//! event's message then; the runtime does not know about NATS.
+//!
 //! Modules: `engine` ([`Runtime`]: wasmtime engine, linker, compile after a shape check
 //! in `precheck` and the world check), `store`/`limiter`/`http_gate` (the sandbox: WASI
 //! without files or sockets, memory and table budgets over all memories, handle and
@@ -78,6 +84,7 @@ pub use engine::{CompiledPlugin, LoadError, Runtime, EPOCH_TICK};
 pub use identity::{LogSink, PluginIdentity, PluginLogRecord};
 pub use limiter::BudgetExceeded;
 pub use limits::{Limits, HTTP_BODY_CHUNK, OUTBOUND_CONNECTION_BYTES};
+pub use mailbox::Completion;
 pub use plugin_host::{plugin_name, InstanceInfo, LoadOutcome, PluginHost, PluginInfo};
 pub use router::{EventPattern, MediaStream, Route, Router};
 pub use stats::{PluginStats, StatsSnapshot};

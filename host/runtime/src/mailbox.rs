@@ -10,12 +10,20 @@
 //!   oldest queued frame is dropped (counted in `audio_dropped`) to make room.
 //! * Session opens/closes and other media updates are never dropped by congestion.
 //! * Everything is delivered in the order it was pushed.
+//!
+//! An event may carry a [`Ticket`]: a share of a [`Completion`] that resolves once every
+//! ticket of it is gone. A ticket goes away when the actor has finished the plugin's
+//! call for the event (whatever its outcome: returned, failed, trapped, timed out, or
+//! skipped because the instance is quarantined) or when this policy drops the event
+//! (expired, past the hard cap, or refused by a closed mailbox). So a completion tells
+//! "every subscribed plugin is done with this event", which is when a cluster worker
+//! acknowledges it; the runtime itself knows nothing of what the caller does then.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 use crate::bindings::types::{
     AudioFrame, ChatMessage, Event, Participant, StreamInfo, StreamState, TranscriptSegment,
@@ -50,11 +58,68 @@ pub enum MediaItem {
     Close,
 }
 
+/// A share of a [`Completion`], carried with each queued copy of a tracked event and
+/// dropped when that copy is done with (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Ticket(#[allow(dead_code)] Arc<oneshot::Sender<()>>);
+
+/// Resolves once every [`Ticket`] made with it is dropped: every plugin the event was
+/// queued for has finished its call for it, or the mailbox policy dropped it.
+#[derive(Debug)]
+pub struct Completion {
+    /// `None` once seen done (a finished receiver must not be polled again).
+    done: Option<oneshot::Receiver<()>>,
+    queued: Vec<Arc<str>>,
+}
+
+impl Completion {
+    /// A completion and its first ticket.
+    pub fn new() -> (Self, Ticket) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Self {
+                done: Some(rx),
+                queued: Vec::new(),
+            },
+            Ticket(Arc::new(tx)),
+        )
+    }
+
+    /// The plugins the event was queued for.
+    pub fn queued(&self) -> &[Arc<str>] {
+        &self.queued
+    }
+
+    pub(crate) fn set_queued(&mut self, queued: Vec<Arc<str>>) {
+        self.queued = queued;
+    }
+
+    /// Waits until every ticket is gone.
+    pub async fn wait(self) {
+        // Nobody ever sends: the channel closes when the last ticket's sender drops.
+        if let Some(done) = self.done {
+            let _ = done.await;
+        }
+    }
+
+    /// Whether every ticket is gone already.
+    pub fn is_done(&mut self) -> bool {
+        let finished = self
+            .done
+            .as_mut()
+            .is_none_or(|d| !matches!(d.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+        if finished {
+            self.done = None;
+        }
+        finished
+    }
+}
+
 /// One delivery waiting for a plugin.
 #[derive(Debug, Clone)]
 pub enum Delivery {
-    /// An event.
-    Event(Arc<Event>),
+    /// An event, with the ticket of its completion if it is tracked.
+    Event(Arc<Event>, Option<Ticket>),
     /// A media item for the stream with this id.
     Media(Arc<str>, MediaItem),
 }
@@ -117,6 +182,12 @@ impl Mailbox {
 
     /// Queues an event per the policy above. Returns false if it was dropped.
     pub fn push_event(&self, event: Arc<Event>) -> bool {
+        self.push_tracked_event(event, None)
+    }
+
+    /// Queues an event with a completion's ticket (dropped with the event, or after the
+    /// plugin's call for it). Returns false if it was dropped.
+    pub fn push_tracked_event(&self, event: Arc<Event>, ticket: Option<Ticket>) -> bool {
         let mut inner = self.lock();
         if inner.closed {
             return false;
@@ -132,7 +203,7 @@ impl Mailbox {
             None
         };
         inner.queue.push_back(Queued {
-            delivery: Delivery::Event(event),
+            delivery: Delivery::Event(event, ticket),
             expires,
         });
         drop(inner);
@@ -254,7 +325,7 @@ mod tests {
         // Two within capacity survive; three waited past a zero bound.
         let mut got = Vec::new();
         mb.close();
-        while let Some(Delivery::Event(e)) = mb.pop().await {
+        while let Some(Delivery::Event(e, _)) = mb.pop().await {
             got.push(e.timestamp);
         }
         assert_eq!(got, vec![0, 1]);
@@ -296,6 +367,32 @@ mod tests {
         }
         assert_eq!(seen, vec!["join", "a3", "a4", "close"]);
         assert_eq!(stats.snapshot().audio_dropped, 3);
+    }
+
+    #[tokio::test]
+    async fn a_completion_resolves_when_its_events_are_delivered_or_dropped() {
+        let (mb, _) = mailbox(1, 0, 10);
+        let (mut done, ticket) = Completion::new();
+        // One queued within capacity, one expiring beyond it, one past the hard cap.
+        for i in 0..6 {
+            mb.push_tracked_event(event(i), Some(ticket.clone()));
+        }
+        drop(ticket);
+        assert!(!done.is_done());
+        let first = mb.pop().await;
+        assert!(matches!(first, Some(Delivery::Event(_, Some(_)))));
+        // The expired ones are dropped by the next pop; the one taken is still held.
+        mb.close();
+        assert!(mb.pop().await.is_none());
+        assert!(
+            !done.is_done(),
+            "the delivery being handled holds its ticket"
+        );
+        drop(first);
+        assert!(done.is_done());
+        done.wait().await;
+        let (nothing, _) = Completion::new();
+        nothing.wait().await;
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use zoomhost_types::{
 
 use crate::bindings::types as wit;
 use crate::bindings::types::MediaKind;
-use crate::mailbox::{Mailbox, MediaItem};
+use crate::mailbox::{Completion, Mailbox, MediaItem, Ticket};
 use crate::shard::ShardKey;
 
 /// One event-name pattern: exact, `prefix.*`, or `*`.
@@ -215,6 +215,21 @@ impl Router {
     /// Queues an event for every plugin whose patterns match (to the instance its
     /// meeting goes to); returns the names of the plugins it was queued for.
     pub fn dispatch_event(&self, event: Event) -> Vec<Arc<str>> {
+        self.dispatch(event, None)
+    }
+
+    /// [`Router::dispatch_event`], returning a [`Completion`] that resolves once every
+    /// plugin the event was queued for has finished its call for it (returned, failed,
+    /// trapped or timed out) or the mailbox policy dropped it; at once if no plugin
+    /// subscribes. A cluster worker acknowledges the event's message then.
+    pub fn dispatch_event_tracked(&self, event: Event) -> Completion {
+        let (mut completion, ticket) = Completion::new();
+        let queued = self.dispatch(event, Some(ticket));
+        completion.set_queued(queued);
+        completion
+    }
+
+    fn dispatch(&self, event: Event, ticket: Option<Ticket>) -> Vec<Arc<str>> {
         let event = Arc::new(wit::Event::from(event));
         let table = self.table();
         let mut queued = Vec::new();
@@ -224,7 +239,7 @@ impl Router {
             let route = &table.routes[i];
             let mailbox = route
                 .mailbox(|| *key.get_or_insert_with(|| ShardKey::of_event_payload(&event.payload)));
-            if mailbox.is_some_and(|m| m.push_event(event.clone())) {
+            if mailbox.is_some_and(|m| m.push_tracked_event(event.clone(), ticket.clone())) {
                 queued.push(route.plugin.clone());
             }
         }
