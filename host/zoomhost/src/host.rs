@@ -113,7 +113,10 @@ impl Host {
             _watcher: watcher,
         };
         if let Some(cluster) = cluster {
-            let member = ClusterMember::join(cluster).await?;
+            let mut member = ClusterMember::join(cluster).await?;
+            if member.role() == crate::config::Role::Worker {
+                member.start_worker(host.plugins.router().clone()).await?;
+            }
             if let Some(tap) = member.publish_tap() {
                 host.inputs.tap(tap);
             }

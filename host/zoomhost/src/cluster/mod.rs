@@ -34,6 +34,7 @@ pub mod lease;
 pub mod nats_server;
 pub mod partition;
 pub mod publish;
+pub mod worker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -104,6 +105,9 @@ pub struct ClusterMember {
     publisher: Option<publish::Publisher>,
     publisher_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     lease_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    worker_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    worker_stats: Arc<worker::WorkerStats>,
+    owned: watch::Sender<std::collections::BTreeSet<u32>>,
     leading: watch::Sender<bool>,
     lease_stats: Arc<lease::LeaseStats>,
     terms: Arc<AtomicU64>,
@@ -131,6 +135,9 @@ impl ClusterMember {
             publisher: None,
             publisher_task: None,
             lease_task: None,
+            worker_task: None,
+            worker_stats: Arc::default(),
+            owned: watch::channel(Default::default()).0,
             leading,
             lease_stats: Arc::default(),
             terms: Arc::default(),
@@ -207,6 +214,47 @@ impl ClusterMember {
         self.terms.load(Ordering::Relaxed)
     }
 
+    /// Starts the worker ([`worker`]): partitions claimed through leases, their events
+    /// delivered into `router` and acknowledged when every plugin is done with them.
+    pub async fn start_worker(
+        &mut self,
+        router: Arc<zoomhost_runtime::Router>,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.worker_task.is_none(),
+            "this node already runs a worker"
+        );
+        // Made here too so a worker started before any ingress has a stream to read.
+        publish::ensure_stream(&self.js, self.config.duplicate_window).await?;
+        lease::open_bucket(&self.js, self.config.lease_ttl).await?;
+        let settings = worker::WorkerSettings {
+            node: self.config.node.clone(),
+            partitions: self.config.partitions,
+            ttl: self.config.lease_ttl,
+        };
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(worker::run(
+            self.js.clone(),
+            router,
+            settings,
+            self.worker_stats.clone(),
+            self.owned.clone(),
+            stopped,
+        ));
+        self.worker_task = Some((stop, task));
+        Ok(())
+    }
+
+    /// The partitions this worker owns now, updated as they change.
+    pub fn owned_partitions(&self) -> watch::Receiver<std::collections::BTreeSet<u32>> {
+        self.owned.subscribe()
+    }
+
+    /// The worker's counters.
+    pub fn worker_stats(&self) -> &Arc<worker::WorkerStats> {
+        &self.worker_stats
+    }
+
     /// Contends for the ingress lease of `subscription_id`, running the event WebSocket
     /// built by `make` only while holding it.
     pub async fn hold_event_stream(
@@ -239,10 +287,12 @@ impl ClusterMember {
         Ok(())
     }
 
-    /// Leaves in order: the event WebSocket closes and the lease is released, then the
-    /// publisher drains its queue (each stage bounded by `within`).
+    /// Leaves in order: the worker finishes and acknowledges the events it holds and
+    /// hands its partitions over, the event WebSocket closes and the lease is released,
+    /// then the publisher drains its queue (each stage bounded by `within`).
     pub async fn leave(mut self, within: Duration) {
         for (stage, slot) in [
+            ("worker", self.worker_task.take()),
             ("ingress lease", self.lease_task.take()),
             ("publisher", self.publisher_task.take()),
         ] {
@@ -271,9 +321,13 @@ impl Drop for ClusterMember {
     /// A member dropped without [`ClusterMember::leave`] (a crash, as far as the cluster
     /// can tell): its tasks are aborted, so its lease expires and a standby takes over.
     fn drop(&mut self) {
-        for (_, task) in [self.lease_task.take(), self.publisher_task.take()]
-            .into_iter()
-            .flatten()
+        for (_, task) in [
+            self.worker_task.take(),
+            self.lease_task.take(),
+            self.publisher_task.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             task.abort();
         }
