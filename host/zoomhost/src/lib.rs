@@ -13,8 +13,9 @@
 //!   event once whichever source it came from (a content-derived id remembered 65
 //!   minutes), and its taps;
 //! - [`cluster`] (preview): with a `[cluster]` section, membership of a NATS JetStream
-//!   cluster: the ingress leader lease that guards the event WebSocket, and every
-//!   accepted event published once to a JetStream stream;
+//!   cluster: the ingress leader lease that guards the event WebSocket, every
+//!   accepted event published once to a JetStream stream, and workers that own its
+//!   partitions through leases and acknowledge each event once its plugins are done;
 //! - the commands: [`cli`] (`run`, `simulate`, `check`, `replay`), [`dev`], [`bench`],
 //!   [`scaffold`] (`new`), [`replay`], and [`wasm_build`] for building plugin crates.
 //!

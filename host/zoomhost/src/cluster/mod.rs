@@ -15,19 +15,24 @@
 //!   several ingress nodes collapse to one stored message; publishing awaits JetStream's
 //!   acknowledgement and retries;
 //! - [`partition`]: the meeting of an event and its partition (stable FNV-1a hash);
-//! - [`nats_server`]: a local `nats-server` for tests and development.
+//! - [`nats_server`]: a local `nats-server` for tests and development;
+//!
+//! and the **worker** half, [`worker`] (started for `role = "worker"`): per-partition
+//! leases `partition.<n>` in the same bucket, shared out through heartbeat keys
+//! `worker.<node>` (at most `ceil(partitions / live workers)` each), a durable consumer
+//! per owned partition with one unacknowledged message at a time (per-meeting order),
+//! each event delivered with the runtime's completion
+//! ([`zoomhost_runtime::Router::dispatch_event_tracked`]) and acknowledged when it
+//! resolves; a dead worker's partitions move when its leases expire and its unacknowledged
+//! events are redelivered (at-least-once across a crash).
 //!
 //! In this preview an ingress node still delivers to its own plugins as without a
-//! cluster; the stream is the hand-over point for the workers to come.
+//! cluster, and a node with `role = "all"` runs no worker.
 //!
-//! **Where the rest goes** (not implemented yet): a `worker` module consuming the stream
-//! per partition, with one lease per partition in the same bucket
-//! (`partition.<n>`, the [`lease::Holder`] being the partition's consumer) and a
-//! completion from the runtime to acknowledge each message; `rtms_state` keeping each
-//! RTMS stream's handshake state in a key-value bucket for the partition's next owner;
-//! `plugins` storing components in an object store for `zoomhost plugin push`; and the
-//! status view reading the lease bucket. [`ClusterMember`] is where each is started and
-//! stopped.
+//! **Where the rest goes** (not implemented yet): `rtms_state` keeping each RTMS stream's
+//! handshake state in a key-value bucket for the partition's next owner; `plugins`
+//! storing components in an object store for `zoomhost plugin push`; and the status view
+//! reading the lease bucket. [`ClusterMember`] is where each is started and stopped.
 
 pub mod ingress;
 pub mod lease;

@@ -40,10 +40,9 @@ pub enum Role {
     /// Receives Zoom's events (event WebSocket under the lease, webhooks) and publishes
     /// them to JetStream.
     Ingress,
-    /// Runs plugins for the partitions it owns (not implemented yet: such a node only
-    /// joins the cluster).
+    /// Runs plugins for the partitions it owns (see `cluster::worker`).
     Worker,
-    /// Both.
+    /// Both (in this preview: ingress, delivering to its own plugins; no worker).
     All,
 }
 
