@@ -24,4 +24,4 @@ pub use media::{
     AudioCodec, AudioFormat, AudioFrame, ChatMessage, MediaKind, Participant, SessionKind,
     StreamInfo, StreamState, TranscriptSegment, VideoFrame,
 };
-pub use sink::{ControlError, EventTap, InputSink, StreamControl, StreamSink};
+pub use sink::{Acceptance, ControlError, EventTap, InputSink, StreamControl, StreamSink};

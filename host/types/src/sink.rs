@@ -19,6 +19,33 @@ pub trait InputSink: Send + Sync {
     /// A media stream opened; its inputs go to the returned handle, which ends the stream
     /// when closed or dropped.
     fn open_stream(&self, info: StreamInfo) -> Box<dyn StreamSink>;
+
+    /// One event from a source that can tell its sender whether it was kept (a webhook
+    /// answers Zoom with 200 only then, 5xx otherwise so Zoom retries it). The default
+    /// takes it through [`InputSink::event`] and reports it kept at once; a sink that
+    /// stores events durably first (cluster mode) returns [`Acceptance::Pending`], which
+    /// resolves within a bounded time.
+    fn accept(&self, event: Event) -> Acceptance {
+        Acceptance::Now(self.event(event))
+    }
+}
+
+/// Whether an event handed to [`InputSink::accept`] was kept.
+pub enum Acceptance {
+    /// Kept at once (queued for this many consumers).
+    Now(usize),
+    /// Kept once this resolves `Ok`; an `Err` says why it was not (the sender should be
+    /// told to deliver it again).
+    Pending(std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>),
+}
+
+impl std::fmt::Debug for Acceptance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Acceptance::Now(n) => f.debug_tuple("Now").field(n).finish(),
+            Acceptance::Pending(_) => f.write_str("Pending"),
+        }
+    }
 }
 
 /// One open stream's inputs, in order.

@@ -7,8 +7,11 @@
 //!   HMAC-SHA256 of `"v0:{timestamp}:{raw body}"` under the webhook secret token, verified
 //!   over the raw bytes in constant time (401 when it does not match),
 //! * answers `endpoint.url_validation` with `{"plainToken","encryptedToken"}`,
-//! * answers 200 at once for an event and dispatches it afterwards, in arrival order, on a
-//!   dispatcher task,
+//! * hands an event to its sink ([`InputSink::accept`]) in arrival order and answers 200
+//!   once the sink kept it: at once for the host's router; after the durable store
+//!   acknowledged it when the sink stores first (cluster mode). A sink that reports it
+//!   could not keep the event gets a 503 and the delivery is forgotten here, so Zoom's
+//!   retry (after 5, 20, 60 minutes) is taken again,
 //! * drops Zoom's retries of an already accepted delivery (same `x-zm-request-id`, or the
 //!   same body within [`WebhookConfig::dedupe_window`]) with a 200 so Zoom stops retrying.
 //!
@@ -32,11 +35,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 
 use zoomhost_protocol::webhook::{self as signature, SignatureError};
 use zoomhost_protocol::Secret;
-use zoomhost_types::InputSink;
+use zoomhost_types::{Acceptance, InputSink};
 use zoomhost_types::{Event, EventSource};
 
 /// The webhook receiver's settings.
@@ -151,13 +153,13 @@ impl DeliveryDedupe {
     }
 }
 
-/// The receiver's shared state: config, counters, de-duplication, and the queue to the
-/// dispatcher task.
+/// The receiver's shared state: config, counters, de-duplication, and the sink events
+/// go to.
 pub struct WebhookReceiver {
     config: WebhookConfig,
     stats: Arc<WebhookStats>,
     dedupe: Mutex<DeliveryDedupe>,
-    queue: mpsc::UnboundedSender<Event>,
+    sink: Arc<dyn InputSink>,
 }
 
 impl std::fmt::Debug for WebhookReceiver {
@@ -170,24 +172,15 @@ impl std::fmt::Debug for WebhookReceiver {
 }
 
 impl WebhookReceiver {
-    /// A receiver handing events to `sink`; spawns the dispatcher task (call inside a
-    /// tokio runtime). The task ends, after draining its queue, when the receiver is
-    /// dropped.
+    /// A receiver handing events to `sink` (which must not block; see
+    /// [`InputSink::accept`]).
     pub fn new(config: WebhookConfig, sink: Arc<dyn InputSink>) -> Arc<Self> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
-        tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                let name = event.name.clone();
-                let queued = sink.event(event);
-                tracing::debug!(event = %name, plugins = queued, "webhook event dispatched");
-            }
-        });
         let dedupe = DeliveryDedupe::new(config.dedupe_window, config.dedupe_capacity);
         Arc::new(Self {
             config,
             stats: Arc::new(WebhookStats::default()),
             dedupe: Mutex::new(dedupe),
-            queue: tx,
+            sink,
         })
     }
 
@@ -236,16 +229,25 @@ impl WebhookReceiver {
             }
             Delivery::Event(event) => event,
         };
-        if self.is_duplicate(headers, &body) {
+        let keys = delivery_keys(headers, &body);
+        if self.is_duplicate(&keys) {
             self.stats.duplicates.fetch_add(1, Ordering::SeqCst);
             tracing::info!(event = %event.name, "duplicate webhook delivery dropped (Zoom retry)");
             return Ok(StatusCode::OK.into_response());
         }
         let name = event.name.clone();
-        if self.queue.send(event).is_err() {
-            // The dispatcher is gone (shutting down): let Zoom retry later.
-            tracing::warn!(event = %name, "webhook dispatcher stopped; answering 503");
-            return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response());
+        match self.sink.accept(event) {
+            Acceptance::Now(queued) => {
+                tracing::debug!(event = %name, plugins = queued, "webhook event dispatched");
+            }
+            Acceptance::Pending(kept) => {
+                if let Err(reason) = kept.await {
+                    // Not kept: forget the delivery so Zoom's retry is taken again.
+                    self.forget(&keys);
+                    tracing::warn!(event = %name, "webhook event not kept, answering 503 so Zoom retries: {reason}");
+                    return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response());
+                }
+            }
         }
         self.stats.accepted.fetch_add(1, Ordering::SeqCst);
         tracing::debug!(event = %name, "webhook event accepted");
@@ -315,20 +317,33 @@ impl WebhookReceiver {
 
     /// Whether this delivery was seen within the dedupe window: Zoom retries with the
     /// same request id; the body hash catches retries that arrive without one.
-    fn is_duplicate(&self, headers: &HeaderMap, body: &[u8]) -> bool {
-        let mut keys = vec![format!("body:{}", hex::encode(Sha256::digest(body)))];
-        if let Some(id) = headers
-            .get("x-zm-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|s| !s.is_empty())
-        {
-            keys.push(format!("id:{id}"));
-        }
+    fn is_duplicate(&self, keys: &[String]) -> bool {
         self.dedupe
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .check_and_insert(&keys)
+            .check_and_insert(keys)
     }
+
+    /// Forgets a delivery that was not kept.
+    fn forget(&self, keys: &[String]) {
+        let mut dedupe = self.dedupe.lock().unwrap_or_else(|p| p.into_inner());
+        for key in keys {
+            dedupe.seen.remove(key);
+        }
+    }
+}
+
+/// The de-duplication keys of a delivery: its body hash and, when given, its request id.
+fn delivery_keys(headers: &HeaderMap, body: &[u8]) -> Vec<String> {
+    let mut keys = vec![format!("body:{}", hex::encode(Sha256::digest(body)))];
+    if let Some(id) = headers
+        .get("x-zm-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+    {
+        keys.push(format!("id:{id}"));
+    }
+    keys
 }
 
 /// A refused request: the status to answer and why.

@@ -7,9 +7,11 @@
 //! start, so a `*.rtms_started` on the first connection opens its stream.
 //!
 //! Cluster mode ([`Host::start_with_cluster`]): the node joins before any source starts;
-//! an ingress node taps every accepted event into the JetStream publisher and runs the
+//! an ingress node sends every accepted event to the JetStream publisher instead of its
+//! own plugins (a webhook is answered once JetStream acknowledged it) and runs the
 //! event WebSocket only while it holds the ingress lease; a worker node runs no Zoom
-//! event source. Without a cluster section nothing of this runs.
+//! event source and delivers the events of the partitions it owns; `role = "all"` runs
+//! both halves. Without a cluster section nothing of this runs.
 //!
 //! Shutdown: sources stop accepting first, then RTMS streams close, then the plugins'
 //! mailboxes drain, so nothing already accepted is lost.
@@ -114,11 +116,14 @@ impl Host {
         };
         if let Some(cluster) = cluster {
             let mut member = ClusterMember::join(cluster).await?;
-            if member.role() == crate::config::Role::Worker {
+            if member.role().is_worker() {
                 member.start_worker(host.plugins.router().clone()).await?;
             }
-            if let Some(tap) = member.publish_tap() {
-                host.inputs.tap(tap);
+            // Accepted events go to JetStream only; workers (this node's own worker half
+            // for `role = "all"`) deliver them.
+            if let Some(outlet) = member.publish_outlet() {
+                let within = member.config().accept_timeout;
+                host.inputs.send_to(outlet, within);
             }
             host.cluster = Some(member);
         }

@@ -15,6 +15,14 @@
 //! `x-zm-request-id` still answers Zoom's retries before they are parsed, and counts them
 //! as retries.
 //!
+//! **Cluster ingress** ([`Inputs::send_to`]): a new event goes, after the taps, to an
+//! outlet (the JetStream publisher) instead of the local router, since workers deliver
+//! it (a node with `role = "all"` through its own worker half). A webhook's event
+//! ([`InputSink::accept`]) is kept only once the outlet reports JetStream's
+//! acknowledgement within the accept timeout; otherwise its id is forgotten here, so
+//! Zoom's retry passes again and JetStream's duplicate window collapses it should the
+//! first attempt land late.
+//!
 //! Memory is bounded: the ids (128 bits each) are kept in a map plus a time-ordered queue,
 //! about 100 bytes an event, and at most `capacity` of them (200 000 by default, about
 //! 20 MB); past that the oldest are forgotten first.
@@ -23,17 +31,24 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
 
 pub use zoomhost_types::EventTap;
-use zoomhost_types::{Event, EventSource, InputSink, StreamInfo, StreamSink};
+use zoomhost_types::{Acceptance, Event, EventSource, InputSink, StreamInfo, StreamSink};
 pub use zoomhost_zoom::config::EventDedupeConfig;
+
+/// Where a cluster ingress node sends its accepted events instead of its router: queues
+/// one (never blocking) and returns a receiver of whether it was stored durably.
+pub type Outlet = Arc<dyn Fn(&Event) -> oneshot::Receiver<Result<(), String>> + Send + Sync>;
 
 /// The input sink the sources deliver into.
 pub struct Inputs {
     sink: Arc<dyn InputSink>,
     taps: RwLock<Vec<EventTap>>,
-    seen: Mutex<SeenEvents>,
+    outlet: RwLock<Option<(Outlet, Duration)>>,
+    seen: Arc<Mutex<SeenEvents>>,
     /// Duplicates dropped, per [`EventSource`] (websocket, webhook, replay, simulator).
     duplicates: [AtomicU64; 4],
 }
@@ -87,7 +102,8 @@ impl Inputs {
         Arc::new(Self {
             sink,
             taps: RwLock::default(),
-            seen: Mutex::new(SeenEvents::new(dedupe)),
+            outlet: RwLock::default(),
+            seen: Arc::new(Mutex::new(SeenEvents::new(dedupe))),
             duplicates: Default::default(),
         })
     }
@@ -98,6 +114,44 @@ impl Inputs {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(tap);
+    }
+
+    /// Sends every new event to `outlet` instead of the router from now on (cluster
+    /// ingress); a webhook's event counts as kept once the outlet reports it stored within
+    /// `accept_timeout`.
+    pub fn send_to(&self, outlet: Outlet, accept_timeout: Duration) {
+        *self.outlet.write().unwrap_or_else(|p| p.into_inner()) = Some((outlet, accept_timeout));
+    }
+
+    fn outlet(&self) -> Option<(Outlet, Duration)> {
+        self.outlet
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether `event` is new (remembering it, and showing it to the taps); a duplicate
+    /// is counted and dropped.
+    fn admit(&self, event: &Event) -> bool {
+        let first = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first_sighting(&event.id, Instant::now());
+        if !first {
+            self.duplicates[source_index(event.source)].fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                event = %event.name,
+                id = %event.id,
+                source = ?event.source,
+                "duplicate event dropped (already delivered)"
+            );
+            return false;
+        }
+        for tap in self.taps.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            tap(event);
+        }
+        true
     }
 
     /// Duplicates dropped so far, per source.
@@ -119,25 +173,43 @@ impl Inputs {
 
 impl InputSink for Inputs {
     fn event(&self, event: Event) -> usize {
-        let first = self
-            .seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .first_sighting(&event.id, Instant::now());
-        if !first {
-            self.duplicates[source_index(event.source)].fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(
-                event = %event.name,
-                id = %event.id,
-                source = ?event.source,
-                "duplicate event dropped (already delivered)"
-            );
+        if !self.admit(&event) {
             return 0;
         }
-        for tap in self.taps.read().unwrap_or_else(|p| p.into_inner()).iter() {
-            tap(&event);
+        match self.outlet() {
+            // The publisher retries on its own; nobody to answer here.
+            Some((outlet, _)) => {
+                drop(outlet(&event));
+                0
+            }
+            None => self.sink.event(event),
         }
-        self.sink.event(event)
+    }
+
+    fn accept(&self, event: Event) -> Acceptance {
+        if !self.admit(&event) {
+            return Acceptance::Now(0);
+        }
+        let Some((outlet, within)) = self.outlet() else {
+            return Acceptance::Now(self.sink.event(event));
+        };
+        let stored = outlet(&event);
+        let seen = self.seen.clone();
+        let id = event.id;
+        Acceptance::Pending(Box::pin(async move {
+            let reason = match tokio::time::timeout(within, stored).await {
+                Ok(Ok(Ok(()))) => return Ok(()),
+                Ok(Ok(Err(e))) => e,
+                Ok(Err(_)) => "the cluster publisher stopped".to_string(),
+                Err(_) => format!(
+                    "JetStream did not acknowledge within {} ms",
+                    within.as_millis()
+                ),
+            };
+            // Not kept: a redelivery must pass again.
+            seen.lock().unwrap_or_else(|p| p.into_inner()).forget(&id);
+            Err(reason)
+        }))
     }
 
     fn open_stream(&self, info: StreamInfo) -> Box<dyn StreamSink> {
@@ -186,6 +258,13 @@ impl SeenEvents {
         true
     }
 
+    /// Forgets `id` (an event that was not kept after all).
+    fn forget(&mut self, id: &str) {
+        if !id.is_empty() {
+            self.at.remove(&key_of(id));
+        }
+    }
+
     fn forget_old(&mut self, now: Instant) {
         while self
             .order
@@ -197,8 +276,11 @@ impl SeenEvents {
     }
 
     fn pop_oldest(&mut self) {
-        if let Some((_, key)) = self.order.pop_front() {
-            self.at.remove(&key);
+        if let Some((at, key)) = self.order.pop_front() {
+            // Only when this is the id's latest sighting (a forgotten id may be back).
+            if self.at.get(&key) == Some(&at) {
+                self.at.remove(&key);
+            }
         }
     }
 }

@@ -13,7 +13,12 @@
 //!   stream [`EVENT_STREAM`] on `zoomhost.events.<partition>` with its content-derived id
 //!   as `Nats-Msg-Id` and a 65-minute duplicate window, so retries, both sources and
 //!   several ingress nodes collapse to one stored message; publishing awaits JetStream's
-//!   acknowledgement and retries;
+//!   acknowledgement and retries. A webhook is answered only after that acknowledgement:
+//!   200 once the event is stored, 503 when it was not within `accept_timeout_ms` (2.5 s
+//!   by default; Zoom wants an answer within 3 s), so Zoom retries after 5, 20 and 60
+//!   minutes and the retry, taken again (the receiver and the input path forget a
+//!   delivery that was not kept), collapses onto any late first attempt by its id. The
+//!   event WebSocket cannot be answered; its events are retried by the publisher alone;
 //! - [`partition`]: the meeting of an event and its partition (stable FNV-1a hash);
 //! - [`nats_server`]: a local `nats-server` for tests and development;
 //!
@@ -26,8 +31,11 @@
 //! resolves; a dead worker's partitions move when its leases expire and its unacknowledged
 //! events are redelivered (at-least-once across a crash).
 //!
-//! In this preview an ingress node still delivers to its own plugins as without a
-//! cluster, and a node with `role = "all"` runs no worker.
+//! An ingress node's accepted events go to JetStream only, never to its own plugins:
+//! workers deliver them. A node with `role = "all"` runs both halves, so each event
+//! reaches its plugins once, through whichever worker owns the partition (its own or
+//! another node's). RTMS streams still open on the ingress node that accepted
+//! `*.rtms_started` (moving them to the partition's worker is not done yet).
 //!
 //! **Where the rest goes** (not implemented yet): `rtms_state` keeping each RTMS stream's
 //! handshake state in a key-value bucket for the partition's next owner; `plugins`
@@ -196,6 +204,15 @@ impl ClusterMember {
     /// A tap that publishes every accepted event (ingress roles only).
     pub fn publish_tap(&self) -> Option<EventTap> {
         self.publisher.as_ref().map(publish::Publisher::tap)
+    }
+
+    /// Where the input path sends accepted events (ingress roles only): the publisher,
+    /// reporting JetStream's acknowledgement.
+    pub fn publish_outlet(&self) -> Option<crate::inputs::Outlet> {
+        let publisher = self.publisher.clone()?;
+        Some(Arc::new(move |event: &zoomhost_types::Event| {
+            publisher.publish_acked(event)
+        }))
     }
 
     /// The publisher's counters (ingress roles only).

@@ -1,8 +1,9 @@
 //! Publishing accepted events to the JetStream stream [`super::EVENT_STREAM`].
 //!
-//! The ingress node's input path taps every event it accepts (after its own local
-//! de-duplication) into an unbounded queue ([`Publisher::tap`]: the tap never blocks a
-//! source); one task publishes them in order, each on `zoomhost.events.<partition>`
+//! The ingress node's input path hands every event it accepts (after its own local
+//! de-duplication) to an unbounded queue ([`Publisher::publish_acked`]: it never blocks a
+//! source, and returns a receiver of the outcome, which the webhook receiver awaits
+//! before it answers Zoom); one task publishes them in order, each on `zoomhost.events.<partition>`
 //! ([`super::partition`]) with the event's content-derived id as `Nats-Msg-Id`, and
 //! awaits JetStream's acknowledgement before the next, so events of one meeting are
 //! stored in the order this node accepted them. The stream's duplicate window (65
@@ -26,7 +27,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, message::PublishMessage};
 use backon::{ExponentialBuilder, Retryable as _};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use zoomhost_types::{Event, EventSource, EventTap};
 
 /// Counters of the publisher.
@@ -74,16 +75,19 @@ pub async fn ensure_stream(
     Ok(())
 }
 
+/// An event queued for publishing, with who awaits its outcome.
+pub type Queued = (Event, Option<oneshot::Sender<Result<(), String>>>);
+
 /// The queue into the publishing task.
 #[derive(Debug, Clone)]
 pub struct Publisher {
-    tx: mpsc::UnboundedSender<Event>,
+    tx: mpsc::UnboundedSender<Queued>,
     stats: Arc<PublishStats>,
 }
 
 impl Publisher {
     /// A publisher and the receiving end its task drains.
-    pub fn new() -> (Publisher, mpsc::UnboundedReceiver<Event>) {
+    pub fn new() -> (Publisher, mpsc::UnboundedReceiver<Queued>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::default();
         (Publisher { tx, stats }, rx)
@@ -91,8 +95,20 @@ impl Publisher {
 
     /// Queues one event.
     pub fn publish(&self, event: &Event) {
+        self.queue(event, None);
+    }
+
+    /// Queues one event; the receiver resolves `Ok` once JetStream acknowledged it (stored
+    /// or a duplicate of a stored one), `Err` once every attempt failed.
+    pub fn publish_acked(&self, event: &Event) -> oneshot::Receiver<Result<(), String>> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(event, Some(tx));
+        rx
+    }
+
+    fn queue(&self, event: &Event, ack: Option<oneshot::Sender<Result<(), String>>>) {
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(event.clone()).is_err() {
+        if self.tx.send((event.clone(), ack)).is_err() {
             self.stats.lost.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
                 event = %event.name,
@@ -118,7 +134,7 @@ impl Publisher {
 /// drains what is queued and returns.
 pub async fn run(
     js: jetstream::Context,
-    mut rx: mpsc::UnboundedReceiver<Event>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
     stats: Arc<PublishStats>,
     settings: PublishSettings,
     mut stop: watch::Receiver<bool>,
@@ -132,10 +148,10 @@ pub async fn run(
             },
             _ = stop.wait_for(|s| *s) => break,
         };
-        publish_one(&js, &event, &stats, &settings).await;
+        publish_answered(&js, event, &stats, &settings).await;
     }
     while let Ok(event) = rx.try_recv() {
-        publish_one(&js, &event, &stats, &settings).await;
+        publish_answered(&js, event, &stats, &settings).await;
     }
 }
 
@@ -178,12 +194,25 @@ pub fn body(event: &Event, node: &str) -> bytes::Bytes {
     bytes::Bytes::from(body.to_string())
 }
 
+async fn publish_answered(
+    js: &jetstream::Context,
+    (event, ack): Queued,
+    stats: &PublishStats,
+    settings: &PublishSettings,
+) {
+    let outcome = publish_one(js, &event, stats, settings).await;
+    if let Some(ack) = ack {
+        // Whoever waited may have given up (answered 5xx): nothing to tell then.
+        let _ = ack.send(outcome);
+    }
+}
+
 async fn publish_one(
     js: &jetstream::Context,
     event: &Event,
     stats: &PublishStats,
     settings: &PublishSettings,
-) {
+) -> Result<(), String> {
     let subject = super::partition::subject(super::partition::of_event_payload(
         &event.payload,
         settings.partitions,
@@ -228,10 +257,12 @@ async fn publish_one(
         Ok(ack) if ack.duplicate => {
             stats.duplicates.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(event = %event.name, id = %event.id, "already in the stream");
+            Ok(())
         }
         Ok(ack) => {
             stats.published.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(event = %event.name, id = %event.id, seq = ack.sequence, %subject, "published");
+            Ok(())
         }
         Err(e) => {
             stats.lost.fetch_add(1, Ordering::Relaxed);
@@ -241,6 +272,7 @@ async fn publish_one(
                 attempts = settings.attempts,
                 "event LOST: not published to JetStream: {e:#}"
             );
+            Err(format!("not published to JetStream: {e:#}"))
         }
     }
 }

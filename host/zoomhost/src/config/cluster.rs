@@ -14,6 +14,7 @@
 //! partitions = 64                      # fixed for the life of a cluster
 //! duplicate_window_s = 3900            # JetStream dedupe window (65 min: Zoom's last retry is at 60)
 //! publish_attempts = 8                 # per event, with backoff, before it is logged as lost
+//! accept_timeout_ms = 2500             # a webhook is answered 503 unless JetStream acked within it
 //! ```
 //!
 //! Without the section nothing of the cluster runs and no NATS is needed. Secrets
@@ -42,7 +43,7 @@ pub enum Role {
     Ingress,
     /// Runs plugins for the partitions it owns (see `cluster::worker`).
     Worker,
-    /// Both (in this preview: ingress, delivering to its own plugins; no worker).
+    /// Both: ingress publishing to JetStream, and a worker delivering what it consumes.
     All,
 }
 
@@ -50,6 +51,11 @@ impl Role {
     /// Whether this node receives Zoom events and publishes them.
     pub fn is_ingress(self) -> bool {
         matches!(self, Role::Ingress | Role::All)
+    }
+
+    /// Whether this node runs plugins for the partitions it owns.
+    pub fn is_worker(self) -> bool {
+        matches!(self, Role::Worker | Role::All)
     }
 }
 
@@ -91,7 +97,13 @@ pub struct ClusterConfig {
     pub duplicate_window: Duration,
     /// Attempts to publish one event before it is logged as lost.
     pub publish_attempts: u32,
+    /// How long an ingress node waits for JetStream to acknowledge a webhook's event
+    /// before answering Zoom 503 (Zoom wants an answer within 3 s).
+    pub accept_timeout: Duration,
 }
+
+/// How long a webhook waits for JetStream's acknowledgement by default.
+pub const DEFAULT_ACCEPT_TIMEOUT: Duration = Duration::from_millis(2500);
 
 impl ClusterConfig {
     /// A config for `nats_url` with every default (role `all`).
@@ -105,6 +117,7 @@ impl ClusterConfig {
             partitions: DEFAULT_PARTITIONS,
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
             publish_attempts: 8,
+            accept_timeout: DEFAULT_ACCEPT_TIMEOUT,
         }
     }
 }
@@ -135,6 +148,7 @@ pub struct RawCluster {
     partitions: Option<u32>,
     duplicate_window_s: Option<u64>,
     publish_attempts: Option<u32>,
+    accept_timeout_ms: Option<u64>,
 }
 
 /// Validates the raw section; each problem names its key (`cluster.KEY`).
@@ -251,6 +265,15 @@ pub fn resolve(
     if publish_attempts == 0 {
         problems.push("cluster.publish_attempts: must be at least 1".into());
     }
+    let accept_timeout = raw
+        .accept_timeout_ms
+        .map_or(DEFAULT_ACCEPT_TIMEOUT, Duration::from_millis);
+    if accept_timeout.is_zero() || accept_timeout >= Duration::from_secs(3) {
+        problems.push(format!(
+            "cluster.accept_timeout_ms: {} is outside 1..3000 (Zoom wants an answer within 3 s)",
+            accept_timeout.as_millis()
+        ));
+    }
     Some(ClusterConfig {
         nats_url,
         auth,
@@ -260,6 +283,7 @@ pub fn resolve(
         partitions,
         duplicate_window,
         publish_attempts,
+        accept_timeout,
     })
 }
 
