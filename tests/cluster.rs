@@ -892,3 +892,139 @@ async fn a_crashed_workers_partitions_move_and_no_published_event_is_lost() {
         host.shutdown().await;
     }
 }
+
+/// A worker node with an empty, watched plugins folder, its plugin log lines in `logs`.
+async fn bare_worker(
+    nats: &NatsServer,
+    zoom: &LocalZoom,
+    node: &str,
+    plugins: &Path,
+    logs: &crate::support::Logs,
+) -> Host {
+    std::fs::create_dir_all(plugins.join(node)).unwrap();
+    let options = HostOptions {
+        log_sink: Some(logs.sink()),
+        watch: Some(None),
+    };
+    member_with(nats, zoom, node, plugins, Role::Worker, options).await
+}
+
+/// The names and declared metadata names of a host's loaded plugins.
+async fn loaded(host: &Host) -> Vec<(String, String)> {
+    host.plugins()
+        .plugins()
+        .await
+        .into_iter()
+        .map(|p| (p.name, p.metadata.name))
+        .collect()
+}
+
+/// Waits (hang guard only) until `host`'s plugins are `want`.
+async fn until_loaded(host: &Host, want: &[(&str, &str)]) {
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let start = Instant::now();
+    loop {
+        let now = loaded(host).await;
+        if now == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for plugins {want:?}; loaded: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pushed_plugin_is_loaded_swapped_and_removed_on_every_worker() {
+    use zoomhost::cluster::plugins;
+    let Some(nats) = nats().await else { return };
+    let zoom = LocalZoom::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (l1, l2, l3) = (
+        crate::support::Logs::default(),
+        crate::support::Logs::default(),
+        crate::support::Logs::default(),
+    );
+    let w1 = bare_worker(&nats, &zoom, "worker-1", dir.path(), &l1).await;
+    let w2 = bare_worker(&nats, &zoom, "worker-2", dir.path(), &l2).await;
+    assert!(loaded(&w1).await.is_empty() && loaded(&w2).await.is_empty());
+    let store = plugins::open_bucket(w1.cluster().unwrap().jetstream())
+        .await
+        .unwrap();
+    let recorder = std::fs::read(crate::support::wasm("recorder")).unwrap();
+    let noop = std::fs::read(crate::support::wasm("noop")).unwrap();
+    let recorder_name = |h: &Host| {
+        let h = h.plugins().clone();
+        async move { h.plugins().await.first().map(|p| p.metadata.name.clone()) }
+    };
+
+    // Pushed once: both workers load it, and published events reach it.
+    plugins::push(&store, "rec", &recorder).await.unwrap();
+    until("worker-1 loads rec", Duration::from_secs(60), || {
+        dir.path().join("worker-1/rec.wasm").exists()
+    })
+    .await;
+    let rec_meta = loop {
+        if let Some(name) = recorder_name(&w1).await {
+            break name;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    until_loaded(&w1, &[("rec", &rec_meta)]).await;
+    until_loaded(&w2, &[("rec", &rec_meta)]).await;
+    assert_eq!(
+        plugins::list(&store).await.unwrap(),
+        vec![("rec".to_string(), recorder.len())]
+    );
+    let a = ingress(&nats, &zoom, "ingress-1", dir.path()).await;
+    publish_events(&a, 20, 0, 1);
+    until("every event reaches rec", Duration::from_secs(60), || {
+        crate::support::event_ids(&l1, "rec").len() + crate::support::event_ids(&l2, "rec").len()
+            >= 20
+    })
+    .await;
+
+    // A new version under the same name: both swap.
+    plugins::push(&store, "rec", &noop).await.unwrap();
+    let noop_meta = loop {
+        match recorder_name(&w1).await {
+            Some(name) if name != rec_meta => break name,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    until_loaded(&w1, &[("rec", &noop_meta)]).await;
+    until_loaded(&w2, &[("rec", &noop_meta)]).await;
+
+    // A node started after the push gets the current version from the initial sync.
+    let w3 = bare_worker(&nats, &zoom, "worker-3", dir.path(), &l3).await;
+    until_loaded(&w3, &[("rec", &noop_meta)]).await;
+
+    // Removed: every worker unloads it.
+    plugins::remove(&store, "rec").await.unwrap();
+    for w in [&w1, &w2, &w3] {
+        until_loaded(w, &[]).await;
+    }
+    assert!(plugins::list(&store).await.unwrap().is_empty());
+    let written: u64 = [&w1, &w2, &w3]
+        .iter()
+        .map(|w| {
+            w.cluster()
+                .unwrap()
+                .mirror_stats()
+                .written
+                .load(Ordering::Relaxed)
+        })
+        .sum();
+    assert_eq!(
+        written, 5,
+        "rec and its new version on two nodes, one on the third"
+    );
+    for host in [w1, w2, w3, a] {
+        host.shutdown().await;
+    }
+}

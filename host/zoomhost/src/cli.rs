@@ -114,6 +114,13 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Cluster plugins (the `[cluster]` section's NATS): every worker loads, hot-swaps
+    /// and unloads them as if they were dropped in (or removed from) its plugins folder.
+    Plugin {
+        /// What to do.
+        #[command(subcommand)]
+        action: PluginAction,
+    },
     /// Push a JSON-lines file of recorded events (and media) through a folder of plugins.
     Replay {
         /// The JSON-lines file.
@@ -128,6 +135,34 @@ pub enum Command {
         /// first and replay through them (run from inside the zoomhost repo).
         #[arg(long, conflicts_with = "plugins")]
         build_examples: bool,
+    },
+}
+
+/// `zoomhost plugin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PluginAction {
+    /// Check a component (as `zoomhost check` compiles it) and store it as NAME (the
+    /// file stem), replacing an earlier version on every worker.
+    Push {
+        /// The `NAME.wasm` file.
+        file: PathBuf,
+        /// Host config with the `[cluster]` section (and the limits the check uses).
+        #[arg(long, short, default_value = "zoomhost.toml")]
+        config: PathBuf,
+    },
+    /// Remove plugin NAME from the cluster (every worker unloads it).
+    Remove {
+        /// The plugin name.
+        name: String,
+        /// Host config with the `[cluster]` section.
+        #[arg(long, short, default_value = "zoomhost.toml")]
+        config: PathBuf,
+    },
+    /// List the cluster's plugins.
+    List {
+        /// Host config with the `[cluster]` section.
+        #[arg(long, short, default_value = "zoomhost.toml")]
+        config: PathBuf,
     },
 }
 
@@ -173,6 +208,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::BenchSim { streams, frames } => crate::bench::serve_sim(streams, frames).await,
         Command::Simulate { scenario, hold } => simulate(&scenario, hold).await,
         Command::Check { plugin, config } => check(&plugin, config.as_deref()).await,
+        Command::Plugin { action } => plugin_command(action).await,
         Command::Replay {
             file,
             plugins,
@@ -341,6 +377,63 @@ async fn check(path: &Path, config_path: Option<&Path>) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// The config and `[cluster]` section a `plugin` command needs.
+fn cluster_config(path: &Path) -> anyhow::Result<(HostConfig, crate::config::ClusterConfig)> {
+    let (config, cluster) = HostConfig::load_with_cluster(path)?;
+    let cluster = cluster.with_context(|| {
+        format!(
+            "{}: no [cluster] section: `zoomhost plugin` stores plugins in the cluster's NATS (cluster.nats_url)",
+            path.display()
+        )
+    })?;
+    Ok((config, cluster))
+}
+
+async fn plugin_command(action: PluginAction) -> anyhow::Result<ExitCode> {
+    use crate::cluster::plugins;
+    match action {
+        PluginAction::Push { file, config } => {
+            let name = plugins::name_of_file(&file)?;
+            let (config, cluster) = cluster_config(&config)?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let runtime = Runtime::new(&config.runtime)?;
+            let grant = config.runtime.grant(&name);
+            let compiled = runtime.compile(&bytes, &file.display().to_string(), &grant.limits)?;
+            let store = plugins::connect_store(&cluster).await?;
+            plugins::push(&store, &name, &bytes).await?;
+            println!(
+                "pushed {name} ({} bytes, {}) to {}",
+                bytes.len(),
+                compiled.world_version(),
+                cluster.nats_url
+            );
+        }
+        PluginAction::Remove { name, config } => {
+            anyhow::ensure!(
+                plugins::valid_name(&name),
+                "\"{name}\" is not a plugin name (ASCII letters, digits, '-' and '_')"
+            );
+            let (_, cluster) = cluster_config(&config)?;
+            let store = plugins::connect_store(&cluster).await?;
+            plugins::remove(&store, &name).await?;
+            println!("removed {name} from {}", cluster.nats_url);
+        }
+        PluginAction::List { config } => {
+            let (_, cluster) = cluster_config(&config)?;
+            let store = plugins::connect_store(&cluster).await?;
+            let listed = plugins::list(&store).await?;
+            if listed.is_empty() {
+                println!("no plugins in {}", cluster.nats_url);
+            }
+            for (name, size) in listed {
+                println!("{name:<24} {size:>10} bytes");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Builds every crate under the workspace's `plugins/` for wasm32-wasip2 and copies the
 /// components into a fresh temp folder.
 fn build_examples_into_temp() -> anyhow::Result<tempfile::TempDir> {
@@ -463,5 +556,64 @@ pub fn print_summary(infos: &[PluginInfo]) {
             if s.quarantined { "yes" } else { "no" },
             s.busy_micros as f64 / 1000.0
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_commands_parse() {
+        let cli = Cli::try_parse_from(["zoomhost", "plugin", "push", "rec.wasm", "-c", "z.toml"])
+            .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Plugin { action: PluginAction::Push { file, config } }
+                if file == Path::new("rec.wasm") && config == Path::new("z.toml")
+        ));
+        let cli = Cli::try_parse_from(["zoomhost", "plugin", "remove", "rec"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Plugin { action: PluginAction::Remove { name, config } }
+                if name == "rec" && config == Path::new("zoomhost.toml")
+        ));
+        assert!(Cli::try_parse_from(["zoomhost", "plugin", "list"]).is_ok());
+        assert!(Cli::try_parse_from(["zoomhost", "plugin", "push"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn plugin_commands_explain_a_missing_section_and_an_unreachable_nats() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.toml");
+        std::fs::write(&plain, "").unwrap();
+        let err = plugin_command(PluginAction::List { config: plain })
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no [cluster] section"),
+            "{err:#}"
+        );
+
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("nats://127.0.0.1:{port}");
+        let config = dir.path().join("cluster.toml");
+        std::fs::write(
+            &config,
+            format!("[cluster]\nnats_url = \"{url}\"\nrole = \"worker\"\n"),
+        )
+        .unwrap();
+        let err = plugin_command(PluginAction::Remove {
+            name: "rec".into(),
+            config,
+        })
+        .await
+        .unwrap_err();
+        assert!(format!("{err:#}").contains(&url), "{err:#}");
     }
 }

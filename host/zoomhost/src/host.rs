@@ -118,6 +118,14 @@ impl Host {
             let mut member = ClusterMember::join(cluster).await?;
             if member.role().is_worker() {
                 member.start_worker(host.plugins.router().clone()).await?;
+                // The largest component any grant allows; the loader applies each plugin's own.
+                let max_bytes = config
+                    .runtime
+                    .plugins
+                    .values()
+                    .map(|g| g.limits.max_component_bytes())
+                    .fold(config.runtime.limits.max_component_bytes(), u64::max);
+                member.start_plugin_mirror(dir.clone(), max_bytes).await?;
             }
             // Accepted events go to JetStream only; workers (this node's own worker half
             // for `role = "all"`) deliver them.

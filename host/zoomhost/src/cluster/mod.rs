@@ -37,18 +37,24 @@
 //! another node's). RTMS streams still open on the ingress node that accepted
 //! `*.rtms_started` (moving them to the partition's worker is not done yet).
 //!
+//! Plugins for the whole cluster live in the object store of [`plugins`]: `zoomhost plugin
+//! push FILE.wasm` (and `remove`, `list`) change it, and every worker mirrors it into its
+//! plugins folder (temp file, then rename), where the folder watcher loads, hot-swaps or
+//! unloads each plugin as for a file dropped there.
+//!
 //! **Where the rest goes** (not implemented yet): `rtms_state` keeping each RTMS stream's
-//! handshake state in a key-value bucket for the partition's next owner; `plugins`
-//! storing components in an object store for `zoomhost plugin push`; and the status view
-//! reading the lease bucket. [`ClusterMember`] is where each is started and stopped.
+//! handshake state in a key-value bucket for the partition's next owner; and the status
+//! view reading the lease bucket. [`ClusterMember`] is where each is started and stopped.
 
 pub mod ingress;
 pub mod lease;
 pub mod nats_server;
 pub mod partition;
+pub mod plugins;
 pub mod publish;
 pub mod worker;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,6 +125,8 @@ pub struct ClusterMember {
     publisher_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     lease_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     worker_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    mirror_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    mirror_stats: Arc<plugins::MirrorStats>,
     worker_stats: Arc<worker::WorkerStats>,
     owned: watch::Sender<std::collections::BTreeSet<u32>>,
     leading: watch::Sender<bool>,
@@ -149,6 +157,8 @@ impl ClusterMember {
             publisher_task: None,
             lease_task: None,
             worker_task: None,
+            mirror_task: None,
+            mirror_stats: Arc::default(),
             worker_stats: Arc::default(),
             owned: watch::channel(Default::default()).0,
             leading,
@@ -267,6 +277,35 @@ impl ClusterMember {
         Ok(())
     }
 
+    /// Starts mirroring the cluster's plugins ([`plugins`]) into `dir`, the folder the
+    /// plugin host watches; objects over `max_bytes` are skipped.
+    pub async fn start_plugin_mirror(
+        &mut self,
+        dir: PathBuf,
+        max_bytes: u64,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.mirror_task.is_none(),
+            "this node already mirrors the plugin bucket"
+        );
+        plugins::open_bucket(&self.js).await?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(plugins::mirror(
+            self.js.clone(),
+            dir,
+            max_bytes,
+            self.mirror_stats.clone(),
+            stopped,
+        ));
+        self.mirror_task = Some((stop, task));
+        Ok(())
+    }
+
+    /// The plugin mirror's counters.
+    pub fn mirror_stats(&self) -> &Arc<plugins::MirrorStats> {
+        &self.mirror_stats
+    }
+
     /// The partitions this worker owns now, updated as they change.
     pub fn owned_partitions(&self) -> watch::Receiver<std::collections::BTreeSet<u32>> {
         self.owned.subscribe()
@@ -314,6 +353,7 @@ impl ClusterMember {
     /// then the publisher drains its queue (each stage bounded by `within`).
     pub async fn leave(mut self, within: Duration) {
         for (stage, slot) in [
+            ("plugin mirror", self.mirror_task.take()),
             ("worker", self.worker_task.take()),
             ("ingress lease", self.lease_task.take()),
             ("publisher", self.publisher_task.take()),
@@ -344,6 +384,7 @@ impl Drop for ClusterMember {
     /// can tell): its tasks are aborted, so its lease expires and a standby takes over.
     fn drop(&mut self) {
         for (_, task) in [
+            self.mirror_task.take(),
             self.worker_task.take(),
             self.lease_task.take(),
             self.publisher_task.take(),
