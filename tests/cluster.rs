@@ -1010,6 +1010,24 @@ async fn a_pushed_plugin_is_loaded_swapped_and_removed_on_every_worker() {
         until_loaded(w, &[]).await;
     }
     assert!(plugins::list(&store).await.unwrap().is_empty());
+
+    // Something that is not a component (pushed past the CLI's check): logged and
+    // skipped on every node, which keeps running.
+    plugins::push(&store, "bad", b"not wasm").await.unwrap();
+    let skipped = |w: &Host| {
+        w.cluster()
+            .unwrap()
+            .mirror_stats()
+            .skipped
+            .load(Ordering::Relaxed)
+    };
+    until("every node skips bad", Duration::from_secs(60), || {
+        [&w1, &w2, &w3].iter().all(|w| skipped(w) == 1)
+    })
+    .await;
+    for node in ["worker-1", "worker-2", "worker-3"] {
+        assert!(!dir.path().join(node).join("bad.wasm").exists());
+    }
     let written: u64 = [&w1, &w2, &w3]
         .iter()
         .map(|w| {
