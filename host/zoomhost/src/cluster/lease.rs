@@ -33,6 +33,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, kv};
 use tokio::sync::watch;
+
+use super::pause;
 use tokio::time::Instant;
 
 /// What a lease guards: started when the lease is acquired, stopped when it is lost or
@@ -198,14 +200,6 @@ fn note_failure(failing: &mut bool, spec: &LeaseSpec, what: &str) {
         tracing::warn!(lease = %spec.key, "lease unreachable (retrying every third of the TTL): {what}");
     }
     *failing = true;
-}
-
-/// Sleeps `d`; true when `stop` turned true meanwhile.
-async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => false,
-        _ = stop.wait_for(|s| *s) => true,
-    }
 }
 
 /// Renews the lease written at `revision` (sent at `sent`) every TTL/3. Returns the

@@ -77,8 +77,13 @@ pub const LEASE_BUCKET: &str = "zoomhost_leases";
 /// The lease key of the ingress leader of an event subscription:
 /// `ingress.<subscription id>` (characters a key cannot hold become `_`).
 pub fn ingress_lease_key(subscription_id: &str) -> String {
-    let id: String = subscription_id
-        .chars()
+    let id = key_safe(subscription_id);
+    format!("ingress.{}", if id.is_empty() { "_" } else { &id })
+}
+
+/// `text` with every character a key-value key cannot hold replaced by `_`.
+pub(crate) fn key_safe(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=') {
                 c
@@ -86,8 +91,18 @@ pub fn ingress_lease_key(subscription_id: &str) -> String {
                 '_'
             }
         })
-        .collect();
-    format!("ingress.{}", if id.is_empty() { "_" } else { &id })
+        .collect()
+}
+
+/// Sleeps `d`; true when `stop` turned true meanwhile.
+pub(crate) async fn pause(
+    d: std::time::Duration,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = stop.wait_for(|s| *s) => true,
+    }
 }
 
 /// Connects to NATS with the section's URL and credentials.

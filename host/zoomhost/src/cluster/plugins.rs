@@ -24,6 +24,8 @@ use futures_util::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::watch;
 
+use super::pause;
+
 /// The object store bucket holding the cluster's plugins.
 pub const PLUGIN_BUCKET: &str = "zoomhost_plugins";
 
@@ -298,14 +300,6 @@ async fn write_atomically(dir: &Path, name: &str, file: &Path, bytes: &[u8]) -> 
             .with_context(|| format!("renaming {} onto {}", temp.display(), file.display()));
     }
     Ok(())
-}
-
-/// Sleeps `d`; true when `stop` turned true meanwhile.
-async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => false,
-        _ = stop.wait_for(|s| *s) => true,
-    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,8 @@ use async_nats::jetstream::{self, consumer, kv, AckKind};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 use tokio::sync::watch;
+
+use super::pause;
 use tokio::task::JoinHandle;
 use zoomhost_runtime::Router;
 use zoomhost_types::{Event, EventSource};
@@ -85,17 +87,7 @@ pub fn partition_key(n: u32) -> String {
 
 /// The heartbeat key of worker `node` (characters a key cannot hold become `_`).
 pub fn heartbeat_key(node: &str) -> String {
-    let node: String = node
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '=') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("worker.{node}")
+    format!("worker.{}", super::key_safe(node))
 }
 
 /// The durable consumer of partition `n`.
@@ -465,14 +457,6 @@ async fn handle(
         Ok(Ok(())) => bump(&stats.acked),
         Ok(Err(e)) => tracing::warn!(partition = n, "worker: acknowledging failed: {e}"),
         Err(_) => tracing::warn!(partition = n, "worker: acknowledging timed out"),
-    }
-}
-
-/// Sleeps `d`; true when `stop` turned true meanwhile.
-async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => false,
-        _ = stop.wait_for(|s| *s) => true,
     }
 }
 
