@@ -624,6 +624,45 @@ async fn a_publish_that_fails_is_retried_and_the_event_still_lands_once() {
     a.shutdown().await;
 }
 
+/// A nats-server, the simulator, two workers (logging into `l1`, `l2`) and one ingress
+/// node sharing one plugins folder; `None` when no nats-server can be had.
+struct TwoWorkers {
+    nats: NatsServer,
+    zoom: LocalZoom,
+    dir: tempfile::TempDir,
+    l1: crate::support::Logs,
+    l2: crate::support::Logs,
+    w1: Host,
+    w2: Host,
+    a: Host,
+    partitions: usize,
+}
+
+async fn two_workers() -> Option<TwoWorkers> {
+    let nats = nats().await?;
+    let zoom = LocalZoom::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (l1, l2) = (
+        crate::support::Logs::default(),
+        crate::support::Logs::default(),
+    );
+    let w1 = worker(&nats, &zoom, "worker-1", dir.path(), &l1).await;
+    let w2 = worker(&nats, &zoom, "worker-2", dir.path(), &l2).await;
+    let a = ingress(&nats, &zoom, "ingress-1", dir.path()).await;
+    let partitions = a.cluster().unwrap().config().partitions as usize;
+    Some(TwoWorkers {
+        nats,
+        zoom,
+        dir,
+        l1,
+        l2,
+        w1,
+        w2,
+        a,
+        partitions,
+    })
+}
+
 /// The partitions a worker owns now.
 fn owned(host: &Host) -> std::collections::BTreeSet<u32> {
     host.cluster().unwrap().owned_partitions().borrow().clone()
@@ -671,17 +710,21 @@ fn in_order(logs: &crate::support::Logs) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_workers_split_the_partitions_and_each_event_reaches_one_of_them_in_order() {
-    let Some(nats) = nats().await else { return };
-    let zoom = LocalZoom::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (l1, l2) = (
-        crate::support::Logs::default(),
-        crate::support::Logs::default(),
-    );
-    let w1 = worker(&nats, &zoom, "worker-1", dir.path(), &l1).await;
-    let w2 = worker(&nats, &zoom, "worker-2", dir.path(), &l2).await;
-    let a = ingress(&nats, &zoom, "ingress-1", dir.path()).await;
-    let partitions = a.cluster().unwrap().config().partitions as usize;
+    // Bound, not `_`: the server, simulator and folder must live to the test's end.
+    let Some(TwoWorkers {
+        nats: _nats,
+        zoom: _zoom,
+        dir: _dir,
+        l1,
+        l2,
+        w1,
+        w2,
+        a,
+        partitions,
+    }) = two_workers().await
+    else {
+        return;
+    };
     until(
         "the partitions split between both workers",
         Duration::from_secs(30),
@@ -816,17 +859,21 @@ async fn an_all_node_and_a_worker_deliver_each_event_once_across_both() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crashed_workers_partitions_move_and_no_published_event_is_lost() {
-    let Some(nats) = nats().await else { return };
-    let zoom = LocalZoom::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (l1, l2) = (
-        crate::support::Logs::default(),
-        crate::support::Logs::default(),
-    );
-    let w1 = worker(&nats, &zoom, "worker-1", dir.path(), &l1).await;
-    let w2 = worker(&nats, &zoom, "worker-2", dir.path(), &l2).await;
-    let a = ingress(&nats, &zoom, "ingress-1", dir.path()).await;
-    let partitions = a.cluster().unwrap().config().partitions as usize;
+    // Bound, not `_`: the server, simulator and folder must live to the test's end.
+    let Some(TwoWorkers {
+        nats: _nats,
+        zoom: _zoom,
+        dir: _dir,
+        l1,
+        l2,
+        w1,
+        w2,
+        a,
+        partitions,
+    }) = two_workers().await
+    else {
+        return;
+    };
     until(
         "the partitions split between both workers",
         Duration::from_secs(30),
