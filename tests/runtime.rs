@@ -319,10 +319,9 @@ async fn a_crashed_instance_is_restarted_with_its_media_sessions_reopened() {
     router.dispatch_event(event("meeting.started", 0));
     router.dispatch_event(event("meeting.started", 1)); // traps: 2nd event
     send_frames(10);
-    let host = t.host.clone();
     assert!(
         eventually(WAIT, || {
-            let s = futures_stats(&host, "h-trap");
+            let s = t.stats_now("h-trap");
             s.crashes == 1 && s.media_delivered >= 21
         })
         .await
@@ -385,17 +384,6 @@ async fn a_tracked_event_completes_once_every_plugin_call_returned_or_was_droppe
     tokio::time::timeout(WAIT, done.wait()).await.unwrap();
 }
 
-fn futures_stats(
-    host: &Arc<zoomhost_runtime::PluginHost>,
-    name: &str,
-) -> zoomhost_runtime::StatsSnapshot {
-    let host = host.clone();
-    let name = name.to_string();
-    tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(async move { host.stats(&name).await.unwrap() })
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_reload_under_a_steady_stream_loses_and_duplicates_nothing() {
     let t = TestHost::start("", &[("rec", "recorder")]).await;
@@ -414,17 +402,12 @@ async fn hot_reload_under_a_steady_stream_loses_and_duplicates_nothing() {
             }
         }
     });
-    let target = t.plugins_dir().join("rec.wasm");
     let bytes = std::fs::read(wasm("recorder")).unwrap();
     for swap in 1..=3u64 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        // Write then rename, as a deploy would.
-        let tmp = t.dir.path().join("rec.wasm.tmp");
-        std::fs::write(&tmp, retagged(&bytes, swap as u8)).unwrap();
-        std::fs::rename(&tmp, &target).unwrap();
-        let host = t.host.clone();
+        t.deploy("rec", &retagged(&bytes, swap as u8));
         assert!(
-            eventually(WAIT, || futures_stats(&host, "rec").swaps == swap).await,
+            eventually(WAIT, || t.stats_now("rec").swaps == swap).await,
             "swap {swap} did not happen"
         );
     }
@@ -782,8 +765,7 @@ async fn changed_config_values_reinitialise_the_plugin_with_its_state() {
         "[plugins.rec]\nconfig = { events = \"recording.*\" }\n",
     )
     .unwrap();
-    let host = t.host.clone();
-    assert!(eventually(WAIT, || futures_stats(&host, "rec").swaps == 1).await);
+    assert!(eventually(WAIT, || t.stats_now("rec").swaps == 1).await);
     router.dispatch_event(event("meeting.started", 2));
     router.dispatch_event(event("recording.completed", 3));
     assert!(eventually(WAIT, || event_ids(&t.logs, "rec").len() == 2).await);
@@ -834,14 +816,8 @@ async fn a_slow_server_gives_the_plugin_a_timeout_not_a_killed_instance() {
     );
     // The plugin logs before its call returns, and the call is counted after: wait for
     // the count too.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let s = loop {
-        let s = t.host.stats("slow").await.unwrap();
-        if s.events_delivered == 2 || tokio::time::Instant::now() >= deadline {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    eventually(WAIT, || t.stats_now("slow").events_delivered == 2).await;
+    let s = t.host.stats("slow").await.unwrap();
     assert_eq!(
         (s.events_delivered, s.crashes, s.http_denied),
         (2, 0, 0),

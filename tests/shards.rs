@@ -296,25 +296,13 @@ async fn hot_reload_of_three_instances_loses_and_duplicates_nothing() {
             }
         }
     });
-    let target = t.plugins_dir().join("rec.wasm");
     let bytes = std::fs::read(wasm("recorder")).unwrap();
     for swap in 1..=3u64 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let tmp = t.dir.path().join("rec.wasm.tmp");
-        std::fs::write(&tmp, retagged(&bytes, swap as u8)).unwrap();
-        std::fs::rename(&tmp, &target).unwrap();
-        let host = t.host.clone();
+        t.deploy("rec", &retagged(&bytes, swap as u8));
         // Each of the three instances swaps once per version.
         assert!(
-            eventually(WAIT, || {
-                let host = host.clone();
-                let s = tokio::task::block_in_place(|| {
-                    tokio::runtime::Handle::current()
-                        .block_on(async move { host.stats("rec").await.unwrap() })
-                });
-                s.swaps == swap * 3
-            })
-            .await,
+            eventually(WAIT, || t.stats_now("rec").swaps == swap * 3).await,
             "swap {swap} did not happen in every instance"
         );
     }

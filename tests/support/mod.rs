@@ -147,6 +147,25 @@ impl TestHost {
         self.dir.path().join("plugins")
     }
 
+    /// Puts `bytes` in the plugins folder as `STEM.wasm`: written beside it, then
+    /// renamed over it, as a deploy would.
+    pub fn deploy(&self, stem: &str, bytes: &[u8]) {
+        let tmp = self.dir.path().join(format!("{stem}.wasm.tmp"));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, self.plugins_dir().join(format!("{stem}.wasm"))).unwrap();
+    }
+
+    /// The plugin's stats, read from synchronous code on a multi-thread runtime (e.g.
+    /// inside an `eventually` condition).
+    pub fn stats_now(&self, name: &str) -> zoomhost_runtime::StatsSnapshot {
+        let host = self.host.clone();
+        let name = name.to_string();
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current()
+                .block_on(async move { host.stats(&name).await.unwrap() })
+        })
+    }
+
     /// The config file.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("zoomhost.toml")
