@@ -496,7 +496,7 @@ async fn a_fault_storm_with_a_steady_stream_and_short_tokens_delivers_every_live
     assert!(eventually(WAIT, || expiries(&rig.sim) >= forced + 2).await);
     assert!(rig.sim.wait_connected(WAIT).await);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    steady.stop();
+    steady.stop().await;
     let sent: Vec<String> = rig.sim.sent().iter().map(|e| e.id.clone()).collect();
     let missed = rig.sim.missed().len();
     let recorded = rig.recorded_eventually(sent.len()).await;

@@ -72,11 +72,17 @@ impl EventSim {
     pub fn steady_stream(&self, name: &str, every: Duration) -> SteadyStream {
         let pushed = Arc::new(AtomicU64::new(0));
         let (sim, name, count) = (self.clone(), name.to_string(), pushed.clone());
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
+                // Stops only between two pushes, so every push is recorded as sent or
+                // missed before `stop` returns.
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.wait_for(|stop| *stop) => return,
+                }
                 let n = count.fetch_add(1, Ordering::Relaxed) + 1;
                 let payload = json!({
                     "id": format!("steady-{n:06}"),
@@ -87,7 +93,8 @@ impl EventSim {
             }
         });
         SteadyStream {
-            task: task.abort_handle(),
+            task: Mutex::new(Some(task)),
+            stop,
             pushed,
         }
     }
@@ -123,10 +130,12 @@ impl EventSim {
     }
 }
 
-/// A running steady stream; stops when dropped.
+/// A running steady stream; [`SteadyStream::stop`] ends it between two pushes, dropping
+/// it aborts it.
 #[derive(Debug)]
 pub struct SteadyStream {
-    task: tokio::task::AbortHandle,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    stop: tokio::sync::watch::Sender<bool>,
     pushed: Arc<AtomicU64>,
 }
 
@@ -136,15 +145,22 @@ impl SteadyStream {
         self.pushed.load(Ordering::Relaxed)
     }
 
-    /// Stops pushing.
-    pub fn stop(&self) {
-        self.task.abort();
+    /// Stops pushing and returns once the push in progress, if any, has finished and been
+    /// recorded ([`EventSim::sent`] or [`EventSim::missed`]).
+    pub async fn stop(&self) {
+        self.stop.send_replace(true);
+        let task = lock(&self.task).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 }
 
 impl Drop for SteadyStream {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
     }
 }
 

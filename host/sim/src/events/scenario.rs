@@ -488,7 +488,9 @@ impl Scenario {
             }
         }
         // A steady stream still running stops with the scenario.
-        rtms.steady = None;
+        if let Some(steady) = rtms.steady.take() {
+            steady.stop().await;
+        }
         report.rtms_streams = rtms.started;
         let sent = sim.sent();
         let missed = sim.missed();
@@ -541,7 +543,9 @@ impl Scenario {
                 return Ok(false);
             }
             Action::SteadyStop => {
-                rtms.steady = None;
+                if let Some(steady) = rtms.steady.take() {
+                    steady.stop().await;
+                }
                 return Ok(false);
             }
             Action::WaitConnected { timeout_ms } => {
