@@ -121,6 +121,12 @@ pub enum Command {
         #[command(subcommand)]
         action: PluginAction,
     },
+    /// The cluster (`[cluster]`'s NATS): who is in it and what each node holds.
+    Cluster {
+        /// What to do.
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Push a JSON-lines file of recorded events (and media) through a folder of plugins.
     Replay {
         /// The JSON-lines file.
@@ -163,6 +169,28 @@ pub enum PluginAction {
         /// Host config with the `[cluster]` section.
         #[arg(long, short, default_value = "zoomhost.toml")]
         config: PathBuf,
+    },
+}
+
+/// `zoomhost cluster` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterAction {
+    /// Nodes (role, pid, version, uptime, admin URL), the ingress leader of each event
+    /// subscription, each partition's owner and the RTMS streams, read from the
+    /// cluster's lease bucket.
+    Status {
+        /// NATS URL (instead of the config's `cluster.nats_url`).
+        #[arg(long)]
+        nats: Option<String>,
+        /// NATS `.creds` file (with `--nats`).
+        #[arg(long, requires = "nats")]
+        creds: Option<PathBuf>,
+        /// Host config with the `[cluster]` section (used without `--nats`).
+        #[arg(long, short, default_value = "zoomhost.toml")]
+        config: PathBuf,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -209,6 +237,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Simulate { scenario, hold } => simulate(&scenario, hold).await,
         Command::Check { plugin, config } => check(&plugin, config.as_deref()).await,
         Command::Plugin { action } => plugin_command(action).await,
+        Command::Cluster { action } => cluster_command(action).await,
         Command::Replay {
             file,
             plugins,
@@ -428,6 +457,42 @@ async fn plugin_command(action: PluginAction) -> anyhow::Result<ExitCode> {
             }
             for (name, size) in listed {
                 println!("{name:<24} {size:>10} bytes");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cluster_command(action: ClusterAction) -> anyhow::Result<ExitCode> {
+    match action {
+        ClusterAction::Status {
+            nats,
+            creds,
+            config,
+            json,
+        } => {
+            let cluster = match nats {
+                Some(url) => {
+                    let mut c =
+                        crate::config::ClusterConfig::new(url, crate::config::Role::Worker);
+                    c.node = format!("status-{}", std::process::id());
+                    if let Some(path) = creds {
+                        c.auth = crate::config::ClusterAuth::CredsFile(path);
+                    }
+                    c
+                }
+                None => HostConfig::load_with_cluster(&config)?.1.with_context(|| {
+                    format!(
+                        "{}: no [cluster] section; give the cluster's NATS with --nats URL",
+                        config.display()
+                    )
+                })?,
+            };
+            let status = crate::cluster::status::snapshot_at(&cluster).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{status}");
             }
         }
     }

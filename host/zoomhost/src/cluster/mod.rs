@@ -42,9 +42,14 @@
 //! plugins folder (temp file, then rename), where the folder watcher loads, hot-swaps or
 //! unloads each plugin as for a file dropped there.
 //!
+//! [`status`]: every member writes a heartbeat `node.<name>` (role, version, pid, start
+//! time, admin URL) into the lease bucket; [`status::snapshot`] reads the bucket into a
+//! [`status::ClusterStatus`] (nodes, roles, ingress leases, partition owners, RTMS
+//! streams), served by `zoomhost cluster status` and shown by `zoomhost dev --workers`.
+//!
 //! **Where the rest goes** (not implemented yet): `rtms_state` keeping each RTMS stream's
-//! handshake state in a key-value bucket for the partition's next owner; and the status
-//! view reading the lease bucket. [`ClusterMember`] is where each is started and stopped.
+//! handshake state in a key-value bucket for the partition's next owner. [`ClusterMember`]
+//! is where each is started and stopped.
 
 pub mod ingress;
 pub mod lease;
@@ -52,6 +57,7 @@ pub mod nats_server;
 pub mod partition;
 pub mod plugins;
 pub mod publish;
+pub mod status;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -147,6 +153,8 @@ pub struct ClusterMember {
     leading: watch::Sender<bool>,
     lease_stats: Arc<lease::LeaseStats>,
     terms: Arc<AtomicU64>,
+    node_info: watch::Sender<status::NodeInfo>,
+    heartbeat_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 impl std::fmt::Debug for ClusterMember {
@@ -166,6 +174,7 @@ impl ClusterMember {
         let client = connect(&config).await?;
         let js = jetstream::new(client);
         let (leading, _) = watch::channel(false);
+        let (node_info, _) = watch::channel(status::NodeInfo::of(&config));
         let mut member = ClusterMember {
             js,
             publisher: None,
@@ -179,8 +188,19 @@ impl ClusterMember {
             leading,
             lease_stats: Arc::default(),
             terms: Arc::default(),
+            node_info,
+            heartbeat_task: None,
             config,
         };
+        // The node's heartbeat (`node.<name>`), read by the status view.
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(status::advertise(
+            member.js.clone(),
+            member.config.lease_ttl,
+            member.node_info.subscribe(),
+            stopped,
+        ));
+        member.heartbeat_task = Some((stop, task));
         if member.config.role.is_ingress() {
             publish::ensure_stream(&member.js, member.config.duplicate_window).await?;
             let (publisher, rx) = publish::Publisher::new();
@@ -219,6 +239,17 @@ impl ClusterMember {
     /// This node's role.
     pub fn role(&self) -> Role {
         self.config.role
+    }
+
+    /// Advertises this node's admin API URL in its heartbeat (shown by the status view).
+    pub fn advertise_admin_url(&self, url: impl Into<String>) {
+        let url = url.into();
+        self.node_info.send_modify(|info| info.admin_url = Some(url));
+    }
+
+    /// The cluster's status now, read from the lease bucket ([`status::snapshot`]).
+    pub async fn status(&self) -> anyhow::Result<status::ClusterStatus> {
+        status::snapshot(&self.js).await
     }
 
     /// The JetStream context (for status views and tests).
@@ -372,6 +403,7 @@ impl ClusterMember {
             ("worker", self.worker_task.take()),
             ("ingress lease", self.lease_task.take()),
             ("publisher", self.publisher_task.take()),
+            ("node heartbeat", self.heartbeat_task.take()),
         ] {
             let Some((stop, mut task)) = slot else {
                 continue;
@@ -403,6 +435,7 @@ impl Drop for ClusterMember {
             self.worker_task.take(),
             self.lease_task.take(),
             self.publisher_task.take(),
+            self.heartbeat_task.take(),
         ]
         .into_iter()
         .flatten()
