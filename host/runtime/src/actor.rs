@@ -21,7 +21,7 @@ use crate::engine::{CompiledPlugin, Runtime};
 use crate::identity::PluginIdentity;
 use crate::instance::{CallError, Fatal, LiveInstance};
 use crate::mailbox::{Delivery, Mailbox, MediaItem};
-use crate::stats::PluginStats;
+use crate::stats::{FailureReason, PluginStats};
 
 /// What a swap did.
 #[derive(Debug, Clone)]
@@ -260,7 +260,7 @@ impl Actor {
             },
         };
         let busy = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.stats().busy_micros.fetch_add(busy, Relaxed);
+        self.stats().record_call(is_event, busy);
         let (delivered, failed) = if is_event {
             (&self.stats().events_delivered, &self.stats().events_failed)
         } else {
@@ -271,6 +271,7 @@ impl Actor {
             Ok(()) => {}
             Err(CallError::Guest(e)) => {
                 PluginStats::bump(failed);
+                self.stats().record_failure(FailureReason::HandlerError);
                 tracing::warn!(
                     plugin = self.identity.name(),
                     instance = self.index,
@@ -280,6 +281,7 @@ impl Actor {
             }
             Err(CallError::Fatal(f)) => {
                 PluginStats::bump(failed);
+                self.stats().record_failure(FailureReason::of(&f));
                 self.fail(f, &describe(&delivery)).await;
             }
         }
@@ -332,6 +334,7 @@ impl Actor {
                     self.current = Some(instance);
                     match self.reopen_sessions().await {
                         Ok(reopened) => {
+                            PluginStats::bump(&self.stats().restarts);
                             tracing::info!(
                                 plugin = name.as_str(),
                                 instance = self.index,

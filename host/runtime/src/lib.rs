@@ -87,5 +87,7 @@ pub use limits::{Limits, HTTP_BODY_CHUNK, OUTBOUND_CONNECTION_BYTES};
 pub use mailbox::Completion;
 pub use plugin_host::{plugin_name, InstanceInfo, LoadOutcome, PluginHost, PluginInfo};
 pub use router::{EventPattern, MediaStream, Route, Router};
-pub use stats::{PluginStats, StatsSnapshot};
+pub use stats::{
+    CallHistogram, FailureReason, HistogramSnapshot, PluginStats, StatsSnapshot, CALL_BUCKETS,
+};
 pub use stream_control::NO_RTMS_CLIENT;

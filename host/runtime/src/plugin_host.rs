@@ -9,6 +9,11 @@
 //! next loaded afresh (after zoomhost restarts, or the file is removed and re-added).
 //! Every instance reserves two slots of the shared instance pool (itself and its
 //! successor during a swap); a plugin whose instances do not fit is not loaded.
+//!
+//! An operator may disable a loaded plugin at run time ([`PluginHost::disable`], the
+//! admin API): it is unloaded from routing, and stays out (the folder watcher and config
+//! reloads skip it) until [`PluginHost::enable`] loads it again from its file. This is
+//! kept in memory only: a restart loads every plugin the config enables.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -166,6 +171,8 @@ pub struct PluginHost {
     config: RwLock<RuntimeConfig>,
     sink: Option<LogSink>,
     tickets: LoadTickets,
+    /// Plugins disabled at run time (see [`PluginHost::disable`]).
+    disabled: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -297,6 +304,7 @@ impl PluginHost {
             config: RwLock::new(config),
             sink,
             tickets: LoadTickets::default(),
+            disabled: Default::default(),
         }))
     }
 
@@ -416,6 +424,13 @@ impl PluginHost {
         if !grant.enabled {
             self.unload(name).await;
             tracing::info!(plugin = name, "plugin disabled in host config; not loaded");
+            return Ok(LoadOutcome::Disabled);
+        }
+        if self.is_disabled(name) {
+            tracing::info!(
+                plugin = name,
+                "plugin disabled by the operator; not loaded until enabled"
+            );
             return Ok(LoadOutcome::Disabled);
         }
         let digest = digest(&bytes);
@@ -768,6 +783,82 @@ impl PluginHost {
         if let Err(e) = self.load_dir().await {
             tracing::error!("{e:#}");
         }
+    }
+
+    /// Whether the operator disabled `name` at run time.
+    pub fn is_disabled(&self, name: &str) -> bool {
+        self.disabled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
+    }
+
+    /// The plugins disabled at run time, by name.
+    pub fn disabled(&self) -> Vec<String> {
+        self.disabled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Disables plugin `name` at run time: unloaded from routing after its mailboxes
+    /// drain, and not loaded again (by the folder watcher or a config reload) until
+    /// [`PluginHost::enable`]. Kept in memory only. Returns whether it was loaded.
+    pub async fn disable(&self, name: &str) -> bool {
+        self.disabled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string());
+        let was_loaded = self.unload(name).await.is_some();
+        tracing::info!(plugin = name, "plugin disabled by the operator");
+        was_loaded
+    }
+
+    /// Enables plugin `name` again and loads it from its file in the plugins folder.
+    pub async fn enable(&self, name: &str) -> anyhow::Result<LoadOutcome> {
+        self.disabled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        tracing::info!(plugin = name, "plugin enabled by the operator");
+        self.load_file(&self.file_of(name)?).await
+    }
+
+    /// Reloads plugin `name` from its file: a changed file is swapped in as a new
+    /// version; an unchanged one restarts fresh instances of the running version (`init`
+    /// runs again, state handed over). Either counts as a swap.
+    pub async fn reload(&self, name: &str) -> anyhow::Result<LoadOutcome> {
+        anyhow::ensure!(
+            !self.is_disabled(name),
+            "plugin {name} is disabled: enable it first"
+        );
+        match self.load_file(&self.file_of(name)?).await? {
+            LoadOutcome::Unchanged => {
+                let report = self.reinit(name).await?;
+                let metadata = self
+                    .entries
+                    .lock()
+                    .await
+                    .get(name)
+                    .map(|e| e.metadata.clone())
+                    .with_context(|| format!("plugin {name} was unloaded during the reload"))?;
+                Ok(LoadOutcome::Swapped(metadata, report))
+            }
+            outcome => Ok(outcome),
+        }
+    }
+
+    /// The file plugin `name` is loaded from; a name that is not a file stem (a path
+    /// separator, a leading dot) is refused.
+    fn file_of(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let file = format!("{name}.wasm");
+        anyhow::ensure!(
+            !name.contains(['/', '\\']) && plugin_name(Path::new(&file)).as_deref() == Some(name),
+            "{name:?} is not a plugin name"
+        );
+        Ok(self.config().plugins_dir.join(file))
     }
 
     /// The loaded plugins with their counters.
