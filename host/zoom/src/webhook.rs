@@ -81,6 +81,9 @@ pub struct WebhookStats {
     rejected: AtomicU64,
     duplicates: AtomicU64,
     validations: AtomicU64,
+    /// Answers by status, in the order of [`WebhookStats::STATUSES`] (the last slot is
+    /// every other status).
+    answers: [AtomicU64; 6],
 }
 
 impl WebhookStats {
@@ -99,6 +102,22 @@ impl WebhookStats {
     /// `endpoint.url_validation` challenges answered.
     pub fn validations(&self) -> u64 {
         self.validations.load(Ordering::SeqCst)
+    }
+
+    /// The statuses answered by name; any other is counted as `other`.
+    pub const STATUSES: [&'static str; 6] = ["200", "400", "401", "413", "503", "other"];
+
+    fn count_answer(&self, status: StatusCode) {
+        let slot = Self::STATUSES
+            .iter()
+            .position(|s| *s == status.as_str())
+            .unwrap_or(Self::STATUSES.len() - 1);
+        self.answers[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests answered so far, by status (`200`, `400`, `401`, `413`, `503`, `other`).
+    pub fn answers(&self) -> [(&'static str, u64); 6] {
+        std::array::from_fn(|i| (Self::STATUSES[i], self.answers[i].load(Ordering::Relaxed)))
     }
 }
 
@@ -207,10 +226,12 @@ impl WebhookReceiver {
     /// its limit, verify the timestamp and signature over the raw bytes, parse, dedupe,
     /// queue. Every refusal is counted and logged with its reason.
     async fn handle(&self, headers: HeaderMap, body: Body) -> Response {
-        match self.accept(&headers, body).await {
+        let response = match self.accept(&headers, body).await {
             Ok(response) => response,
             Err(Refusal(status, reason)) => self.reject(status, &reason),
-        }
+        };
+        self.stats.count_answer(response.status());
+        response
     }
 
     async fn accept(&self, headers: &HeaderMap, body: Body) -> Result<Response, Refusal> {
