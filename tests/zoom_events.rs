@@ -614,6 +614,82 @@ async fn logs_contain_neither_the_token_nor_the_client_secret() {
 /// secret from the environment) against the simulator, a recorder plugin in its folder.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zoomhost_run_feeds_simulated_events_to_plugins_and_drains_on_sigterm() {
+    let run = run_zoomhost_with_five_events(None).await;
+    let ids: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("rec event "))
+        .map(|l| l.split(" id=").nth(1).unwrap().split(' ').next().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["run-0", "run-1", "run-2", "run-3", "run-4"]);
+    let row = run.stdout.lines().find(|l| l.starts_with("rec ")).unwrap();
+    assert_eq!(row.split_whitespace().nth(1), Some("5"), "{row}");
+    assert!(
+        run.stderr.contains("draining plugin mailboxes"),
+        "{}",
+        run.stderr
+    );
+    // stderr is a pipe here, not a terminal: no colour codes.
+    assert!(!run.stderr.contains('\x1b'), "{}", run.stderr);
+}
+
+/// `--log-format json`: every line of the log is a JSON object with the stable fields,
+/// the plugin's own lines name it, and no secret or live token appears anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoomhost_run_with_json_logs_writes_one_parsable_record_per_line_without_secrets() {
+    let run = run_zoomhost_with_five_events(Some("json")).await;
+    let records: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+        .collect();
+    assert!(records.len() > 5, "{}", run.stderr);
+    for r in &records {
+        for field in ["time", "level", "target", "message"] {
+            assert!(r[field].is_string(), "no {field}: {r}");
+        }
+    }
+    let plugin_lines: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["target"] == "plugin").collect();
+    let ids: Vec<&str> = plugin_lines
+        .iter()
+        .filter_map(|r| r["message"].as_str()?.strip_prefix("rec event "))
+        .map(|m| m.split(" id=").nth(1).unwrap().split(' ').next().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["run-0", "run-1", "run-2", "run-3", "run-4"]);
+    assert!(
+        plugin_lines.iter().all(|r| r["plugin"] == "rec"),
+        "{plugin_lines:?}"
+    );
+    assert!(
+        records.iter().any(|r| r["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("draining plugin mailboxes"))),
+        "{}",
+        run.stderr
+    );
+    // No token the OAuth server issued (all still valid: an hour's lifetime) in any line.
+    let words = run
+        .stderr
+        .split(|c: char| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
+        .filter(|w| w.len() >= 16);
+    for word in words {
+        assert!(!run.oauth.is_valid(word), "an access token reached the log");
+    }
+}
+
+/// What a `zoomhost run` printed.
+struct RunOutput {
+    stdout: String,
+    stderr: String,
+    oauth: OAuthSim,
+}
+
+/// Runs `zoomhost run` (with `--log-format FORMAT` when given) against the event
+/// simulator with a recorder plugin, pushes five events, waits until the recorder logged
+/// them, stops it with SIGTERM and checks that it exited cleanly without the client
+/// secret in its output.
+async fn run_zoomhost_with_five_events(format: Option<&str>) -> RunOutput {
     const SECRET: &str = "run-test-client-secret-0f9a";
     let oauth = OAuthSim::start(OAuthSimConfig {
         client_id: "run-cid".into(),
@@ -646,12 +722,15 @@ async fn zoomhost_run_feeds_simulated_events_to_plugins_and_drains_on_sigterm() 
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zoomhost"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_zoomhost"));
+    command.arg("run").arg("--config").arg(&config);
+    if let Some(format) = format {
+        command.arg("--log-format").arg(format);
+    }
+    let mut child = command
         .env("ZOOM_CLIENT_SECRET", SECRET)
         .env("ZOOMHOST_LOG", "info")
+        .env_remove("ZOOMHOST_LOG_FORMAT")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -695,17 +774,17 @@ async fn zoomhost_run_feeds_simulated_events_to_plugins_and_drains_on_sigterm() 
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     reader.join().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = stderr.lock().unwrap().clone();
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    let ids: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("rec event "))
-        .map(|l| l.split(" id=").nth(1).unwrap().split(' ').next().unwrap())
-        .collect();
-    assert_eq!(ids, vec!["run-0", "run-1", "run-2", "run-3", "run-4"]);
-    let row = stdout.lines().find(|l| l.starts_with("rec ")).unwrap();
-    assert_eq!(row.split_whitespace().nth(1), Some("5"), "{row}");
-    assert!(stderr.contains("draining plugin mailboxes"), "{stderr}");
     assert!(!stderr.contains(SECRET), "client secret leaked into logs");
+    assert!(
+        !stdout.contains(SECRET),
+        "client secret leaked into the summary"
+    );
+    RunOutput {
+        stdout,
+        stderr,
+        oauth,
+    }
 }

@@ -21,6 +21,16 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// How the host's log is written: `text` (coloured only on a terminal) or `json`
+    /// (one object per line: time, level, target, message, plugin, stream, ...).
+    #[arg(
+        long,
+        global = true,
+        env = "ZOOMHOST_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// Subcommands.

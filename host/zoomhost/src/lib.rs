@@ -16,6 +16,7 @@
 //!   cluster: the ingress leader lease that guards the event WebSocket, every
 //!   accepted event published once to a JetStream stream, and workers that own its
 //!   partitions through leases and acknowledge each event once its plugins are done;
+//! - [`logging`]: the host's own log, text or JSON lines (`--log-format`);
 //! - the commands: [`cli`] (`run`, `simulate`, `check`, `replay`), [`dev`], [`bench`],
 //!   [`scaffold`] (`new`), [`replay`], and [`wasm_build`] for building plugin crates.
 //!
@@ -31,6 +32,7 @@ pub mod config;
 pub mod dev;
 pub mod host;
 pub mod inputs;
+pub mod logging;
 pub mod replay;
 pub mod scaffold;
 pub mod wasm_build;

@@ -3,23 +3,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
+use zoomhost::cli::{Cli, Command};
+use zoomhost::logging::{self, LogStyle};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = zoomhost::cli::Cli::parse();
+    let cli = Cli::parse();
     // `dev` shows what flows in its live view and `bench` prints figures: both keep the
     // log to what needs attention (plus, in dev, the plugins' own lines).
-    let default = match cli.command {
-        zoomhost::cli::Command::Dev { .. } => "warn,plugin=info",
-        zoomhost::cli::Command::Bench { .. } | zoomhost::cli::Command::BenchSim { .. } => "warn",
-        _ => "info",
+    let (default, style) = match cli.command {
+        Command::Dev { .. } => ("warn,plugin=info", LogStyle::Dev),
+        Command::Bench { .. } | Command::BenchSim { .. } => ("warn", LogStyle::Plain),
+        _ => ("info", LogStyle::Plain),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("ZOOMHOST_LOG").unwrap_or_else(|_| EnvFilter::new(default)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(cli.log_format, style, default);
     zoomhost::cli::run(cli).await
 }

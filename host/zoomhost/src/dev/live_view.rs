@@ -195,6 +195,8 @@ impl DevMonitor {
 pub struct ViewOptions {
     /// ANSI colours on the line tags.
     pub color: bool,
+    /// Lines as JSON records (`--log-format json`), the same fields as the host's log.
+    pub json: bool,
     /// How often a status is printed (when something changed).
     pub status_every: Duration,
     /// How often the host's plugins are polled for changes.
@@ -206,6 +208,7 @@ impl Default for ViewOptions {
     fn default() -> Self {
         Self {
             color: false,
+            json: false,
             status_every: Duration::from_secs(2),
             poll_every: Duration::from_millis(250),
         }
@@ -214,11 +217,11 @@ impl Default for ViewOptions {
 
 impl ViewOptions {
     /// The defaults, with colour when stdout is a terminal and `NO_COLOR` is not set
-    /// (or empty).
+    /// (or empty), and JSON lines when the log format is JSON.
     pub fn detect() -> Self {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         Self {
-            color: !no_color && std::io::stdout().is_terminal(),
+            color: crate::logging::colour_on(std::io::stdout().is_terminal()),
+            json: crate::logging::format() == crate::logging::LogFormat::Json,
             ..Self::default()
         }
     }
@@ -338,7 +341,14 @@ impl LiveView {
         let clock = clock(SystemTime::now());
         let mut text = String::new();
         for line in lines {
-            text.push_str(&render(line, &clock, self.options.color));
+            if self.options.json {
+                let warning = matches!(line.tone, Tone::Warn | Tone::Bad);
+                let record =
+                    crate::logging::dev_json_line(line.tag, warning, &line.text, &line.detail);
+                text.push_str(&record);
+            } else {
+                text.push_str(&render(line, &clock, self.options.color));
+            }
             text.push('\n');
         }
         // A closed stdout (e.g. `| head`) must not stop the host.
@@ -465,7 +475,7 @@ pub(crate) struct Line {
 }
 
 impl Line {
-    fn new(tag: &'static str, tone: Tone, text: impl Into<String>) -> Self {
+    pub(crate) fn new(tag: &'static str, tone: Tone, text: impl Into<String>) -> Self {
         Self {
             tag,
             tone,
