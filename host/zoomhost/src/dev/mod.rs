@@ -14,10 +14,14 @@
 //!   something changed.
 //! * [`ChaosSession`] (`zoomhost dev --chaos`) makes the simulator fail the way Zoom
 //!   does, event side and RTMS side, while a steady stream of events flows.
+//! * [`local_cluster`]: a cluster of `zoomhost run` processes against one local
+//!   `nats-server` (`zoomhost dev --workers N`, `zoomhost bench --cluster`, the
+//!   multi-process tests).
 
 mod cargo;
 pub mod chaos;
 pub mod live_view;
+pub mod local_cluster;
 mod session;
 pub mod source_watch;
 
