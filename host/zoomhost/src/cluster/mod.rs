@@ -203,7 +203,7 @@ impl ClusterMember {
         member.heartbeat_task = Some((stop, task));
         if member.config.role.is_ingress() {
             publish::ensure_stream(&member.js, member.config.duplicate_window).await?;
-            let (publisher, rx) = publish::Publisher::new();
+            let (publisher, rx) = publish::Publisher::with_capacity(member.config.max_pending);
             let (stop, stopped) = watch::channel(false);
             let settings = publish::PublishSettings {
                 node: member.config.node.clone(),

@@ -1,7 +1,7 @@
 //! Publishing accepted events to the JetStream stream [`super::EVENT_STREAM`].
 //!
 //! The ingress node's input path hands every event it accepts (after its own local
-//! de-duplication) to an unbounded queue ([`Publisher::publish_acked`]: it never blocks a
+//! de-duplication) to a bounded queue ([`Publisher::publish_acked`]: it never blocks a
 //! source, and returns a receiver of the outcome, which the webhook receiver awaits
 //! before it answers Zoom); one task publishes them in order, each on `zoomhost.events.<partition>`
 //! ([`super::partition`]) with the event's content-derived id as `Nats-Msg-Id`, and
@@ -16,6 +16,12 @@
 //! with exponential backoff up to `publish_attempts` times, the stream re-created (with
 //! the same settings) before each retry; only then is the event counted as
 //! lost and logged with its id and name. On shutdown the queue is drained first.
+//!
+//! The queue holds at most [`DEFAULT_MAX_PENDING`] events (`[cluster] max_pending`), so
+//! a long NATS outage cannot grow an ingress node's memory without bound: past it a
+//! webhook's event is refused at once (Zoom is answered 503 and retries it after 5, 20
+//! and 60 minutes) and an event from the WebSocket, which Zoom does not resend, is
+//! dropped, logged with its id and counted in [`PublishStats::overflow`].
 //!
 //! The message body is JSON: `{"id", "name", "event_ts", "source", "node", "payload"}`
 //! with `payload` the event's payload object.
@@ -43,6 +49,8 @@ pub struct PublishStats {
     pub retries: AtomicU64,
     /// Events given up after every attempt failed (each logged as an error).
     pub lost: AtomicU64,
+    /// Events refused because the queue was full (also counted in `lost`).
+    pub overflow: AtomicU64,
 }
 
 impl PublishStats {
@@ -78,17 +86,26 @@ pub async fn ensure_stream(
 /// An event queued for publishing, with who awaits its outcome.
 pub type Queued = (Event, Option<oneshot::Sender<Result<(), String>>>);
 
+/// How many events may wait for JetStream by default (about 100 MB of typical events).
+pub const DEFAULT_MAX_PENDING: usize = 100_000;
+
 /// The queue into the publishing task.
 #[derive(Debug, Clone)]
 pub struct Publisher {
-    tx: mpsc::UnboundedSender<Queued>,
+    tx: mpsc::Sender<Queued>,
     stats: Arc<PublishStats>,
 }
 
 impl Publisher {
-    /// A publisher and the receiving end its task drains.
-    pub fn new() -> (Publisher, mpsc::UnboundedReceiver<Queued>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// A publisher holding up to [`DEFAULT_MAX_PENDING`] events, and the receiving end
+    /// its task drains.
+    pub fn new() -> (Publisher, mpsc::Receiver<Queued>) {
+        Self::with_capacity(DEFAULT_MAX_PENDING)
+    }
+
+    /// A publisher holding up to `max_pending` events (at least one).
+    pub fn with_capacity(max_pending: usize) -> (Publisher, mpsc::Receiver<Queued>) {
+        let (tx, rx) = mpsc::channel(max_pending.max(1));
         let stats = Arc::default();
         (Publisher { tx, stats }, rx)
     }
@@ -108,13 +125,26 @@ impl Publisher {
 
     fn queue(&self, event: &Event, ack: Option<oneshot::Sender<Result<(), String>>>) {
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send((event.clone(), ack)).is_err() {
-            self.stats.lost.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(
-                event = %event.name,
-                id = %event.id,
-                "event not published: the cluster publisher has stopped"
-            );
+        let (why, ack) = match self.tx.try_send((event.clone(), ack)) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full((_, ack))) => {
+                self.stats.overflow.fetch_add(1, Ordering::Relaxed);
+                ("the publish queue is full (is NATS reachable?)", ack)
+            }
+            Err(mpsc::error::TrySendError::Closed((_, ack))) => {
+                ("the cluster publisher has stopped", ack)
+            }
+        };
+        self.stats.lost.fetch_add(1, Ordering::Relaxed);
+        match ack {
+            // A webhook: answered 503 at once, so Zoom retries it later.
+            Some(ack) => {
+                tracing::warn!(event = %event.name, id = %event.id, "event refused: {why}");
+                let _ = ack.send(Err(format!("not queued for JetStream: {why}")));
+            }
+            None => {
+                tracing::error!(event = %event.name, id = %event.id, "event LOST: {why}")
+            }
         }
     }
 
@@ -134,7 +164,7 @@ impl Publisher {
 /// drains what is queued and returns.
 pub async fn run(
     js: jetstream::Context,
-    mut rx: mpsc::UnboundedReceiver<Queued>,
+    mut rx: mpsc::Receiver<Queued>,
     stats: Arc<PublishStats>,
     settings: PublishSettings,
     mut stop: watch::Receiver<bool>,
@@ -274,5 +304,45 @@ async fn publish_one(
             );
             Err(format!("not published to JetStream: {e:#}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u32, source: EventSource) -> Event {
+        Event {
+            id: format!("id-{n}"),
+            name: "meeting.started".into(),
+            timestamp: u64::from(n),
+            payload: "{}".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_refuses_webhooks_at_once_and_counts_dropped_websocket_events() {
+        let (publisher, mut rx) = Publisher::with_capacity(2);
+        publisher.publish(&event(1, EventSource::Websocket));
+        let mut first_ack = publisher.publish_acked(&event(2, EventSource::Webhook));
+        // Full: a WebSocket event is dropped (counted), a webhook is refused at once.
+        publisher.publish(&event(3, EventSource::Websocket));
+        let mut refused = publisher.publish_acked(&event(4, EventSource::Webhook));
+        let answer = refused.try_recv().expect("answered without waiting");
+        assert!(answer.unwrap_err().contains("queue is full"));
+        // What was queued is still there, in order, and still awaited.
+        assert!(matches!(
+            first_ack.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        ));
+        assert_eq!(rx.try_recv().unwrap().0.id, "id-1");
+        assert_eq!(rx.try_recv().unwrap().0.id, "id-2");
+        assert!(rx.try_recv().is_err());
+        let stats = publisher.stats();
+        assert_eq!(stats.queued.load(Ordering::Relaxed), 4);
+        assert_eq!(stats.overflow.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.lost.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.pending(), 2);
     }
 }

@@ -15,6 +15,7 @@
 //! duplicate_window_s = 3900            # JetStream dedupe window (65 min: Zoom's last retry is at 60)
 //! publish_attempts = 8                 # per event, with backoff, before it is logged as lost
 //! accept_timeout_ms = 2500             # a webhook is answered 503 unless JetStream acked within it
+//! max_pending = 100000                 # events waiting for JetStream at most (NATS down)
 //! ```
 //!
 //! Without the section nothing of the cluster runs and no NATS is needed. Secrets
@@ -100,6 +101,10 @@ pub struct ClusterConfig {
     /// How long an ingress node waits for JetStream to acknowledge a webhook's event
     /// before answering Zoom 503 (Zoom wants an answer within 3 s).
     pub accept_timeout: Duration,
+    /// How many accepted events may wait for JetStream's acknowledgement on an ingress
+    /// node (while NATS is unreachable); past it webhooks are answered 503 and WebSocket
+    /// events are dropped and counted.
+    pub max_pending: usize,
 }
 
 /// How long a webhook waits for JetStream's acknowledgement by default.
@@ -118,6 +123,7 @@ impl ClusterConfig {
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
             publish_attempts: 8,
             accept_timeout: DEFAULT_ACCEPT_TIMEOUT,
+            max_pending: crate::cluster::publish::DEFAULT_MAX_PENDING,
         }
     }
 }
@@ -149,6 +155,7 @@ pub struct RawCluster {
     duplicate_window_s: Option<u64>,
     publish_attempts: Option<u32>,
     accept_timeout_ms: Option<u64>,
+    max_pending: Option<usize>,
 }
 
 /// Validates the raw section; each problem names its key (`cluster.KEY`).
@@ -274,6 +281,12 @@ pub fn resolve(
             accept_timeout.as_millis()
         ));
     }
+    let max_pending = raw
+        .max_pending
+        .unwrap_or(crate::cluster::publish::DEFAULT_MAX_PENDING);
+    if max_pending == 0 {
+        problems.push("cluster.max_pending: must be at least 1".into());
+    }
     Some(ClusterConfig {
         nats_url,
         auth,
@@ -284,6 +297,7 @@ pub fn resolve(
         duplicate_window,
         publish_attempts,
         accept_timeout,
+        max_pending,
     })
 }
 
