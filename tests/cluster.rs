@@ -138,6 +138,7 @@ async fn member_with(
             ..Default::default()
         },
         zoom: Some(zoom_config),
+        admin: None,
     };
     let mut cluster = ClusterConfig::new(nats.url(), role);
     cluster.node = node.to_string();
@@ -382,6 +383,7 @@ async fn without_a_cluster_section_no_nats_is_touched() {
             ..Default::default()
         },
         zoom: Some(zoomhost::config::for_local_zoom(&zoom, vec![])),
+        admin: None,
     };
     let host = Host::start(config.clone(), HostOptions::default())
         .await

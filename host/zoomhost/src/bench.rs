@@ -122,6 +122,7 @@ pub async fn run(streams: usize, seconds: u64, instances: &str) -> anyhow::Resul
             rtms: Some(rtms_config),
             dedupe: Default::default(),
         }),
+        admin: None,
     };
     let probes: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink: LogSink = {

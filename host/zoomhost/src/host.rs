@@ -15,6 +15,10 @@
 //!
 //! Shutdown: sources stop accepting first, then RTMS streams close, then the plugins'
 //! mailboxes drain, so nothing already accepted is lost.
+//!
+//! Admin API (`[admin]`, [`crate::admin`]): started last, once the plugins are loaded and
+//! the sources started, over a [`crate::admin::HostView`] of shared handles; it answers
+//! `/readyz` with 503 from the moment shutdown begins and stops after the plugins drained.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +60,19 @@ pub struct Host {
     stop: watch::Sender<bool>,
     cluster: Option<ClusterMember>,
     _watcher: Option<reload::Watcher>,
+    /// The RTMS streams on their way to the router, for the admin API.
+    streams: Arc<crate::admin::StreamRegistry>,
+    /// The event WebSocket client (the current term's on a cluster ingress node).
+    ws_slot: Option<crate::admin::EventStreamSlot>,
+    webhook: Option<Arc<zoomhost_zoom::webhook::WebhookReceiver>>,
+    admin: Option<AdminTask>,
+}
+
+/// The running admin listener.
+struct AdminTask {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -113,6 +130,10 @@ impl Host {
             stop,
             cluster: None,
             _watcher: watcher,
+            streams: Arc::default(),
+            ws_slot: None,
+            webhook: None,
+            admin: None,
         };
         if let Some(cluster) = cluster {
             let mut member = ClusterMember::join(cluster).await?;
@@ -138,7 +159,50 @@ impl Host {
         if let Some(zoom) = &config.zoom {
             host.start_zoom(zoom).await?;
         }
+        if let Some(admin) = config.admin.as_ref().filter(|a| a.bind.is_some()) {
+            host.start_admin(admin).await?;
+        }
         Ok(host)
+    }
+
+    /// Binds and serves the admin API (see [`crate::admin`]).
+    async fn start_admin(&mut self, config: &crate::config::AdminConfig) -> anyhow::Result<()> {
+        let server = crate::admin::AdminServer::bind(config, self.view()).await?;
+        let addr = server.addr();
+        if let Some(member) = &self.cluster {
+            member.advertise_admin_url(server.url());
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async move {
+            let _ = stopped.await;
+        }));
+        self.admin = Some(AdminTask { addr, stop, task });
+        Ok(())
+    }
+
+    /// What the admin API reads: shared handles into this host.
+    pub fn view(&self) -> crate::admin::HostView {
+        crate::admin::HostView {
+            plugins: self.plugins.clone(),
+            inputs: self.inputs.clone(),
+            streams: self.streams.clone(),
+            rtms: self.rtms.clone(),
+            websocket: self.ws_slot.clone(),
+            webhook: self.webhook.clone(),
+            cluster: self.cluster.as_ref().map(|m| crate::admin::ClusterView {
+                node: m.config().node.clone(),
+                role: m.role(),
+                leading: m.leading(),
+                nats: m.jetstream().client(),
+                jetstream: m.jetstream().clone(),
+            }),
+            stopping: self.stop.subscribe(),
+        }
+    }
+
+    /// The admin API's address (with its bound port), when it runs.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr)
     }
 
     /// The RTMS client first (tapped into the input path), then the event WebSocket and
@@ -146,7 +210,8 @@ impl Host {
     async fn start_zoom(&mut self, zoom: &ZoomConfig) -> anyhow::Result<()> {
         use zoomhost_zoom::{events, oauth::TokenManager, webhook::WebhookServer, TokenSource};
         if let Some(config) = zoom.rtms.clone() {
-            let manager = RtmsManager::new(config, self.plugins.router().clone());
+            // Through the stream registry, which lists streams and counts frames by kind.
+        let manager = RtmsManager::new(config, self.streams.sink(self.plugins.router().clone()));
             self.inputs.tap(manager.event_tap());
             // Plugins granted `stream_control` close streams and subscribe video through it.
             self.plugins.set_stream_control(manager.clone());
@@ -162,8 +227,16 @@ impl Host {
             match &mut self.cluster {
                 Some(member) if member.role().is_ingress() => {
                     let (ws, inputs) = (ws.clone(), self.inputs.clone());
+                    let slot = self.ws_slot.get_or_insert_with(Default::default).clone();
                     let make = Box::new(move || {
-                        events::EventStream::new(ws.clone(), tokens.clone(), inputs.clone())
+                        let stream =
+                            events::EventStream::new(ws.clone(), tokens.clone(), inputs.clone());
+                        // The admin API shows the current term's client.
+                        *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(EventStreamWatch {
+                            state: stream.state(),
+                            stats: stream.stats(),
+                        });
+                        stream
                     });
                     member
                         .hold_event_stream(&ws_subscription(zoom), make)
@@ -174,10 +247,12 @@ impl Host {
                 }
                 None => {
                     let stream = events::EventStream::new(ws.clone(), tokens, self.inputs.clone());
-                    self.event_stream = Some(EventStreamWatch {
+                    let watch = EventStreamWatch {
                         state: stream.state(),
                         stats: stream.stats(),
-                    });
+                    };
+                    self.ws_slot = Some(Arc::new(std::sync::RwLock::new(Some(watch.clone()))));
+                    self.event_stream = Some(watch);
                     self.sources.spawn(stream.run(self.stop.subscribe()));
                 }
             }
@@ -186,6 +261,7 @@ impl Host {
         if let (Some(webhook), true) = (&zoom.webhook, ingress) {
             let server = WebhookServer::bind(webhook.clone(), self.inputs.clone()).await?;
             self.webhook_url = Some(server.url());
+            self.webhook = Some(server.receiver().clone());
             let mut stopped = self.stop.subscribe();
             self.sources.spawn(server.serve(async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -257,6 +333,14 @@ impl Host {
         }
         tracing::info!("draining plugin mailboxes");
         let plugins = self.plugins.shutdown(DRAIN_PLUGINS).await;
+        // The admin API answered 503 on /readyz throughout; it stops last.
+        if let Some(admin) = self.admin.take() {
+            let _ = admin.stop.send(());
+            let mut task = admin.task;
+            if tokio::time::timeout(STOP_SOURCES, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
         Shutdown {
             plugins,
             source_errors,

@@ -17,6 +17,9 @@
 //!   accepted event published once to a JetStream stream, and workers that own its
 //!   partitions through leases and acknowledge each event once its plugins are done;
 //! - [`logging`]: the host's own log, text or JSON lines (`--log-format`);
+//! - [`admin`]: the admin HTTP listener: Prometheus `/metrics`, `/healthz`, `/readyz`,
+//!   the `/v1` JSON API (plugins, streams, sources, cluster; reload, enable, disable) and
+//!   the `zoomhost status` client;
 //! - the commands: [`cli`] (`run`, `simulate`, `check`, `replay`), [`dev`], [`bench`],
 //!   [`scaffold`] (`new`), [`replay`], and [`wasm_build`] for building plugin crates.
 //!
@@ -25,6 +28,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod bench;
 pub mod cli;
 pub mod cluster;

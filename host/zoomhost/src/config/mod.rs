@@ -72,6 +72,9 @@
 //! timestamp_window_s = 300
 //! ```
 //!
+//! The `[admin]` section (the admin HTTP listener: metrics, health, readiness, the `/v1`
+//! API) is described in [`admin`].
+//!
 //! The `[cluster]` section (NATS JetStream cluster membership) is described in
 //! [`cluster`]; it is read by [`HostConfig::load_with_cluster`] and validated by every
 //! load.
@@ -85,7 +88,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::Deserialize;
 
+pub mod admin;
 pub mod cluster;
+pub use admin::AdminConfig;
 pub use cluster::{ClusterAuth, ClusterConfig, Role};
 
 pub use zoomhost_runtime::{Limits, PluginGrant, ResolvedGrant, RuntimeConfig};
@@ -134,6 +139,7 @@ struct RawConfig {
     plugins: BTreeMap<String, PluginGrant>,
     zoom: Option<RawZoom>,
     cluster: Option<cluster::RawCluster>,
+    admin: Option<admin::RawAdmin>,
 }
 
 /// The host configuration after validation: the runtime's part and the sources'.
@@ -143,6 +149,9 @@ pub struct HostConfig {
     pub runtime: RuntimeConfig,
     /// Zoom connectivity; `None` when nothing Zoom is configured (file or environment).
     pub zoom: Option<ZoomConfig>,
+    /// The admin listener; `None` when neither the file nor the environment configures
+    /// it (`zoomhost run` then serves it on loopback, [`admin::DEFAULT_BIND`]).
+    pub admin: Option<AdminConfig>,
 }
 
 impl HostConfig {
@@ -218,10 +227,23 @@ impl HostConfig {
             &|value| expand_env(value, env),
             &mut problems,
         );
+        let admin = admin::resolve(
+            raw.admin,
+            env,
+            &|value| expand_env(value, env),
+            &mut problems,
+        );
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
-        Ok((Self { runtime, zoom }, cluster))
+        Ok((
+            Self {
+                runtime,
+                zoom,
+                admin,
+            },
+            cluster,
+        ))
     }
 }
 
