@@ -21,7 +21,11 @@
 //! ([`InputSink::accept`]) is kept only once the outlet reports JetStream's
 //! acknowledgement within the accept timeout; otherwise its id is forgotten here, so
 //! Zoom's retry passes again and JetStream's duplicate window collapses it should the
-//! first attempt land late.
+//! first attempt land late. While an event waits for that acknowledgement its outcome is
+//! shared by id: a redelivery arriving meanwhile (a webhook retry, or the same event as a
+//! webhook while its WebSocket copy is being published) is answered with the first
+//! copy's outcome, not a premature 200, so an event whose publication then fails is
+//! answered 503 and Zoom delivers it again.
 //!
 //! Memory is bounded: the ids (128 bits each) are kept in a map plus a time-ordered queue,
 //! about 100 bytes an event, and at most `capacity` of them (200 000 by default, about
@@ -33,7 +37,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use futures_util::future::BoxFuture;
+use tokio::sync::{oneshot, watch};
 
 pub use zoomhost_types::EventTap;
 use zoomhost_types::{Acceptance, Event, EventSource, InputSink, StreamInfo, StreamSink};
@@ -43,12 +48,19 @@ pub use zoomhost_zoom::config::EventDedupeConfig;
 /// one (never blocking) and returns a receiver of whether it was stored durably.
 pub type Outlet = Arc<dyn Fn(&Event) -> oneshot::Receiver<Result<(), String>> + Send + Sync>;
 
+/// The outcome of an event handed to the [`Outlet`]: `None` until JetStream answered.
+type Outcome = Option<Result<(), String>>;
+
+/// Events handed to the outlet and not answered yet, by id.
+type InFlight = Arc<Mutex<HashMap<String, watch::Receiver<Outcome>>>>;
+
 /// The input sink the sources deliver into.
 pub struct Inputs {
     sink: Arc<dyn InputSink>,
     taps: RwLock<Vec<EventTap>>,
     outlet: RwLock<Option<(Outlet, Duration)>>,
     seen: Arc<Mutex<SeenEvents>>,
+    in_flight: InFlight,
     /// Duplicates dropped, per [`EventSource`] (websocket, webhook, replay, simulator).
     duplicates: [AtomicU64; 4],
 }
@@ -104,6 +116,7 @@ impl Inputs {
             taps: RwLock::default(),
             outlet: RwLock::default(),
             seen: Arc::new(Mutex::new(SeenEvents::new(dedupe))),
+            in_flight: Arc::default(),
             duplicates: Default::default(),
         })
     }
@@ -154,6 +167,66 @@ impl Inputs {
         true
     }
 
+    /// Hands `event` to `outlet`; the future resolves with JetStream's answer (within
+    /// `within` when given). Until then a redelivery of the same id awaits the same
+    /// answer ([`Inputs::awaiting_first`]); an event that was not stored is forgotten, so
+    /// a later redelivery passes again.
+    fn send_out(
+        &self,
+        outlet: &Outlet,
+        within: Option<Duration>,
+        event: &Event,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let stored = outlet(event);
+        let (tx, rx) = watch::channel(None);
+        if !event.id.is_empty() {
+            lock(&self.in_flight).insert(event.id.clone(), rx);
+        }
+        let settle = Settle {
+            id: event.id.clone(),
+            seen: self.seen.clone(),
+            in_flight: self.in_flight.clone(),
+            tx: Some(tx),
+        };
+        Box::pin(async move {
+            let answer = async {
+                match stored.await {
+                    Ok(result) => result,
+                    Err(_) => Err("the cluster publisher stopped".to_string()),
+                }
+            };
+            let result = match within {
+                Some(within) => tokio::time::timeout(within, answer)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(format!(
+                            "JetStream did not acknowledge within {} ms",
+                            within.as_millis()
+                        ))
+                    }),
+                None => answer.await,
+            };
+            settle.settle(result.clone());
+            result
+        })
+    }
+
+    /// For a redelivery of an event still waiting for JetStream: the first copy's
+    /// answer (waited for at most `within`).
+    fn awaiting_first(&self, id: &str, within: Duration) -> Option<Acceptance> {
+        let mut first = lock(&self.in_flight).get(id)?.clone();
+        Some(Acceptance::Pending(Box::pin(async move {
+            match tokio::time::timeout(within, first.wait_for(Option::is_some)).await {
+                Ok(Ok(outcome)) => outcome.clone().unwrap_or(Ok(())),
+                Ok(Err(_)) => Err("the first delivery of this event was abandoned".into()),
+                Err(_) => Err(format!(
+                    "JetStream did not acknowledge the first delivery within {} ms",
+                    within.as_millis()
+                )),
+            }
+        })))
+    }
+
     /// Duplicates dropped so far, per source.
     pub fn duplicates(&self) -> DuplicateCounts {
         let get = |i: usize| self.duplicates[i].load(Ordering::Relaxed);
@@ -177,9 +250,13 @@ impl InputSink for Inputs {
             return 0;
         }
         match self.outlet() {
-            // The publisher retries on its own; nobody to answer here.
+            // The publisher retries on its own; nobody to answer here, but a webhook copy
+            // arriving meanwhile awaits the outcome.
             Some((outlet, _)) => {
-                drop(outlet(&event));
+                let answered = self.send_out(&outlet, None, &event);
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(answered);
+                }
                 0
             }
             None => self.sink.event(event),
@@ -187,34 +264,73 @@ impl InputSink for Inputs {
     }
 
     fn accept(&self, event: Event) -> Acceptance {
+        let outlet = self.outlet();
         if !self.admit(&event) {
-            return Acceptance::Now(0);
+            // A redelivery while the first copy still waits for JetStream shares its answer.
+            let waiting = outlet.and_then(|(_, within)| self.awaiting_first(&event.id, within));
+            return waiting.unwrap_or(Acceptance::Now(0));
         }
-        let Some((outlet, within)) = self.outlet() else {
+        let Some((outlet, within)) = outlet else {
             return Acceptance::Now(self.sink.event(event));
         };
-        let stored = outlet(&event);
-        let seen = self.seen.clone();
-        let id = event.id;
-        Acceptance::Pending(Box::pin(async move {
-            let reason = match tokio::time::timeout(within, stored).await {
-                Ok(Ok(Ok(()))) => return Ok(()),
-                Ok(Ok(Err(e))) => e,
-                Ok(Err(_)) => "the cluster publisher stopped".to_string(),
-                Err(_) => format!(
-                    "JetStream did not acknowledge within {} ms",
-                    within.as_millis()
-                ),
-            };
-            // Not kept: a redelivery must pass again.
-            seen.lock().unwrap_or_else(|p| p.into_inner()).forget(&id);
-            Err(reason)
-        }))
+        Acceptance::Pending(self.send_out(&outlet, Some(within), &event))
     }
 
     fn open_stream(&self, info: StreamInfo) -> Box<dyn StreamSink> {
         self.sink.open_stream(info)
     }
+}
+
+/// Settles an event handed to the outlet once: publishes its outcome to redeliveries
+/// waiting on it, forgets its id when it was not stored, and drops it from the in-flight
+/// map. Dropped unsettled (the answer was abandoned), it settles as not stored.
+struct Settle {
+    id: String,
+    seen: Arc<Mutex<SeenEvents>>,
+    in_flight: InFlight,
+    tx: Option<watch::Sender<Outcome>>,
+}
+
+impl Settle {
+    fn settle(mut self, result: Result<(), String>) {
+        self.finish(result);
+    }
+
+    fn finish(&mut self, result: Result<(), String>) {
+        let Some(tx) = self.tx.take() else { return };
+        if self.id.is_empty() {
+            return;
+        }
+        if result.is_err() {
+            // Not kept: a redelivery must pass again.
+            lock(&self.seen).forget(&self.id);
+        }
+        {
+            let mut in_flight = lock(&self.in_flight);
+            // Only this copy's entry: a later copy (after a forget) may have its own.
+            if in_flight
+                .get(&self.id)
+                .is_some_and(|rx| rx.same_channel(&tx.subscribe()))
+            {
+                in_flight.remove(&self.id);
+            }
+        }
+        tx.send_replace(Some(result));
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        self.finish(Err(
+            "the delivery was abandoned before JetStream answered".into()
+        ));
+    }
+}
+
+/// Locks `m`, recovering from a poisoned lock (the data stays consistent: every critical
+/// section here is a single map operation).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Event ids seen within a window: a map for lookups plus a queue in arrival order for
@@ -304,6 +420,108 @@ fn key_of(id: &str) -> u128 {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// A router stand-in: counts what reaches it (nothing should, with an outlet).
+    #[derive(Default)]
+    struct Counting(AtomicU64);
+
+    impl InputSink for Counting {
+        fn event(&self, _event: Event) -> usize {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            1
+        }
+        fn open_stream(&self, _info: StreamInfo) -> Box<dyn StreamSink> {
+            unreachable!("no streams in these tests")
+        }
+    }
+
+    type Answers = Arc<Mutex<Vec<oneshot::Sender<Result<(), String>>>>>;
+
+    /// Inputs sending to an outlet whose answers the test gives by hand.
+    fn ingress() -> (Arc<Inputs>, Answers) {
+        let inputs = Inputs::new(Arc::new(Counting::default()));
+        let answers: Answers = Arc::default();
+        let pending = answers.clone();
+        inputs.send_to(
+            Arc::new(move |_event: &Event| {
+                let (tx, rx) = oneshot::channel();
+                lock(&pending).push(tx);
+                rx
+            }),
+            Duration::from_secs(5),
+        );
+        (inputs, answers)
+    }
+
+    fn webhook(id: &str) -> Event {
+        Event {
+            id: id.into(),
+            name: "meeting.started".into(),
+            timestamp: 1,
+            payload: "{}".into(),
+            source: EventSource::Webhook,
+        }
+    }
+
+    fn pending(acceptance: Acceptance) -> BoxFuture<'static, Result<(), String>> {
+        match acceptance {
+            Acceptance::Pending(answer) => answer,
+            Acceptance::Now(n) => panic!("answered at once ({n}) instead of waiting"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_redelivery_while_the_first_waits_for_jetstream_gets_the_first_ones_answer() {
+        let (inputs, answers) = ingress();
+        let first = pending(inputs.accept(webhook("e1")));
+        let retry = pending(inputs.accept(webhook("e1")));
+        assert_eq!(lock(&answers).len(), 1, "published once");
+        // JetStream refuses the first: both deliveries are told to come again.
+        let answer = lock(&answers).pop().unwrap();
+        answer.send(Err("no stream".into())).unwrap();
+        assert_eq!(first.await, Err("no stream".to_string()));
+        assert_eq!(retry.await, Err("no stream".to_string()));
+        // And the next delivery is taken again, and kept this time.
+        let again = pending(inputs.accept(webhook("e1")));
+        let answer = lock(&answers).pop().unwrap();
+        let late = pending(inputs.accept(webhook("e1")));
+        answer.send(Ok(())).unwrap();
+        assert_eq!(again.await, Ok(()));
+        assert_eq!(late.await, Ok(()));
+        // Once stored, a redelivery is a plain duplicate.
+        assert!(matches!(inputs.accept(webhook("e1")), Acceptance::Now(0)));
+        assert!(lock(&inputs.in_flight).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_webhook_copy_of_a_websocket_event_being_published_waits_for_it() {
+        let (inputs, answers) = ingress();
+        let mut ws = webhook("e2");
+        ws.source = EventSource::Websocket;
+        assert_eq!(inputs.event(ws), 0);
+        let copy = pending(inputs.accept(webhook("e2")));
+        lock(&answers)
+            .pop()
+            .unwrap()
+            .send(Err("NATS down".into()))
+            .unwrap();
+        assert_eq!(copy.await, Err("NATS down".to_string()));
+        // Not stored: the webhook's retry is taken.
+        let retry = pending(inputs.accept(webhook("e2")));
+        lock(&answers).pop().unwrap().send(Ok(())).unwrap();
+        assert_eq!(retry.await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_first_delivery_is_forgotten() {
+        let (inputs, _answers) = ingress();
+        drop(pending(inputs.accept(webhook("e3"))));
+        assert!(lock(&inputs.in_flight).is_empty());
+        assert!(matches!(
+            inputs.accept(webhook("e3")),
+            Acceptance::Pending(_)
+        ));
+    }
 
     fn seen(window_ms: u64, capacity: usize) -> SeenEvents {
         SeenEvents::new(EventDedupeConfig {
