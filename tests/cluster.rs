@@ -122,6 +122,20 @@ async fn member_with(
     role: Role,
     options: HostOptions,
 ) -> Host {
+    let (config, cluster) = member_config(nats, zoom, node, plugins, role);
+    Host::start_with_cluster(config, options, Some(cluster))
+        .await
+        .expect("starting a cluster node")
+}
+
+/// The host and cluster configuration of a node of `role` (no RTMS client).
+fn member_config(
+    nats: &NatsServer,
+    zoom: &LocalZoom,
+    node: &str,
+    plugins: &Path,
+    role: Role,
+) -> (HostConfig, ClusterConfig) {
     let mut zoom_config = zoomhost::config::for_local_zoom(zoom, vec![]);
     zoom_config.rtms = None;
     zoom_config.webhook = Some(zoomhost_zoom::webhook::WebhookConfig {
@@ -145,9 +159,7 @@ async fn member_with(
     // Short enough for a quick test, long enough that a loaded CI machine's scheduling
     // delays do not cost a renewal (the deadline is 2 s after the last one).
     cluster.lease_ttl = Duration::from_millis(3000);
-    Host::start_with_cluster(config, options, Some(cluster))
-        .await
-        .expect("starting a cluster node")
+    (config, cluster)
 }
 
 fn leading(host: &Host) -> bool {
@@ -1094,4 +1106,386 @@ async fn a_pushed_plugin_is_loaded_swapped_and_removed_on_every_worker() {
     for host in [w1, w2, w3, a] {
         host.shutdown().await;
     }
+}
+
+// ---- RTMS streams owned by the partition's worker, their state in JetStream ----
+
+/// The simulator's RTMS client settings with Zoom's timers scaled down (backoff 50 to
+/// 400 ms, 300 ms of grace after a bare close), audio only.
+fn rtms_client(zoom: &LocalZoom) -> zoomhost_zoom::rtms::RtmsConfig {
+    let mut rtms = zoomhost::config::for_local_zoom(zoom, vec![zoomhost_types::MediaKind::Audio])
+        .rtms
+        .expect("an RTMS client config");
+    rtms.reconnect_min = Duration::from_millis(50);
+    rtms.reconnect_max = Duration::from_millis(400);
+    rtms.close_grace = Duration::from_millis(300);
+    rtms.duplicate_retry = Duration::from_millis(100);
+    rtms.connect_timeout = Duration::from_secs(5);
+    rtms
+}
+
+/// A node of `role` with the RTMS client enabled and the recorder as `rec`.
+async fn rtms_node(
+    nats: &NatsServer,
+    zoom: &LocalZoom,
+    node: &str,
+    plugins: &Path,
+    role: Role,
+    logs: &crate::support::Logs,
+) -> Host {
+    std::fs::create_dir_all(plugins.join(node)).unwrap();
+    std::fs::copy(
+        crate::support::wasm("recorder"),
+        plugins.join(node).join("rec.wasm"),
+    )
+    .unwrap();
+    let (mut config, cluster) = member_config(nats, zoom, node, plugins, role);
+    if let Some(z) = config.zoom.as_mut() {
+        z.rtms = Some(rtms_client(zoom));
+    }
+    let options = HostOptions {
+        log_sink: Some(logs.sink()),
+        ..Default::default()
+    };
+    Host::start_with_cluster(config, options, Some(cluster))
+        .await
+        .expect("starting a cluster node")
+}
+
+/// An ingress node and two workers, all configured with the RTMS client, the
+/// partitions split and the event WebSocket up.
+struct RtmsCluster {
+    nats: NatsServer,
+    zoom: LocalZoom,
+    dir: tempfile::TempDir,
+    logs: [crate::support::Logs; 2],
+    workers: [Option<Host>; 2],
+    ingress: Host,
+    partitions: u32,
+}
+
+impl RtmsCluster {
+    async fn start() -> Option<RtmsCluster> {
+        let nats = nats().await?;
+        let zoom = LocalZoom::start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let logs = [
+            crate::support::Logs::default(),
+            crate::support::Logs::default(),
+        ];
+        let w1 = rtms_node(&nats, &zoom, "worker-1", dir.path(), Role::Worker, &logs[0]).await;
+        let w2 = rtms_node(&nats, &zoom, "worker-2", dir.path(), Role::Worker, &logs[1]).await;
+        let ingress_logs = crate::support::Logs::default();
+        let ingress = rtms_node(
+            &nats,
+            &zoom,
+            "ingress-1",
+            dir.path(),
+            Role::Ingress,
+            &ingress_logs,
+        )
+        .await;
+        let partitions = ingress.cluster().unwrap().config().partitions;
+        until(
+            "the partitions split and the WebSocket up",
+            Duration::from_secs(30),
+            || {
+                let (p1, p2) = (owned(&w1), owned(&w2));
+                p1.len() + p2.len() == partitions as usize
+                    && p1.len() == p2.len()
+                    && zoom.events.is_connected()
+            },
+        )
+        .await;
+        Some(RtmsCluster {
+            nats,
+            zoom,
+            dir,
+            logs,
+            workers: [Some(w1), Some(w2)],
+            ingress,
+            partitions,
+        })
+    }
+
+    fn worker(&self, i: usize) -> &Host {
+        self.workers[i].as_ref().expect("a running worker")
+    }
+
+    /// Which worker owns `meeting`'s partition.
+    fn owner_of(&self, meeting: &str) -> usize {
+        let p = zoomhost::cluster::partition::of_meeting(Some(meeting), self.partitions);
+        (0..2)
+            .find(|i| owned(self.worker(*i)).contains(&p))
+            .expect("an owner")
+    }
+
+    /// Announces `stream` with `meeting.rtms_started` on the event WebSocket, as Zoom.
+    async fn announce(&self, stream: &zoomhost_sim::rtms::SimStream) {
+        let payload = serde_json::json!({
+            "meeting_uuid": stream.meeting_uuid(),
+            "rtms_stream_id": stream.stream_id(),
+            "server_urls": self.zoom.rtms.signaling_url(),
+            "operator_id": "op-1",
+        });
+        assert!(
+            self.zoom
+                .events
+                .push_event_at("meeting.rtms_started", 1_760_000_000_000, payload)
+                .await
+        );
+    }
+
+    async fn saved(&self, stream_id: &str) -> Option<zoomhost_zoom::rtms::SavedStream> {
+        use zoomhost::cluster::rtms_state;
+        let js = self.ingress.cluster().unwrap().jetstream();
+        let store = rtms_state::open_bucket(js).await.unwrap();
+        let all = rtms_state::load(&store, &(0..self.partitions).collect())
+            .await
+            .unwrap();
+        all.into_iter().find(|s| s.stream_id == stream_id)
+    }
+}
+
+/// (user, timestamp) of the recorder's audio frames for a stream, in order.
+fn audio_on(logs: &crate::support::Logs, stream_id: &str) -> Vec<(String, u64)> {
+    logs.lines("rec", &format!("rec audio stream={stream_id} "))
+        .iter()
+        .map(|l| {
+            (
+                crate::support::field(l, "user").to_string(),
+                crate::support::field(l, "ts").parse().expect("a timestamp"),
+            )
+        })
+        .collect()
+}
+
+/// No frame twice and each speaker's frames in order.
+fn each_once_in_order(frames: &[(String, u64)], what: &str) {
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for (user, ts) in frames {
+        if let Some(prev) = last.insert(user, *ts) {
+            assert!(*ts > prev, "{what}: user {user} frame {ts} after {prev}");
+        }
+    }
+}
+
+/// Every audio frame the simulator wrote (user, timestamp, when), without resends.
+fn written(stream: &zoomhost_sim::rtms::SimStream) -> Vec<(String, u64, Instant)> {
+    stream
+        .sent()
+        .into_iter()
+        .filter(|m| m.kind == zoomhost_sim::rtms::MediaKind::Audio && !m.resent)
+        .map(|m| (m.user_id.to_string(), m.timestamp, m.sent_at))
+        .collect()
+}
+
+fn opened_here(host: &Host) -> u64 {
+    host.rtms().map_or(0, |r| r.stats().opened)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_rtms_stream_opens_on_the_partition_owner_and_moves_when_it_crashes() {
+    let Some(mut c) = RtmsCluster::start().await else {
+        return;
+    };
+    let spec = zoomhost_sim::rtms::StreamSpec {
+        frames: 400,
+        ..zoomhost_sim::rtms::StreamSpec::new("rtms-crash-meeting==", "streamcrash01")
+    };
+    let stream = c.zoom.rtms.add_stream(spec);
+    let owner = c.owner_of(stream.meeting_uuid());
+    let other = 1 - owner;
+    c.announce(&stream).await;
+    let id = stream.stream_id().to_string();
+    until(
+        "the owner's recorder gets media",
+        Duration::from_secs(30),
+        || audio_on(&c.logs[owner], &id).len() >= 60,
+    )
+    .await;
+    // Opened once, by the owner: not by the other worker, not by the ingress node.
+    assert_eq!(opened_here(c.worker(owner)), 1);
+    assert_eq!(opened_here(c.worker(other)), 0);
+    assert!(
+        c.ingress.rtms().is_none(),
+        "an ingress-only node runs no RTMS client"
+    );
+    assert!(audio_on(&c.logs[other], &id).is_empty());
+    assert_eq!(stream.stats().signaling_handshakes, 1);
+    let saved = c
+        .saved(&id)
+        .await
+        .expect("the stream's state in the bucket");
+    assert_eq!(saved.meeting_uuid, stream.meeting_uuid());
+    assert_eq!(saved.server_urls, vec![c.zoom.rtms.signaling_url()]);
+    assert_eq!(saved.started_event, "meeting.rtms_started");
+    until("progress saved", Duration::from_secs(10), || {
+        c.worker(owner)
+            .cluster()
+            .unwrap()
+            .rtms_state_stats()
+            .written
+            .load(Ordering::Relaxed)
+            >= 2
+    })
+    .await;
+
+    // The owner dies: no drain, no hand-over, its leases left to expire.
+    let crashed = Instant::now();
+    let before = audio_on(&c.logs[owner], &id);
+    c.workers[owner].take().unwrap().abort();
+    let survivor = c.worker(other);
+    until(
+        "the survivor resumes the stream",
+        Duration::from_secs(30),
+        || !audio_on(&c.logs[other], &id).is_empty(),
+    )
+    .await;
+    let resumed_after = crashed.elapsed();
+    assert!(
+        stream.wait_done(Duration::from_secs(60)).await,
+        "the stream ran to its end"
+    );
+    until(
+        "the survivor's session closed",
+        Duration::from_secs(30),
+        || {
+            !c.logs[other]
+                .lines("rec", &format!("rec close stream={id} "))
+                .is_empty()
+        },
+    )
+    .await;
+    let after = audio_on(&c.logs[other], &id);
+    each_once_in_order(&after, "the new owner");
+    // Nothing the simulator buffered or wrote after the crash is missing on the new
+    // owner (frames in flight to the dead node at the crash went down with it).
+    let got: std::collections::BTreeSet<(String, u64)> = after.iter().cloned().collect();
+    let all = written(&stream);
+    let settle = crashed + Duration::from_millis(100);
+    let missing: Vec<_> = all
+        .iter()
+        .filter(|(u, ts, at)| *at > settle && !got.contains(&(u.clone(), *ts)))
+        .collect();
+    assert!(missing.is_empty(), "lost after the crash: {missing:?}");
+    assert!(
+        stream
+            .audio_frames()
+            .iter()
+            .all(|f| f.fate == zoomhost_sim::rtms::FrameFate::Sent),
+        "the simulator buffered and sent every frame"
+    );
+    let old: std::collections::BTreeSet<(String, u64)> = before.iter().cloned().collect();
+    let in_flight = all
+        .iter()
+        .filter(|(u, ts, _)| !got.contains(&(u.clone(), *ts)) && !old.contains(&(u.clone(), *ts)))
+        .count();
+    let repeated = after.iter().filter(|f| old.contains(f)).count();
+    let s = stream.stats();
+    assert_eq!(s.signaling_handshakes, 2, "{s:?}");
+    let rtms = survivor.rtms().unwrap().stats();
+    assert_eq!((rtms.resumed, rtms.opened), (1, 1), "{rtms:?}");
+    let state = survivor.cluster().unwrap().rtms_state_stats();
+    eprintln!(
+        "RTMS worker crash: first frame on the new owner {} ms after the crash (lease TTL {} ms, \
+         bucket read {} ms); {} frames before, {} after, {} in flight lost, {} repeated across owners",
+        resumed_after.as_millis(),
+        survivor.cluster().unwrap().config().lease_ttl.as_millis(),
+        state.last_resume_ms.load(Ordering::Relaxed),
+        before.len(),
+        after.len(),
+        in_flight,
+        repeated,
+    );
+    until(
+        "the ended stream's state deleted",
+        Duration::from_secs(10),
+        || state.deleted.load(Ordering::Relaxed) >= 1,
+    )
+    .await;
+    assert!(c.saved(&id).await.is_none());
+    for host in c.workers.into_iter().flatten() {
+        host.shutdown().await;
+    }
+    c.ingress.shutdown().await;
+    drop((c.nats, c.dir));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_draining_worker_hands_its_rtms_stream_over_with_nothing_lost_or_repeated() {
+    let Some(mut c) = RtmsCluster::start().await else {
+        return;
+    };
+    let spec = zoomhost_sim::rtms::StreamSpec {
+        frames: 300,
+        // After the next owner's handshake the server sends the last frames again: the
+        // saved progress must drop them.
+        resend_on_resume: 5,
+        ..zoomhost_sim::rtms::StreamSpec::new("rtms-drain-meeting==", "streamdrain01")
+    };
+    let stream = c.zoom.rtms.add_stream(spec);
+    let owner = c.owner_of(stream.meeting_uuid());
+    let other = 1 - owner;
+    c.announce(&stream).await;
+    let id = stream.stream_id().to_string();
+    until(
+        "the owner's recorder gets media",
+        Duration::from_secs(30),
+        || audio_on(&c.logs[owner], &id).len() >= 50,
+    )
+    .await;
+    let drained = Instant::now();
+    let leaving = c.workers[owner].take().unwrap();
+    let handed = leaving.cluster().unwrap().rtms_state_stats().clone();
+    leaving.shutdown().await;
+    assert_eq!(handed.handed_over.load(Ordering::Relaxed), 1);
+    let saved = c
+        .saved(&id)
+        .await
+        .expect("the state kept for the next owner");
+    assert!(!saved.progress.is_empty(), "{saved:?}");
+    assert!(
+        stream.wait_done(Duration::from_secs(60)).await,
+        "the stream ran to its end"
+    );
+    until(
+        "the new owner's session closed",
+        Duration::from_secs(30),
+        || {
+            !c.logs[other]
+                .lines("rec", &format!("rec close stream={id} "))
+                .is_empty()
+        },
+    )
+    .await;
+    let (before, after) = (audio_on(&c.logs[owner], &id), audio_on(&c.logs[other], &id));
+    assert!(!after.is_empty(), "the new owner resumed");
+    let mut both = before.clone();
+    both.extend(after.iter().cloned());
+    each_once_in_order(&both, "across both owners");
+    let sent: Vec<(String, u64)> = written(&stream)
+        .into_iter()
+        .map(|(u, ts, _)| (u, ts))
+        .collect();
+    let mut got = both.clone();
+    got.sort();
+    let mut want = sent.clone();
+    want.sort();
+    assert_eq!(got.len(), want.len(), "every frame once across both owners");
+    assert_eq!(got, want);
+    assert!(stream.stats().resent > 0, "the server sent frames again");
+    eprintln!(
+        "RTMS hand-over: {} frames on the draining node, {} on the next, first {} ms after the drain began",
+        before.len(),
+        after.len(),
+        drained.elapsed().as_millis()
+    );
+    let survivor = c.worker(other);
+    assert_eq!(survivor.rtms().unwrap().stats().resumed, 1);
+    for host in c.workers.into_iter().flatten() {
+        host.shutdown().await;
+    }
+    c.ingress.shutdown().await;
+    drop((c.nats, c.dir));
 }

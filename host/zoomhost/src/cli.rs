@@ -162,7 +162,27 @@ pub enum PluginAction {
     Push {
         /// The `NAME.wasm` file.
         file: PathBuf,
+        /// Also push NAME's grants for every worker: a TOML file holding the body of a
+        /// `[plugins.NAME]` table (as `plugin grants`).
+        #[arg(long)]
+        grants: Option<PathBuf>,
         /// Host config with the `[cluster]` section (and the limits the check uses).
+        #[arg(long, short, default_value = "zoomhost.toml")]
+        config: PathBuf,
+    },
+    /// Push plugin NAME's grants (`allow_http`, `stream_control`, `config`, `enabled`,
+    /// `limits`, `instances`: the body of a `[plugins.NAME]` table, in a TOML file) to
+    /// every worker, over each node's own file; `--remove` gives the files' back.
+    Grants {
+        /// The plugin name.
+        name: String,
+        /// The TOML file with the table's body.
+        #[arg(required_unless_present = "remove", conflicts_with = "remove")]
+        file: Option<PathBuf>,
+        /// Remove NAME's pushed grants instead.
+        #[arg(long)]
+        remove: bool,
+        /// Host config with the `[cluster]` section.
         #[arg(long, short, default_value = "zoomhost.toml")]
         config: PathBuf,
     },
@@ -431,15 +451,35 @@ fn cluster_config(path: &Path) -> anyhow::Result<(HostConfig, crate::config::Clu
 async fn plugin_command(action: PluginAction) -> anyhow::Result<ExitCode> {
     use crate::cluster::plugins;
     match action {
-        PluginAction::Push { file, config } => {
+        PluginAction::Push {
+            file,
+            grants,
+            config,
+        } => {
             let name = plugins::name_of_file(&file)?;
             let (config, cluster) = cluster_config(&config)?;
+            // Checked before anything is stored: a bad table names the plugin and key.
+            let grants = match grants {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    plugins::check_grant(&name, &text)
+                        .with_context(|| format!("in {}", path.display()))?;
+                    Some(text)
+                }
+                None => None,
+            };
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let runtime = Runtime::new(&config.runtime)?;
             let grant = config.runtime.grant(&name);
             let compiled = runtime.compile(&bytes, &file.display().to_string(), &grant.limits)?;
             let store = plugins::connect_store(&cluster).await?;
+            if let Some(text) = grants {
+                let kv = plugins::connect_grants(&cluster).await?;
+                plugins::push_grants(&kv, &name, &text).await?;
+                println!("pushed the grants of {name} to {}", cluster.nats_url);
+            }
             plugins::push(&store, &name, &bytes).await?;
             println!(
                 "pushed {name} ({} bytes, {}) to {}",
@@ -447,6 +487,34 @@ async fn plugin_command(action: PluginAction) -> anyhow::Result<ExitCode> {
                 compiled.world_version(),
                 cluster.nats_url
             );
+        }
+        PluginAction::Grants {
+            name,
+            file,
+            remove,
+            config,
+        } => {
+            let (_, cluster) = cluster_config(&config)?;
+            match (file, remove) {
+                (_, true) => {
+                    let kv = plugins::connect_grants(&cluster).await?;
+                    plugins::remove_grants(&kv, &name).await?;
+                    println!(
+                        "removed the pushed grants of {name} from {}",
+                        cluster.nats_url
+                    );
+                }
+                (Some(path), false) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    plugins::check_grant(&name, &text)
+                        .with_context(|| format!("in {}", path.display()))?;
+                    let kv = plugins::connect_grants(&cluster).await?;
+                    plugins::push_grants(&kv, &name, &text).await?;
+                    println!("pushed the grants of {name} to {}", cluster.nats_url);
+                }
+                (None, false) => anyhow::bail!("plugin grants {name}: give FILE.toml or --remove"),
+            }
         }
         PluginAction::Remove { name, config } => {
             anyhow::ensure!(
@@ -644,7 +712,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             cli.command,
-            Command::Plugin { action: PluginAction::Push { file, config } }
+            Command::Plugin { action: PluginAction::Push { file, config, .. } }
                 if file == Path::new("rec.wasm") && config == Path::new("z.toml")
         ));
         let cli = Cli::try_parse_from(["zoomhost", "plugin", "remove", "rec"]).unwrap();

@@ -11,7 +11,10 @@
 //! own plugins (a webhook is answered once JetStream acknowledged it) and runs the
 //! event WebSocket only while it holds the ingress lease; a worker node runs no Zoom
 //! event source and delivers the events of the partitions it owns; `role = "all"` runs
-//! both halves. Without a cluster section nothing of this runs.
+//! both halves. Without a cluster section nothing of this runs. In cluster mode the RTMS
+//! client runs on worker nodes only, fed by the worker's deliveries rather than the input
+//! path (so a stream opens once, on the meeting's partition owner), and shutdown hands
+//! its streams over to the next owner instead of closing them.
 //!
 //! Shutdown: sources stop accepting first, then RTMS streams close, then the plugins'
 //! mailboxes drain, so nothing already accepted is lost.
@@ -103,9 +106,18 @@ impl Host {
         let plugins = PluginHost::new(config.runtime.clone(), options.log_sink)?;
         let loaded = plugins.load_dir().await?;
         tracing::debug!(plugins = ?loaded, "plugins loaded");
+        // A cluster worker's grants: its file's, with the cluster's pushed ones on top.
+        let grants = cluster
+            .as_ref()
+            .filter(|c| c.role.is_worker())
+            .map(|_| crate::cluster::plugins::GrantOverlay::new(config.runtime.clone()));
         let watcher = match options.watch {
             Some(config_file) => {
                 let loader = crate::config::runtime_loader();
+                let loader = match &grants {
+                    Some(overlay) => overlay.wrap(loader),
+                    None => loader,
+                };
                 Some(reload::watch(
                     plugins.clone(),
                     config_file.map(|f| (f, loader)),
@@ -135,10 +147,23 @@ impl Host {
             webhook: None,
             admin: None,
         };
+        let rtms_config = config.zoom.as_ref().and_then(|z| z.rtms.clone());
+        match (&cluster, rtms_config) {
+            // Standalone: every accepted event reaches the RTMS client.
+            (None, Some(rtms)) => host.start_rtms(rtms, true),
+            // A worker: the partitions' deliveries reach it (see `start_worker`).
+            (Some(c), Some(rtms)) if c.role.is_worker() => host.start_rtms(rtms, false),
+            (Some(_), Some(_)) => {
+                tracing::info!("cluster ingress: RTMS streams open on the worker nodes")
+            }
+            (_, None) => {}
+        }
         if let Some(cluster) = cluster {
             let mut member = ClusterMember::join(cluster).await?;
             if member.role().is_worker() {
-                member.start_worker(host.plugins.router().clone()).await?;
+                member
+                    .start_worker(host.plugins.router().clone(), host.rtms.clone())
+                    .await?;
                 // The largest component any grant allows; the loader applies each plugin's own.
                 let max_bytes = config
                     .runtime
@@ -147,6 +172,11 @@ impl Host {
                     .map(|g| g.limits.max_component_bytes())
                     .fold(config.runtime.limits.max_component_bytes(), u64::max);
                 member.start_plugin_mirror(dir.clone(), max_bytes).await?;
+                if let Some(overlay) = grants {
+                    member
+                        .start_grant_watch(overlay, host.plugins.clone())
+                        .await?;
+                }
             }
             // Accepted events go to JetStream only; workers (this node's own worker half
             // for `role = "all"`) deliver them.
@@ -205,19 +235,23 @@ impl Host {
         self.admin.as_ref().map(|a| a.addr)
     }
 
-    /// The RTMS client first (tapped into the input path), then the event WebSocket and
-    /// the webhook receiver.
+    /// The RTMS client, tapped into the input path when `tap` (standalone; a cluster
+    /// worker feeds it from its deliveries).
+    fn start_rtms(&mut self, config: zoomhost_zoom::rtms::RtmsConfig, tap: bool) {
+        // Through the stream registry, which lists streams and counts frames by kind.
+        let manager = RtmsManager::new(config, self.streams.sink(self.plugins.router().clone()));
+        if tap {
+            self.inputs.tap(manager.event_tap());
+        }
+        // Plugins granted `stream_control` close streams and subscribe video through it.
+        self.plugins.set_stream_control(manager.clone());
+        tracing::info!("RTMS client ready: streams open on *.rtms_started");
+        self.rtms = Some(manager);
+    }
+
+    /// The event WebSocket and the webhook receiver (the RTMS client started before).
     async fn start_zoom(&mut self, zoom: &ZoomConfig) -> anyhow::Result<()> {
         use zoomhost_zoom::{events, oauth::TokenManager, webhook::WebhookServer, TokenSource};
-        if let Some(config) = zoom.rtms.clone() {
-            // Through the stream registry, which lists streams and counts frames by kind.
-        let manager = RtmsManager::new(config, self.streams.sink(self.plugins.router().clone()));
-            self.inputs.tap(manager.event_tap());
-            // Plugins granted `stream_control` close streams and subscribe video through it.
-            self.plugins.set_stream_control(manager.clone());
-            tracing::info!("RTMS client ready: streams open on *.rtms_started");
-            self.rtms = Some(manager);
-        }
         if let Some(ws) = &zoom.websocket {
             let oauth = zoom
                 .oauth
@@ -300,6 +334,22 @@ impl Host {
         self.rtms.as_ref()
     }
 
+    /// Stops at once, as a crash would (for tests of what the rest of a cluster does
+    /// then): sources, RTMS streams and cluster tasks aborted, sockets dropped, nothing
+    /// drained, handed over, released or cleaned up; leases expire on their own.
+    pub fn abort(mut self) {
+        tracing::warn!("host aborted: no drain, no hand-over");
+        self.sources.abort_all();
+        if let Some(admin) = self.admin.take() {
+            admin.task.abort();
+        }
+        if let Some(rtms) = &self.rtms {
+            rtms.abort();
+        }
+        // Dropping the member aborts its tasks (worker, writers, leases).
+        drop(self.cluster.take());
+    }
+
     /// Stops in order: sources, then RTMS streams, then the plugins after their
     /// mailboxes drain.
     pub async fn shutdown(mut self) -> Shutdown {
@@ -323,13 +373,21 @@ impl Host {
             tracing::warn!("{error}");
             source_errors.push(error);
         }
+        let clustered = self.cluster.is_some();
         if let Some(member) = self.cluster.take() {
-            tracing::info!("leaving the cluster: event WebSocket, lease, then publisher");
+            tracing::info!("leaving the cluster: partitions and RTMS streams handed over, event WebSocket, lease, then publisher");
             member.leave(STOP_SOURCES).await;
         }
-        if let Some(rtms) = &self.rtms {
-            tracing::info!("closing RTMS streams");
-            rtms.shutdown(STOP_STREAMS).await;
+        match &self.rtms {
+            // The worker handed its streams over; any left are handed over too.
+            Some(rtms) if clustered => {
+                rtms.hand_over(|_| true, STOP_STREAMS).await;
+            }
+            Some(rtms) => {
+                tracing::info!("closing RTMS streams");
+                rtms.shutdown(STOP_STREAMS).await;
+            }
+            None => {}
         }
         tracing::info!("draining plugin mailboxes");
         let plugins = self.plugins.shutdown(DRAIN_PLUGINS).await;

@@ -20,6 +20,21 @@
 //! never touches another. Plugins may ask for a stream's end or for one participant's
 //! video through [`StreamControl`], which only queues the request.
 //!
+//! **Saved streams** (for a cluster, without this crate knowing about one): given a
+//! [`StreamStateSink`] ([`RtmsManager::set_state_sink`]), the manager reports each
+//! stream's [`SavedStream`] (ids, product, signaling URLs, the start's `event_ts`, and
+//! its progress: the newest timestamp delivered per media kind and speaker) when it
+//! starts, at once when Zoom moves it (failover), every `progress_every` while frames
+//! flow, and once more when it is handed over; and reports its end when it really ended
+//! (closed, stopped by Zoom, given up), never on a hand-over, a shutdown or an
+//! [`RtmsManager::abort`]. Another node's manager [`RtmsManager::resume`]s a saved
+//! stream: it re-handshakes at once against the saved URLs, as after Zoom's
+//! `*.rtms_interrupted` (scenario 2: Zoom keeps the stream 60 s and replays the audio it
+//! buffered), and drops the replay of what the previous node already delivered. The
+//! plugins' media session opens anew on the resuming node. [`RtmsManager::hand_over`]
+//! ends streams on this node so that another can resume them: what the sockets hold is
+//! delivered, then they are dropped without a close frame or `STREAM_CLOSE_REQ`.
+//!
 //! Signatures use the credentials of the app that owns the RTMS scope
 //! (`ZOOM_RTMS_CLIENT_ID` / `ZOOM_RTMS_CLIENT_SECRET`, falling back to the S2S app's
 //! `ZOOM_CLIENT_ID` / `ZOOM_CLIENT_SECRET`); the client id is never sent and the secret
@@ -44,6 +59,7 @@ use zoomhost_types::{ControlError, Event, InputSink, MediaKind, StreamControl};
 pub use protocol::AudioRequest;
 pub use start::StreamStart;
 pub use stats::{RtmsStats, RtmsStatsSnapshot, STOP_REASONS};
+pub use stream::Progress;
 
 /// Which id field the handshakes carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -146,6 +162,54 @@ pub enum StopCause {
     /// The host is shutting down (or draining): the sockets close, but no
     /// `STREAM_CLOSE_REQ` is sent, so another node may take the stream over.
     Shutdown,
+    /// Another node takes the stream over: what the media sockets hold is delivered,
+    /// then every socket is dropped without a close frame (a lost connection, for Zoom).
+    Handover,
+}
+
+/// What another node needs to resume a stream: everything of its `*.rtms_started` that
+/// is not a secret, and how far it got. The handshake signature is recomputed from these
+/// ids and the resuming node's own credentials.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedStream {
+    /// `rtms_stream_id`.
+    pub stream_id: String,
+    /// The session's id (`meeting_uuid`, `webinar_uuid`, `session_id`, `engagement_id`
+    /// or `call_id`), which the handshakes carry.
+    pub meeting_uuid: String,
+    /// The name of the `*.rtms_started` event that started it, which names the product
+    /// (e.g. `meeting.rtms_started`, `contact_center.voice_rtms_started`).
+    pub started_event: String,
+    /// The signaling URLs of the newest start (they change on failover).
+    pub server_urls: Vec<String>,
+    /// `event_ts` of the newest start acted on: a redelivered start with the same or an
+    /// older one is a duplicate, a newer one a failover.
+    pub event_ts: u64,
+    /// The newest frame delivered per media kind and speaker.
+    #[serde(default)]
+    pub progress: Vec<Progress>,
+}
+
+impl SavedStream {
+    /// What its `*.rtms_started` said.
+    pub fn start(&self) -> StreamStart {
+        StreamStart {
+            kind: start::session_kind(&self.started_event),
+            meeting_uuid: self.meeting_uuid.clone(),
+            stream_id: self.stream_id.clone(),
+            server_urls: self.server_urls.clone(),
+        }
+    }
+}
+
+/// Where a manager reports its streams' [`SavedStream`]s (a cluster's key-value store).
+/// Both calls come from the stream's task or the event path and must not block: queue
+/// the write.
+pub trait StreamStateSink: Send + Sync {
+    /// The stream started, moved, progressed or was handed over: `state` is current.
+    fn saved(&self, state: &SavedStream);
+    /// The stream ended for good (closed, stopped, failed): forget it.
+    fn ended(&self, state: &SavedStream);
 }
 
 /// What happens to streams, for live views and tests.
@@ -213,6 +277,24 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
     /// `event_ts` of the newest `*.rtms_started` acted on.
     started_ts: u64,
+    /// What it saves (its progress read from `dedupe`).
+    saved: Arc<Mutex<SavedStream>>,
+    dedupe: Arc<stream::Dedupe>,
+}
+
+impl Running {
+    fn state(&self) -> SavedStream {
+        let mut state = lock(&self.saved).clone();
+        state.progress = self.dedupe.snapshot();
+        state
+    }
+}
+
+/// A [`StreamStateSink`] and how often progress is saved.
+#[derive(Clone)]
+struct Saver {
+    sink: Arc<dyn StreamStateSink>,
+    every: Duration,
 }
 
 /// How long an ended stream's last start is remembered, so that Zoom's webhook retries
@@ -230,6 +312,7 @@ pub struct RtmsManager {
     ended: Arc<Mutex<HashMap<String, (u64, Instant)>>>,
     stats: Arc<RtmsStats>,
     notices: broadcast::Sender<RtmsNotice>,
+    saver: Mutex<Option<Saver>>,
 }
 
 impl std::fmt::Debug for RtmsManager {
@@ -258,7 +341,90 @@ impl RtmsManager {
             ended: Arc::default(),
             stats: Arc::default(),
             notices,
+            saver: Mutex::default(),
         })
+    }
+
+    /// Reports every stream's [`SavedStream`] to `sink` from now on (streams already
+    /// running are reported at once): at start, on failover, every `progress_every`
+    /// while it delivers, when handed over; [`StreamStateSink::ended`] when it ended.
+    pub fn set_state_sink(&self, sink: Arc<dyn StreamStateSink>, progress_every: Duration) {
+        for running in lock(&self.streams).values() {
+            sink.saved(&running.state());
+        }
+        *lock(&self.saver) = Some(Saver {
+            sink,
+            every: progress_every.max(Duration::from_millis(10)),
+        });
+    }
+
+    /// The current state of every running stream, sorted by stream id.
+    pub fn saved_streams(&self) -> Vec<SavedStream> {
+        let mut out: Vec<SavedStream> = lock(&self.streams).values().map(Running::state).collect();
+        out.sort_by(|a, b| a.stream_id.cmp(&b.stream_id));
+        out
+    }
+
+    /// Resumes a stream another node ran (saved by its [`StreamStateSink`]): re-handshakes
+    /// at once against the saved URLs, as after Zoom's `*.rtms_interrupted`, and drops
+    /// Zoom's replay of what was delivered before. A stream already running here is left
+    /// alone. Returns whether it started.
+    pub fn resume(&self, saved: SavedStream) -> bool {
+        if lock(&self.streams).contains_key(&saved.stream_id) {
+            tracing::debug!(stream = %saved.stream_id, "resume: the RTMS stream already runs here");
+            return false;
+        }
+        RtmsStats::bump(&self.stats.resumed);
+        tracing::info!(
+            stream = %saved.stream_id,
+            meeting = %saved.meeting_uuid,
+            "RTMS stream resumed from saved state: re-handshaking with {} saved URL(s)",
+            saved.server_urls.len()
+        );
+        let dedupe = Arc::new(stream::Dedupe::restored(&saved.progress));
+        self.launch(saved.start(), saved.event_ts, dedupe)
+    }
+
+    /// Hands the running streams `which` selects over to another node: each delivers
+    /// what its media sockets hold, saves its final progress, and drops its sockets
+    /// without a close frame or `STREAM_CLOSE_REQ` (for Zoom, a lost connection it keeps
+    /// resumable). Waits up to `within` for them; returns how many were handed over.
+    pub async fn hand_over(&self, which: impl Fn(&SavedStream) -> bool, within: Duration) -> usize {
+        let tasks: Vec<tokio::task::JoinHandle<()>> = {
+            let mut streams = lock(&self.streams);
+            let chosen: Vec<String> = streams
+                .iter()
+                .filter(|(_, r)| which(&lock(&r.saved)))
+                .map(|(id, _)| id.clone())
+                .collect();
+            chosen
+                .into_iter()
+                .filter_map(|id| streams.remove(&id))
+                .map(|running| {
+                    let _ = running.stop.send(Some(StopCause::Handover));
+                    running.task
+                })
+                .collect()
+        };
+        let count = tasks.len();
+        if count > 0 {
+            RtmsStats::add(&self.stats.handed_over, count as u64);
+            let all = futures_util::future::join_all(tasks);
+            if tokio::time::timeout(within, all).await.is_err() {
+                tracing::warn!("RTMS streams did not finish their hand-over within {within:?}");
+            }
+        }
+        count
+    }
+
+    /// Kills every stream at once, as a crash would: tasks aborted, sockets dropped,
+    /// nothing delivered, saved or reported any more (for crash tests and a host that
+    /// must stop now).
+    pub fn abort(&self) {
+        *lock(&self.saver) = None;
+        for (_, running) in lock(&self.streams).drain() {
+            running.task.abort();
+        }
     }
 
     /// A tap for the host's input path: every event passed to it reaches
@@ -382,6 +548,14 @@ impl RtmsManager {
                 );
                 running.started_ts = event_ts;
                 RtmsStats::bump(&self.stats.failovers);
+                {
+                    let mut saved = lock(&running.saved);
+                    saved.server_urls = start.server_urls.clone();
+                    saved.event_ts = event_ts;
+                }
+                if let Some(saver) = lock(&self.saver).clone() {
+                    saver.sink.saved(&running.state());
+                }
                 let _ = running.requests.send(Request::Failover(start));
             } else {
                 RtmsStats::bump(&self.stats.duplicate_starts);
@@ -414,7 +588,32 @@ impl RtmsManager {
             "RTMS stream starting ({} signaling URL(s))",
             start.server_urls.len()
         );
+        drop(streams);
+        self.launch(start, event_ts, Arc::default());
+    }
+
+    /// Starts a stream task (unless one runs for the id), registered before it runs.
+    fn launch(&self, start: StreamStart, event_ts: u64, dedupe: Arc<stream::Dedupe>) -> bool {
+        let mut streams = lock(&self.streams);
+        if streams.contains_key(&start.stream_id) {
+            return false;
+        }
+        let saved = Arc::new(Mutex::new(SavedStream {
+            stream_id: start.stream_id.clone(),
+            meeting_uuid: start.meeting_uuid.clone(),
+            started_event: start
+                .product()
+                .event_name(zoomhost_protocol::rtms::product::Lifecycle::Started),
+            server_urls: start.server_urls.clone(),
+            event_ts,
+            progress: dedupe.snapshot(),
+        }));
+        let saver = lock(&self.saver).clone();
+        if let Some(saver) = &saver {
+            saver.sink.saved(&lock(&saved));
+        }
         let (stop, stop_rx) = watch::channel(None);
+        let stop_rx_seen = stop_rx.clone();
         let (requests, requests_rx) = mpsc::unbounded_channel();
         let id = start.stream_id.clone();
         let ctx = stream::StreamCtx {
@@ -424,14 +623,53 @@ impl RtmsManager {
             stats: self.stats.clone(),
             stop: stop_rx,
             notices: self.notices.clone(),
+            dedupe: dedupe.clone(),
         };
+        let cause = stop_rx_seen;
         let registry = self.streams.clone();
         let ended = self.ended.clone();
         let key = id.clone();
+        let (saved_task, dedupe_task) = (saved.clone(), dedupe.clone());
+        let current = move || {
+            let mut state = lock(&saved_task).clone();
+            state.progress = dedupe_task.snapshot();
+            state
+        };
         let task = self.runtime.spawn(async move {
-            stream::run(ctx, requests_rx).await;
+            let run = stream::run(ctx, requests_rx);
+            let outcome = match &saver {
+                None => run.await,
+                Some(saver) => {
+                    // Progress saved at most every `every`, and only when it moved.
+                    tokio::pin!(run);
+                    let mut last = current().progress;
+                    loop {
+                        tokio::select! {
+                            outcome = &mut run => break outcome,
+                            _ = tokio::time::sleep(saver.every) => {
+                                let state = current();
+                                if state.progress != last {
+                                    last = state.progress.clone();
+                                    saver.sink.saved(&state);
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            // Handed over or shut down: still open on Zoom's side, for another node.
+            let handed_over = outcome == stream::Outcome::HandedOver
+                || matches!(*cause.borrow(), Some(StopCause::Shutdown));
+            if let Some(saver) = &saver {
+                let state = current();
+                if handed_over {
+                    saver.sink.saved(&state);
+                } else {
+                    saver.sink.ended(&state);
+                }
+            }
             let last = lock(&registry).remove(&key);
-            if let Some(running) = last {
+            if let (Some(running), false) = (last, handed_over) {
                 let mut ended = lock(&ended);
                 if ended.len() >= REMEMBER_ENDED_MAX {
                     ended.clear();
@@ -446,8 +684,11 @@ impl RtmsManager {
                 requests,
                 task,
                 started_ts: event_ts,
+                saved,
+                dedupe,
             },
         );
+        true
     }
 
     /// `*.rtms_interrupted`: the stream re-handshakes signaling and media. A stream

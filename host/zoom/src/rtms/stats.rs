@@ -85,6 +85,10 @@ counters! {
     close_requests,
     /// `VIDEO_SUBSCRIPTION_REQ` sent at a plugin's request.
     video_subscriptions,
+    /// Streams resumed here from another node's saved state (a cluster's new owner).
+    resumed,
+    /// Streams handed over to another node (sockets dropped, state kept).
+    handed_over,
 }
 
 impl RtmsStats {
@@ -101,6 +105,11 @@ impl RtmsStats {
     /// Adds one to a counter.
     pub(super) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to a counter.
+    pub(super) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 }
 

@@ -34,22 +34,29 @@
 //! An ingress node's accepted events go to JetStream only, never to its own plugins:
 //! workers deliver them. A node with `role = "all"` runs both halves, so each event
 //! reaches its plugins once, through whichever worker owns the partition (its own or
-//! another node's). RTMS streams still open on the ingress node that accepted
-//! `*.rtms_started` (moving them to the partition's worker is not done yet).
+//! another node's).
+//!
+//! RTMS streams ([`rtms_state`]) open on the worker owning the meeting's partition, when
+//! it delivers `*.rtms_started` (an ingress-only node runs no RTMS client); their state
+//! (ids, URLs, product, `event_ts`, progress) lives in the key-value bucket
+//! [`rtms_state::RTMS_BUCKET`], so a partition's next owner (after a drain, a rebalance
+//! or a crash) re-handshakes within Zoom's 60 s window and Zoom's buffered audio resumes
+//! the stream. The plugins' media sessions re-open on the new owner without the old
+//! instance's in-memory state.
 //!
 //! Plugins for the whole cluster live in the object store of [`plugins`]: `zoomhost plugin
 //! push FILE.wasm` (and `remove`, `list`) change it, and every worker mirrors it into its
 //! plugins folder (temp file, then rename), where the folder watcher loads, hot-swaps or
-//! unloads each plugin as for a file dropped there.
+//! unloads each plugin as for a file dropped there. Their grants likewise: `zoomhost
+//! plugin grants NAME FILE.toml` stores a `[plugins.NAME]` table in a key-value bucket,
+//! and every worker applies it over its own file as a config change.
 //!
 //! [`status`]: every member writes a heartbeat `node.<name>` (role, version, pid, start
 //! time, admin URL) into the lease bucket; [`status::snapshot`] reads the bucket into a
 //! [`status::ClusterStatus`] (nodes, roles, ingress leases, partition owners, RTMS
 //! streams), served by `zoomhost cluster status` and shown by `zoomhost dev --workers`.
 //!
-//! **Where the rest goes** (not implemented yet): `rtms_state` keeping each RTMS stream's
-//! handshake state in a key-value bucket for the partition's next owner. [`ClusterMember`]
-//! is where each is started and stopped.
+//! [`ClusterMember`] is where each part is started and stopped.
 
 pub mod ingress;
 pub mod lease;
@@ -57,6 +64,7 @@ pub mod nats_server;
 pub mod partition;
 pub mod plugins;
 pub mod publish;
+pub mod rtms_state;
 pub mod status;
 pub mod worker;
 
@@ -146,6 +154,10 @@ pub struct ClusterMember {
     publisher_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     lease_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     worker_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    rtms_writer: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    grants_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    grant_stats: Arc<plugins::GrantStats>,
+    rtms_stats: Arc<rtms_state::RtmsStateStats>,
     mirror_task: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     mirror_stats: Arc<plugins::MirrorStats>,
     worker_stats: Arc<worker::WorkerStats>,
@@ -181,6 +193,10 @@ impl ClusterMember {
             publisher_task: None,
             lease_task: None,
             worker_task: None,
+            rtms_writer: None,
+            grants_task: None,
+            grant_stats: Arc::default(),
+            rtms_stats: Arc::default(),
             mirror_task: None,
             mirror_stats: Arc::default(),
             worker_stats: Arc::default(),
@@ -294,9 +310,12 @@ impl ClusterMember {
 
     /// Starts the worker ([`worker`]): partitions claimed through leases, their events
     /// delivered into `router` and acknowledged when every plugin is done with them.
+    /// With `rtms`, each delivered event is shown to that RTMS client first, and the
+    /// streams' state is saved and resumed per partition ([`rtms_state`]).
     pub async fn start_worker(
         &mut self,
         router: Arc<zoomhost_runtime::Router>,
+        rtms: Option<Arc<zoomhost_zoom::rtms::RtmsManager>>,
     ) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.worker_task.is_none(),
@@ -310,10 +329,25 @@ impl ClusterMember {
             partitions: self.config.partitions,
             ttl: self.config.lease_ttl,
         };
+        let rtms = match rtms {
+            Some(manager) => {
+                rtms_state::open_bucket(&self.js).await?;
+                let (ownership, writer) = rtms_state::RtmsOwnership::start(
+                    self.js.clone(),
+                    manager,
+                    self.config.partitions,
+                    self.rtms_stats.clone(),
+                );
+                self.rtms_writer = Some(writer);
+                Some(ownership)
+            }
+            None => None,
+        };
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(worker::run(
             self.js.clone(),
             router,
+            rtms,
             settings,
             self.worker_stats.clone(),
             self.owned.clone(),
@@ -347,6 +381,35 @@ impl ClusterMember {
         Ok(())
     }
 
+    /// Applies the grants pushed for the whole cluster ([`plugins::watch_grants`]) to
+    /// `host` through `overlay` (over this node's file).
+    pub async fn start_grant_watch(
+        &mut self,
+        overlay: Arc<plugins::GrantOverlay>,
+        host: Arc<zoomhost_runtime::PluginHost>,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.grants_task.is_none(),
+            "this node already watches the grant bucket"
+        );
+        plugins::open_grant_bucket(&self.js).await?;
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(plugins::watch_grants(
+            self.js.clone(),
+            overlay,
+            host,
+            self.grant_stats.clone(),
+            stopped,
+        ));
+        self.grants_task = Some((stop, task));
+        Ok(())
+    }
+
+    /// The grant watch's counters.
+    pub fn grant_stats(&self) -> &Arc<plugins::GrantStats> {
+        &self.grant_stats
+    }
+
     /// The plugin mirror's counters.
     pub fn mirror_stats(&self) -> &Arc<plugins::MirrorStats> {
         &self.mirror_stats
@@ -360,6 +423,11 @@ impl ClusterMember {
     /// The worker's counters.
     pub fn worker_stats(&self) -> &Arc<worker::WorkerStats> {
         &self.worker_stats
+    }
+
+    /// The counters of the RTMS streams' saved state (writes, resumes, hand-overs).
+    pub fn rtms_state_stats(&self) -> &Arc<rtms_state::RtmsStateStats> {
+        &self.rtms_stats
     }
 
     /// Contends for the ingress lease of `subscription_id`, running the event WebSocket
@@ -400,7 +468,9 @@ impl ClusterMember {
     pub async fn leave(mut self, within: Duration) {
         for (stage, slot) in [
             ("plugin mirror", self.mirror_task.take()),
+            ("grant watch", self.grants_task.take()),
             ("worker", self.worker_task.take()),
+            ("RTMS state writer", self.rtms_writer.take()),
             ("ingress lease", self.lease_task.take()),
             ("publisher", self.publisher_task.take()),
             ("node heartbeat", self.heartbeat_task.take()),
@@ -432,7 +502,9 @@ impl Drop for ClusterMember {
     fn drop(&mut self) {
         for (_, task) in [
             self.mirror_task.take(),
+            self.grants_task.take(),
             self.worker_task.take(),
+            self.rtms_writer.take(),
             self.lease_task.take(),
             self.publisher_task.take(),
             self.heartbeat_task.take(),

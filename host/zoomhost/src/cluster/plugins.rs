@@ -13,16 +13,35 @@
 //! or hot-swaps it exactly as if it had been dropped there. A removed object deletes the
 //! file, which unloads the plugin. An object that cannot be read, is too large, is not
 //! WebAssembly or has an unusable name is logged and skipped; the node keeps running.
+//!
+//! **Grants for the whole cluster.** `zoomhost plugin grants NAME FILE.toml` (or `plugin
+//! push FILE.wasm --grants FILE.toml`) stores the body of a `[plugins.NAME]` table
+//! (`allow_http`, `stream_control`, `config`, `enabled`, `limits`, `instances`) in the
+//! key-value bucket [`GRANT_BUCKET`] under the plugin's name, after checking it as the
+//! host config would ([`check_grant`]: a bad table is refused naming the plugin and the
+//! key); `plugin grants NAME --remove` deletes it. Every worker watches the bucket
+//! ([`watch_grants`]) and applies it like a change of its config file
+//! ([`zoomhost_runtime::PluginHost::apply_config`], the path the config watcher takes):
+//! a pushed grant replaces the node file's `[plugins.NAME]` for that plugin, a removed
+//! one gives the node file's back. `${VAR}` references in pushed values are expanded on
+//! each worker from its own environment. The node's own config watcher keeps the pushed
+//! grants over a changed file ([`GrantOverlay::wrap`]). Until a starting worker has read
+//! the bucket (right after it joins), its plugins run with the file's grants.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, object_store};
+use async_nats::jetstream::{self, kv, object_store};
 use futures_util::StreamExt as _;
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::watch;
+use zoomhost_runtime::{
+    reload::ConfigLoader, PluginGrant, PluginHost, ResolvedGrant, RuntimeConfig,
+};
 
 use super::pause;
 
@@ -302,9 +321,312 @@ async fn write_atomically(dir: &Path, name: &str, file: &Path, bytes: &[u8]) -> 
     Ok(())
 }
 
+/// The key-value bucket holding grants pushed for the whole cluster, keyed by plugin.
+pub const GRANT_BUCKET: &str = "zoomhost_grants";
+
+/// Counters of a worker's grant watch.
+#[derive(Debug, Default)]
+pub struct GrantStats {
+    /// Pushed grants (or removals) applied.
+    pub applied: AtomicU64,
+    /// Pushed grants that could not be used here (unreadable, a `${VAR}` unset here).
+    pub rejected: AtomicU64,
+}
+
+/// Opens the grant bucket, creating it when missing.
+pub async fn open_grant_bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
+    if let Ok(store) = js.get_key_value(GRANT_BUCKET).await {
+        return Ok(store);
+    }
+    js.create_key_value(kv::Config {
+        bucket: GRANT_BUCKET.to_string(),
+        description: "zoomhost plugin grants (zoomhost plugin grants)".to_string(),
+        history: 5,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("opening the key-value bucket {GRANT_BUCKET}"))
+}
+
+/// Connects with a `[cluster]` section and opens the grant bucket.
+pub async fn connect_grants(config: &crate::config::ClusterConfig) -> anyhow::Result<kv::Store> {
+    let client = super::connect(config).await?;
+    open_grant_bucket(&jetstream::new(client))
+        .await
+        .with_context(|| format!("at NATS {}", config.nats_url))
+}
+
+/// Resolves a grant table (the body of `[plugins.NAME]`, TOML) as the host config
+/// would, with `env` for `${VAR}` references; every problem names the plugin and key.
+fn resolve_grant(
+    name: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<ResolvedGrant> {
+    anyhow::ensure!(valid_name(name), "\"{name}\" is not a valid plugin name");
+    let grant: PluginGrant = toml::from_str(text)
+        .map_err(|e| anyhow::anyhow!("grants of plugin {name} (plugins.{name}): {e}"))?;
+    let mut problems = Vec::new();
+    let resolved = RuntimeConfig::resolve(
+        PathBuf::new(),
+        zoomhost_runtime::Limits::default(),
+        BTreeMap::from([(name.to_string(), grant)]),
+        &|value| crate::config::expand_env(value, env),
+        &mut problems,
+    );
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "grants of plugin {name} rejected:\n  - {}",
+            problems.join("\n  - ")
+        );
+    }
+    resolved
+        .plugins
+        .get(name)
+        .cloned()
+        .with_context(|| format!("grants of plugin {name}: nothing resolved"))
+}
+
+/// Checks a grant table before it is pushed (the body of `[plugins.NAME]`): keys,
+/// values, host patterns, instances, limits. `${VAR}` references are left to each
+/// worker's environment.
+pub fn check_grant(name: &str, text: &str) -> anyhow::Result<ResolvedGrant> {
+    resolve_grant(name, text, &|_| Some(String::new()))
+}
+
+/// Checks and stores `text` as plugin `name`'s grants for the whole cluster.
+pub async fn push_grants(store: &kv::Store, name: &str, text: &str) -> anyhow::Result<()> {
+    check_grant(name, text)?;
+    store
+        .put(name, bytes::Bytes::from(text.to_string()))
+        .await
+        .with_context(|| format!("storing the grants of {name} in {GRANT_BUCKET}"))?;
+    Ok(())
+}
+
+/// Removes plugin `name`'s pushed grants (every worker goes back to its file's).
+pub async fn remove_grants(store: &kv::Store, name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(valid_name(name), "\"{name}\" is not a valid plugin name");
+    store
+        .delete(name)
+        .await
+        .with_context(|| format!("removing the grants of {name} from {GRANT_BUCKET}"))
+}
+
+/// The plugins with pushed grants, sorted.
+pub async fn list_grants(store: &kv::Store) -> anyhow::Result<Vec<String>> {
+    let mut keys = store
+        .keys()
+        .await
+        .with_context(|| format!("listing {GRANT_BUCKET}"))?;
+    let mut out = Vec::new();
+    while let Some(key) = keys.next().await {
+        out.push(key.with_context(|| format!("listing {GRANT_BUCKET}"))?);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A worker's runtime config: its file's (the base), with the cluster's pushed grants
+/// over it per plugin.
+#[derive(Debug)]
+pub struct GrantOverlay {
+    base: RwLock<RuntimeConfig>,
+    pushed: RwLock<BTreeMap<String, ResolvedGrant>>,
+}
+
+impl GrantOverlay {
+    /// An overlay over the config the node started with.
+    pub fn new(base: RuntimeConfig) -> Arc<Self> {
+        Arc::new(Self {
+            base: RwLock::new(base),
+            pushed: RwLock::default(),
+        })
+    }
+
+    /// The config in force: the base with every pushed grant over it.
+    pub fn effective(&self) -> RuntimeConfig {
+        let mut config = self.base.read().unwrap_or_else(|p| p.into_inner()).clone();
+        for (name, grant) in self.pushed.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            config.plugins.insert(name.clone(), grant.clone());
+        }
+        config
+    }
+
+    /// Sets (or with `None` removes) plugin `name`'s pushed grant.
+    pub fn set(&self, name: &str, grant: Option<ResolvedGrant>) {
+        let mut pushed = self.pushed.write().unwrap_or_else(|p| p.into_inner());
+        match grant {
+            Some(g) => pushed.insert(name.to_string(), g),
+            None => pushed.remove(name),
+        };
+    }
+
+    /// The config file's loader for the node's watcher, keeping the pushed grants: a
+    /// re-read file becomes the new base.
+    pub fn wrap(self: &Arc<Self>, inner: ConfigLoader) -> ConfigLoader {
+        let overlay = self.clone();
+        Arc::new(move |path: &Path| {
+            let base = inner(path)?;
+            *overlay.base.write().unwrap_or_else(|p| p.into_inner()) = base;
+            Ok(overlay.effective())
+        })
+    }
+}
+
+/// Watches the grant bucket until `stop` turns true, applying each change (after the
+/// initial replay of every key, once) to `plugins` through `overlay`.
+pub async fn watch_grants(
+    js: jetstream::Context,
+    overlay: Arc<GrantOverlay>,
+    plugins: Arc<PluginHost>,
+    stats: Arc<GrantStats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let retry = Duration::from_millis(500);
+    let env = |k: &str| std::env::var(k).ok();
+    loop {
+        let watched = async {
+            let store = open_grant_bucket(&js).await?;
+            store
+                .watch_with_history(">")
+                .await
+                .with_context(|| format!("watching {GRANT_BUCKET}"))
+        };
+        let opened = tokio::select! {
+            r = watched => Some(r),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let mut watch = match opened {
+            None => return,
+            Some(Ok(w)) => w,
+            Some(Err(e)) => {
+                tracing::warn!("grant watch: {e:#}; retrying");
+                if pause(retry, &mut stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let mut changed = false;
+        loop {
+            let next = tokio::select! {
+                n = watch.next() => n,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let entry = match next {
+                Some(Ok(entry)) => entry,
+                Some(Err(e)) => {
+                    tracing::warn!("grant watch failed: {e}; re-opening");
+                    break;
+                }
+                None => {
+                    tracing::warn!("grant watch ended; re-opening");
+                    break;
+                }
+            };
+            let name = entry.key.clone();
+            let grant = match entry.operation {
+                kv::Operation::Put => {
+                    let text = String::from_utf8_lossy(&entry.value);
+                    match resolve_grant(&name, &text, &env) {
+                        Ok(g) => Some(g),
+                        Err(e) => {
+                            stats.rejected.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(plugin = %name, "pushed grants not applied here, the previous ones stay: {e:#}");
+                            continue;
+                        }
+                    }
+                }
+                kv::Operation::Delete | kv::Operation::Purge => None,
+            };
+            tracing::info!(plugin = %name, removed = grant.is_none(), "cluster grants changed");
+            overlay.set(&name, grant);
+            changed = true;
+            // The initial replay is applied once, at its end.
+            if entry.delta == 0 {
+                plugins.apply_config(overlay.effective()).await;
+                stats.applied.fetch_add(1, Ordering::Relaxed);
+                changed = false;
+            }
+        }
+        if changed {
+            plugins.apply_config(overlay.effective()).await;
+            stats.applied.fetch_add(1, Ordering::Relaxed);
+        }
+        if pause(retry, &mut stop).await {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grant_table_is_checked_as_the_config_file_would_be() {
+        let ok = check_grant(
+            "rec",
+            "stream_control = true\nallow_http = [\"api.example.com\"]\n[config]\nk = \"v\"\n",
+        )
+        .unwrap();
+        assert!(ok.stream_control);
+        let err = format!(
+            "{:#}",
+            check_grant("rec", "stream_contrl = true\n").unwrap_err()
+        );
+        assert!(
+            err.contains("rec") && err.contains("stream_contrl"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            check_grant("rec", "allow_http = [\"ftp//x\"]\n").unwrap_err()
+        );
+        assert!(err.contains("plugins.rec.allow_http[0]"), "{err}");
+        let err = format!("{:#}", check_grant("rec", "instances = 0\n").unwrap_err());
+        assert!(err.contains("plugins.rec.instances"), "{err}");
+        assert!(check_grant("a b", "").is_err());
+    }
+
+    #[test]
+    fn pushed_grants_override_the_file_and_survive_its_reload() {
+        let file = |stream_control: bool| {
+            let grant = PluginGrant {
+                stream_control,
+                ..Default::default()
+            };
+            RuntimeConfig::resolve(
+                PathBuf::from("p"),
+                zoomhost_runtime::Limits::default(),
+                BTreeMap::from([
+                    ("rec".to_string(), grant.clone()),
+                    ("other".to_string(), grant),
+                ]),
+                &|v| Ok(v.to_string()),
+                &mut Vec::new(),
+            )
+        };
+        let overlay = GrantOverlay::new(file(false));
+        overlay.set(
+            "rec",
+            Some(check_grant("rec", "allow_http = [\"a.example\"]\n").unwrap()),
+        );
+        let e = overlay.effective();
+        assert_eq!(e.grant("rec").allow_http.len(), 1);
+        assert!(
+            !e.grant("rec").stream_control,
+            "the pushed table replaces the file's"
+        );
+        // The file changes: the new file is the base, the pushed grant stays on top.
+        let reloaded = overlay.wrap(Arc::new(move |_: &Path| Ok(file(true))));
+        let e = reloaded(Path::new("zoomhost.toml")).unwrap();
+        assert!(e.grant("other").stream_control);
+        assert_eq!(e.grant("rec").allow_http.len(), 1);
+        overlay.set("rec", None);
+        assert!(overlay.effective().grant("rec").stream_control);
+    }
 
     #[test]
     fn plugin_names_are_plain() {

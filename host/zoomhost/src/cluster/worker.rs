@@ -28,9 +28,16 @@
 //! lets a plugin recognise the repeat. A message whose body is not an event is
 //! terminated (logged, never redelivered).
 //!
+//! **RTMS streams** ([`super::rtms_state`]): each delivered event is shown to the node's
+//! RTMS client first, so streams open on the worker owning the meeting's partition. On
+//! acquiring partitions the worker resumes their saved streams (retried next round if
+//! the bucket cannot be read); before releasing one (rebalancing, a lost lease, a
+//! graceful stop) it hands that partition's streams over.
+//!
 //! **Graceful stop** (the host's shutdown): the worker stops taking partitions, lets each
-//! consumer finish and acknowledge the event it holds, deletes its leases and its
-//! heartbeat, so the remaining workers take the partitions on their next round.
+//! consumer finish and acknowledge the event it holds, hands its RTMS streams over,
+//! deletes its leases and its heartbeat, so the remaining workers take the partitions
+//! on their next round.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +51,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use super::pause;
+use super::rtms_state::RtmsOwnership;
 use tokio::task::JoinHandle;
 use zoomhost_runtime::Router;
 use zoomhost_types::{Event, EventSource};
@@ -129,6 +137,7 @@ impl Drop for Owned {
 pub async fn run(
     js: jetstream::Context,
     router: Arc<Router>,
+    rtms: Option<Arc<RtmsOwnership>>,
     settings: WorkerSettings,
     stats: Arc<WorkerStats>,
     owned_out: watch::Sender<BTreeSet<u32>>,
@@ -139,6 +148,8 @@ pub async fn run(
     let heartbeat = heartbeat_key(&settings.node);
     let mut owned: BTreeMap<u32, Owned> = BTreeMap::new();
     let mut store: Option<kv::Store> = None;
+    // Acquired partitions whose saved RTMS streams are not resumed yet.
+    let mut to_resume: BTreeSet<u32> = BTreeSet::new();
     // Workers start their search for free partitions at different places.
     let offset = super::partition::of_meeting(Some(&settings.node), settings.partitions);
     loop {
@@ -150,15 +161,31 @@ pub async fn run(
             }
         }
         if let Some(kv) = store.clone() {
-            if let Err(e) = round(
-                &js, &kv, &router, &settings, &stats, &value, &heartbeat, offset, &mut owned,
-            )
-            .await
-            {
+            let ctx = RoundCtx {
+                js: &js,
+                kv: &kv,
+                router: &router,
+                rtms: rtms.as_ref(),
+                settings: &settings,
+                stats: &stats,
+                value: &value,
+                heartbeat: &heartbeat,
+                offset,
+            };
+            if let Err(e) = round(&ctx, &mut owned, &mut to_resume).await {
                 tracing::warn!(node = %settings.node, "worker round failed: {e:#}");
                 store = None;
             }
             owned_out.send_replace(owned.keys().copied().collect());
+        }
+        if let Some(rtms) = &rtms {
+            to_resume.retain(|n| owned.contains_key(n));
+            match rtms.resume(&to_resume).await {
+                Ok(_) => to_resume.clear(),
+                Err(e) => {
+                    tracing::warn!(node = %settings.node, "resuming RTMS streams failed (retried next round): {e:#}")
+                }
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(third) => {}
@@ -170,6 +197,10 @@ pub async fn run(
     let revisions: Vec<(u32, u64)> = stopping.iter().map(|(n, o)| (*n, o.revision)).collect();
     futures_util::future::join_all(stopping.into_iter().map(|(_, o)| o.stop(settings.ttl / 2)))
         .await;
+    if let Some(rtms) = &rtms {
+        let partitions: BTreeSet<u32> = revisions.iter().map(|(n, _)| *n).collect();
+        rtms.hand_over(&partitions, settings.ttl / 2).await;
+    }
     owned_out.send_replace(BTreeSet::new());
     if let Some(kv) = store {
         for (n, revision) in revisions {
@@ -186,19 +217,37 @@ pub async fn run(
     tracing::info!(node = %settings.node, "worker stopped; partitions handed over");
 }
 
-/// One round: heartbeat, count workers, renew, release the excess, take free ones.
-#[allow(clippy::too_many_arguments)]
-async fn round(
-    js: &jetstream::Context,
-    kv: &kv::Store,
-    router: &Arc<Router>,
-    settings: &WorkerSettings,
-    stats: &Arc<WorkerStats>,
-    value: &bytes::Bytes,
-    heartbeat: &str,
+/// What a round works with.
+struct RoundCtx<'a> {
+    js: &'a jetstream::Context,
+    kv: &'a kv::Store,
+    router: &'a Arc<Router>,
+    rtms: Option<&'a Arc<RtmsOwnership>>,
+    settings: &'a WorkerSettings,
+    stats: &'a Arc<WorkerStats>,
+    value: &'a bytes::Bytes,
+    heartbeat: &'a str,
     offset: u32,
+}
+
+/// One round: heartbeat, count workers, renew, release the excess, take free ones
+/// (noting them in `to_resume`).
+async fn round(
+    ctx: &RoundCtx<'_>,
     owned: &mut BTreeMap<u32, Owned>,
+    to_resume: &mut BTreeSet<u32>,
 ) -> anyhow::Result<()> {
+    let RoundCtx {
+        js,
+        kv,
+        router,
+        rtms,
+        settings,
+        stats,
+        value,
+        heartbeat,
+        offset,
+    } = *ctx;
     let third = settings.ttl / 3;
     tokio::time::timeout(third, kv.put(heartbeat, value.clone()))
         .await
@@ -238,11 +287,16 @@ async fn round(
                 };
                 tracing::warn!(partition = n, "partition lease lost: renewal failed: {why}");
                 bump(&stats.lost);
-                lost.extend(owned.remove(&n));
+                lost.extend(owned.remove(&n).map(|o| (n, o)));
             }
         }
     }
-    futures_util::future::join_all(lost.into_iter().map(|o| o.stop(settings.ttl / 6))).await;
+    let lost_partitions: BTreeSet<u32> = lost.iter().map(|(n, _)| *n).collect();
+    futures_util::future::join_all(lost.into_iter().map(|(_, o)| o.stop(settings.ttl / 6))).await;
+    if let Some(rtms) = rtms {
+        // Another node may own them already: its streams must not meet ours.
+        rtms.hand_over(&lost_partitions, settings.ttl / 6).await;
+    }
     // Release beyond the share (another worker joined), all at once.
     let mut excess = Vec::new();
     while owned.len() > share {
@@ -251,6 +305,10 @@ async fn round(
     }
     let revisions: Vec<(u32, u64)> = excess.iter().map(|(n, o)| (*n, o.revision)).collect();
     futures_util::future::join_all(excess.into_iter().map(|(_, o)| o.stop(settings.ttl / 2))).await;
+    if let Some(rtms) = rtms {
+        let partitions: BTreeSet<u32> = revisions.iter().map(|(n, _)| *n).collect();
+        rtms.hand_over(&partitions, settings.ttl / 2).await;
+    }
     for (n, revision) in revisions {
         if kv
             .delete_expect_revision(partition_key(n), Some(revision))
@@ -274,9 +332,11 @@ async fn round(
             Ok(Ok(revision)) => {
                 bump(&stats.acquired);
                 let (stop, stopped) = watch::channel(false);
+                to_resume.insert(n);
                 let task = tokio::spawn(consume(
                     js.clone(),
                     router.clone(),
+                    rtms.cloned(),
                     n,
                     settings.ttl,
                     stats.clone(),
@@ -339,6 +399,7 @@ pub fn event_of_body(body: &[u8]) -> anyhow::Result<Event> {
 async fn consume(
     js: jetstream::Context,
     router: Arc<Router>,
+    rtms: Option<Arc<RtmsOwnership>>,
     n: u32,
     ack_wait: Duration,
     stats: Arc<WorkerStats>,
@@ -386,7 +447,7 @@ async fn consume(
             };
             let Some(message) = message else { break };
             match message {
-                Ok(message) => handle(&router, n, message, ack_wait, &stats).await,
+                Ok(message) => handle(&router, rtms.as_deref(), n, message, ack_wait, &stats).await,
                 Err(e) => {
                     tracing::debug!(partition = n, "worker: fetch ended: {e}");
                     break;
@@ -426,6 +487,7 @@ async fn open_consumer(
 /// Delivers one message and acknowledges it once every plugin is done with it.
 async fn handle(
     router: &Router,
+    rtms: Option<&RtmsOwnership>,
     n: u32,
     message: jetstream::Message,
     ack_wait: Duration,
@@ -442,6 +504,10 @@ async fn handle(
     };
     if message.info().is_ok_and(|i| i.delivered > 1) {
         bump(&stats.redelivered);
+    }
+    // The RTMS client first: `*.rtms_started` opens the stream here, on the owner.
+    if let Some(rtms) = rtms {
+        rtms.on_event(&event);
     }
     let done = router.dispatch_event_tracked(event).wait();
     tokio::pin!(done);

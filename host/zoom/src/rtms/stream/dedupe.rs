@@ -8,13 +8,41 @@
 //! by user would drop one party's frames as "older" than the other's). Text (transcript,
 //! chat) with the same timestamp but other content is new: several segments may share a
 //! millisecond.
+//!
+//! The state is small (one entry per kind and speaker) and can be saved and restored
+//! ([`Dedupe::snapshot`], [`Dedupe::restore`]), so a stream resumed by another node (a
+//! cluster's next owner) drops Zoom's replay of what this one already delivered. The
+//! hashes are FNV-1a, stable across builds and machines.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 use zoomhost_types::MediaKind;
+
+/// 64-bit FNV-1a (stable across runs, builds and machines).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// The newest delivered frame of one media kind and speaker: what a saved stream
+/// remembers of its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// The media kind ([`MediaKind`] as a number: audio 0, transcript 1, video 2,
+    /// share 3, chat 4).
+    pub kind: u8,
+    /// The speaker: the user id, or a channel's hash with the top bit set.
+    pub speaker: u64,
+    /// The newest timestamp delivered.
+    pub ts: u64,
+    /// The digest of that frame's content (text kinds; 0 otherwise).
+    pub digest: u64,
+}
 
 /// Who a frame is from, for ordering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,18 +57,14 @@ impl Speaker<'_> {
     fn key(&self) -> u64 {
         match self {
             Speaker::User(id) => u64::from(*id),
-            Speaker::Channel(channel) => {
-                let mut h = DefaultHasher::new();
-                channel.hash(&mut h);
-                h.finish() | (1 << 63)
-            }
+            Speaker::Channel(channel) => fnv1a(channel.as_bytes()) | (1 << 63),
         }
     }
 }
 
 /// The newest (timestamp, content digest) per (kind, speaker).
 #[derive(Default)]
-pub(super) struct Dedupe {
+pub(crate) struct Dedupe {
     last: Mutex<HashMap<(u8, u64), (u64, u64)>>,
 }
 
@@ -56,13 +80,7 @@ impl Dedupe {
     ) -> bool {
         let Some(ts) = ts else { return true };
         let text = matches!(kind, MediaKind::Transcript | MediaKind::Chat);
-        let digest = if text {
-            let mut hasher = DefaultHasher::new();
-            data.hash(&mut hasher);
-            hasher.finish()
-        } else {
-            0
-        };
+        let digest = if text { fnv1a(data) } else { 0 };
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let key = (kind as u8, speaker.key());
         match last.get(&key) {
@@ -75,6 +93,35 @@ impl Dedupe {
                 true
             }
         }
+    }
+}
+
+impl Dedupe {
+    /// A dedupe that already delivered up to `progress` (a resumed stream).
+    pub(crate) fn restored(progress: &[Progress]) -> Self {
+        let last = progress
+            .iter()
+            .map(|p| ((p.kind, p.speaker), (p.ts, p.digest)))
+            .collect();
+        Self {
+            last: Mutex::new(last),
+        }
+    }
+
+    /// The newest frame delivered per kind and speaker, sorted.
+    pub(crate) fn snapshot(&self) -> Vec<Progress> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<Progress> = last
+            .iter()
+            .map(|(&(kind, speaker), &(ts, digest))| Progress {
+                kind,
+                speaker,
+                ts,
+                digest,
+            })
+            .collect();
+        out.sort_by_key(|p| (p.kind, p.speaker));
+        out
     }
 }
 
@@ -97,6 +144,26 @@ mod tests {
         assert!(d.accept(MediaKind::Transcript, Speaker::User(0), Some(100), b"b"));
         assert!(!d.accept(MediaKind::Transcript, Speaker::User(0), Some(100), b"b"));
         assert!(d.accept(a, Speaker::User(0), None, b"a"));
+    }
+
+    #[test]
+    fn a_restored_snapshot_drops_what_was_delivered_before() {
+        let d = Dedupe::default();
+        let a = MediaKind::Audio;
+        assert!(d.accept(a, Speaker::User(5), Some(100), b"a"));
+        assert!(d.accept(a, Speaker::Channel("agent"), Some(90), b"a"));
+        assert!(d.accept(MediaKind::Transcript, Speaker::User(5), Some(80), b"hi"));
+        let saved = d.snapshot();
+        assert_eq!(saved.len(), 3);
+        let json = serde_json::to_string(&saved).unwrap();
+        let back: Vec<Progress> = serde_json::from_str(&json).unwrap();
+        let r = Dedupe::restored(&back);
+        assert!(!r.accept(a, Speaker::User(5), Some(100), b"a"));
+        assert!(!r.accept(a, Speaker::Channel("agent"), Some(90), b"a"));
+        assert!(!r.accept(MediaKind::Transcript, Speaker::User(5), Some(80), b"hi"));
+        assert!(r.accept(MediaKind::Transcript, Speaker::User(5), Some(80), b"other"));
+        assert!(r.accept(a, Speaker::User(5), Some(120), b"b"));
+        assert_eq!(r.snapshot().len(), 3);
     }
 
     #[test]

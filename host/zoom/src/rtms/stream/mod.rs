@@ -25,7 +25,10 @@
 //! Frames are delivered once and in order across all of it ([`dedupe`]).
 //!
 //! A plugin's close request sends STREAM_CLOSE_REQ (21) and the stream ends with Zoom's
-//! TERMINATED (reason 20); host shutdown only closes the sockets.
+//! TERMINATED (reason 20); host shutdown only closes the sockets. A hand-over (a cluster
+//! worker giving the meeting's partition to another node) delivers what the media
+//! sockets already hold, then drops every socket without a close frame, as a lost
+//! connection would: the next owner resumes the stream on the saved URLs (scenario 2).
 
 mod dedupe;
 mod handshake;
@@ -41,9 +44,11 @@ use tokio::time::Instant;
 use zoomhost_types::{AudioFormat, InputSink, MediaKind, StreamInfo, StreamSink};
 
 use super::{Request, RtmsConfig, RtmsNotice, RtmsStats, StopCause, StreamStart};
-use dedupe::Dedupe;
+pub(crate) use dedupe::Dedupe;
+pub use dedupe::Progress;
 use handshake::{Failure, Who};
-use recovery::{resume_at, stop_outcome, Backoff, Outcome};
+pub(crate) use recovery::Outcome;
+use recovery::{resume_at, stop_outcome, Backoff};
 use wire::Ws;
 
 /// Everything a stream task needs.
@@ -54,6 +59,8 @@ pub(super) struct StreamCtx {
     pub stats: Arc<RtmsStats>,
     pub stop: watch::Receiver<Option<StopCause>>,
     pub notices: broadcast::Sender<RtmsNotice>,
+    /// What was delivered so far (restored when the stream is resumed from saved state).
+    pub dedupe: Arc<Dedupe>,
 }
 
 impl StreamCtx {
@@ -76,6 +83,7 @@ impl StreamCtx {
         Some(match cause {
             StopCause::Event(reason) => self.stop_reason_outcome("rtms_stopped", Some(reason)),
             StopCause::Shutdown => Outcome::Closed("host shutdown".into()),
+            StopCause::Handover => Outcome::HandedOver,
         })
     }
 
@@ -140,13 +148,13 @@ enum Signal {
     Failover(StreamStart),
 }
 
-/// Runs the stream to its end and closes it in the plugins.
-pub(super) async fn run(ctx: StreamCtx, requests: mpsc::UnboundedReceiver<Request>) {
+/// Runs the stream to its end and closes it in the plugins; returns how it ended.
+pub(super) async fn run(ctx: StreamCtx, requests: mpsc::UnboundedReceiver<Request>) -> Outcome {
     let id = ctx.start.stream_id.clone();
     let mut life = Life {
         start: ctx.start.clone(),
         media: None,
-        dedupe: Arc::new(Dedupe::default()),
+        dedupe: ctx.dedupe.clone(),
         backoff: Backoff::new(ctx.config.reconnect_min, ctx.config.reconnect_max),
         requests,
         requests_open: true,
@@ -171,13 +179,20 @@ pub(super) async fn run(ctx: StreamCtx, requests: mpsc::UnboundedReceiver<Reques
     // Every socket task has ended: this is the last handle, and dropping it closes the
     // stream in the plugins after everything already pushed.
     drop(life.media.take());
-    match outcome {
+    match &outcome {
         Outcome::Closed(why) => {
             tracing::info!(stream = %id, "RTMS stream ended: {why}");
             RtmsStats::bump(&ctx.stats.stopped);
             ctx.notice(RtmsNotice::Closed {
                 stream_id: id,
-                reason: why,
+                reason: why.clone(),
+            });
+        }
+        Outcome::HandedOver => {
+            tracing::info!(stream = %id, "RTMS stream handed over: sockets dropped, the stream stays resumable for the next owner");
+            ctx.notice(RtmsNotice::Closed {
+                stream_id: id,
+                reason: "handed over to another node".into(),
             });
         }
         Outcome::Failed(error) => {
@@ -185,10 +200,11 @@ pub(super) async fn run(ctx: StreamCtx, requests: mpsc::UnboundedReceiver<Reques
             RtmsStats::bump(&ctx.stats.failed);
             ctx.notice(RtmsNotice::Failed {
                 stream_id: id,
-                error,
+                error: error.clone(),
             });
         }
     }
+    outcome
 }
 
 /// After a lost session: waits until the next may start (at once on failover; after

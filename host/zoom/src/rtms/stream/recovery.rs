@@ -85,11 +85,15 @@ pub(super) fn interrupted_sockets(mask: Option<u32>, sockets: &[(u32, bool)]) ->
 
 /// How a stream ended, as the run loop reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Outcome {
+pub(crate) enum Outcome {
     /// Ended cleanly.
     Closed(String),
     /// Given up or failed (reported, counted as failed).
     Failed(String),
+    /// Handed over to another node (a cluster worker draining or giving up the
+    /// meeting's partition): the sockets were dropped without a close frame and without
+    /// `STREAM_CLOSE_REQ`, so the stream stays resumable for the next owner.
+    HandedOver,
 }
 
 /// What a stop reason (of `*.rtms_stopped` or a TERMINATED state) means: a connection

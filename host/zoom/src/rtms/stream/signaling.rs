@@ -445,8 +445,14 @@ async fn end_session(
     mut tasks: tokio::task::JoinSet<()>,
     sig: &mut Ws,
 ) {
+    if matches!(end, End::Over(Outcome::HandedOver)) {
+        // A hand-over: signaling goes first (no STREAM_CLOSE_REQ), so the server stops
+        // writing media and keeps the stream for the next owner; the media sockets then
+        // deliver everything it wrote before they are dropped.
+        wire::close(sig).await;
+    }
     match end {
-        End::Lost { .. } => {
+        End::Lost { .. } | End::Over(Outcome::HandedOver) => {
             // Deliver what the media sockets already hold, then drop them without a
             // close frame: the server keeps the stream resumable and resumes after what
             // it wrote, so discarding buffered frames would lose them.
