@@ -5,6 +5,7 @@
 
 mod architecture;
 mod cluster;
+mod cluster_processes;
 mod dev;
 mod plugin_contract;
 mod polyglot;

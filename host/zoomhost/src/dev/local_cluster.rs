@@ -82,6 +82,8 @@ pub struct NodeProcess {
     pub log: PathBuf,
     /// Its webhook receiver's URL (ingress roles).
     pub webhook_url: Option<String>,
+    /// Its admin API's URL.
+    pub admin_url: String,
     child: Option<Child>,
     pid: u32,
 }
@@ -170,12 +172,11 @@ impl LocalCluster {
         } else {
             None
         };
+        let admin_port = free_port()?;
         let config = home.join("zoomhost.toml");
-        std::fs::write(
-            &config,
-            node_config(&self.settings, name, role, &plugins_dir, webhook_port),
-        )
-        .with_context(|| format!("writing {}", config.display()))?;
+        let mut text = node_config(&self.settings, name, role, &plugins_dir, webhook_port);
+        text.push_str(&format!("\n[admin]\nbind = \"127.0.0.1:{admin_port}\"\n"));
+        std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
         let log = home.join("node.log");
         let out =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -213,6 +214,7 @@ impl LocalCluster {
                 log,
                 webhook_url: webhook_port
                     .map(|port| format!("http://127.0.0.1:{port}/zoom/webhook")),
+                admin_url: format!("http://127.0.0.1:{admin_port}"),
                 child: Some(child),
                 pid,
             },
@@ -313,7 +315,9 @@ impl Drop for LocalCluster {
 }
 
 /// The Zoom variables that would override a node's config file.
-const ZOOM_VARS: [&str; 10] = [
+const ZOOM_VARS: [&str; 12] = [
+    "ZOOMHOST_ADMIN_BIND",
+    "ZOOMHOST_ADMIN_TOKEN",
     "ZOOM_ACCOUNT_ID",
     "ZOOM_CLIENT_ID",
     "ZOOM_CLIENT_SECRET",
