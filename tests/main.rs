@@ -7,6 +7,7 @@ mod architecture;
 mod cluster;
 mod cluster_processes;
 mod dev;
+mod operations;
 mod plugin_contract;
 mod polyglot;
 mod rtms;

@@ -124,6 +124,24 @@ pub enum Command {
         #[arg(long)]
         frames: u32,
     },
+    /// Ask a running host (its admin API) what it holds: plugins (state, deliveries,
+    /// failures, drops, instances), sources (connected, last outage), RTMS streams with
+    /// their plugins and, in a cluster, nodes, roles and partitions.
+    Status {
+        /// The admin API's URL (default: the config's `[admin] bind`, else
+        /// http://127.0.0.1:9464).
+        #[arg(long, value_name = "URL")]
+        admin: Option<String>,
+        /// The admin API's bearer token (default: the config's `admin.token`).
+        #[arg(long, env = "ZOOMHOST_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Host config to read `[admin]` from.
+        #[arg(long, short, default_value = "zoomhost.toml")]
+        config: PathBuf,
+        /// Print the admin API's answers as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start the host with its plugins folder watched.
     Run {
         /// Host config file (TOML).
@@ -254,6 +272,12 @@ pub enum ClusterAction {
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run_host(&config).await,
+        Command::Status {
+            admin,
+            token,
+            config,
+            json,
+        } => crate::admin::status::run(admin, token, &config, json).await,
         Command::Dev {
             scenario,
             config,
@@ -364,6 +388,9 @@ async fn run_host(config_path: &Path) -> anyhow::Result<ExitCode> {
     };
     let watch_file = config_path.exists().then(|| config_path.to_path_buf());
     let live = config.zoom.is_some();
+    // Without an [admin] section the admin API listens on loopback.
+    let mut config = config;
+    config.admin.get_or_insert_with(Default::default);
     let host = crate::host::Host::start_with_cluster(
         config,
         crate::host::HostOptions {
@@ -385,7 +412,12 @@ async fn run_host(config_path: &Path) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|p| p.name)
         .collect();
-    tracing::info!(plugins = ?loaded, "zoomhost running; Ctrl-C to stop");
+    match host.admin_addr() {
+        Some(addr) => {
+            tracing::info!(plugins = ?loaded, admin = %addr, "zoomhost running (admin API: http://{addr}/metrics, /readyz, /v1; `zoomhost status`); Ctrl-C to stop")
+        }
+        None => tracing::info!(plugins = ?loaded, "zoomhost running; Ctrl-C to stop"),
+    }
     shutdown_signal().await;
     // Stop accepting first, then let the plugins drain what was accepted.
     let stopped = host.shutdown().await;

@@ -264,3 +264,64 @@ fn render_cluster(out: &mut String, cluster: &Value) {
         }
     }
 }
+
+/// The admin API's base URL a config points at: its `[admin] bind` (an unspecified
+/// address such as `0.0.0.0` is reached on loopback), else the default.
+pub fn url_of(config: Option<&crate::config::AdminConfig>) -> Option<String> {
+    let bind = match config {
+        Some(c) => c.bind?,
+        None => crate::config::admin::DEFAULT_BIND,
+    };
+    let ip = if bind.ip().is_unspecified() {
+        match bind.ip() {
+            std::net::IpAddr::V4(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            std::net::IpAddr::V6(_) => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        }
+    } else {
+        bind.ip()
+    };
+    Some(format!(
+        "http://{}",
+        std::net::SocketAddr::new(ip, bind.port())
+    ))
+}
+
+/// `zoomhost status`: reads the admin API at `admin` (default: the one `config_path`
+/// configures, else loopback) and prints the report, or the raw JSON.
+pub async fn run(
+    admin: Option<String>,
+    token: Option<String>,
+    config_path: &std::path::Path,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let config = if config_path.exists() {
+        Some(crate::config::HostConfig::load(config_path)?)
+    } else {
+        None
+    };
+    let from_config = config.as_ref().and_then(|c| c.admin.clone());
+    let base = match admin {
+        Some(url) => url,
+        None => url_of(from_config.as_ref()).with_context(|| {
+            format!(
+                "{}: [admin] is turned off; pass --admin URL",
+                config_path.display()
+            )
+        })?,
+    };
+    let token = token.or_else(|| {
+        from_config
+            .and_then(|c| c.token)
+            .map(|t| t.expose().to_string())
+    });
+    let report = fetch(&base, token.as_deref()).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.json()).context("printing JSON")?
+        );
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
