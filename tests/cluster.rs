@@ -23,7 +23,7 @@ const WEBHOOK_SECRET: &str = "cluster-webhook-secret";
 
 /// A running nats-server, or `None` (test skipped) when none can be had and CI does not
 /// require one.
-async fn nats() -> Option<NatsServer> {
+pub(crate) async fn nats() -> Option<NatsServer> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| crate::support::workspace().join("target"));
@@ -1440,6 +1440,13 @@ async fn a_draining_worker_hands_its_rtms_stream_over_with_nothing_lost_or_repea
     let handed = leaving.cluster().unwrap().rtms_state_stats().clone();
     leaving.shutdown().await;
     assert_eq!(handed.handed_over.load(Ordering::Relaxed), 1);
+    until(
+        "the next owner's first frame",
+        Duration::from_secs(30),
+        || !audio_on(&c.logs[other], &id).is_empty(),
+    )
+    .await;
+    let moved = drained.elapsed();
     let saved = c
         .saved(&id)
         .await
@@ -1476,10 +1483,10 @@ async fn a_draining_worker_hands_its_rtms_stream_over_with_nothing_lost_or_repea
     assert_eq!(got, want);
     assert!(stream.stats().resent > 0, "the server sent frames again");
     eprintln!(
-        "RTMS hand-over: {} frames on the draining node, {} on the next, first {} ms after the drain began",
+        "RTMS hand-over: {} frames on the draining node, {} on the next, its first {} ms after the drain began",
         before.len(),
         after.len(),
-        drained.elapsed().as_millis()
+        moved.as_millis()
     );
     let survivor = c.worker(other);
     assert_eq!(survivor.rtms().unwrap().stats().resumed, 1);
@@ -1488,4 +1495,100 @@ async fn a_draining_worker_hands_its_rtms_stream_over_with_nothing_lost_or_repea
     }
     c.ingress.shutdown().await;
     drop((c.nats, c.dir));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grants_pushed_once_reach_every_worker_and_a_bad_table_is_refused() {
+    use zoomhost::cluster::plugins;
+    let Some(nats) = nats().await else { return };
+    let zoom = LocalZoom::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (l1, l2) = (
+        crate::support::Logs::default(),
+        crate::support::Logs::default(),
+    );
+    let w1 = worker(&nats, &zoom, "worker-1", dir.path(), &l1).await;
+    let w2 = worker(&nats, &zoom, "worker-2", dir.path(), &l2).await;
+    for w in [&w1, &w2] {
+        until_loaded(w, &[("rec", &loaded(w).await[0].1)]).await;
+        assert!(w.plugins().config().grant("rec").allow_http.is_empty());
+    }
+    let kv = plugins::open_grant_bucket(w1.cluster().unwrap().jetstream())
+        .await
+        .unwrap();
+    let applied = |w: &Host| {
+        w.cluster()
+            .unwrap()
+            .grant_stats()
+            .applied
+            .load(Ordering::Relaxed)
+    };
+
+    // A bad table is refused before anything is stored, naming the plugin and key.
+    let err = plugins::push_grants(&kv, "rec", "allow_http = [\"ftp//nope\"]\n")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("plugins.rec.allow_http[0]"),
+        "{err:#}"
+    );
+    let err = plugins::push_grants(&kv, "rec", "stream_contrl = true\n")
+        .await
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("rec") && text.contains("stream_contrl"),
+        "{text}"
+    );
+    assert!(plugins::list_grants(&kv).await.unwrap().is_empty());
+
+    // Disabled once for the cluster: every worker unloads it.
+    plugins::push_grants(&kv, "rec", "enabled = false\n")
+        .await
+        .unwrap();
+    for w in [&w1, &w2] {
+        until_loaded(w, &[]).await;
+    }
+    // A new table (an HTTP allow-list and stream control): loaded again with it.
+    plugins::push_grants(
+        &kv,
+        "rec",
+        "stream_control = true\nallow_http = [\"https://api.example.com\"]\n",
+    )
+    .await
+    .unwrap();
+    for w in [&w1, &w2] {
+        until("the new grants in force", Duration::from_secs(30), || {
+            let g = w.plugins().config().grant("rec");
+            g.stream_control && g.allow_http.len() == 1
+        })
+        .await;
+        let name = loop {
+            if let Some(p) = loaded(w).await.first() {
+                break p.1.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        until_loaded(w, &[("rec", &name)]).await;
+    }
+    assert_eq!(plugins::list_grants(&kv).await.unwrap(), vec!["rec"]);
+
+    // Removed: each worker's own file (no grants for rec) is back.
+    plugins::remove_grants(&kv, "rec").await.unwrap();
+    for w in [&w1, &w2] {
+        until("the file's grants back", Duration::from_secs(30), || {
+            let g = w.plugins().config().grant("rec");
+            !g.stream_control && g.allow_http.is_empty()
+        })
+        .await;
+    }
+    until(
+        "three changes applied on each",
+        Duration::from_secs(30),
+        || applied(&w1) >= 3 && applied(&w2) >= 3,
+    )
+    .await;
+    for host in [w1, w2] {
+        host.shutdown().await;
+    }
 }

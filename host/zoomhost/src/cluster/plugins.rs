@@ -568,7 +568,7 @@ mod tests {
     fn a_grant_table_is_checked_as_the_config_file_would_be() {
         let ok = check_grant(
             "rec",
-            "stream_control = true\nallow_http = [\"api.example.com\"]\n[config]\nk = \"v\"\n",
+            "stream_control = true\nallow_http = [\"https://api.example.com\"]\n[config]\nk = \"v\"\n",
         )
         .unwrap();
         assert!(ok.stream_control);
@@ -611,7 +611,7 @@ mod tests {
         let overlay = GrantOverlay::new(file(false));
         overlay.set(
             "rec",
-            Some(check_grant("rec", "allow_http = [\"a.example\"]\n").unwrap()),
+            Some(check_grant("rec", "allow_http = [\"https://a.example\"]\n").unwrap()),
         );
         let e = overlay.effective();
         assert_eq!(e.grant("rec").allow_http.len(), 1);
