@@ -65,6 +65,12 @@ pub enum Command {
             requires = "chaos"
         )]
         chaos_interval: f64,
+        /// A local cluster instead of one host: nats-server (from PATH or installed into
+        /// target/), an ingress node and N worker nodes as `zoomhost run` processes; the
+        /// live view shows which worker holds which meeting (kill -9 one to watch the
+        /// failover).
+        #[arg(long, value_name = "N", conflicts_with = "chaos")]
+        workers: Option<usize>,
     },
     /// Create a plugin crate from the template: inside the zoomhost repo in
     /// plugins/NAME (picked up by `zoomhost dev`), elsewhere in ./NAME.
@@ -284,6 +290,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             once,
             chaos,
             chaos_interval,
+            workers,
         } => crate::dev::run_dev(crate::dev::DevOptions {
             scenario,
             config,
@@ -294,6 +301,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     chaos_interval.clamp(0.1, 3600.0),
                 ))
             }),
+            workers,
         })
         .await
         .map(|()| ExitCode::SUCCESS),

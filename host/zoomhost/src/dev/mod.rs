@@ -20,6 +20,7 @@
 
 mod cargo;
 pub mod chaos;
+mod cluster_session;
 pub mod live_view;
 pub mod local_cluster;
 mod session;
