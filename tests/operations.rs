@@ -384,7 +384,7 @@ async fn metrics_after_a_meeting_match_what_the_plugin_received_and_cover_the_da
     assert!(value(&samples, "process_resident_memory_bytes", &[]) > 0.0);
     assert!(value(&samples, "process_cpu_seconds_total", &[]) > 0.0);
     // No label names a stream or meeting.
-    for ((_, labels), _) in &samples {
+    for (_, labels) in samples.keys() {
         for v in labels.values() {
             assert!(
                 !v.contains(&id) && !v.contains(stream.meeting_uuid()),
@@ -722,4 +722,163 @@ async fn the_v1_api_lists_and_acts_and_zoomhost_status_prints_it() {
     // Outside a cluster there is no cluster view.
     assert_eq!(get(&format!("{base}/v1/cluster"), None).await.0, 404);
     live.shutdown().await;
+}
+
+/// A cluster node of `role` named `node` with the admin API on a free loopback port, the
+/// event WebSocket (no webhook receiver) and the recorder.
+async fn cluster_node(
+    nats: &zoomhost::cluster::nats_server::NatsServer,
+    zoom: &LocalZoom,
+    node: &str,
+    role: zoomhost::config::Role,
+    dir: &std::path::Path,
+) -> (zoomhost::host::Host, String) {
+    let plugins = dir.join(node);
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(wasm("recorder"), plugins.join("rec.wasm")).unwrap();
+    let mut zoom_config = zoomhost::config::for_local_zoom(zoom, vec![]);
+    zoom_config.rtms = None;
+    if let Some(ws) = zoom_config.websocket.as_mut() {
+        *ws = ws.clone().scaled_down(100);
+    }
+    let config = zoomhost::config::HostConfig {
+        runtime: zoomhost_runtime::RuntimeConfig {
+            plugins_dir: plugins,
+            ..Default::default()
+        },
+        zoom: Some(zoom_config),
+        admin: Some(zoomhost::config::AdminConfig::on(
+            "127.0.0.1:0".parse().unwrap(),
+            None,
+        )),
+    };
+    let mut cluster = zoomhost::config::ClusterConfig::new(nats.url(), role);
+    cluster.node = node.to_string();
+    cluster.lease_ttl = Duration::from_millis(3000);
+    let host = zoomhost::host::Host::start_with_cluster(
+        config,
+        zoomhost::host::HostOptions::default(),
+        Some(cluster),
+    )
+    .await
+    .expect("starting a cluster node");
+    let base = format!("http://{}", host.admin_addr().unwrap());
+    (host, base)
+}
+
+/// Polls `url` (hang guard only) until it answers `status`; returns the body.
+async fn until_status(url: &str, status: u16) -> serde_json::Value {
+    for _ in 0..1500 {
+        let (s, body) = get(url, None).await;
+        if s == status {
+            return serde_json::from_str(&body).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{url} never answered {status}");
+}
+
+fn check<'a>(body: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_nodes_are_ready_by_role_and_show_the_cluster() {
+    use zoomhost::config::Role;
+    let Some(mut nats) = crate::cluster::nats().await else {
+        return;
+    };
+    let zoom = LocalZoom::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, leader_base) =
+        cluster_node(&nats, &zoom, "ops-a", Role::Ingress, dir.path()).await;
+    // The first node takes the lease and connects before the second contends.
+    until_status(&format!("{leader_base}/readyz"), 200).await;
+    assert!(zoom.events.wait_connected(WAIT).await);
+    let (standby, standby_base) =
+        cluster_node(&nats, &zoom, "ops-b", Role::Ingress, dir.path()).await;
+    let (worker, worker_base) = cluster_node(&nats, &zoom, "ops-w", Role::Worker, dir.path()).await;
+
+    let body = until_status(&format!("{leader_base}/readyz"), 200).await;
+    assert_eq!(check(&body, "websocket")["required"], true, "{body}");
+    assert_eq!(check(&body, "cluster")["ok"], true, "{body}");
+    // The standby holds no WebSocket and is ready anyway.
+    let body = until_status(&format!("{standby_base}/readyz"), 200).await;
+    assert_eq!(check(&body, "websocket")["required"], false, "{body}");
+    let body = until_status(&format!("{worker_base}/readyz"), 200).await;
+    assert!(body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["name"] != "websocket"));
+
+    // The cluster view: every node with its role, the worker owning the partitions.
+    let mut nodes = Vec::new();
+    for _ in 0..500 {
+        let view = get_json(&format!("{worker_base}/v1/cluster")).await;
+        nodes = view["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["node"].as_str().unwrap().to_string())
+            .collect();
+        if nodes.len() == 3 && view["owners"].as_object().is_some_and(|o| !o.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(nodes, ["ops-a", "ops-b", "ops-w"]);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_zoomhost"))
+        .args([
+            "status",
+            "--admin",
+            &worker_base,
+            "--config",
+            "/nonexistent/z.toml",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("\ncluster\n") && printed.contains("ops-w"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("nats       connected (node ops-w, role worker)"),
+        "{printed}"
+    );
+
+    // NATS goes away: no node is ready; it comes back: all are again.
+    nats.kill();
+    let body = until_status(&format!("{worker_base}/readyz"), 503).await;
+    assert_eq!(body["not_ready"], serde_json::json!(["cluster"]), "{body}");
+    let body = until_status(&format!("{standby_base}/readyz"), 503).await;
+    assert!(
+        body["not_ready"]
+            .as_array()
+            .unwrap()
+            .contains(&"cluster".into()),
+        "{body}"
+    );
+    let (_, text) = get(&format!("{worker_base}/metrics"), None).await;
+    assert_eq!(
+        value(
+            &parse_metrics(&text),
+            "zoomhost_source_connected",
+            &[("source", "nats")]
+        ),
+        0.0
+    );
+    nats.restart().unwrap();
+    until_status(&format!("{worker_base}/readyz"), 200).await;
+    until_status(&format!("{standby_base}/readyz"), 200).await;
+    for host in [worker, standby, leader] {
+        host.shutdown().await;
+    }
 }

@@ -11,8 +11,9 @@
 //! | `POST /v1/plugins/NAME/reload\|enable\|disable` | act on a plugin ([`api`]) |
 //!
 //! Off loopback every request needs `Authorization: Bearer <admin.token>` (the config is
-//! rejected without one); on loopback only when a token is set. [`status`] is the client
-//! behind `zoomhost status`.
+//! rejected without one); on loopback only when a token is set. The probes (`/healthz`,
+//! `/readyz`) answer without one: load balancers and supervisors send no credentials, and
+//! they reveal no counters. [`status`] is the client behind `zoomhost status`.
 //!
 //! Nothing here sits on the data path: the metrics are read from the counters the
 //! runtime and the sources keep anyway, at scrape time ([`HostView`]). The only per-frame
