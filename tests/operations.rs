@@ -882,3 +882,121 @@ async fn cluster_nodes_are_ready_by_role_and_show_the_cluster() {
         host.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_counted_by_reason_with_restarts_and_denied_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for stem in ["trapper", "spinner", "denied"] {
+        std::fs::copy(wasm("hostile"), plugins.join(format!("{stem}.wasm"))).unwrap();
+    }
+    let config = zoomhost::config::HostConfig::parse(
+        r#"
+        [admin]
+        bind = "127.0.0.1:0"
+        [plugins.trapper]
+        config = { mode = "trap-nth", n = "2" }
+        [plugins.spinner]
+        config = { mode = "loop" }
+        limits = { event_deadline_ms = 100 }
+        [plugins.denied]
+        config = { mode = "http-ungranted" }
+        "#,
+        dir.path(),
+        &|_| None,
+    )
+    .unwrap();
+    let host = zoomhost::host::Host::start(config, zoomhost::host::HostOptions::default())
+        .await
+        .unwrap();
+    let base = format!("http://{}", host.admin_addr().unwrap());
+    for n in 1..=3 {
+        host.inputs().event(event("ops.fault", n));
+    }
+    let done = |s: &zoomhost_runtime::StatsSnapshot| s.events_delivered == 3;
+    let plugins_host = host.plugins().clone();
+    for name in ["trapper", "spinner", "denied"] {
+        let mut delivered = false;
+        for _ in 0..1500 {
+            if plugins_host.stats(name).await.is_some_and(|s| done(&s)) {
+                delivered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(delivered, "{name} did not get its 3 events");
+    }
+    let (_, text) = get(&format!("{base}/metrics"), None).await;
+    promtool_check(&text);
+    let samples = parse_metrics(&text);
+    let failures = "zoomhost_plugin_failures_total";
+    assert_eq!(
+        value(
+            &samples,
+            failures,
+            &[("plugin", "trapper"), ("reason", "trap")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            failures,
+            &[("plugin", "trapper"), ("reason", "deadline")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            failures,
+            &[("plugin", "spinner"), ("reason", "deadline")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "zoomhost_plugin_restarts_total",
+            &[("plugin", "trapper")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "zoomhost_plugin_restarts_total",
+            &[("plugin", "spinner")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "zoomhost_plugin_quarantined",
+            &[("plugin", "spinner")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "zoomhost_plugin_http_denied_total",
+            &[("plugin", "denied")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            failures,
+            &[("plugin", "denied"), ("reason", "trap")]
+        ),
+        0.0
+    );
+    // Each failed call was timed too: the spinner's three ran into their 100 ms deadline.
+    let sum = "zoomhost_plugin_call_duration_seconds_sum";
+    assert!(value(&samples, sum, &[("plugin", "spinner"), ("kind", "event")]) >= 0.3);
+    host.shutdown().await;
+}
