@@ -1291,6 +1291,8 @@ async fn an_rtms_stream_opens_on_the_partition_owner_and_moves_when_it_crashes()
     };
     let spec = zoomhost_sim::rtms::StreamSpec {
         frames: 400,
+        // Zoom moves the stream to another server early on: the saved URLs follow.
+        faults: vec![(30, zoomhost_sim::rtms::Fault::Failover)],
         ..zoomhost_sim::rtms::StreamSpec::new("rtms-crash-meeting==", "streamcrash01")
     };
     let stream = c.zoom.rtms.add_stream(spec);
@@ -1312,14 +1314,20 @@ async fn an_rtms_stream_opens_on_the_partition_owner_and_moves_when_it_crashes()
         "an ingress-only node runs no RTMS client"
     );
     assert!(audio_on(&c.logs[other], &id).is_empty());
-    assert_eq!(stream.stats().signaling_handshakes, 1);
+    // The failover's new URLs were saved at once.
+    until("the failover handled", Duration::from_secs(30), || {
+        stream.generation() == 1 && stream.stats().signaling_handshakes == 2
+    })
+    .await;
     let saved = c
         .saved(&id)
         .await
         .expect("the stream's state in the bucket");
     assert_eq!(saved.meeting_uuid, stream.meeting_uuid());
-    assert_eq!(saved.server_urls, vec![c.zoom.rtms.signaling_url()]);
+    assert_eq!(saved.server_urls, vec![stream.signaling_url()]);
+    assert_ne!(saved.server_urls, vec![c.zoom.rtms.signaling_url()]);
     assert_eq!(saved.started_event, "meeting.rtms_started");
+    assert_eq!(c.worker(owner).rtms().unwrap().stats().failovers, 1);
     until("progress saved", Duration::from_secs(10), || {
         c.worker(owner)
             .cluster()
@@ -1383,7 +1391,7 @@ async fn an_rtms_stream_opens_on_the_partition_owner_and_moves_when_it_crashes()
         .count();
     let repeated = after.iter().filter(|f| old.contains(f)).count();
     let s = stream.stats();
-    assert_eq!(s.signaling_handshakes, 2, "{s:?}");
+    assert_eq!(s.signaling_handshakes, 3, "start, failover, resume: {s:?}");
     let rtms = survivor.rtms().unwrap().stats();
     assert_eq!((rtms.resumed, rtms.opened), (1, 1), "{rtms:?}");
     let state = survivor.cluster().unwrap().rtms_state_stats();
@@ -1591,4 +1599,54 @@ async fn grants_pushed_once_reach_every_worker_and_a_bad_table_is_refused() {
     for host in [w1, w2] {
         host.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_all_node_opens_an_rtms_stream_once() {
+    let Some(nats) = nats().await else { return };
+    let zoom = LocalZoom::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = crate::support::Logs::default();
+    let all = rtms_node(&nats, &zoom, "all-1", dir.path(), Role::All, &logs).await;
+    let partitions = all.cluster().unwrap().config().partitions as usize;
+    until(
+        "the node leads and owns every partition",
+        Duration::from_secs(30),
+        || owned(&all).len() == partitions && zoom.events.is_connected(),
+    )
+    .await;
+    let stream = zoom.rtms.add_stream(zoomhost_sim::rtms::StreamSpec {
+        frames: 100,
+        ..zoomhost_sim::rtms::StreamSpec::new("rtms-all-meeting==", "streamall01")
+    });
+    let payload = serde_json::json!({
+        "meeting_uuid": stream.meeting_uuid(),
+        "rtms_stream_id": stream.stream_id(),
+        "server_urls": zoom.rtms.signaling_url(),
+    });
+    // On the event WebSocket and as a webhook: one stream all the same.
+    assert!(
+        zoom.events
+            .push_event_at("meeting.rtms_started", 1_760_000_000_000, payload.clone())
+            .await
+    );
+    let hook = WebhookSender::new(all.webhook_url().unwrap(), Secret::new(WEBHOOK_SECRET)).unwrap();
+    let body = WebhookSender::event_body("meeting.rtms_started", 1_760_000_000_000, &payload);
+    let sent = hook.send_raw(body, &SendOptions::default()).await.unwrap();
+    assert_eq!(sent.status, 200, "{}", sent.response);
+    assert!(stream.wait_done(Duration::from_secs(60)).await);
+    let id = stream.stream_id().to_string();
+    until("the session closed", Duration::from_secs(30), || {
+        !logs
+            .lines("rec", &format!("rec close stream={id} "))
+            .is_empty()
+    })
+    .await;
+    let got = audio_on(&logs, &id);
+    each_once_in_order(&got, "the all node");
+    assert_eq!(got.len(), written(&stream).len());
+    let rtms = all.rtms().unwrap().stats();
+    assert_eq!(rtms.opened, 1, "{rtms:?}");
+    assert_eq!(stream.stats().signaling_handshakes, 1);
+    all.shutdown().await;
 }

@@ -47,6 +47,13 @@ pub trait Plugin: 'static {
 /// it ends, so a [`Drop`] impl is the place for end-of-stream work. Every handler
 /// defaults to ignoring its input and returning `Ok(())`. An error from a handler is
 /// counted and logged by the host; the session keeps receiving.
+///
+/// In a cluster a stream can move to another node (its worker drained or died): there
+/// the stream opens again, with the same stream id, in a new session of another plugin
+/// instance, without anything this session kept in memory. The frames continue after
+/// the last one delivered here (after a crash, up to about a second of frames may be
+/// delivered again). Keep what must survive such a move outside the plugin, keyed by
+/// the stream id.
 pub trait MediaSession: Sized + 'static {
     /// A stream started.
     fn open(info: StreamInfo) -> Self;

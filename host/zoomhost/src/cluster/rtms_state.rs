@@ -58,7 +58,7 @@ use zoomhost_zoom::rtms::{RtmsManager, SavedStream, StreamStateSink};
 use super::pause;
 
 /// The key-value bucket holding the RTMS streams' state.
-pub const RTMS_BUCKET: &str = "zoomhost_rtms";
+pub const RTMS_BUCKET: &str = "zoomhost_rtms_streams";
 /// How often a stream's progress is saved at most.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 

@@ -178,11 +178,15 @@ pub async fn run(
             }
             owned_out.send_replace(owned.keys().copied().collect());
         }
-        if let Some(rtms) = &rtms {
-            to_resume.retain(|n| owned.contains_key(n));
-            match rtms.resume(&to_resume).await {
-                Ok(_) => to_resume.clear(),
-                Err(e) => {
+        // Resumes that failed in an earlier round.
+        to_resume.retain(|n| owned.contains_key(n));
+        if let (Some(rtms), false) = (&rtms, to_resume.is_empty()) {
+            match tokio::time::timeout(settings.ttl / 3, rtms.resume(&to_resume)).await {
+                Ok(Ok(_)) => to_resume.clear(),
+                Err(_) => {
+                    tracing::warn!(node = %settings.node, "resuming RTMS streams timed out (retried next round)")
+                }
+                Ok(Err(e)) => {
                     tracing::warn!(node = %settings.node, "resuming RTMS streams failed (retried next round): {e:#}")
                 }
             }
@@ -320,6 +324,8 @@ async fn round(
         }
     }
     // Take free partitions up to the share.
+    let mut acquired: Vec<(u32, watch::Receiver<bool>)> = Vec::new();
+    let mut failure: Option<anyhow::Error> = None;
     for i in 0..settings.partitions {
         if owned.len() >= share {
             break;
@@ -333,31 +339,58 @@ async fn round(
                 bump(&stats.acquired);
                 let (stop, stopped) = watch::channel(false);
                 to_resume.insert(n);
-                let task = tokio::spawn(consume(
-                    js.clone(),
-                    router.clone(),
-                    rtms.cloned(),
-                    n,
-                    settings.ttl,
-                    stats.clone(),
-                    stopped,
-                ));
+                acquired.push((n, stopped));
                 tracing::info!(partition = n, node = %settings.node, "partition acquired");
                 owned.insert(
                     n,
                     Owned {
                         revision,
                         stop,
-                        task: Some(task),
+                        task: None,
                     },
                 );
             }
             Ok(Err(e)) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
-            Ok(Err(e)) => return Err(e).context("acquiring a partition"),
-            Err(_) => anyhow::bail!("acquiring a partition timed out"),
+            Ok(Err(e)) => {
+                failure = Some(anyhow::Error::new(e).context("acquiring a partition"));
+                break;
+            }
+            Err(_) => {
+                failure = Some(anyhow::anyhow!("acquiring a partition timed out"));
+                break;
+            }
         }
     }
-    Ok(())
+    // Saved RTMS streams resume before the partitions' events flow, so a redelivered
+    // `*.rtms_started` finds its stream running with its progress.
+    if let (Some(rtms), false) = (rtms, acquired.is_empty()) {
+        match tokio::time::timeout(third, rtms.resume(to_resume)).await {
+            Ok(Ok(_)) => to_resume.clear(),
+            Err(_) => {
+                tracing::warn!(node = %settings.node, "resuming RTMS streams timed out (retried next round)")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(node = %settings.node, "resuming RTMS streams failed (retried next round): {e:#}")
+            }
+        }
+    }
+    for (n, stopped) in acquired {
+        if let Some(o) = owned.get_mut(&n) {
+            o.task = Some(tokio::spawn(consume(
+                js.clone(),
+                router.clone(),
+                rtms.cloned(),
+                n,
+                settings.ttl,
+                stats.clone(),
+                stopped,
+            )));
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// The message body the ingress publishes (see [`super::publish::body`]).
