@@ -88,6 +88,11 @@
 //! client backs off 3 s doubling to 30 s and starts over after each successful handshake,
 //! and acts on a bare socket close only when no signal came. During an outage Zoom
 //! buffers audio and replays it with the original timestamps; video is never buffered.
+//! Because the stream lives on Zoom's side for 60 s after its client vanished, another
+//! process can take it over: the client reports each stream's non-secret state and
+//! progress through [`rtms::StreamStateSink`], and another client resumes it from that
+//! ([`rtms::RtmsManager::resume`]) or receives it from a node handing it over
+//! ([`rtms::RtmsManager::hand_over`]); this crate knows nothing of where the state is kept.
 
 pub mod config;
 pub mod events;

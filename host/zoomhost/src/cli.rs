@@ -244,7 +244,7 @@ pub enum PluginAction {
         #[arg(long, short, default_value = "zoomhost.toml")]
         config: PathBuf,
     },
-    /// List the cluster's plugins.
+    /// List the cluster's plugins, and which have grants pushed.
     List {
         /// Host config with the `[cluster]` section.
         #[arg(long, short, default_value = "zoomhost.toml")]
@@ -621,6 +621,10 @@ async fn plugin_command(action: PluginAction) -> anyhow::Result<ExitCode> {
             }
             for (name, size) in listed {
                 println!("{name:<24} {size:>10} bytes");
+            }
+            let grants = plugins::list_grants(&plugins::connect_grants(&cluster).await?).await?;
+            if !grants.is_empty() {
+                println!("grants pushed for: {}", grants.join(", "));
             }
         }
     }

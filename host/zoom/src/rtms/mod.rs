@@ -796,6 +796,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_saved_stream_reads_back_as_its_start() {
+        let saved = SavedStream {
+            stream_id: "s1".into(),
+            meeting_uuid: "e-1".into(),
+            started_event: "contact_center.voice_rtms_started".into(),
+            server_urls: vec!["wss://a/x".into(), "wss://b/y".into()],
+            event_ts: 42,
+            progress: vec![Progress {
+                kind: 0,
+                speaker: 7,
+                ts: 1000,
+                digest: 0,
+            }],
+        };
+        let json = serde_json::to_string(&saved).unwrap();
+        assert!(!json.contains("secret"), "{json}");
+        let back: SavedStream = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, saved);
+        let start = back.start();
+        assert_eq!(start.kind, zoomhost_types::SessionKind::ContactCenter);
+        assert_eq!(start.server_urls, saved.server_urls);
+        assert_eq!(
+            (start.stream_id.as_str(), start.meeting_uuid.as_str()),
+            ("s1", "e-1")
+        );
+        // An older state without progress still reads.
+        let old: SavedStream = serde_json::from_str(
+            r#"{"stream_id":"s","meeting_uuid":"m","started_event":"meeting.rtms_started","server_urls":[],"event_ts":1}"#,
+        )
+        .unwrap();
+        assert!(old.progress.is_empty());
+    }
+
+    #[test]
     fn defaults_are_zooms_documented_values() {
         let c = RtmsConfig::new("id", Secret::new("s"));
         assert_eq!(c.reconnect_min, Duration::from_secs(3));
