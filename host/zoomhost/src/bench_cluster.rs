@@ -222,6 +222,10 @@ pub async fn run(options: ClusterBenchOptions) -> anyhow::Result<ExitCode> {
         cluster.latency.p50_ms - single_latency.p50_ms,
         cluster.latency.p99_ms - single_latency.p99_ms
     );
+    println!(
+        "cluster, flat out: the ingress leader stored {:.0} events/s in JetStream (one publish in flight)",
+        cluster.stored_per_second
+    );
     for (role, ms) in &cluster.cpu_ms_per_1000 {
         println!("cluster CPU per 1,000 events (flat out), {role}: {ms:.0} ms");
     }
@@ -333,6 +337,7 @@ struct ClusterFigures {
     latency: Phase,
     throughput: Phase,
     cpu_ms_per_1000: Vec<(String, f64)>,
+    stored_per_second: f64,
     worker_failover: Duration,
     ingress_failover: Duration,
 }
@@ -475,13 +480,23 @@ async fn cluster(
         let acks = acks.lock().unwrap_or_else(|p| p.into_inner());
         acks.iter()
             .filter_map(|(seq, (_, at))| {
-                let n = numbers.get(seq)?;
+                let (n, _) = numbers.get(seq)?;
                 sent.get(n).map(|s| ms_between(*s, *at))
             })
             .collect()
     };
     let latency = Phase::of(&mut latencies(&sent_l), l, latency_seconds);
     let throughput = Phase::of(&mut latencies(&sent_t), options.events, throughput_seconds);
+    // How fast the ingress stored the throughput phase's events in JetStream.
+    let stored: Vec<i128> = numbers
+        .values()
+        .filter(|(n, _)| sent_t.contains_key(n))
+        .map(|(_, t)| *t)
+        .collect();
+    let stored_per_second = match (stored.iter().min(), stored.iter().max()) {
+        (Some(a), Some(b)) if b > a => stored.len() as f64 / ((b - a) as f64 / 1e9),
+        _ => f64::NAN,
+    };
 
     // Failovers, with a steady 200 events/s flowing.
     let s = crate::cluster::status::snapshot(&js).await?;
@@ -546,6 +561,7 @@ async fn cluster(
         latency,
         throughput,
         cpu_ms_per_1000,
+        stored_per_second,
         worker_failover,
         ingress_failover,
     })
@@ -568,11 +584,12 @@ fn cluster_cpu(cluster: &LocalCluster) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// The bench number of each stored message, by stream sequence.
+/// The bench number and store time (Unix nanoseconds) of each stored message, by stream
+/// sequence.
 async fn numbers_by_sequence(
     js: &async_nats::jetstream::Context,
     expected: usize,
-) -> anyhow::Result<BTreeMap<u64, usize>> {
+) -> anyhow::Result<BTreeMap<u64, (usize, i128)>> {
     let stream = js
         .get_stream(crate::cluster::EVENT_STREAM)
         .await
@@ -601,7 +618,10 @@ async fn numbers_by_sequence(
             .and_then(|id| id.strip_prefix("bench-"))
             .and_then(|n| n.parse().ok());
         if let (Some(n), Ok(info)) = (n, message.info()) {
-            out.insert(info.stream_sequence, n);
+            out.insert(
+                info.stream_sequence,
+                (n, info.published.unix_timestamp_nanos()),
+            );
         }
     }
     Ok(out)
