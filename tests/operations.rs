@@ -393,11 +393,15 @@ async fn metrics_after_a_meeting_match_what_the_plugin_received_and_cover_the_da
         }
     }
 
-    // Every family the dashboard queries is exported.
+    // Every family the dashboard queries is exported (the cluster's: by cluster nodes,
+    // see below).
     let families: BTreeSet<String> = zoomhost::admin::metrics::family_names(&text)
         .into_iter()
         .collect();
-    for name in dashboard_metric_names() {
+    for name in dashboard_metric_names()
+        .into_iter()
+        .filter(|n| !n.starts_with("zoomhost_cluster_"))
+    {
         assert!(
             family_of(&name, &families).is_some(),
             "the dashboard queries {name}, which /metrics does not export"
@@ -853,6 +857,32 @@ async fn cluster_nodes_are_ready_by_role_and_show_the_cluster() {
         printed.contains("nats       connected (node ops-w, role worker)"),
         "{printed}"
     );
+
+    // The cluster's families, on the nodes that have them, cover the dashboard's.
+    let mut families = BTreeSet::new();
+    for base in [&leader_base, &worker_base] {
+        let (_, text) = get(&format!("{base}/metrics"), None).await;
+        promtool_check(&text);
+        families.extend(zoomhost::admin::metrics::family_names(&text));
+    }
+    for name in dashboard_metric_names()
+        .into_iter()
+        .filter(|n| n.starts_with("zoomhost_cluster_"))
+    {
+        assert!(
+            family_of(&name, &families).is_some(),
+            "the dashboard queries {name}, which the cluster nodes do not export"
+        );
+    }
+    let (_, text) = get(&format!("{leader_base}/metrics"), None).await;
+    assert_eq!(
+        value(&parse_metrics(&text), "zoomhost_cluster_leading", &[]),
+        1.0
+    );
+    let (_, text) = get(&format!("{worker_base}/metrics"), None).await;
+    let samples = parse_metrics(&text);
+    assert_eq!(value(&samples, "zoomhost_cluster_leading", &[]), 0.0);
+    assert!(value(&samples, "zoomhost_cluster_partitions_owned", &[]) > 0.0);
 
     // NATS goes away: no node is ready; it comes back: all are again.
     nats.kill();

@@ -225,6 +225,9 @@ impl Host {
                 leading: m.leading(),
                 nats: m.jetstream().client(),
                 jetstream: m.jetstream().clone(),
+                owned: m.owned_partitions(),
+                publish: m.publish_stats().cloned(),
+                worker: m.role().is_worker().then(|| m.worker_stats().clone()),
             }),
             stopping: self.stop.subscribe(),
         }

@@ -210,11 +210,15 @@ pub async fn sources(State(view): State<HostView>) -> Json<Value> {
     });
     let d = view.inputs.duplicates();
     let cluster = view.cluster.as_ref().map(|c| {
+        use std::sync::atomic::Ordering::Relaxed;
         json!({
             "node": c.node,
             "role": crate::cluster::status::role_name(c.role),
             "nats": c.nats.connection_state().to_string(),
             "leading": *c.leading.borrow(),
+            "partitions": c.owned.borrow().iter().copied().collect::<Vec<u32>>(),
+            "published": c.publish.as_ref().map(|p| p.published.load(Relaxed)),
+            "acked": c.worker.as_ref().map(|w| w.acked.load(Relaxed)),
         })
     });
     Json(json!({

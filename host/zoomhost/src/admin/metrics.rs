@@ -29,6 +29,9 @@
 //! | `zoomhost_rtms_frames_total` | kind | frames handed to the plugins |
 //! | `zoomhost_rtms_recoveries_total` | scenario (`failover`, `interruption`, `media_interruption`, `close_fallback`) | Zoom's failover scenarios recovered |
 //! | `zoomhost_ready` | | gauge: what `/readyz` answers |
+//! | `zoomhost_cluster_leading`, `zoomhost_cluster_partitions_owned` | | gauges (cluster members) |
+//! | `zoomhost_cluster_published_total`, `zoomhost_cluster_publish_lost_total`, `zoomhost_cluster_publish_pending` | | the ingress publisher (events stored by JetStream, given up, queued) |
+//! | `zoomhost_cluster_acked_total`, `zoomhost_cluster_redelivered_total` | | the worker: events delivered and acknowledged, of which redeliveries |
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`, `process_threads`, `process_start_time_seconds` | | `/proc/self` |
 
 use prometheus_client::collector::Collector;
@@ -61,6 +64,7 @@ pub struct Scrape {
     webhook: Option<WebhookFigures>,
     duplicates: crate::inputs::DuplicateCounts,
     nats_connected: Option<bool>,
+    cluster: Option<ClusterFigures>,
     rtms: Option<RtmsFigures>,
     process: Option<ProcessFigures>,
     ready: bool,
@@ -78,6 +82,16 @@ struct WebSocketFigures {
 struct WebhookFigures {
     accepted: u64,
     answers: Vec<(&'static str, u64)>,
+}
+
+#[derive(Debug, Default)]
+struct ClusterFigures {
+    leading: bool,
+    owned: usize,
+    /// Published, lost, pending (ingress roles).
+    publish: Option<(u64, u64, u64)>,
+    /// Acknowledged, redelivered (worker roles).
+    worker: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +145,21 @@ impl Scrape {
                 .cluster
                 .as_ref()
                 .map(|c| c.nats.connection_state() == async_nats::connection::State::Connected),
+            cluster: view.cluster.as_ref().map(|c| {
+                use std::sync::atomic::Ordering::Relaxed;
+                ClusterFigures {
+                    leading: *c.leading.borrow(),
+                    owned: c.owned.borrow().len(),
+                    publish: c
+                        .publish
+                        .as_ref()
+                        .map(|p| (p.published.load(Relaxed), p.lost.load(Relaxed), p.pending())),
+                    worker: c
+                        .worker
+                        .as_ref()
+                        .map(|w| (w.acked.load(Relaxed), w.redelivered.load(Relaxed))),
+                }
+            }),
             rtms,
             process: super::process::read(),
             ready: readiness.ready,
@@ -246,6 +275,7 @@ impl Collector for Scrape {
         self.encode_sources(&mut f)?;
         self.encode_plugins(&mut f)?;
         self.encode_rtms(&mut f)?;
+        self.encode_cluster(&mut f)?;
         self.encode_process(&mut f)
     }
 }
@@ -464,6 +494,53 @@ impl Scrape {
             "RTMS streams recovered, by Zoom's failover scenario.",
             recoveries.map(|(s, n)| (vec![("scenario", s)], n)),
         )
+    }
+
+    fn encode_cluster(&self, f: &mut Family) -> std::fmt::Result {
+        let Some(c) = &self.cluster else {
+            return Ok(());
+        };
+        let none = || Vec::<(&str, &str)>::new();
+        f.gauges(
+            "zoomhost_cluster_leading",
+            "Whether this node holds the ingress lease (runs the event WebSocket).",
+            [(none(), f64::from(u8::from(c.leading)))],
+        )?;
+        f.gauges(
+            "zoomhost_cluster_partitions_owned",
+            "Event partitions this node's worker owns.",
+            [(none(), c.owned as f64)],
+        )?;
+        if let Some((published, lost, pending)) = c.publish {
+            f.counters(
+                "zoomhost_cluster_published",
+                "Events stored by JetStream (not as duplicates).",
+                [(none(), published)],
+            )?;
+            f.counters(
+                "zoomhost_cluster_publish_lost",
+                "Events given up after every publish attempt failed, or refused by a full queue.",
+                [(none(), lost)],
+            )?;
+            f.gauges(
+                "zoomhost_cluster_publish_pending",
+                "Events queued for JetStream, not yet acknowledged.",
+                [(none(), pending as f64)],
+            )?;
+        }
+        if let Some((acked, redelivered)) = c.worker {
+            f.counters(
+                "zoomhost_cluster_acked",
+                "Events this worker delivered and acknowledged.",
+                [(none(), acked)],
+            )?;
+            f.counters(
+                "zoomhost_cluster_redelivered",
+                "Acknowledged events that JetStream had delivered before (after a crash or a late ack).",
+                [(none(), redelivered)],
+            )?;
+        }
+        Ok(())
     }
 
     fn encode_process(&self, f: &mut Family) -> std::fmt::Result {

@@ -88,6 +88,12 @@ pub struct ClusterView {
     pub nats: async_nats::Client,
     /// Its JetStream context (for the cluster status snapshot).
     pub jetstream: async_nats::jetstream::Context,
+    /// The partitions its worker owns now.
+    pub owned: watch::Receiver<std::collections::BTreeSet<u32>>,
+    /// Its publisher's counters (ingress roles).
+    pub publish: Option<Arc<crate::cluster::publish::PublishStats>>,
+    /// Its worker's counters (worker roles).
+    pub worker: Option<Arc<crate::cluster::worker::WorkerStats>>,
 }
 
 impl HostView {
