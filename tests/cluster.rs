@@ -1111,7 +1111,7 @@ async fn a_pushed_plugin_is_loaded_swapped_and_removed_on_every_worker() {
 // ---- RTMS streams owned by the partition's worker, their state in JetStream ----
 
 /// The simulator's RTMS client settings with Zoom's timers scaled down (backoff 50 to
-/// 400 ms, 300 ms of grace after a bare close), audio only.
+/// 400 ms, 300 ms of grace after a bare close), audio only, `buffer_data` on.
 fn rtms_client(zoom: &LocalZoom) -> zoomhost_zoom::rtms::RtmsConfig {
     let mut rtms = zoomhost::config::for_local_zoom(zoom, vec![zoomhost_types::MediaKind::Audio])
         .rtms
@@ -1121,6 +1121,8 @@ fn rtms_client(zoom: &LocalZoom) -> zoomhost_zoom::rtms::RtmsConfig {
     rtms.close_grace = Duration::from_millis(300);
     rtms.duplicate_retry = Duration::from_millis(100);
     rtms.connect_timeout = Duration::from_secs(5);
+    // Zoom's default, said out loud: the audio of an outage is replayed on reconnection.
+    rtms.buffer_data = Some(true);
     rtms
 }
 
