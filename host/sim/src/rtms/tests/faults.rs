@@ -1,7 +1,8 @@
 //! Zoom's failure contract, one reaction per test, against a hand-driven client: failover
 //! to a second server, signaling and media losses with their notices and events, the
 //! 60/65 s windows (scaled down), keep-alives, the audio buffer and `buffer_data`,
-//! duplicate connections, product id keys, and chaos mode.
+//! duplicate connections, product id keys, chaos mode, and a stream taken over by
+//! another client after its own vanished.
 
 use super::*;
 use tokio::sync::broadcast;
@@ -611,4 +612,73 @@ async fn missed_signaling_keepalives_are_a_signaling_loss() {
     assert_eq!(media_end, Some(Ended::Abrupt), "media goes with signaling");
     assert_eq!(notice(&mut notices).await.name, "meeting.rtms_interrupted");
     assert_eq!(stream.stats().dropped_for_keepalive, 1);
+}
+
+#[tokio::test]
+async fn another_client_resumes_a_stream_whose_client_vanished_and_gets_the_buffered_audio() {
+    // A cluster worker dies (no close frame on any socket) and another process takes
+    // its stream over within the signaling window, as Zoom allows.
+    let sim = sim(|_| {}).await;
+    let mut notices = sim.notices();
+    let stream = sim.add_stream(StreamSpec {
+        frames: 60,
+        pace: Pace::RealTime,
+        ..StreamSpec::default()
+    });
+    let (sig, mut audio, _) = connect_audio(&sim.signaling_url(), &sim, &stream, false).await;
+    let mut before = 0;
+    while before < 10 {
+        let v = audio.next().await.expect("audio before the crash");
+        if v["msg_type"] == 14 {
+            before += 1;
+        }
+    }
+    let gone = std::time::Instant::now();
+    drop((sig, audio));
+    let interrupted = notice(&mut notices).await;
+    assert_eq!(interrupted.name, "meeting.rtms_interrupted");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reconnect_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    // A new client, new connections, the same ids and signature.
+    let (sig2, audio2, _) = connect_audio(&sim.signaling_url(), &sim, &stream, false).await;
+    let (messages, ended, _) = audio2.drain().await;
+    assert_eq!(
+        ended,
+        Some(Ended::Close(Some(1000))),
+        "the stream ran to its end"
+    );
+    drop(sig2);
+    let after: Vec<u64> = messages
+        .iter()
+        .filter(|m| m["msg_type"] == 14)
+        .map(|m| m["content"]["timestamp"].as_u64().expect("a timestamp"))
+        .collect();
+    assert!(after.windows(2).all(|w| w[0] < w[1]), "in order, once");
+    // Everything written after the loss was noticed reached the new client, including
+    // what was buffered while nobody was connected (300 ms: about 15 frames).
+    let settle = gone + Duration::from_millis(100);
+    for m in stream
+        .sent()
+        .iter()
+        .filter(|m| m.kind == MediaKind::Audio && m.sent_at > settle)
+    {
+        assert!(after.contains(&m.timestamp), "frame {} lost", m.timestamp);
+    }
+    let buffered = after.iter().filter(|ts| **ts < reconnect_ms).count();
+    assert!(buffered >= 10, "{buffered} buffered frames replayed");
+    assert!(stream.wait_done(WAIT).await);
+    let stats = stream.stats();
+    assert_eq!(stats.signaling_handshakes, 2, "{stats:?}");
+    assert!(stream
+        .audio_frames()
+        .iter()
+        .all(|f| f.fate == FrameFate::Sent));
+    assert_eq!(
+        stats.outcome,
+        Some(StreamOutcome::Completed { reason: 6 }),
+        "{stats:?}"
+    );
 }
