@@ -325,3 +325,63 @@ pub async fn run(
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AdminConfig;
+
+    #[test]
+    fn the_url_follows_the_config_and_reaches_a_wildcard_bind_on_loopback() {
+        assert_eq!(url_of(None).as_deref(), Some("http://127.0.0.1:9464"));
+        let any = AdminConfig::on("0.0.0.0:7000".parse().unwrap(), None);
+        assert_eq!(url_of(Some(&any)).as_deref(), Some("http://127.0.0.1:7000"));
+        let v6 = AdminConfig::on("[::]:7001".parse().unwrap(), None);
+        assert_eq!(url_of(Some(&v6)).as_deref(), Some("http://[::1]:7001"));
+        assert_eq!(url_of(Some(&AdminConfig::off())), None);
+    }
+
+    #[test]
+    fn the_report_names_what_is_not_ready_and_each_plugin_and_stream() {
+        let report = StatusReport {
+            ready: serde_json::json!({ "ready": false, "not_ready": ["websocket"] }),
+            plugins: vec![PluginView {
+                name: "rec".into(),
+                state: "quarantined".into(),
+                version: "1.2.0".into(),
+                events: vec!["*".into()],
+                media: vec![],
+                queued: 3,
+                stats: serde_json::json!({ "events_delivered": 7, "media_delivered": 5, "events_failed": 2 }),
+                instances: vec![serde_json::json!({}), serde_json::json!({})],
+            }],
+            sources: serde_json::json!({
+                "websocket": { "state": "reconnecting", "events": 7, "outages": 1, "outage_total_ms": 1500,
+                               "last_outage": { "duration_ms": 1500, "cause": "dropped" } },
+                "webhook": null,
+                "cluster": null,
+            }),
+            streams: serde_json::json!({ "streams": [
+                { "stream_id": "s-1", "meeting_id": "m==", "plugins": ["rec"], "frames": { "audio": 40 } }
+            ] }),
+            cluster: None,
+        };
+        let text = report.render();
+        assert!(text.starts_with("NOT READY: websocket"), "{text}");
+        let row = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("rec "))
+            .unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells,
+            ["rec", "quarantined", "1.2.0", "12", "2", "0", "2", "3"]
+        );
+        assert!(text.contains("websocket  reconnecting, 7 events, 1 outages (1500 ms in all); last: 1500 ms after dropped"), "{text}");
+        assert!(
+            text.contains("s-1  meeting m==  frames: audio 40  plugins: rec"),
+            "{text}"
+        );
+        assert_eq!(report.json()["plugins"][0]["name"], "rec");
+    }
+}
