@@ -25,6 +25,10 @@
 //! [plugins.camera-follower]
 //! stream_control = true            # may close RTMS streams and subscribe video (for every plugin)
 //!
+//! [admin]                          # the admin API: metrics, health, readiness, /v1
+//! bind = "127.0.0.1:9464"          # default; "" turns it off
+//! # token = "${ZOOMHOST_ADMIN_TOKEN}"   # required when bind is not loopback
+//!
 //! [zoom]                           # every key may come from the environment instead
 //! account_id = "..."               # ZOOM_ACCOUNT_ID
 //! client_id = "..."                # ZOOM_CLIENT_ID
