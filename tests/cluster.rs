@@ -1663,3 +1663,75 @@ async fn an_all_node_opens_an_rtms_stream_once() {
     assert_eq!(stream.stats().signaling_handshakes, 1);
     all.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_joining_worker_takes_rtms_streams_over_with_the_partitions_it_is_given() {
+    let Some(nats) = nats().await else { return };
+    let zoom = LocalZoom::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (l1, l2, li) = (
+        crate::support::Logs::default(),
+        crate::support::Logs::default(),
+        crate::support::Logs::default(),
+    );
+    let w1 = rtms_node(&nats, &zoom, "worker-1", dir.path(), Role::Worker, &l1).await;
+    let ingress = rtms_node(&nats, &zoom, "ingress-1", dir.path(), Role::Ingress, &li).await;
+    let partitions = ingress.cluster().unwrap().config().partitions;
+    until(
+        "worker-1 owns every partition",
+        Duration::from_secs(30),
+        || owned(&w1).len() == partitions as usize && zoom.events.is_connected(),
+    )
+    .await;
+    // A worker gives up its highest partitions when another joins: a meeting there moves.
+    let meeting = (0..)
+        .map(|i| format!("rtms-rebalance-{i}=="))
+        .find(|m| zoomhost::cluster::partition::of_meeting(Some(m), partitions) >= partitions - 4)
+        .unwrap();
+    let stream = zoom.rtms.add_stream(zoomhost_sim::rtms::StreamSpec {
+        frames: 300,
+        resend_on_resume: 5,
+        ..zoomhost_sim::rtms::StreamSpec::new(meeting, "streamrebalance01")
+    });
+    let payload = serde_json::json!({
+        "meeting_uuid": stream.meeting_uuid(),
+        "rtms_stream_id": stream.stream_id(),
+        "server_urls": zoom.rtms.signaling_url(),
+    });
+    assert!(
+        zoom.events
+            .push_event_at("meeting.rtms_started", 1_760_000_000_000, payload)
+            .await
+    );
+    let id = stream.stream_id().to_string();
+    until("worker-1 streams", Duration::from_secs(30), || {
+        audio_on(&l1, &id).len() >= 30
+    })
+    .await;
+    let w2 = rtms_node(&nats, &zoom, "worker-2", dir.path(), Role::Worker, &l2).await;
+    assert!(stream.wait_done(Duration::from_secs(60)).await);
+    until("worker-2's session closed", Duration::from_secs(30), || {
+        !l2.lines("rec", &format!("rec close stream={id} "))
+            .is_empty()
+    })
+    .await;
+    let p = zoomhost::cluster::partition::of_meeting(Some(stream.meeting_uuid()), partitions);
+    assert!(owned(&w2).contains(&p), "the partition moved");
+    let (before, after) = (audio_on(&l1, &id), audio_on(&l2, &id));
+    let mut both = before.clone();
+    both.extend(after.iter().cloned());
+    each_once_in_order(&both, "across the rebalance");
+    let mut got = both;
+    got.sort();
+    let mut want: Vec<(String, u64)> = written(&stream)
+        .into_iter()
+        .map(|(u, ts, _)| (u, ts))
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "every frame once across both workers");
+    assert_eq!(w1.rtms().unwrap().stats().handed_over, 1);
+    assert_eq!(w2.rtms().unwrap().stats().resumed, 1);
+    for host in [w1, w2, ingress] {
+        host.shutdown().await;
+    }
+}
