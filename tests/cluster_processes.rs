@@ -65,7 +65,7 @@ struct Rig {
 impl Rig {
     /// Starts `ingress` and `workers` nodes; workers get the recorder as plugin `rec`
     /// when `recorder` is set.
-    async fn start(ingress: &[&str], workers: &[&str], recorder: bool) -> Option<Rig> {
+    async fn start(ingress: &[&str], workers: &[&str], recorder: bool, rtms: bool) -> Option<Rig> {
         let nats = nats().await?;
         let zoom = LocalZoom::start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -75,6 +75,10 @@ impl Rig {
             nats.url(),
             &zoom,
         );
+        let mut settings = settings;
+        if rtms {
+            settings.rtms_media = vec!["audio".into()];
+        }
         let mut cluster = LocalCluster::new(settings).unwrap();
         let rec = crate::support::wasm("recorder");
         let plugins: Vec<(&str, &Path)> = if recorder {
@@ -131,6 +135,11 @@ impl Rig {
             .map(|n| format!("--- {} ---\n{}", n.name, tail(&n.log_text(), 40)))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Node `name`'s log.
+    fn node_log(&self, name: &str) -> String {
+        self.cluster.node(name).expect("a node").log_text()
     }
 
     /// What node `name`'s recorder received.
@@ -200,6 +209,23 @@ fn records(log: &str) -> Vec<Record> {
         .collect()
 }
 
+/// `(user, ts)` of each `rec audio` line of `stream` in `log`.
+fn audio(log: &str, stream: &str) -> Vec<(String, u64)> {
+    let prefix = format!("rec audio stream={stream} ");
+    log.lines()
+        .filter_map(|l| l.split_once(&prefix).map(|(_, rest)| rest))
+        .map(|rest| {
+            let field = |key: &str| {
+                rest.split(' ')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+                    .unwrap_or("-")
+                    .to_string()
+            };
+            (field("user"), field("ts").parse().unwrap_or(0))
+        })
+        .collect()
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -216,23 +242,29 @@ async fn until(what: &str, check: impl Fn() -> bool) {
     }
 }
 
-/// Every partition owned, by `workers` live workers, and a node holding the ingress
-/// lease.
+/// Every partition owned, shared out evenly among `workers` live workers (no rebalance
+/// still to come), and a node holding the ingress lease.
 fn settled(s: &ClusterStatus, workers: usize) -> bool {
+    let share = (s.partitions as usize).div_ceil(workers.max(1));
     s.nodes.iter().filter(|n| n.worker).count() == workers
         && s.unowned().is_empty()
         && s.nodes
             .iter()
             .filter(|n| n.worker)
-            .all(|n| !n.partitions.is_empty())
+            .all(|n| !n.partitions.is_empty() && n.partitions.len() <= share)
         && s.ingress.len() == 1
 }
 
 /// (a) and (b): a worker killed with SIGKILL mid-meeting, then the ingress leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_and_ingress_leader_lose_no_accepted_event() {
-    let Some(mut rig) =
-        Rig::start(&["ingress-a", "ingress-b"], &["worker-1", "worker-2"], true).await
+    let Some(mut rig) = Rig::start(
+        &["ingress-a", "ingress-b"],
+        &["worker-1", "worker-2"],
+        true,
+        true,
+    )
+    .await
     else {
         return;
     };
@@ -257,13 +289,43 @@ async fn killed_worker_and_ingress_leader_lose_no_accepted_event() {
     }
     .to_string();
     let victim_held = s.node(&victim).unwrap().partitions.clone();
-    until("the owner records the meeting's events", || {
-        rig.records(&victim).len() >= 20
+    // The meeting's RTMS stream (8 s of real-time audio), opened by the partition's owner.
+    let stream = rig.zoom.rtms.add_stream(zoomhost_sim::rtms::StreamSpec {
+        frames: 400,
+        ..zoomhost_sim::rtms::StreamSpec::new(meeting, "streamproc01")
+    });
+    let rtms_started = serde_json::json!({
+        "meeting_uuid": meeting,
+        "rtms_stream_id": stream.stream_id(),
+        "server_urls": rig.zoom.rtms.signaling_url(),
+    });
+    assert!(
+        rig.zoom
+            .events
+            .push_event_at("meeting.rtms_started", now_ms(), rtms_started)
+            .await
+    );
+    let sid = stream.stream_id().to_string();
+    until("the owner records the meeting's events and audio", || {
+        rig.records(&victim).len() >= 20 && audio(&rig.node_log(&victim), &sid).len() >= 60
     })
     .await;
+    assert!(audio(&rig.node_log(&survivor), &sid).is_empty());
+    let saved = rig.status().await;
+    assert_eq!(
+        saved
+            .streams
+            .iter()
+            .map(|s| (s.stream_id.as_str(), s.owner.as_deref()))
+            .collect::<Vec<_>>(),
+        [(sid.as_str(), Some(victim.as_str()))],
+        "{saved}"
+    );
 
     // (a) The owner dies mid-meeting.
     let before = rig.records(&survivor).len();
+    let audio_before: BTreeSet<(String, u64)> =
+        audio(&rig.node_log(&victim), &sid).into_iter().collect();
     let killed = Instant::now();
     rig.cluster.kill(&victim).unwrap();
     until("the survivor delivers the meeting's events", || {
@@ -335,6 +397,48 @@ async fn killed_worker_and_ingress_leader_lose_no_accepted_event() {
     })
     .await;
     steady.stop().await;
+
+    // The RTMS stream resumed on the new owner: once there, in order, and nothing the
+    // simulator wrote after the crash settled is missing (Zoom's buffer replayed).
+    assert!(stream.wait_done(WAIT).await, "the stream ran to its end");
+    until("the new owner's media session closed", || {
+        rig.node_log(&survivor)
+            .contains(&format!("rec close stream={sid} "))
+    })
+    .await;
+    let after = audio(&rig.node_log(&survivor), &sid);
+    assert!(!after.is_empty(), "media resumed on {survivor}");
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for (user, ts) in &after {
+        if let Some(prev) = last.insert(user, *ts) {
+            assert!(
+                *ts > prev,
+                "user {user} frame {ts} after {prev} on {survivor}"
+            );
+        }
+    }
+    let got: BTreeSet<(String, u64)> = after.iter().cloned().collect();
+    let settle = killed + Duration::from_millis(500);
+    let written: Vec<(String, u64, Instant)> = stream
+        .sent()
+        .into_iter()
+        .filter(|m| m.kind == zoomhost_sim::rtms::MediaKind::Audio && !m.resent)
+        .map(|m| (m.user_id.to_string(), m.timestamp, m.sent_at))
+        .collect();
+    let missing: Vec<_> = written
+        .iter()
+        .filter(|(u, ts, at)| *at > settle && !got.contains(&(u.clone(), *ts)))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "audio lost after the crash: {missing:?}"
+    );
+    let repeated = after.iter().filter(|f| audio_before.contains(f)).count();
+    eprintln!(
+        "RTMS: {} frames on {victim} before the crash, {} on {survivor} after ({repeated} repeated)",
+        audio_before.len(),
+        after.len()
+    );
 
     // Everything stored is delivered (hang guard), then nothing more arrives.
     let stored = rig.stored().await;
@@ -427,7 +531,8 @@ async fn killed_worker_and_ingress_leader_lose_no_accepted_event() {
 /// owning its meeting's partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_plugin_reaches_every_worker_and_each_event_is_delivered_once() {
-    let Some(mut rig) = Rig::start(&["ingress-1"], &["worker-1", "worker-2"], false).await else {
+    let Some(mut rig) = Rig::start(&["ingress-1"], &["worker-1", "worker-2"], false, false).await
+    else {
         return;
     };
     let s = rig

@@ -42,6 +42,9 @@ pub struct ClusterSettings {
     pub extra_config: String,
     /// Extra environment for each process (e.g. `ZOOMHOST_LOG`).
     pub env: Vec<(String, String)>,
+    /// The media kinds the nodes' RTMS client asks for (`audio`, `transcript`, ...);
+    /// empty: no RTMS client. Its re-handshake delays are scaled down (50..400 ms).
+    pub rtms_media: Vec<String>,
 }
 
 impl ClusterSettings {
@@ -63,6 +66,7 @@ impl ClusterSettings {
             partitions: 16,
             extra_config: String::new(),
             env: vec![("ZOOMHOST_LOG".into(), "warn,plugin=info".into())],
+            rtms_media: Vec::new(),
         }
     }
 }
@@ -369,7 +373,7 @@ pub fn node_config(
     );
     text.push_str(&format!(
         "[zoom]\naccount_id = {}\nclient_id = {}\nclient_secret = {}\nsubscription_id = {}\n\
-         oauth_url = {}\nws_url = {}\nwebhook_secret_token = {}\n\n[zoom.rtms]\nenabled = false\n\n",
+         oauth_url = {}\nws_url = {}\nwebhook_secret_token = {}\n\n",
         toml_string(ACCOUNT_ID),
         toml_string(CLIENT_ID),
         toml_string(CLIENT_SECRET),
@@ -378,6 +382,15 @@ pub fn node_config(
         toml_string(&settings.ws_url),
         toml_string(WEBHOOK_SECRET),
     ));
+    if settings.rtms_media.is_empty() {
+        text.push_str("[zoom.rtms]\nenabled = false\n\n");
+    } else {
+        let media: Vec<String> = settings.rtms_media.iter().map(|m| toml_string(m)).collect();
+        text.push_str(&format!(
+            "[zoom.rtms]\nenabled = true\nmedia = [{}]\nreconnect_min_ms = 50\nreconnect_max_ms = 400\nclose_grace_ms = 300\n\n",
+            media.join(", ")
+        ));
+    }
     match webhook_port {
         Some(port) => text.push_str(&format!("[zoom.webhook]\nbind = \"127.0.0.1:{port}\"\n\n")),
         None => text.push_str("[zoom.webhook]\nenabled = false\n\n"),
@@ -418,5 +431,17 @@ mod tests {
             assert!(zoom_config.rtms.is_none());
             assert_eq!(zoom_config.webhook.is_some(), port.is_some());
         }
+        let mut with_rtms = settings.clone();
+        with_rtms.rtms_media = vec!["audio".into(), "transcript".into()];
+        let path = dir.path().join("r.toml");
+        std::fs::write(
+            &path,
+            node_config(&with_rtms, "n2", Role::Worker, &dir.path().join("p"), None),
+        )
+        .unwrap();
+        let (config, _) = crate::config::HostConfig::load_with_cluster(&path).unwrap();
+        let rtms = config.zoom.unwrap().rtms.expect("an RTMS client");
+        assert_eq!(rtms.media.len(), 2);
+        assert_eq!(rtms.reconnect_min, Duration::from_millis(50));
     }
 }
