@@ -240,6 +240,27 @@ fn family_of<'a>(name: &'a str, families: &BTreeSet<String>) -> Option<&'a str> 
         .find(|base| families.contains(*base))
 }
 
+/// How many media deliveries the recorder logged (every media item logs one line).
+fn media_lines(logs: &Logs) -> f64 {
+    const KINDS: [&str; 11] = [
+        "rec open ",
+        "rec audio ",
+        "rec transcript ",
+        "rec video ",
+        "rec share ",
+        "rec chat ",
+        "rec join ",
+        "rec leave ",
+        "rec speaker ",
+        "rec state ",
+        "rec close ",
+    ];
+    logs.lines("rec", "rec ")
+        .iter()
+        .filter(|l| KINDS.iter().any(|p| l.starts_with(p)))
+        .count() as f64
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_after_a_meeting_match_what_the_plugin_received_and_cover_the_dashboard() {
     let zoom = LocalZoom::start().await.unwrap();
@@ -287,35 +308,37 @@ async fn metrics_after_a_meeting_match_what_the_plugin_received_and_cover_the_da
         .await
     );
 
-    let (status, text) = get(&format!("{base}/metrics"), None).await;
-    assert_eq!(status, 200);
-    promtool_check(&text);
-    let samples = parse_metrics(&text);
-    let rec = t.stats_now("rec");
-    let events = t.logs.lines("rec", "rec event ").len() as f64;
-    let media_lines = t
-        .logs
-        .lines("rec", "rec ")
-        .iter()
-        .filter(|l| {
-            [
-                "rec open ",
-                "rec audio ",
-                "rec transcript ",
-                "rec video ",
-                "rec share ",
-                "rec chat ",
-                "rec join ",
-                "rec leave ",
-                "rec speaker ",
-                "rec state ",
-                "rec close ",
-            ]
-            .iter()
-            .any(|p| l.starts_with(p))
-        })
-        .count() as f64;
+    // Scraped until the counters settle (a notice such as the stream's stop may still be
+    // on its way); then they must agree with what the recorder logged.
     let deliveries = "zoomhost_plugin_deliveries_total";
+    let received = "zoomhost_events_received_total";
+    let mut scraped = None;
+    for _ in 0..200 {
+        let (status, text) = get(&format!("{base}/metrics"), None).await;
+        assert_eq!(status, 200);
+        let samples = parse_metrics(&text);
+        let events = t.logs.lines("rec", "rec event ").len() as f64;
+        let media = media_lines(&t.logs);
+        let settled = value(&samples, received, &[("source", "websocket")]) == events
+            && value(
+                &samples,
+                deliveries,
+                &[("plugin", "rec"), ("kind", "event")],
+            ) == events
+            && value(
+                &samples,
+                deliveries,
+                &[("plugin", "rec"), ("kind", "media")],
+            ) == media;
+        scraped = Some((text, samples, events, media));
+        if settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (text, samples, events, media_lines) = scraped.unwrap();
+    promtool_check(&text);
+    let rec = t.stats_now("rec");
     assert_eq!(
         value(
             &samples,
