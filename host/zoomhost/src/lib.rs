@@ -15,7 +15,9 @@
 //! - [`cluster`] (preview): with a `[cluster]` section, membership of a NATS JetStream
 //!   cluster: the ingress leader lease that guards the event WebSocket, every
 //!   accepted event published once to a JetStream stream, and workers that own its
-//!   partitions through leases and acknowledge each event once its plugins are done;
+//!   partitions through leases and acknowledge each event once its plugins are done,
+//!   run the RTMS streams of their partitions (state saved in key-value for the next
+//!   owner), and apply plugins and grants pushed for the whole cluster;
 //! - [`logging`]: the host's own log, text or JSON lines (`--log-format`);
 //! - [`admin`]: the admin HTTP listener: Prometheus `/metrics`, `/healthz`, `/readyz`,
 //!   the `/v1` JSON API (plugins, streams, sources, cluster; reload, enable, disable) and
