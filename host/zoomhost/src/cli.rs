@@ -641,8 +641,7 @@ async fn cluster_command(action: ClusterAction) -> anyhow::Result<ExitCode> {
         } => {
             let cluster = match nats {
                 Some(url) => {
-                    let mut c =
-                        crate::config::ClusterConfig::new(url, crate::config::Role::Worker);
+                    let mut c = crate::config::ClusterConfig::new(url, crate::config::Role::Worker);
                     c.node = format!("status-{}", std::process::id());
                     if let Some(path) = creds {
                         c.auth = crate::config::ClusterAuth::CredsFile(path);

@@ -260,7 +260,8 @@ impl ClusterMember {
     /// Advertises this node's admin API URL in its heartbeat (shown by the status view).
     pub fn advertise_admin_url(&self, url: impl Into<String>) {
         let url = url.into();
-        self.node_info.send_modify(|info| info.admin_url = Some(url));
+        self.node_info
+            .send_modify(|info| info.admin_url = Some(url));
     }
 
     /// The cluster's status now, read from the lease bucket ([`status::snapshot`]).
