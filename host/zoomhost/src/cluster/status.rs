@@ -528,7 +528,7 @@ async fn read_all(
 }
 
 /// The bucket of RTMS stream states, keyed `<partition>.<stream id>`.
-const RTMS_STATE_BUCKET: &str = "zoomhost_rtms_streams";
+const RTMS_STATE_BUCKET: &str = super::rtms_state::RTMS_BUCKET;
 
 /// The RTMS streams recorded in the stream state bucket (none when it does not exist).
 async fn read_streams(
