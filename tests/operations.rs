@@ -521,6 +521,20 @@ async fn readiness_follows_the_event_websocket_unless_a_webhook_receiver_serves(
         0.0
     );
     assert_eq!(value(&samples, "zoomhost_ready", &[]), 0.0);
+    // The outage in progress already counts, and grows.
+    let outage = |samples: &BTreeMap<(String, BTreeMap<String, String>), f64>| {
+        value(
+            samples,
+            "zoomhost_source_outage_seconds_total",
+            &[("source", "websocket")],
+        )
+    };
+    let during = outage(&samples);
+    assert!(during > 0.0, "an outage in progress counts: {during}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (_, text) = get(&format!("{ws_base}/metrics"), None).await;
+    let later = outage(&parse_metrics(&text));
+    assert!(later >= during + 0.04, "{during} then {later}");
 
     // Zoom takes connections again: ready once reconnected, the outage counted.
     for zoom in [&zoom_ws, &zoom_both] {

@@ -520,8 +520,10 @@ impl EventStream {
     /// An accepted connection ended: the outage starts now.
     fn begin_outage(&self, cause: &str) {
         tracing::warn!("event WebSocket lost: {cause}");
+        let since = Instant::now();
+        self.stats.outage_began(since.into_std());
         *self.outage.lock().unwrap_or_else(|p| p.into_inner()) = Some(OpenOutage {
-            since: Instant::now(),
+            since,
             cause: cause.to_string(),
             attempts: 0,
         });

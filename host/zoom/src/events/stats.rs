@@ -57,6 +57,8 @@ struct OutageTotals {
     total: Duration,
     longest: Duration,
     last: Option<Outage>,
+    /// When the outage in progress (if any) began.
+    open_since: Option<std::time::Instant>,
 }
 
 /// A copy of [`EventStreamStats`] at one moment.
@@ -93,6 +95,9 @@ pub struct EventStreamStatsSnapshot {
     pub longest_outage: Duration,
     /// The most recent one.
     pub last_outage: Option<Outage>,
+    /// How long the outage in progress has lasted so far (`None` while connected or
+    /// before the first connection).
+    pub current_outage: Option<Duration>,
     /// The most recent reconnect waits, oldest first (at most 256).
     pub reconnects: Vec<Reconnect>,
 }
@@ -110,8 +115,16 @@ impl EventStreamStats {
         recent.push_back(reconnect);
     }
 
+    pub(super) fn outage_began(&self, at: std::time::Instant) {
+        self.outages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .open_since = Some(at);
+    }
+
     pub(super) fn record_outage(&self, outage: Outage) {
         let mut totals = self.outages.lock().unwrap_or_else(|p| p.into_inner());
+        totals.open_since = None;
         totals.count += 1;
         totals.total += outage.duration;
         totals.longest = totals.longest.max(outage.duration);
@@ -149,6 +162,7 @@ impl EventStreamStats {
             outage_total: outages.total,
             longest_outage: outages.longest,
             last_outage: outages.last,
+            current_outage: outages.open_since.map(|since| since.elapsed()),
             reconnects,
         }
     }

@@ -22,7 +22,7 @@
 //! | `zoomhost_plugin_queued` | plugin | gauge: deliveries waiting |
 //! | `zoomhost_source_connected` | source (`websocket`, `webhook`, `nats`) | gauge |
 //! | `zoomhost_source_reconnects_total` | source | outages that ended with a new connection |
-//! | `zoomhost_source_outage_seconds_total` | source | summed duration of those outages |
+//! | `zoomhost_source_outage_seconds_total` | source | time spent in outages, the one in progress included |
 //! | `zoomhost_webhook_requests_total` | status | webhook answers |
 //! | `zoomhost_rtms_streams_open` | | gauge |
 //! | `zoomhost_rtms_streams_opened_total`, `zoomhost_rtms_streams_failed_total` | | stream lifecycle |
@@ -114,7 +114,10 @@ impl Scrape {
                 connected: matches!(*watch.state.borrow(), ConnectionState::Connected),
                 events: stats.events,
                 reconnects: stats.outages,
-                outage_seconds: stats.outage_total.as_secs_f64(),
+                // Ended outages plus the one in progress, so the counter grows during an
+                // outage (and continues seamlessly when it ends).
+                outage_seconds: (stats.outage_total + stats.current_outage.unwrap_or_default())
+                    .as_secs_f64(),
             }
         });
         let webhook = view.webhook.as_ref().map(|receiver| WebhookFigures {
@@ -328,7 +331,7 @@ impl Scrape {
         )?;
         f.counters_f64(
             "zoomhost_source_outage_seconds",
-            "Summed duration of a source's ended outages, in seconds.",
+            "Time a source spent in outages (the one in progress included), in seconds.",
             outages,
         )?;
         let answers = self
