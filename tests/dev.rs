@@ -439,6 +439,8 @@ fn zoomhost_dev_once_plays_a_meeting_through_the_simulator_into_the_example_plug
         opened[0]
     );
     assert!(text.contains("stream closed "), "{text}");
+    // The admin API runs on loopback, announced in the view.
+    assert!(text.contains("admin API http://127.0.0.1:"), "{text}");
     assert!(
         text.contains("scenario done: 5 events sent, 0 faults"),
         "{text}"

@@ -96,6 +96,18 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         zoom_config.webhook = Some(chaos.webhook_config());
     }
     config.zoom = Some(zoom_config);
+    // The admin API on loopback (metrics, readiness, `zoomhost status`), on its usual
+    // port unless something else holds it.
+    config.admin.get_or_insert_with(|| {
+        let usual = crate::config::admin::DEFAULT_BIND;
+        let free = std::net::TcpListener::bind(usual).is_ok();
+        let bind = if free {
+            usual
+        } else {
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+        };
+        crate::config::AdminConfig::on(bind, None)
+    });
     // The host, watching the plugins folder and the config file. Plugins built by an
     // earlier session load at once; the build below swaps in what changed.
     let host = Host::start(
@@ -125,6 +137,11 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         "host config {} (grants and plugin config; edits apply live)",
         config_path.display()
     ));
+    if let Some(addr) = host.admin_addr() {
+        monitor.note(format!(
+            "admin API http://{addr}: /metrics, /readyz, /v1/plugins (`zoomhost status --admin http://{addr}`)"
+        ));
+    }
     let sources = SourceWatcher::start(SourceWatchConfig::new(&ws, &plugins_dir), dev_tx)?;
     sources.build_all().await?;
     host.plugins().load_dir().await?;
