@@ -57,6 +57,7 @@ struct Rig {
     zoom: LocalZoom,
     cluster: LocalCluster,
     js: async_nats::jetstream::Context,
+    nats_url: String,
     _dir: tempfile::TempDir,
     // Last: the server outlives the processes (dropped after `cluster`).
     _nats: NatsServer,
@@ -99,6 +100,7 @@ impl Rig {
             cluster,
             js,
             _dir: dir,
+            nats_url: nats.url().to_string(),
             _nats: nats,
         })
     }
@@ -539,6 +541,30 @@ async fn a_pushed_plugin_reaches_every_worker_and_each_event_is_delivered_once()
         .until_status("two workers and a leader", |s| settled(s, 2))
         .await;
     assert!(rig.zoom.events.wait_connected(WAIT).await, "{}", rig.logs());
+
+    // What `zoomhost cluster status` shows an operator is that snapshot.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zoomhost"))
+        .args(["cluster", "status", "--json", "--nats", &rig.nats_url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: ClusterStatus = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown.owners, s.owners);
+    assert_eq!(
+        shown.ingress.first().map(|l| &l.holder),
+        s.ingress.first().map(|l| &l.holder)
+    );
+    let names: Vec<&str> = shown.nodes.iter().map(|n| n.node.as_str()).collect();
+    assert_eq!(names, ["ingress-1", "worker-1", "worker-2"]);
+    let worker = shown.node("worker-1").unwrap();
+    assert_eq!(
+        worker.info.as_ref().map(|i| (i.role.as_str(), i.pid)),
+        Some(("worker", rig.cluster.node("worker-1").unwrap().pid()))
+    );
 
     // (d) One push, with the CLI an operator uses.
     let dir = tempfile::tempdir().unwrap();
