@@ -4,13 +4,17 @@
 //! that give clear errors for bad files (among them the world check: a component must
 //! export `zoomhost:plugin/guest` at a served version, 0.2.0 or 0.1.0).
 //!
+//! The epoch ticker ([`EpochTicker`]) is a thread that advances the engine's epoch every
+//! [`EPOCH_TICK`] while at least one plugin call is in flight and sleeps (parked, no
+//! wake-ups) otherwise, so an idle host costs no CPU for it.
+//!
 //! A Cranelift compile cannot be interrupted, so a component's shape is checked against
 //! the plugin's limits before compiling ([`super::precheck`]); compiles then run one at a
 //! time on one thread, so loading a plugin never takes more than one core from the
 //! delivery path.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -137,7 +141,7 @@ pub struct Runtime {
     /// Component instances the pool holds (see [`RuntimeConfig::pool_slots`]).
     pool_slots: usize,
     pooling: bool,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: Arc<EpochTicker>,
     /// Held through each compile: one at a time.
     compiling: Mutex<()>,
     /// The host's stream control, shared by every plugin's store.
@@ -155,7 +159,74 @@ impl std::fmt::Debug for Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
+        self.ticker.stop();
+    }
+}
+
+/// Advances an engine's epoch every [`EPOCH_TICK`] while plugin calls are in flight
+/// (counted by [`EpochTicker::call`]); its thread is parked while none is.
+///
+/// A call's epoch deadline is one tick ahead when it starts, so its first deadline check
+/// comes one tick after the ticker wakes for it, as with a ticker that never stops.
+#[derive(Debug, Default)]
+pub(crate) struct EpochTicker {
+    in_flight: AtomicUsize,
+    stop: AtomicBool,
+    thread: OnceLock<std::thread::Thread>,
+}
+
+/// One call in flight: the ticker runs until every such guard is dropped.
+pub(crate) struct InFlight<'a>(&'a EpochTicker);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl EpochTicker {
+    /// Starts the ticker thread for `engine` (held weakly: the thread ends with it).
+    fn start(engine: &Engine) -> std::io::Result<Arc<Self>> {
+        let ticker = Arc::new(Self::default());
+        let weak = engine.weak();
+        let t = ticker.clone();
+        let handle = std::thread::Builder::new()
+            .name("zoomhost-epoch".into())
+            .spawn(move || {
+                while !t.stop.load(Ordering::Acquire) {
+                    if t.in_flight.load(Ordering::Acquire) == 0 {
+                        // Woken by the next call (or stop); an unpark that came first
+                        // makes this return at once.
+                        std::thread::park();
+                        continue;
+                    }
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+        let _ = ticker.thread.set(handle.thread().clone());
+        Ok(ticker)
+    }
+
+    /// A call starts: the ticker runs until the returned guard is dropped.
+    pub(crate) fn call(&self) -> InFlight<'_> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            if let Some(thread) = self.thread.get() {
+                thread.unpark();
+            }
+        }
+        InFlight(self)
+    }
+
+    /// Ends the thread.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.get() {
+            thread.unpark();
+        }
     }
 }
 
@@ -243,20 +314,7 @@ impl Runtime {
             media_deadline_ms = limits.media_deadline_ms,
             "wasm runtime ready"
         );
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        let weak = engine.weak();
-        let stop = ticker_stop.clone();
-        std::thread::Builder::new()
-            .name("zoomhost-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
-                }
-            })?;
+        let ticker = EpochTicker::start(&engine)?;
         Ok(Self {
             engine,
             linker,
@@ -264,7 +322,7 @@ impl Runtime {
             max_memory_bytes,
             pool_slots,
             pooling,
-            ticker_stop,
+            ticker,
             compiling: Mutex::new(()),
             control: Arc::new(ControlSlot::default()),
         })
@@ -284,6 +342,11 @@ impl Runtime {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The epoch ticker: every plugin call holds [`EpochTicker::call`] while it runs.
+    pub(crate) fn ticker(&self) -> Arc<EpochTicker> {
+        self.ticker.clone()
     }
 
     /// Limits applied to instances.

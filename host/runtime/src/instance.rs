@@ -1,11 +1,13 @@
 //! One live instance of a plugin: its store, its exports, and its open media sessions.
 //! Every call runs under a deadline (epoch ticks for guest code, a wall-clock backstop
-//! for host waits such as outbound HTTP) and the store's memory cap.
+//! for host waits such as outbound HTTP) and the store's memory cap. A call holds the
+//! engine's epoch ticker running while it is in flight; one that ends within its first
+//! poll (no host wait: the usual media call) never sets a timer for its backstop.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceAny;
@@ -14,7 +16,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use crate::bindings::types::{Event, Metadata, StreamInfo};
 use crate::bindings::WorldVersion;
 use crate::declared::{self, Subscriptions};
-use crate::engine::{CompiledPlugin, Runtime, EPOCH_TICK};
+use crate::engine::{CompiledPlugin, EpochTicker, Runtime, EPOCH_TICK};
 use crate::guest::Guest;
 use crate::identity::PluginIdentity;
 use crate::limiter::BudgetExceeded;
@@ -191,12 +193,14 @@ impl From<Fatal> for CallError {
 pub struct LiveInstance {
     store: Store<StoreState>,
     plugin: Guest,
-    sessions: HashMap<Arc<str>, ResourceAny>,
+    /// Looked up on every media item: a fast (non-SipHash) hasher.
+    sessions: std::collections::HashMap<Arc<str>, ResourceAny, rustc_hash::FxBuildHasher>,
     metadata: Metadata,
     subscriptions: Subscriptions,
     event_deadline: Duration,
     media_deadline: Duration,
     limits: Limits,
+    ticker: Arc<EpochTicker>,
 }
 
 /// Wall-clock allowance past a deadline before the backstop fires (the epoch check
@@ -205,16 +209,26 @@ fn backstop(deadline: Duration) -> Duration {
     deadline + deadline / 4 + EPOCH_TICK * 4
 }
 
+/// Runs one call with the epoch ticker running, under the wall-clock backstop. The
+/// backstop's timer is set only if the call does not end within its first poll.
 async fn guarded<R>(
+    ticker: &EpochTicker,
     deadline: Duration,
     limits: &Limits,
     fut: impl Future<Output = wasmtime::Result<R>>,
 ) -> Result<R, Fatal> {
-    match tokio::time::timeout(backstop(deadline), fut).await {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(Fatal::from_error(e, deadline, limits)),
-        Err(_) => Err(Fatal::Deadline(deadline)),
-    }
+    let _in_flight = ticker.call();
+    let started = tokio::time::Instant::now();
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    let result = match first {
+        Poll::Ready(r) => r,
+        Poll::Pending => match tokio::time::timeout_at(started + backstop(deadline), fut).await {
+            Ok(r) => r,
+            Err(_) => return Err(Fatal::Deadline(deadline)),
+        },
+    };
+    result.map_err(|e| Fatal::from_error(e, deadline, limits))
 }
 
 fn guest_result(r: Result<(), String>) -> Result<(), CallError> {
@@ -282,29 +296,37 @@ impl LiveInstance {
             }
         });
         let deadline = limits.event_deadline();
+        let ticker = runtime.ticker();
         arm(&mut store, deadline);
-        let plugin = guarded(deadline, &limits, compiled.pre.instantiate(&mut store)).await;
+        let plugin = guarded(
+            &ticker,
+            deadline,
+            &limits,
+            compiled.pre.instantiate(&mut store),
+        )
+        .await;
         let plugin = disarm(&mut store, plugin).map_err(|e| format!("instantiate failed: {e}"))?;
         arm(&mut store, deadline);
-        let metadata = guarded(deadline, &limits, plugin.metadata(&mut store)).await;
+        let metadata = guarded(&ticker, deadline, &limits, plugin.metadata(&mut store)).await;
         let metadata =
             disarm(&mut store, metadata).map_err(|e| format!("metadata() failed: {e}"))?;
         let subscriptions =
             declared::check(&metadata, &limits).map_err(|e| format!("metadata() rejected: {e}"))?;
         arm(&mut store, deadline);
-        let init = guarded(deadline, &limits, plugin.init(&mut store)).await;
+        let init = guarded(&ticker, deadline, &limits, plugin.init(&mut store)).await;
         disarm(&mut store, init)
             .map_err(|e| format!("init() failed: {e}"))?
             .map_err(|e| format!("init() returned error: {}", guest_text(e)))?;
         Ok(Self {
             store,
             plugin,
-            sessions: HashMap::new(),
+            sessions: Default::default(),
             metadata,
             subscriptions,
             event_deadline: deadline,
             media_deadline: limits.media_deadline(),
             limits,
+            ticker,
         })
     }
 
@@ -331,6 +353,7 @@ impl LiveInstance {
         let d = self.event_deadline;
         arm(&mut self.store, d);
         let r = guarded(
+            &self.ticker,
             d,
             &self.limits,
             self.plugin.handle_event(&mut self.store, event),
@@ -348,6 +371,7 @@ impl LiveInstance {
         let d = self.media_deadline;
         arm(&mut self.store, d);
         let session = guarded(
+            &self.ticker,
             d,
             &self.limits,
             self.plugin.open_session(&mut self.store, info),
@@ -357,7 +381,13 @@ impl LiveInstance {
         if let Some(old) = self.sessions.insert(stream.clone(), session) {
             // A stream reopened without a close: end the old session first.
             arm(&mut self.store, d);
-            let r = guarded(d, &self.limits, old.resource_drop_async(&mut self.store)).await;
+            let r = guarded(
+                &self.ticker,
+                d,
+                &self.limits,
+                old.resource_drop_async(&mut self.store),
+            )
+            .await;
             disarm(&mut self.store, r)?;
         }
         Ok(())
@@ -371,6 +401,7 @@ impl LiveInstance {
         let d = self.media_deadline;
         arm(&mut self.store, d);
         let r = guarded(
+            &self.ticker,
             d,
             &self.limits,
             session.resource_drop_async(&mut self.store),
@@ -389,6 +420,7 @@ impl LiveInstance {
         let d = self.media_deadline;
         arm(&mut self.store, d);
         let r = guarded(
+            &self.ticker,
             d,
             &self.limits,
             self.plugin.media(&mut self.store, session, item),
@@ -405,7 +437,13 @@ impl LiveInstance {
     pub async fn snapshot(&mut self) -> Result<Option<Vec<u8>>, CallError> {
         let d = self.event_deadline;
         arm(&mut self.store, d);
-        let r = guarded(d, &self.limits, self.plugin.snapshot(&mut self.store)).await;
+        let r = guarded(
+            &self.ticker,
+            d,
+            &self.limits,
+            self.plugin.snapshot(&mut self.store),
+        )
+        .await;
         Ok(disarm(&mut self.store, r)?)
     }
 
@@ -413,7 +451,13 @@ impl LiveInstance {
     pub async fn restore(&mut self, state: &[u8]) -> Result<(), CallError> {
         let d = self.event_deadline;
         arm(&mut self.store, d);
-        let r = guarded(d, &self.limits, self.plugin.restore(&mut self.store, state)).await;
+        let r = guarded(
+            &self.ticker,
+            d,
+            &self.limits,
+            self.plugin.restore(&mut self.store, state),
+        )
+        .await;
         guest_result(disarm(&mut self.store, r)?)
     }
 }

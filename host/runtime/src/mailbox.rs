@@ -251,9 +251,12 @@ impl Mailbox {
     /// `Some(Some(d))`: a delivery; `Some(None)`: closed and drained; `None`: empty.
     fn try_pop(&self) -> Option<Option<Delivery>> {
         let mut inner = self.lock();
-        let now = Instant::now();
+        // The clock is read only for events that can expire (queued beyond capacity).
+        let mut now = None;
         while let Some(q) = inner.queue.pop_front() {
-            if q.expires.is_some_and(|t| now >= t) {
+            if q.expires
+                .is_some_and(|t| *now.get_or_insert_with(Instant::now) >= t)
+            {
                 PluginStats::bump(&self.stats.events_dropped);
                 continue;
             }
