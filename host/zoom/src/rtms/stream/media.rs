@@ -104,6 +104,7 @@ impl MediaSocket {
             // Streaming, until the connection is lost or Zoom says it was.
             let (error, signaled) = loop {
                 tokio::select! {
+                    biased;
                     error = self.read(&mut ws) => break (error, false),
                     order = orders.recv() => match order {
                         Some(MediaOrder::Interrupted(at)) if at >= self.connected_ms => {
@@ -285,12 +286,30 @@ impl MediaSocket {
 
     /// Reads until the connection ends; returns why.
     async fn read(&self, ws: &mut Ws) -> String {
+        let idle = self.config.idle_timeout;
+        // One timer for the socket's silence rather than one per message: when it fires
+        // after messages came, it is pushed back to `idle` after the last one.
+        let mut last = Instant::now();
+        let silence = tokio::time::sleep_until(last + idle);
+        tokio::pin!(silence);
         loop {
-            let message = match tokio::time::timeout(self.config.idle_timeout, ws.next()).await {
-                Err(_) => return format!("silent for {:?}", self.config.idle_timeout),
-                Ok(None) => return "connection dropped".into(),
-                Ok(Some(Err(e))) => return e.to_string(),
-                Ok(Some(Ok(m))) => m,
+            let next = tokio::select! {
+                biased;
+                next = ws.next() => next,
+                () = &mut silence => {
+                    let due = last + idle;
+                    if Instant::now() < due {
+                        silence.as_mut().reset(due);
+                        continue;
+                    }
+                    return format!("silent for {idle:?}");
+                }
+            };
+            last = Instant::now();
+            let message = match next {
+                None => return "connection dropped".into(),
+                Some(Err(e)) => return e.to_string(),
+                Some(Ok(m)) => m,
             };
             let bytes = match wire::frame(&message) {
                 Frame::Data(bytes) => bytes,

@@ -19,7 +19,10 @@ use zoomhost_protocol::rtms::msg;
 pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Read buffer of every RTMS socket (bigger messages are still read, in more steps).
-const READ_BUFFER: usize = 16 * 1024;
+/// tungstenite zero-fills this much before every read, including the read that finds
+/// the socket drained, so it costs twice per message: 4 KiB holds an audio message
+/// (about 1.2 KiB for 20 ms of 16 kHz mono, 5 KiB for 48 kHz stereo in two reads).
+const READ_BUFFER: usize = 4 * 1024;
 
 /// Sequence numbers of handshakes: new for every attempt.
 pub(super) fn next_sequence() -> u64 {
@@ -40,7 +43,8 @@ pub(super) async fn connect(url: &str, timeout: Duration) -> Result<Ws, String> 
     crate::oauth::ensure_tls_provider();
     // tungstenite zero-fills its whole read buffer (128 KiB by default) before every
     // read; RTMS messages are a few KiB at most (48 kHz stereo: about 5 KiB), and at
-    // real-time rates the default buffer costs more CPU than everything else together.
+    // real-time rates the default buffer costs more CPU than everything else together
+    // (see READ_BUFFER).
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
     let connecting = tokio_tungstenite::connect_async_with_config(url, Some(config), false);
     match tokio::time::timeout(timeout, connecting).await {
