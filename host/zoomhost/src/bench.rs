@@ -21,6 +21,14 @@
 //! `buffer_data = false`, so the audio made while its streams were still connecting is
 //! dropped at the simulator (not counted as sent) instead of replayed in a burst: the
 //! latency figures are those of live audio.
+//!
+//! `--streams` takes a list (`1,50,500,1000`): one run per count, each with a fresh host
+//! and simulator, then a summary table. `--unpaced` sends every stream's frames as fast
+//! as its socket takes them instead of every 20 ms (timestamps are then synthetic, so no
+//! latency is printed). `--idle SECONDS` first measures the host's CPU with the probe
+//! loaded and no stream. CPU figures are from `getrusage` (microseconds), RSS per stream
+//! is the growth of `VmRSS` (sampled every 200 ms) over the host's before the streams
+//! started, divided by the streams.
 
 use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -38,13 +46,104 @@ const SIM_CLIENT_ID: &str = "bench-client-id";
 const SIM_CLIENT_SECRET: &str = "bench-client-secret";
 const PROBE: &str = "latency-probe";
 
-/// Runs the benchmark and prints its figures. `instances` is the probe's
-/// `[plugins.latency-probe] instances` value (`"auto"` or a number).
-pub async fn run(streams: usize, seconds: u64, instances: &str) -> anyhow::Result<ExitCode> {
+/// What `zoomhost bench` was asked for.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Stream counts: one run each.
+    pub streams: Vec<usize>,
+    /// Seconds of audio per stream.
+    pub seconds: u64,
+    /// The probe's `[plugins.latency-probe] instances` value (`"auto"` or a number).
+    pub instances: String,
+    /// Frames as fast as the sockets take them instead of in real time.
+    pub unpaced: bool,
+    /// Seconds of idle host to measure first (0: none).
+    pub idle: u64,
+}
+
+/// Parses `--streams`: one count or a comma-separated list.
+pub fn parse_streams(text: &str) -> Result<Vec<usize>, String> {
+    let counts: Result<Vec<usize>, _> =
+        text.split(',').map(|p| p.trim().parse::<usize>()).collect();
+    match counts {
+        Ok(c) if !c.is_empty() && c.iter().all(|n| *n > 0) => Ok(c),
+        _ => Err(format!(
+            "--streams {text:?}: expected positive counts separated by commas, e.g. 1,50,500"
+        )),
+    }
+}
+
+/// The figures of one run.
+struct Figures {
+    streams: usize,
+    sent: Option<u64>,
+    received: u64,
+    cpu_us_per_frame: f64,
+    core_percent: f64,
+    p50: String,
+    p99: String,
+    rss_kib_per_stream: f64,
+    sim_cpu: f64,
+}
+
+/// Runs the benchmark (one run per stream count) and prints its figures.
+pub async fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
-        streams > 0 && seconds > 0,
+        !options.streams.is_empty() && options.seconds > 0,
         "--streams and --seconds must be positive"
     );
+    let mut idle = options.idle;
+    let mut all = Vec::new();
+    for &streams in &options.streams {
+        all.push(run_one(streams, &options, idle).await?);
+        idle = 0;
+    }
+    if all.len() > 1 {
+        let pace = if options.unpaced {
+            "unpaced"
+        } else {
+            "real-time"
+        };
+        println!();
+        println!(
+            "summary ({pace}, {} s of audio per stream)",
+            options.seconds
+        );
+        println!(
+            "{:>8} {:>10} {:>10} {:>9} {:>12} {:>8} {:>13} {:>14} {:>9}",
+            "streams",
+            "sent",
+            "received",
+            "dropped",
+            "CPU us/frame",
+            "% core",
+            "p50/p99 ms",
+            "RSS KiB/stream",
+            "sim CPU s"
+        );
+        for f in &all {
+            let dropped = f.sent.map(|s| s.saturating_sub(f.received));
+            println!(
+                "{:>8} {:>10} {:>10} {:>9} {:>12.1} {:>8.1} {:>13} {:>14.0} {:>9.2}",
+                f.streams,
+                f.sent.map_or("?".into(), |n| n.to_string()),
+                f.received,
+                dropped.map_or("?".into(), |n| n.to_string()),
+                f.cpu_us_per_frame,
+                f.core_percent,
+                format!("{}/{}", f.p50, f.p99),
+                f.rss_kib_per_stream,
+                f.sim_cpu
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One run: a fresh simulator process and host, `streams` streams.
+async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::Result<Figures> {
+    let seconds = options.seconds;
+    let instances = options.instances.as_str();
     let setting = match instances.trim().parse::<i64>() {
         Ok(n) => zoomhost_runtime::InstancesSetting::Count(n),
         Err(_) => zoomhost_runtime::InstancesSetting::Word(instances.to_string()),
@@ -74,14 +173,18 @@ pub async fn run(streams: usize, seconds: u64, instances: &str) -> anyhow::Resul
     // The simulator, in its own process.
     let frames = u32::try_from(seconds * 50).context("--seconds is too large")?;
     let exe = std::env::current_exe().context("locating the zoomhost binary")?;
+    let mut sim_args = vec![
+        "bench-sim".to_string(),
+        "--streams".into(),
+        streams.to_string(),
+        "--frames".into(),
+        frames.to_string(),
+    ];
+    if options.unpaced {
+        sim_args.push("--unpaced".into());
+    }
     let mut child = tokio::process::Command::new(exe)
-        .args([
-            "bench-sim",
-            "--streams",
-            &streams.to_string(),
-            "--frames",
-            &frames.to_string(),
-        ])
+        .args(&sim_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -104,16 +207,25 @@ pub async fn run(streams: usize, seconds: u64, instances: &str) -> anyhow::Resul
     rtms_config.media = vec![MediaKind::Audio];
     // Live latency only: no replay of the audio made before each stream connected.
     rtms_config.buffer_data = Some(false);
+    let mut limits = zoomhost_runtime::Limits::default();
+    if options.unpaced {
+        // Unpaced streams arrive faster than real time: the audio queue holds them all
+        // rather than dropping the oldest, so every frame is counted.
+        limits.audio_queue_frames = limits
+            .audio_queue_frames
+            .max(streams.saturating_mul(frames as usize));
+    }
     let probe_grant = zoomhost_runtime::ResolvedGrant {
         enabled: true,
         instances,
+        limits: limits.clone(),
         ..Default::default()
     };
     let config = HostConfig {
         runtime: zoomhost_runtime::RuntimeConfig {
             plugins_dir: dir.path().to_path_buf(),
             plugins: [(PROBE.to_string(), probe_grant)].into(),
-            ..Default::default()
+            limits,
         },
         zoom: Some(crate::config::ZoomConfig {
             oauth: None,
@@ -148,11 +260,32 @@ pub async fn run(streams: usize, seconds: u64, instances: &str) -> anyhow::Resul
         .context("the bench host runs the RTMS client")?
         .clone();
 
-    println!(
-        "bench: {streams} streams x {seconds} s of 20 ms audio ({} frames/s expected) through {PROBE} ({instances} instance{}), buffer_data off (live audio only)",
-        streams * 50,
-        if instances == 1 { "" } else { "s" }
-    );
+    if idle > 0 {
+        let cpu0 = cpu_seconds();
+        let t0 = Instant::now();
+        tokio::time::sleep(Duration::from_secs(idle)).await;
+        let cpu = cpu_seconds() - cpu0;
+        println!(
+            "idle host CPU      {:.3} % of one core ({:.1} ms over {:.0} s, {PROBE} loaded, no stream)",
+            cpu / t0.elapsed().as_secs_f64() * 100.0,
+            cpu * 1000.0,
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    if options.unpaced {
+        println!(
+            "bench: {streams} streams x {frames} frames of 20 ms audio, unpaced (as fast as the sockets take them), through {PROBE} ({instances} instance{}), buffer_data off",
+            if instances == 1 { "" } else { "s" }
+        );
+    } else {
+        println!(
+            "bench: {streams} streams x {seconds} s of 20 ms audio ({} frames/s expected) through {PROBE} ({instances} instance{}), buffer_data off (live audio only)",
+            streams * 50,
+            if instances == 1 { "" } else { "s" }
+        );
+    }
+    let rss0 = rss_kib().unwrap_or(0.0);
+    let mut rss_max = rss0;
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     for i in 0..streams {
@@ -166,6 +299,7 @@ pub async fn run(streams: usize, seconds: u64, instances: &str) -> anyhow::Resul
     let deadline = t0 + Duration::from_secs(seconds + 60);
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
+        rss_max = rss_max.max(rss_kib().unwrap_or(0.0));
         let s = rtms.stats();
         if (s.stopped + s.failed) as usize >= streams || Instant::now() > deadline {
             break;
@@ -208,7 +342,19 @@ pub async fn run(streams: usize, seconds: u64, instances: &str) -> anyhow::Resul
         .sum();
     let s = rtms.stats();
     let dropped = sent.map(|sent| sent.saturating_sub(received));
-    let rate = received as f64 / seconds as f64;
+    let rate = if options.unpaced {
+        received as f64 / wall.as_secs_f64()
+    } else {
+        received as f64 / seconds as f64
+    };
+    let cpu_us_per_frame = cpu / received.max(1) as f64 * 1e6;
+    let core_percent = cpu / wall.as_secs_f64() * 100.0;
+    let rss_kib_per_stream = (rss_max - rss0).max(0.0) / streams as f64;
+    let (p50, p99) = if options.unpaced {
+        ("-".to_string(), "-".to_string())
+    } else {
+        (percentile(&hist, 0.50), percentile(&hist, 0.99))
+    };
     println!(
         "streams            {streams} opened {} closed {} failed {}",
         s.opened, s.stopped, s.failed
@@ -222,22 +368,30 @@ pub async fn run(streams: usize, seconds: u64, instances: &str) -> anyhow::Resul
         sent.map_or("?".into(), |n| n.to_string()),
         dropped.map_or("?".into(), |n| n.to_string())
     );
-    println!("frames/s           {rate:.0} (received / audio seconds)");
     println!(
-        "host CPU           {cpu:.2} s = {:.3} s per 1,000 frames ({:.0}% of one core over the run)",
-        cpu / (received.max(1) as f64 / 1000.0),
-        cpu / wall.as_secs_f64() * 100.0
+        "frames/s           {rate:.0} (received / {})",
+        if options.unpaced {
+            "wall time"
+        } else {
+            "audio seconds"
+        }
     );
     println!(
-        "latency send->plugin  p50 {} ms  p90 {} ms  p99 {} ms  max {} ms",
-        percentile(&hist, 0.50),
-        percentile(&hist, 0.90),
-        percentile(&hist, 0.99),
-        percentile(&hist, 1.0)
+        "host CPU           {cpu:.3} s = {cpu_us_per_frame:.1} us per frame ({core_percent:.1}% of one core over the run)"
     );
+    if options.unpaced {
+        println!("latency send->plugin  - (unpaced: the timestamps are synthetic)");
+    } else {
+        println!(
+            "latency send->plugin  p50 {p50} ms  p90 {} ms  p99 {p99} ms  max {} ms",
+            percentile(&hist, 0.90),
+            percentile(&hist, 1.0)
+        );
+    }
     println!(
-        "host peak RSS      {:.0} MiB",
-        peak_rss_mib().unwrap_or(f64::NAN)
+        "host RSS           {:.0} MiB before the streams, {:.0} MiB at most = {rss_kib_per_stream:.0} KiB per stream",
+        rss0 / 1024.0,
+        rss_max / 1024.0
     );
     println!(
         "simulator CPU      {sim_cpu:.2} s (its own process, on the same {} cores)",
@@ -247,13 +401,24 @@ pub async fn run(streams: usize, seconds: u64, instances: &str) -> anyhow::Resul
         "rtms               reconnects {} duplicates {} malformed {}",
         s.reconnects, s.duplicates, s.malformed
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Figures {
+        streams,
+        sent,
+        received,
+        cpu_us_per_frame,
+        core_percent,
+        p50,
+        p99,
+        rss_kib_per_stream,
+        sim_cpu,
+    })
 }
 
 /// The simulator side of the benchmark (`zoomhost bench-sim`, started by `run`): prints
 /// one JSON line with its signaling URL, serves `streams` streams of `frames` frames,
 /// then prints how many audio frames it sent.
-pub async fn serve_sim(streams: usize, frames: u32) -> anyhow::Result<ExitCode> {
+/// With `unpaced`, frames go as fast as each socket takes them.
+pub async fn serve_sim(streams: usize, frames: u32, unpaced: bool) -> anyhow::Result<ExitCode> {
     use zoomhost_sim::rtms::{Pace, RtmsSim, RtmsSimConfig, SimParticipant, StreamSpec};
     let sim = RtmsSim::start(RtmsSimConfig {
         client_id: SIM_CLIENT_ID.into(),
@@ -265,7 +430,7 @@ pub async fn serve_sim(streams: usize, frames: u32) -> anyhow::Result<ExitCode> 
     for i in 0..streams {
         handles.push(sim.add_stream(StreamSpec {
             frames,
-            pace: Pace::RealTime,
+            pace: if unpaced { Pace::Fast } else { Pace::RealTime },
             participants: vec![SimParticipant::new(1000 + i as u32, format!("Speaker {i}"))],
             record: false,
             ..StreamSpec::new(format!("bench-meeting-{i}=="), format!("bench-{i:05}"))
@@ -314,9 +479,15 @@ fn percentile(hist: &[u64], q: f64) -> String {
     "-".into()
 }
 
-/// User + system CPU seconds of this process.
+/// User + system CPU seconds of this process (microsecond resolution).
 fn cpu_seconds() -> f64 {
-    cpu_seconds_of("/proc/self/stat")
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return cpu_seconds_of("/proc/self/stat");
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// User + system CPU seconds from a `/proc/PID/stat` file.
@@ -339,15 +510,27 @@ fn cpu_seconds_of(path: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn peak_rss_mib() -> Option<f64> {
+/// This process's resident memory now (`VmRSS`), KiB.
+fn rss_kib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Each stream holds two sockets on each side; say so before running out of fds.
+/// Each stream holds two sockets on each side: raises the soft limit on open files to
+/// the hard one when needed (the simulator process inherits it), and says so when even
+/// that is too low.
 fn check_fd_limit(streams: usize) -> anyhow::Result<()> {
+    let need = (streams * 3 + 256) as libc::rlim_t;
+    // SAFETY: getrlimit/setrlimit only read and write the struct they are given.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0
+        && limit.rlim_cur < need
+        && limit.rlim_max >= need
+    {
+        limit.rlim_cur = need;
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    }
     let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
         return Ok(());
     };
@@ -387,6 +570,15 @@ mod tests {
     #[test]
     fn cpu_and_rss_are_readable_here() {
         assert!(cpu_seconds() >= 0.0);
-        assert!(peak_rss_mib().is_some_and(|m| m > 0.0));
+        assert!(rss_kib().is_some_and(|m| m > 0.0));
+    }
+
+    #[test]
+    fn stream_counts_parse_as_a_list() {
+        assert_eq!(parse_streams("500"), Ok(vec![500]));
+        assert_eq!(parse_streams("1, 50,500"), Ok(vec![1, 50, 500]));
+        assert!(parse_streams("0").is_err());
+        assert!(parse_streams("1,,2").is_err());
+        assert!(parse_streams("many").is_err());
     }
 }

@@ -81,18 +81,26 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Load test: N simulated RTMS streams at real-time pace through a pass-through
-    /// plugin; prints frames/s, CPU per 1,000 frames, latency percentiles, drops and RSS.
+    /// Load test: N simulated RTMS streams at real-time pace (or unpaced) through a
+    /// pass-through plugin; prints frames/s, CPU per frame, latency percentiles, drops,
+    /// RSS per stream and, with --idle, the idle host's CPU.
     Bench {
-        /// Concurrent streams.
-        #[arg(long, default_value_t = 500)]
-        streams: usize,
+        /// Concurrent streams: one count, or a list (`1,50,500,1000`) for one run each.
+        #[arg(long, default_value = "500", value_parser = crate::bench::parse_streams)]
+        streams: std::vec::Vec<usize>,
         /// Seconds of audio per stream.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
         /// Instances of the probe plugin, sharded by meeting: a number or `auto`.
         #[arg(long, default_value = "1")]
         instances: String,
+        /// Send frames as fast as the sockets take them instead of every 20 ms.
+        #[arg(long)]
+        unpaced: bool,
+        /// First measure the host's CPU for this many seconds with the probe loaded and
+        /// no stream.
+        #[arg(long, default_value_t = 0)]
+        idle: u64,
     },
     /// The cluster's figures on this machine: events/s end to end (simulator, ingress,
     /// JetStream, worker, plugin), added latency per event against a single host, and the
@@ -129,6 +137,9 @@ pub enum Command {
         /// Frames per stream.
         #[arg(long)]
         frames: u32,
+        /// Frames as fast as the sockets take them.
+        #[arg(long)]
+        unpaced: bool,
     },
     /// Ask a running host (its admin API) what it holds: plugins (state, deliveries,
     /// failures, drops, instances), sources (connected, last outage), RTMS streams with
@@ -320,8 +331,23 @@ pub async fn run(cli: Cli) -> ExitCode {
             streams,
             seconds,
             instances,
-        } => crate::bench::run(streams, seconds, &instances).await,
-        Command::BenchSim { streams, frames } => crate::bench::serve_sim(streams, frames).await,
+            unpaced,
+            idle,
+        } => {
+            crate::bench::run(crate::bench::BenchOptions {
+                streams,
+                seconds,
+                instances,
+                unpaced,
+                idle,
+            })
+            .await
+        }
+        Command::BenchSim {
+            streams,
+            frames,
+            unpaced,
+        } => crate::bench::serve_sim(streams, frames, unpaced).await,
         Command::Simulate { scenario, hold } => simulate(&scenario, hold).await,
         Command::Check { plugin, config } => check(&plugin, config.as_deref()).await,
         Command::Plugin { action } => plugin_command(action).await,
