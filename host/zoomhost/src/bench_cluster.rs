@@ -20,7 +20,10 @@
 //! CPU per 1,000 events per role (from `/proc/<pid>/stat`). Then, with a steady 200
 //! events/s flowing: **worker failover** (SIGKILL of a worker to the first
 //! acknowledgement of one of its partitions by the new owner) and **ingress failover**
-//! (SIGKILL of the leader to the standby's WebSocket accepted by the simulator). The
+//! (SIGKILL of the leader to the standby's WebSocket accepted by the simulator). A
+//! **workers alone** phase publishes `--events` straight into the stream, a thousand
+//! in flight at a time, and times the workers draining them (their capacity without the
+//! single ingress publisher in front). The
 //! lease TTL is `--lease-ms` (production default 5000).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -189,7 +192,11 @@ pub async fn run(options: ClusterBenchOptions) -> anyhow::Result<ExitCode> {
         "cluster: 2 ingress + {} worker processes, {} partitions, lease {} ms ...",
         options.workers, options.partitions, options.lease_ms
     );
-    let cluster = cluster(&options, &ws, &plugin).await?;
+    // Ctrl-C or SIGTERM drops the cluster, which kills its processes and nats-server.
+    let cluster = tokio::select! {
+        figures = cluster(&options, &ws, &plugin) => figures?,
+        _ = crate::cli::shutdown_signal() => anyhow::bail!("interrupted: the local cluster was stopped"),
+    };
 
     println!();
     println!(
@@ -225,6 +232,10 @@ pub async fn run(options: ClusterBenchOptions) -> anyhow::Result<ExitCode> {
     println!(
         "cluster, flat out: the ingress leader stored {:.0} events/s in JetStream (one publish in flight)",
         cluster.stored_per_second
+    );
+    println!(
+        "cluster, workers alone ({} workers, {} partitions, events published straight into JetStream): {:.0} events/s",
+        options.workers, options.partitions, cluster.drained_per_second
     );
     for (role, ms) in &cluster.cpu_ms_per_1000 {
         println!("cluster CPU per 1,000 events (flat out), {role}: {ms:.0} ms");
@@ -338,6 +349,7 @@ struct ClusterFigures {
     throughput: Phase,
     cpu_ms_per_1000: Vec<(String, f64)>,
     stored_per_second: f64,
+    drained_per_second: f64,
     worker_failover: Duration,
     ingress_failover: Duration,
 }
@@ -498,6 +510,48 @@ async fn cluster(
         _ => f64::NAN,
     };
 
+    // The workers alone: events published straight into the stream (many publishes in
+    // flight, as many ingress nodes would), drained by the workers.
+    let drain_from = l + options.events;
+    let before = ack_count(&acks);
+    let started = Instant::now();
+    // Acknowledgements are awaited a thousand at a time: the client bounds the publishes
+    // awaiting theirs.
+    let mut pending = Vec::with_capacity(1000);
+    for n in drain_from..drain_from + options.events {
+        let event = zoomhost_types::Event {
+            id: format!("drain-{n}"),
+            name: EVENT.into(),
+            timestamp: 0,
+            payload: payload(n, options.meetings).to_string(),
+            source: zoomhost_types::EventSource::Simulator,
+        };
+        let subject = crate::cluster::partition::subject(
+            crate::cluster::partition::of_event_payload(&event.payload, options.partitions),
+        );
+        let body = crate::cluster::publish::body(&event, "bench");
+        pending.push(
+            js.publish(subject, body)
+                .await
+                .context("publishing to the event stream")?,
+        );
+        if pending.len() == 1000 {
+            for ack in pending.drain(..) {
+                ack.await.context("storing an event")?;
+            }
+        }
+    }
+    for ack in pending {
+        ack.await.context("storing an event")?;
+    }
+    wait(
+        "the workers draining the stream",
+        Duration::from_secs(600),
+        || ack_count(&acks) >= before + options.events,
+    )
+    .await?;
+    let drained_per_second = options.events as f64 / started.elapsed().as_secs_f64();
+
     // Failovers, with a steady 200 events/s flowing.
     let s = crate::cluster::status::snapshot(&js).await?;
     let victim = workers[0].clone();
@@ -506,7 +560,9 @@ async fn cluster(
         .map(|n| n.partitions.iter().copied().collect())
         .unwrap_or_default();
     anyhow::ensure!(!held.is_empty(), "{victim} owns no partition:\n{s}");
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(l + options.events));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(
+        drain_from + options.events,
+    ));
     let steady = {
         let (zoom_events, next, meetings) = (zoom.events.clone(), next.clone(), options.meetings);
         tokio::spawn(async move {
@@ -562,6 +618,7 @@ async fn cluster(
         throughput,
         cpu_ms_per_1000,
         stored_per_second,
+        drained_per_second,
         worker_failover,
         ingress_failover,
     })
