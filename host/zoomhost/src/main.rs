@@ -13,7 +13,10 @@ async fn main() -> ExitCode {
     // log to what needs attention (plus, in dev, the plugins' own lines).
     let (default, style) = match cli.command {
         Command::Dev { .. } => ("warn,plugin=info", LogStyle::Dev),
-        Command::Bench { .. } | Command::BenchSim { .. } => ("warn", LogStyle::Plain),
+        Command::Bench { .. }
+        | Command::BenchSim { .. }
+        | Command::BenchCluster { .. }
+        | Command::Cluster { .. } => ("warn", LogStyle::Plain),
         _ => ("info", LogStyle::Plain),
     };
     logging::init(cli.log_format, style, default);
