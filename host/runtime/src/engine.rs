@@ -164,13 +164,18 @@ impl Drop for Runtime {
 }
 
 /// Advances an engine's epoch every [`EPOCH_TICK`] while plugin calls are in flight
-/// (counted by [`EpochTicker::call`]); its thread is parked while none is.
+/// (counted by [`EpochTicker::call`]); its thread is parked once a whole tick passed
+/// with no call in flight and none started.
 ///
 /// A call's epoch deadline is one tick ahead when it starts, so its first deadline check
-/// comes one tick after the ticker wakes for it, as with a ticker that never stops.
+/// comes one tick after the ticker wakes for it, as with a ticker that never stops. While
+/// calls keep coming (at least one per tick) the thread is never parked, so starting a
+/// call costs no wake-up system call.
 #[derive(Debug, Default)]
 pub(crate) struct EpochTicker {
     in_flight: AtomicUsize,
+    /// A call started since the ticker last looked.
+    recent: AtomicBool,
     stop: AtomicBool,
     thread: OnceLock<std::thread::Thread>,
 }
@@ -194,7 +199,9 @@ impl EpochTicker {
             .name("zoomhost-epoch".into())
             .spawn(move || {
                 while !t.stop.load(Ordering::Acquire) {
-                    if t.in_flight.load(Ordering::Acquire) == 0 {
+                    if t.in_flight.load(Ordering::Acquire) == 0
+                        && !t.recent.swap(false, Ordering::AcqRel)
+                    {
                         // Woken by the next call (or stop); an unpark that came first
                         // makes this return at once.
                         std::thread::park();
@@ -213,6 +220,9 @@ impl EpochTicker {
 
     /// A call starts: the ticker runs until the returned guard is dropped.
     pub(crate) fn call(&self) -> InFlight<'_> {
+        if !self.recent.load(Ordering::Relaxed) {
+            self.recent.store(true, Ordering::Relaxed);
+        }
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
             if let Some(thread) = self.thread.get() {
                 thread.unpark();
