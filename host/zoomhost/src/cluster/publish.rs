@@ -3,10 +3,13 @@
 //! The ingress node's input path hands every event it accepts (after its own local
 //! de-duplication) to a bounded queue ([`Publisher::publish_acked`]: it never blocks a
 //! source, and returns a receiver of the outcome, which the webhook receiver awaits
-//! before it answers Zoom); one task publishes them in order, each on `zoomhost.events.<partition>`
-//! ([`super::partition`]) with the event's content-derived id as `Nats-Msg-Id`, and
-//! awaits JetStream's acknowledgement before the next, so events of one meeting are
-//! stored in the order this node accepted them. The stream's duplicate window (65
+//! before it answers Zoom); one task publishes them, each on `zoomhost.events.<partition>`
+//! ([`super::partition`]) with the event's content-derived id as `Nats-Msg-Id`.
+//! Publishing runs in **one lane per partition**: a lane has one event in flight and
+//! awaits JetStream's acknowledgement (retries included) before its next, so the events
+//! of one meeting are stored in the order this node accepted them, while different
+//! partitions publish concurrently (up to `partitions` events in flight), so the
+//! acknowledgement round trip does not cap the node's rate. The stream's duplicate window (65
 //! minutes by default) makes JetStream drop a second copy with the same id: a webhook
 //! retry, the same event from the WebSocket and a webhook, or from two ingress nodes,
 //! is stored once (the acknowledgement says `duplicate`, counted in
@@ -30,9 +33,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::{HashMap, VecDeque};
+
 use anyhow::Context as _;
 use async_nats::jetstream::{self, message::PublishMessage};
 use backon::{ExponentialBuilder, Retryable as _};
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use tokio::sync::{mpsc, oneshot, watch};
 use zoomhost_types::{Event, EventSource, EventTap};
 
@@ -160,8 +166,9 @@ impl Publisher {
     }
 }
 
-/// The publishing task: publishes queued events in order until `stop` turns true, then
-/// drains what is queued and returns.
+/// The publishing task: publishes queued events, one lane per partition (in order within
+/// a lane, lanes concurrently), until `stop` turns true or every [`Publisher`] is gone;
+/// then publishes what is queued and returns.
 pub async fn run(
     js: jetstream::Context,
     mut rx: mpsc::Receiver<Queued>,
@@ -169,20 +176,88 @@ pub async fn run(
     settings: PublishSettings,
     mut stop: watch::Receiver<bool>,
 ) {
+    let settings = Arc::new(settings);
+    // A partition has an entry while its lane has an event in flight; the entry holds
+    // the lane's waiting events.
+    let mut lanes: HashMap<u32, VecDeque<Queued>> = HashMap::new();
+    let mut in_flight = FuturesUnordered::new();
+    let lane = |queued: Queued, partition: u32| {
+        publish_in_lane(
+            js.clone(),
+            queued,
+            partition,
+            stats.clone(),
+            settings.clone(),
+        )
+    };
+    let mut taking = true;
     loop {
-        let event = tokio::select! {
+        tokio::select! {
             biased;
-            event = rx.recv() => match event {
-                Some(event) => event,
-                None => return,
+            Some(partition) = in_flight.next(), if !in_flight.is_empty() => {
+                match lanes.get_mut(&partition).and_then(VecDeque::pop_front) {
+                    Some(next) => in_flight.push(lane(next, partition)),
+                    None => {
+                        lanes.remove(&partition);
+                    }
+                }
+            }
+            queued = rx.recv(), if taking => match queued {
+                Some(queued) => {
+                    enqueue(&mut lanes, &mut in_flight, queued, settings.partitions, &lane)
+                }
+                None => taking = false,
             },
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        publish_answered(&js, event, &stats, &settings).await;
+            _ = stop.wait_for(|s| *s), if taking => {
+                // Stop taking new events; what is queued is still published.
+                taking = false;
+                while let Ok(queued) = rx.try_recv() {
+                    enqueue(&mut lanes, &mut in_flight, queued, settings.partitions, &lane);
+                }
+            }
+            else => {}
+        }
+        if !taking && in_flight.is_empty() {
+            return;
+        }
     }
-    while let Ok(event) = rx.try_recv() {
-        publish_answered(&js, event, &stats, &settings).await;
+}
+
+/// Puts `queued` in its partition's lane: published at once when the lane is idle,
+/// after the lane's earlier events otherwise.
+fn enqueue<F>(
+    lanes: &mut HashMap<u32, VecDeque<Queued>>,
+    in_flight: &mut FuturesUnordered<F>,
+    queued: Queued,
+    partitions: u32,
+    start: &impl Fn(Queued, u32) -> F,
+) {
+    let partition = super::partition::of_event_payload(&queued.0.payload, partitions);
+    match lanes.get_mut(&partition) {
+        Some(waiting) => waiting.push_back(queued),
+        None => {
+            lanes.insert(partition, VecDeque::new());
+            in_flight.push(start(queued, partition));
+        }
     }
+}
+
+/// Publishes one event of `partition`'s lane (with its retries), tells whoever waits,
+/// and returns the partition, so the lane's next event can go.
+async fn publish_in_lane(
+    js: jetstream::Context,
+    queued: Queued,
+    partition: u32,
+    stats: Arc<PublishStats>,
+    settings: Arc<PublishSettings>,
+) -> u32 {
+    let (event, ack) = queued;
+    let outcome = publish_one(&js, &event, partition, &stats, &settings).await;
+    if let Some(ack) = ack {
+        // Whoever waited may have given up (answered 5xx): nothing to tell then.
+        let _ = ack.send(outcome);
+    }
+    partition
 }
 
 /// How events are published.
@@ -224,29 +299,14 @@ pub fn body(event: &Event, node: &str) -> bytes::Bytes {
     bytes::Bytes::from(body.to_string())
 }
 
-async fn publish_answered(
-    js: &jetstream::Context,
-    (event, ack): Queued,
-    stats: &PublishStats,
-    settings: &PublishSettings,
-) {
-    let outcome = publish_one(js, &event, stats, settings).await;
-    if let Some(ack) = ack {
-        // Whoever waited may have given up (answered 5xx): nothing to tell then.
-        let _ = ack.send(outcome);
-    }
-}
-
 async fn publish_one(
     js: &jetstream::Context,
     event: &Event,
+    partition: u32,
     stats: &PublishStats,
     settings: &PublishSettings,
 ) -> Result<(), String> {
-    let subject = super::partition::subject(super::partition::of_event_payload(
-        &event.payload,
-        settings.partitions,
-    ));
+    let subject = super::partition::subject(partition);
     let body = body(event, &settings.node);
     let attempt = || async {
         let mut message = PublishMessage::build().payload(body.clone());
