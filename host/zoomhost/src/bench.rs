@@ -170,36 +170,7 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
     )
     .context("copying the probe plugin")?;
 
-    // The simulator, in its own process.
     let frames = u32::try_from(seconds * 50).context("--seconds is too large")?;
-    let exe = std::env::current_exe().context("locating the zoomhost binary")?;
-    let mut sim_args = vec![
-        "bench-sim".to_string(),
-        "--streams".into(),
-        streams.to_string(),
-        "--frames".into(),
-        frames.to_string(),
-    ];
-    if options.unpaced {
-        sim_args.push("--unpaced".into());
-    }
-    let mut child = tokio::process::Command::new(exe)
-        .args(&sim_args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the simulator process")?;
-    let stdout = child.stdout.take().context("simulator stdout")?;
-    let mut lines = tokio::io::BufReader::new(stdout);
-    let hello = read_json_line(&mut lines)
-        .await
-        .context("simulator start-up")?;
-    let signaling = hello["signaling_url"]
-        .as_str()
-        .context("simulator start-up line has no signaling_url")?
-        .to_string();
-
     // The host, with the default limits (one plugin takes every stream: its audio queue
     // of 500 frames absorbs each 20 ms burst of one frame per stream).
     let mut rtms_config =
@@ -235,6 +206,7 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
             dedupe: Default::default(),
         }),
         admin: None,
+        cluster: None,
     };
     let probes: Arc<Mutex<Vec<String>>> = Arc::default();
     let sink: LogSink = {
@@ -272,6 +244,36 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
             t0.elapsed().as_secs_f64()
         );
     }
+    // The simulator, in its own process, started after the idle measurement (it
+    // produces each stream's audio from its start on).
+    let exe = std::env::current_exe().context("locating the zoomhost binary")?;
+    let mut sim_args = vec![
+        "bench-sim".to_string(),
+        "--streams".into(),
+        streams.to_string(),
+        "--frames".into(),
+        frames.to_string(),
+    ];
+    if options.unpaced {
+        sim_args.push("--unpaced".into());
+    }
+    let mut child = tokio::process::Command::new(exe)
+        .args(&sim_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the simulator process")?;
+    let stdout = child.stdout.take().context("simulator stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout);
+    let hello = read_json_line(&mut lines)
+        .await
+        .context("simulator start-up")?;
+    let signaling = hello["signaling_url"]
+        .as_str()
+        .context("simulator start-up line has no signaling_url")?
+        .to_string();
+
     if options.unpaced {
         println!(
             "bench: {streams} streams x {frames} frames of 20 ms audio, unpaced (as fast as the sockets take them), through {PROBE} ({instances} instance{}), buffer_data off",
