@@ -122,20 +122,20 @@ async fn member_with(
     role: Role,
     options: HostOptions,
 ) -> Host {
-    let (config, cluster) = member_config(nats, zoom, node, plugins, role);
-    Host::start_with_cluster(config, options, Some(cluster))
+    let config = member_config(nats, zoom, node, plugins, role);
+    Host::start(config, options)
         .await
         .expect("starting a cluster node")
 }
 
-/// The host and cluster configuration of a node of `role` (no RTMS client).
+/// The host configuration, `[cluster]` included, of a node of `role` (no RTMS client).
 fn member_config(
     nats: &NatsServer,
     zoom: &LocalZoom,
     node: &str,
     plugins: &Path,
     role: Role,
-) -> (HostConfig, ClusterConfig) {
+) -> HostConfig {
     let mut zoom_config = zoomhost::config::for_local_zoom(zoom, vec![]);
     zoom_config.rtms = None;
     zoom_config.webhook = Some(zoomhost_zoom::webhook::WebhookConfig {
@@ -146,20 +146,20 @@ fn member_config(
     if let Some(ws) = zoom_config.websocket.as_mut() {
         *ws = ws.clone().scaled_down(100);
     }
-    let config = HostConfig {
+    let mut cluster = ClusterConfig::new(nats.url(), role);
+    cluster.node = node.to_string();
+    // Short enough for a quick test, long enough that a loaded CI machine's scheduling
+    // delays do not cost a renewal (the deadline is 2 s after the last one).
+    cluster.lease_ttl = Duration::from_millis(3000);
+    HostConfig {
         runtime: zoomhost_runtime::RuntimeConfig {
             plugins_dir: plugins.join(node),
             ..Default::default()
         },
         zoom: Some(zoom_config),
         admin: None,
-    };
-    let mut cluster = ClusterConfig::new(nats.url(), role);
-    cluster.node = node.to_string();
-    // Short enough for a quick test, long enough that a loaded CI machine's scheduling
-    // delays do not cost a renewal (the deadline is 2 s after the last one).
-    cluster.lease_ttl = Duration::from_millis(3000);
-    (config, cluster)
+        cluster: Some(cluster),
+    }
 }
 
 fn leading(host: &Host) -> bool {
@@ -385,8 +385,8 @@ async fn an_event_from_the_websocket_and_webhooks_on_two_ingress_nodes_is_stored
 #[tokio::test]
 async fn without_a_cluster_section_no_nats_is_touched() {
     // No section: no cluster config, and a host runs its event WebSocket itself.
-    let (_, cluster) = HostConfig::parse_with_cluster("", Path::new("."), &|_| None).unwrap();
-    assert!(cluster.is_none());
+    let parsed = HostConfig::parse("", Path::new("."), &|_| None).unwrap();
+    assert!(parsed.cluster.is_none());
     let zoom = LocalZoom::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = HostConfig {
@@ -396,6 +396,7 @@ async fn without_a_cluster_section_no_nats_is_touched() {
         },
         zoom: Some(zoomhost::config::for_local_zoom(&zoom, vec![])),
         admin: None,
+        cluster: None,
     };
     let host = Host::start(config.clone(), HostOptions::default())
         .await
@@ -410,16 +411,98 @@ async fn without_a_cluster_section_no_nats_is_touched() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let (_, cluster) = HostConfig::parse_with_cluster(
+    let parsed = HostConfig::parse(
         &format!("[cluster]\nnats_url = \"nats://127.0.0.1:{port}\"\nrole = \"ingress\"\n"),
         Path::new("."),
         &|_| None,
     )
     .unwrap();
-    let err = Host::start_with_cluster(config, HostOptions::default(), cluster)
+    let config = HostConfig {
+        cluster: parsed.cluster,
+        ..config
+    };
+    let err = Host::start(config, HostOptions::default())
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("cluster.nats_url"), "{err:#}");
+}
+
+/// The JetStream streams under the event stream and every bucket a node opens.
+const REPLICATED: [&str; 5] = [
+    zoomhost::cluster::EVENT_STREAM,
+    "KV_zoomhost_leases",
+    "KV_zoomhost_rtms_streams",
+    "KV_zoomhost_grants",
+    "OBJ_zoomhost_plugins",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_and_buckets_keep_the_configured_replicas() {
+    let Some(fresh) = nats().await else { return };
+    let Some(nats) = nats().await else { return };
+    let zoom = LocalZoom::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = crate::support::Logs::default();
+    // A node of role `all` with the RTMS client opens the stream and every bucket.
+    let node = rtms_node(&nats, &zoom, "node-a", dir.path(), Role::All, &logs).await;
+    assert_eq!(node.cluster().unwrap().config().replicas, 1);
+    let js = node.cluster().unwrap().jetstream().clone();
+    for stream in REPLICATED {
+        let mut handle = js.get_stream(stream).await.expect(stream);
+        let info = handle.info().await.expect(stream);
+        assert_eq!(info.config.num_replicas, 1, "{stream}");
+    }
+
+    // Three copies cannot be kept by one server: the start fails at once, naming the
+    // key, whether the stream exists (updated) or not (a fresh server, created).
+    for (server, role) in [
+        (&nats, Role::Worker),
+        (&nats, Role::Ingress),
+        (&fresh, Role::All),
+    ] {
+        let mut config = member_config(server, &zoom, "node-r3", dir.path(), role);
+        config.cluster.as_mut().unwrap().replicas = 3;
+        let started = tokio::time::timeout(
+            Duration::from_secs(60),
+            Host::start(config, HostOptions::default()),
+        )
+        .await
+        .expect("a start with replicas = 3 ends (hang guard)");
+        let err = format!(
+            "{:#}",
+            started.expect_err("replicas = 3 on one nats-server")
+        );
+        assert!(err.contains("cluster.replicas = 3"), "{role:?}: {err}");
+    }
+    // The running node's stream and buckets were left as they were.
+    for stream in REPLICATED {
+        let mut handle = js.get_stream(stream).await.expect(stream);
+        assert_eq!(
+            handle.info().await.unwrap().config.num_replicas,
+            1,
+            "{stream}"
+        );
+    }
+
+    // Each bucket is made with the count it is given (the fresh server still has none).
+    let fresh_js = async_nats::jetstream::new(async_nats::connect(fresh.url()).await.unwrap());
+    use zoomhost::cluster::{lease, plugins, publish, rtms_state};
+    let ttl = Duration::from_secs(3);
+    let failures = [
+        publish::ensure_stream(&fresh_js, ttl, 3).await.err(),
+        lease::open_bucket(&fresh_js, ttl, 3).await.err(),
+        rtms_state::open_bucket(&fresh_js, 3).await.err(),
+        plugins::open_bucket(&fresh_js, 3).await.err(),
+        plugins::open_grant_bucket(&fresh_js, 3).await.err(),
+    ];
+    for (stream, failure) in REPLICATED.iter().zip(failures) {
+        let err = format!(
+            "{:#}",
+            failure.unwrap_or_else(|| panic!("{stream} made with 3 copies"))
+        );
+        assert!(err.contains("replicas"), "{stream}: {err}");
+    }
+    node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1014,7 +1097,7 @@ async fn a_pushed_plugin_is_loaded_swapped_and_removed_on_every_worker() {
     let w1 = bare_worker(&nats, &zoom, "worker-1", dir.path(), &l1).await;
     let w2 = bare_worker(&nats, &zoom, "worker-2", dir.path(), &l2).await;
     assert!(loaded(&w1).await.is_empty() && loaded(&w2).await.is_empty());
-    let store = plugins::open_bucket(w1.cluster().unwrap().jetstream())
+    let store = plugins::open_bucket(w1.cluster().unwrap().jetstream(), 1)
         .await
         .unwrap();
     let recorder = std::fs::read(crate::support::wasm("recorder")).unwrap();
@@ -1141,7 +1224,7 @@ async fn rtms_node(
         plugins.join(node).join("rec.wasm"),
     )
     .unwrap();
-    let (mut config, cluster) = member_config(nats, zoom, node, plugins, role);
+    let mut config = member_config(nats, zoom, node, plugins, role);
     if let Some(z) = config.zoom.as_mut() {
         z.rtms = Some(rtms_client(zoom));
     }
@@ -1149,7 +1232,7 @@ async fn rtms_node(
         log_sink: Some(logs.sink()),
         ..Default::default()
     };
-    Host::start_with_cluster(config, options, Some(cluster))
+    Host::start(config, options)
         .await
         .expect("starting a cluster node")
 }
@@ -1241,7 +1324,7 @@ impl RtmsCluster {
     async fn saved(&self, stream_id: &str) -> Option<zoomhost_zoom::rtms::SavedStream> {
         use zoomhost::cluster::rtms_state;
         let js = self.ingress.cluster().unwrap().jetstream();
-        let store = rtms_state::open_bucket(js).await.unwrap();
+        let store = rtms_state::open_bucket(js, 1).await.unwrap();
         let all = rtms_state::load(&store, &(0..self.partitions).collect())
             .await
             .unwrap();
@@ -1534,7 +1617,7 @@ async fn grants_pushed_once_reach_every_worker_and_a_bad_table_is_refused() {
         until_loaded(w, &[("rec", &loaded(w).await[0].1)]).await;
         assert!(w.plugins().config().grant("rec").allow_http.is_empty());
     }
-    let kv = plugins::open_grant_bucket(w1.cluster().unwrap().jetstream())
+    let kv = plugins::open_grant_bucket(w1.cluster().unwrap().jetstream(), 1)
         .await
         .unwrap();
     let applied = |w: &Host| {

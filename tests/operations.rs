@@ -782,6 +782,9 @@ async fn cluster_node(
     if let Some(ws) = zoom_config.websocket.as_mut() {
         *ws = ws.clone().scaled_down(100);
     }
+    let mut cluster = zoomhost::config::ClusterConfig::new(nats.url(), role);
+    cluster.node = node.to_string();
+    cluster.lease_ttl = Duration::from_millis(3000);
     let config = zoomhost::config::HostConfig {
         runtime: zoomhost_runtime::RuntimeConfig {
             plugins_dir: plugins,
@@ -792,17 +795,11 @@ async fn cluster_node(
             "127.0.0.1:0".parse().unwrap(),
             None,
         )),
+        cluster: Some(cluster),
     };
-    let mut cluster = zoomhost::config::ClusterConfig::new(nats.url(), role);
-    cluster.node = node.to_string();
-    cluster.lease_ttl = Duration::from_millis(3000);
-    let host = zoomhost::host::Host::start_with_cluster(
-        config,
-        zoomhost::host::HostOptions::default(),
-        Some(cluster),
-    )
-    .await
-    .expect("starting a cluster node");
+    let host = zoomhost::host::Host::start(config, zoomhost::host::HostOptions::default())
+        .await
+        .expect("starting a cluster node");
     let base = format!("http://{}", host.admin_addr().unwrap());
     (host, base)
 }

@@ -410,28 +410,27 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<HostConfig> {
 }
 
 async fn run_host(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let (config, cluster) = if config_path.exists() {
-        HostConfig::load_with_cluster(config_path)?
+    let config = if config_path.exists() {
+        HostConfig::load(config_path)?
     } else {
         tracing::warn!(
             "{} not found: running with defaults (plugins folder ./plugins, no grants) and Zoom settings from the environment",
             config_path.display()
         );
         let cwd = std::env::current_dir().context("reading the current folder")?;
-        (HostConfig::from_env(&cwd)?, None)
+        HostConfig::from_env(&cwd)?
     };
     let watch_file = config_path.exists().then(|| config_path.to_path_buf());
     let live = config.zoom.is_some();
     // Without an [admin] section the admin API listens on loopback.
     let mut config = config;
     config.admin.get_or_insert_with(Default::default);
-    let host = crate::host::Host::start_with_cluster(
+    let host = crate::host::Host::start(
         config,
         crate::host::HostOptions {
             log_sink: None,
             watch: Some(watch_file),
         },
-        cluster,
     )
     .await?;
     if !live {
@@ -550,8 +549,8 @@ async fn check(path: &Path, config_path: Option<&Path>) -> anyhow::Result<ExitCo
 
 /// The config and `[cluster]` section a `plugin` command needs.
 fn cluster_config(path: &Path) -> anyhow::Result<(HostConfig, crate::config::ClusterConfig)> {
-    let (config, cluster) = HostConfig::load_with_cluster(path)?;
-    let cluster = cluster.with_context(|| {
+    let config = HostConfig::load(path)?;
+    let cluster = config.cluster.clone().with_context(|| {
         format!(
             "{}: no [cluster] section: `zoomhost plugin` stores plugins in the cluster's NATS (cluster.nats_url)",
             path.display()
@@ -674,7 +673,7 @@ async fn cluster_command(action: ClusterAction) -> anyhow::Result<ExitCode> {
                     }
                     c
                 }
-                None => HostConfig::load_with_cluster(&config)?.1.with_context(|| {
+                None => HostConfig::load(&config)?.cluster.with_context(|| {
                     format!(
                         "{}: no [cluster] section; give the cluster's NATS with --nats URL",
                         config.display()

@@ -6,7 +6,8 @@
 //! source connects, and the RTMS client is tapped into the input path before the sources
 //! start, so a `*.rtms_started` on the first connection opens its stream.
 //!
-//! Cluster mode ([`Host::start_with_cluster`]): the node joins before any source starts;
+//! Cluster mode (`config.cluster`, the `[cluster]` section): the node joins before any
+//! source starts;
 //! an ingress node sends every accepted event to the JetStream publisher instead of its
 //! own plugins (a webhook is answered once JetStream acknowledged it) and runs the
 //! event WebSocket only while it holds the ingress lease; a worker node runs no Zoom
@@ -14,7 +15,10 @@
 //! both halves. Without a cluster section nothing of this runs. In cluster mode the RTMS
 //! client runs on worker nodes only, fed by the worker's deliveries rather than the input
 //! path (so a stream opens once, on the meeting's partition owner), and shutdown hands
-//! its streams over to the next owner instead of closing them.
+//! its streams over to the next owner instead of closing them. The section is read once:
+//! the config-file watcher applies the runtime's part of an edited file live and logs a
+//! changed `[cluster]` section as a warning that a restart is needed
+//! ([`crate::config::runtime_loader_for`]).
 //!
 //! Shutdown: sources stop accepting first, then RTMS streams close, then the plugins'
 //! mailboxes drain, so nothing already accepted is lost.
@@ -34,7 +38,7 @@ use zoomhost_runtime::reload;
 use zoomhost_runtime::{LogSink, PluginHost, PluginInfo};
 
 use crate::cluster::ClusterMember;
-use crate::config::{ClusterConfig, HostConfig, ZoomConfig};
+use crate::config::{HostConfig, ZoomConfig};
 use crate::inputs::Inputs;
 use zoomhost_zoom::rtms::RtmsManager;
 
@@ -87,19 +91,10 @@ impl std::fmt::Debug for Host {
 }
 
 impl Host {
-    /// Starts a host: loads the plugins folder, then starts the RTMS client and the Zoom
-    /// sources `config.zoom` enables.
+    /// Starts a host: loads the plugins folder, joins the cluster when `config.cluster`
+    /// is set, then starts the RTMS client and the Zoom sources `config.zoom` enables.
     pub async fn start(config: HostConfig, options: HostOptions) -> anyhow::Result<Host> {
-        Self::start_with_cluster(config, options, None).await
-    }
-
-    /// [`Host::start`], as a member of the cluster `cluster` describes when given (it
-    /// joins before any source starts).
-    pub async fn start_with_cluster(
-        config: HostConfig,
-        options: HostOptions,
-        cluster: Option<ClusterConfig>,
-    ) -> anyhow::Result<Host> {
+        let cluster = config.cluster.clone();
         let dir = &config.runtime.plugins_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating plugins folder {}", dir.display()))?;
@@ -113,7 +108,7 @@ impl Host {
             .map(|_| crate::cluster::plugins::GrantOverlay::new(config.runtime.clone()));
         let watcher = match options.watch {
             Some(config_file) => {
-                let loader = crate::config::runtime_loader();
+                let loader = crate::config::runtime_loader_for(cluster.clone());
                 let loader = match &grants {
                     Some(overlay) => overlay.wrap(loader),
                     None => loader,

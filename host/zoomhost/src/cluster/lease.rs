@@ -56,6 +56,8 @@ pub struct LeaseSpec {
     pub node: String,
     /// The bucket's TTL.
     pub ttl: Duration,
+    /// The bucket's replicas (`[cluster] replicas`).
+    pub replicas: usize,
 }
 
 /// Counters of one node's lease.
@@ -77,15 +79,21 @@ impl LeaseStats {
     }
 }
 
-/// Opens (or creates) the lease bucket with `ttl` as its `max_age`. Every node of a
-/// cluster must use the same TTL; the last node to start sets it.
-pub async fn open_bucket(js: &jetstream::Context, ttl: Duration) -> anyhow::Result<kv::Store> {
+/// Opens (or creates) the lease bucket with `ttl` as its `max_age`, kept in `replicas`
+/// copies. Every node of a cluster must use the same TTL and replicas; the last node to
+/// start sets them.
+pub async fn open_bucket(
+    js: &jetstream::Context,
+    ttl: Duration,
+    replicas: usize,
+) -> anyhow::Result<kv::Store> {
     js.create_or_update_key_value(kv::Config {
         bucket: super::LEASE_BUCKET.to_string(),
         description: "zoomhost leases (ingress leader)".to_string(),
         history: 1,
         max_age: ttl,
         storage: jetstream::stream::StorageType::Memory,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
@@ -108,6 +116,7 @@ pub async fn run<H: Holder>(
     // The bucket is (re-)opened after any failure other than "held by another": a NATS
     // server restarted without its memory-stored buckets has none.
     let mut bucket: Option<kv::Store> = None;
+    let open = || open_bucket(&js, spec.ttl, spec.replicas);
     let mut failing = false;
     loop {
         if *stop.borrow() {
@@ -115,7 +124,7 @@ pub async fn run<H: Holder>(
         }
         let store = match bucket.clone() {
             Some(store) => store,
-            None => match tokio::time::timeout(third, open_bucket(&js, spec.ttl)).await {
+            None => match tokio::time::timeout(third, open()).await {
                 Ok(Ok(store)) => {
                     bucket = Some(store.clone());
                     store

@@ -56,6 +56,14 @@
 //! [`status::ClusterStatus`] (nodes, roles, ingress leases, partition owners, RTMS
 //! streams), served by `zoomhost cluster status` and shown by `zoomhost dev --workers`.
 //!
+//! Replicas: the event stream, the key-value buckets (leases, RTMS state, grants) and
+//! the plugin object store are kept in `[cluster] replicas` copies (1 by default, which a
+//! single `nats-server` holds; 3 with a 3-server NATS cluster survives the loss of one
+//! server). Each is created with that count, or updated to it when it exists with
+//! another, and the count JetStream reports is checked at start ([`ensure_replicas`]): a
+//! NATS that cannot keep that many copies fails the start with an error naming
+//! `cluster.replicas`.
+//!
 //! [`ClusterMember`] is where each part is started and stopped.
 
 pub mod ingress;
@@ -117,6 +125,70 @@ pub(crate) async fn pause(
         _ = tokio::time::sleep(d) => false,
         _ = stop.wait_for(|s| *s) => true,
     }
+}
+
+/// Makes JetStream keep `replicas` copies of the stream `stream` (the event stream, or
+/// the stream under a key-value bucket, `KV_<bucket>`, or an object store,
+/// `OBJ_<bucket>`): one kept in another count is updated, then the count the server
+/// reports is checked. Errors name `cluster.replicas`.
+pub async fn ensure_replicas(
+    js: &jetstream::Context,
+    stream: &str,
+    replicas: usize,
+) -> anyhow::Result<()> {
+    let checked = async {
+        let mut handle = js
+            .get_stream(stream)
+            .await
+            .with_context(|| format!("reading the JetStream stream {stream}"))?;
+        let mut config = handle
+            .info()
+            .await
+            .with_context(|| format!("reading the JetStream stream {stream}"))?
+            .config
+            .clone();
+        if config.num_replicas != replicas {
+            tracing::info!(
+                stream,
+                "JetStream stream kept in {} copies: changing it to {replicas} (cluster.replicas)",
+                config.num_replicas
+            );
+            config.num_replicas = replicas;
+            config = js
+                .update_stream(&config)
+                .await
+                .with_context(|| format!("updating the JetStream stream {stream}"))?
+                .config;
+        }
+        anyhow::ensure!(
+            config.num_replicas == replicas,
+            "JetStream keeps {} copies of the stream {stream}, not {replicas} (cluster.replicas)",
+            config.num_replicas
+        );
+        anyhow::Ok(())
+    };
+    checked.await.map_err(|e| replicas_error(e, replicas))
+}
+
+/// `e` (setting up a stream or bucket), naming `cluster.replicas` when it asks for more
+/// than one copy (and so for a NATS cluster); one copy is never the cause.
+fn replicas_error(e: anyhow::Error, replicas: usize) -> anyhow::Error {
+    if replicas <= 1 {
+        return e;
+    }
+    e.context(format!(
+        "cluster.replicas = {replicas}: JetStream must keep {replicas} copies of each stream and bucket, which needs a NATS cluster of at least {replicas} servers with JetStream"
+    ))
+}
+
+/// The stream under a key-value bucket.
+fn kv_stream(bucket: &str) -> String {
+    format!("KV_{bucket}")
+}
+
+/// The stream under an object store.
+fn object_stream(bucket: &str) -> String {
+    format!("OBJ_{bucket}")
 }
 
 /// Connects to NATS with the section's URL and credentials.
@@ -213,12 +285,13 @@ impl ClusterMember {
         let task = tokio::spawn(status::advertise(
             member.js.clone(),
             member.config.lease_ttl,
+            member.config.replicas,
             member.node_info.subscribe(),
             stopped,
         ));
         member.heartbeat_task = Some((stop, task));
         if member.config.role.is_ingress() {
-            publish::ensure_stream(&member.js, member.config.duplicate_window).await?;
+            member.ensure_event_stream().await?;
             let (publisher, rx) = publish::Publisher::with_capacity(member.config.max_pending);
             let (stop, stopped) = watch::channel(false);
             let settings = publish::PublishSettings {
@@ -227,6 +300,7 @@ impl ClusterMember {
                 attempts: member.config.publish_attempts,
                 retry_min: Duration::from_millis(100),
                 duplicate_window: member.config.duplicate_window,
+                replicas: member.config.replicas,
             };
             let task = tokio::spawn(publish::run(
                 member.js.clone(),
@@ -245,6 +319,25 @@ impl ClusterMember {
             member.config.nats_url
         );
         Ok(member)
+    }
+
+    /// Creates or updates the event stream with this node's settings, in
+    /// `[cluster] replicas` copies.
+    async fn ensure_event_stream(&self) -> anyhow::Result<()> {
+        let replicas = self.config.replicas;
+        publish::ensure_stream(&self.js, self.config.duplicate_window, replicas)
+            .await
+            .map_err(|e| replicas_error(e, replicas))?;
+        ensure_replicas(&self.js, EVENT_STREAM, replicas).await
+    }
+
+    /// Opens the lease bucket in `[cluster] replicas` copies.
+    async fn open_lease_bucket(&self) -> anyhow::Result<()> {
+        let replicas = self.config.replicas;
+        lease::open_bucket(&self.js, self.config.lease_ttl, replicas)
+            .await
+            .map_err(|e| replicas_error(e, replicas))?;
+        ensure_replicas(&self.js, &kv_stream(LEASE_BUCKET), replicas).await
     }
 
     /// The section this member runs with.
@@ -323,18 +416,24 @@ impl ClusterMember {
             "this node already runs a worker"
         );
         // Made here too so a worker started before any ingress has a stream to read.
-        publish::ensure_stream(&self.js, self.config.duplicate_window).await?;
-        lease::open_bucket(&self.js, self.config.lease_ttl).await?;
+        self.ensure_event_stream().await?;
+        self.open_lease_bucket().await?;
+        let replicas = self.config.replicas;
         let settings = worker::WorkerSettings {
             node: self.config.node.clone(),
             partitions: self.config.partitions,
             ttl: self.config.lease_ttl,
+            replicas,
         };
         let rtms = match rtms {
             Some(manager) => {
-                rtms_state::open_bucket(&self.js).await?;
+                rtms_state::open_bucket(&self.js, replicas)
+                    .await
+                    .map_err(|e| replicas_error(e, replicas))?;
+                ensure_replicas(&self.js, &kv_stream(rtms_state::RTMS_BUCKET), replicas).await?;
                 let (ownership, writer) = rtms_state::RtmsOwnership::start(
                     self.js.clone(),
+                    replicas,
                     manager,
                     self.config.partitions,
                     self.rtms_stats.clone(),
@@ -369,10 +468,15 @@ impl ClusterMember {
             self.mirror_task.is_none(),
             "this node already mirrors the plugin bucket"
         );
-        plugins::open_bucket(&self.js).await?;
+        let replicas = self.config.replicas;
+        plugins::open_bucket(&self.js, replicas)
+            .await
+            .map_err(|e| replicas_error(e, replicas))?;
+        ensure_replicas(&self.js, &object_stream(plugins::PLUGIN_BUCKET), replicas).await?;
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(plugins::mirror(
             self.js.clone(),
+            replicas,
             dir,
             max_bytes,
             self.mirror_stats.clone(),
@@ -393,10 +497,15 @@ impl ClusterMember {
             self.grants_task.is_none(),
             "this node already watches the grant bucket"
         );
-        plugins::open_grant_bucket(&self.js).await?;
+        let replicas = self.config.replicas;
+        plugins::open_grant_bucket(&self.js, replicas)
+            .await
+            .map_err(|e| replicas_error(e, replicas))?;
+        ensure_replicas(&self.js, &kv_stream(plugins::GRANT_BUCKET), replicas).await?;
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(plugins::watch_grants(
             self.js.clone(),
+            replicas,
             overlay,
             host,
             self.grant_stats.clone(),
@@ -443,11 +552,12 @@ impl ClusterMember {
             "this node already contends for the ingress lease"
         );
         // Opened here once so a bad setup fails the start; the loop re-opens it as needed.
-        lease::open_bucket(&self.js, self.config.lease_ttl).await?;
+        self.open_lease_bucket().await?;
         let spec = lease::LeaseSpec {
             key: ingress_lease_key(subscription_id),
             node: self.config.node.clone(),
             ttl: self.config.lease_ttl,
+            replicas: self.config.replicas,
         };
         let holder = ingress::EventStreamHolder::new(make, self.terms.clone());
         let (stop, stopped) = watch::channel(false);

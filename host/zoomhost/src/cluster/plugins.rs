@@ -81,14 +81,18 @@ pub fn name_of_file(file: &Path) -> anyhow::Result<String> {
     Ok(name)
 }
 
-/// Opens the bucket, creating it when missing.
-pub async fn open_bucket(js: &jetstream::Context) -> anyhow::Result<object_store::ObjectStore> {
+/// Opens the bucket, creating it when missing (kept in `replicas` copies).
+pub async fn open_bucket(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> anyhow::Result<object_store::ObjectStore> {
     if let Ok(store) = js.get_object_store(PLUGIN_BUCKET).await {
         return Ok(store);
     }
     js.create_object_store(object_store::Config {
         bucket: PLUGIN_BUCKET.to_string(),
         description: Some("zoomhost plugins (zoomhost plugin push)".into()),
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
@@ -100,7 +104,7 @@ pub async fn connect_store(
     config: &crate::config::ClusterConfig,
 ) -> anyhow::Result<object_store::ObjectStore> {
     let client = super::connect(config).await?;
-    open_bucket(&jetstream::new(client))
+    open_bucket(&jetstream::new(client), config.replicas)
         .await
         .with_context(|| format!("at NATS {}", config.nats_url))
 }
@@ -158,9 +162,11 @@ fn plugin_of_object(object: &str) -> Option<String> {
 }
 
 /// Mirrors the bucket into `dir` until `stop` turns true, re-opening the watch after an
-/// error; objects larger than `max_bytes` are skipped.
+/// error (the bucket, when missing, made with `replicas`); objects larger than
+/// `max_bytes` are skipped.
 pub async fn mirror(
     js: jetstream::Context,
+    replicas: usize,
     dir: PathBuf,
     max_bytes: u64,
     stats: std::sync::Arc<MirrorStats>,
@@ -169,7 +175,7 @@ pub async fn mirror(
     let retry = Duration::from_millis(500);
     loop {
         let watched = async {
-            let store = open_bucket(&js).await?;
+            let store = open_bucket(&js, replicas).await?;
             let watch = store
                 .watch_with_history()
                 .await
@@ -333,8 +339,11 @@ pub struct GrantStats {
     pub rejected: AtomicU64,
 }
 
-/// Opens the grant bucket, creating it when missing.
-pub async fn open_grant_bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
+/// Opens the grant bucket, creating it when missing (kept in `replicas` copies).
+pub async fn open_grant_bucket(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> anyhow::Result<kv::Store> {
     if let Ok(store) = js.get_key_value(GRANT_BUCKET).await {
         return Ok(store);
     }
@@ -342,6 +351,7 @@ pub async fn open_grant_bucket(js: &jetstream::Context) -> anyhow::Result<kv::St
         bucket: GRANT_BUCKET.to_string(),
         description: "zoomhost plugin grants (zoomhost plugin grants)".to_string(),
         history: 5,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
@@ -351,7 +361,7 @@ pub async fn open_grant_bucket(js: &jetstream::Context) -> anyhow::Result<kv::St
 /// Connects with a `[cluster]` section and opens the grant bucket.
 pub async fn connect_grants(config: &crate::config::ClusterConfig) -> anyhow::Result<kv::Store> {
     let client = super::connect(config).await?;
-    open_grant_bucket(&jetstream::new(client))
+    open_grant_bucket(&jetstream::new(client), config.replicas)
         .await
         .with_context(|| format!("at NATS {}", config.nats_url))
 }
@@ -475,9 +485,11 @@ impl GrantOverlay {
 }
 
 /// Watches the grant bucket until `stop` turns true, applying each change (after the
-/// initial replay of every key, once) to `plugins` through `overlay`.
+/// initial replay of every key, once) to `plugins` through `overlay` (the bucket, when
+/// missing, made with `replicas`).
 pub async fn watch_grants(
     js: jetstream::Context,
+    replicas: usize,
     overlay: Arc<GrantOverlay>,
     plugins: Arc<PluginHost>,
     stats: Arc<GrantStats>,
@@ -487,7 +499,7 @@ pub async fn watch_grants(
     let env = |k: &str| std::env::var(k).ok();
     loop {
         let watched = async {
-            let store = open_grant_bucket(&js).await?;
+            let store = open_grant_bucket(&js, replicas).await?;
             store
                 .watch_with_history(">")
                 .await

@@ -69,10 +69,12 @@ impl PublishStats {
     }
 }
 
-/// Creates the event stream, or updates it to this node's settings.
+/// Creates the event stream, or updates it to this node's settings (`replicas`: the
+/// copies JetStream keeps, `[cluster] replicas`).
 pub async fn ensure_stream(
     js: &jetstream::Context,
     duplicate_window: Duration,
+    replicas: usize,
 ) -> anyhow::Result<()> {
     js.create_or_update_stream(jetstream::stream::Config {
         name: super::EVENT_STREAM.to_string(),
@@ -82,6 +84,7 @@ pub async fn ensure_stream(
         // Kept a day past acceptance; workers consume them long before.
         max_age: Duration::from_secs(24 * 3600).max(duplicate_window),
         storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
@@ -273,6 +276,8 @@ pub struct PublishSettings {
     pub retry_min: Duration,
     /// The stream's duplicate window (when the stream must be made again).
     pub duplicate_window: Duration,
+    /// The stream's replicas (when the stream must be made again).
+    pub replicas: usize,
 }
 
 fn source_name(source: EventSource) -> &'static str {
@@ -321,7 +326,7 @@ async fn publish_one(
         if result.is_err() {
             // A stream that is gone (deleted, or a server restarted without it) is made
             // again before the retry; harmless when the fault was elsewhere.
-            if let Err(e) = ensure_stream(js, settings.duplicate_window).await {
+            if let Err(e) = ensure_stream(js, settings.duplicate_window, settings.replicas).await {
                 tracing::debug!("re-creating the event stream failed: {e:#}");
             }
         }

@@ -74,8 +74,9 @@ pub fn partition_of(saved: &SavedStream, partitions: u32) -> u32 {
     super::partition::of_meeting(Some(&saved.meeting_uuid), partitions)
 }
 
-/// Opens the bucket, creating it when missing (file storage, one value per key).
-pub async fn open_bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
+/// Opens the bucket, creating it when missing (file storage, one value per key, kept in
+/// `replicas` copies).
+pub async fn open_bucket(js: &jetstream::Context, replicas: usize) -> anyhow::Result<kv::Store> {
     if let Ok(store) = js.get_key_value(RTMS_BUCKET).await {
         return Ok(store);
     }
@@ -83,6 +84,7 @@ pub async fn open_bucket(js: &jetstream::Context) -> anyhow::Result<kv::Store> {
         bucket: RTMS_BUCKET.to_string(),
         description: "zoomhost RTMS streams (state for the partition's next owner)".to_string(),
         history: 1,
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
@@ -157,9 +159,11 @@ impl StreamStateSink for KvStreamStates {
 }
 
 /// Applies the queued writes in order until `stop` turns true (then the rest still
-/// queued), each tried three times; the bucket is (re-)opened as needed.
+/// queued), each tried three times; the bucket is (re-)opened as needed (made with
+/// `replicas` when missing).
 async fn write(
     js: jetstream::Context,
+    replicas: usize,
     mut ops: mpsc::UnboundedReceiver<Op>,
     stats: Arc<RtmsStateStats>,
     mut stop: watch::Receiver<bool>,
@@ -198,7 +202,7 @@ async fn write(
                 break;
             }
             if store.is_none() {
-                match open_bucket(&js).await {
+                match open_bucket(&js, replicas).await {
                     Ok(s) => store = Some(s),
                     Err(e) => {
                         tracing::warn!("RTMS state: {e:#}");
@@ -276,6 +280,8 @@ pub struct RtmsOwnership {
     manager: Arc<RtmsManager>,
     states: Arc<KvStreamStates>,
     js: jetstream::Context,
+    /// The bucket's replicas, when it must be made again.
+    replicas: usize,
     partitions: u32,
     stats: Arc<RtmsStateStats>,
 }
@@ -293,9 +299,11 @@ pub(crate) type Writer = (watch::Sender<bool>, tokio::task::JoinHandle<()>);
 
 impl RtmsOwnership {
     /// Saves `manager`'s streams into the bucket from now on (the writer task is
-    /// returned for the member to stop last).
+    /// returned for the member to stop last); `replicas` for the bucket when it must be
+    /// made again.
     pub(crate) fn start(
         js: jetstream::Context,
+        replicas: usize,
         manager: Arc<RtmsManager>,
         partitions: u32,
         stats: Arc<RtmsStateStats>,
@@ -303,11 +311,12 @@ impl RtmsOwnership {
         let (states, ops) = KvStreamStates::new(partitions);
         manager.set_state_sink(states.clone(), PROGRESS_EVERY);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(write(js.clone(), ops, stats.clone(), stopped));
+        let task = tokio::spawn(write(js.clone(), replicas, ops, stats.clone(), stopped));
         let ownership = Arc::new(Self {
             manager,
             states,
             js,
+            replicas,
             partitions,
             stats,
         });
@@ -326,7 +335,7 @@ impl RtmsOwnership {
             return Ok(0);
         }
         let started = Instant::now();
-        let store = open_bucket(&self.js).await?;
+        let store = open_bucket(&self.js, self.replicas).await?;
         let saved = load(&store, partitions).await?;
         let mut count = 0;
         for state in saved {

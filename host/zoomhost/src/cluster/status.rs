@@ -88,10 +88,11 @@ fn unix_ms(t: SystemTime) -> u64 {
 
 /// Writes this node's heartbeat every third of `ttl` until `stop` turns true, then
 /// deletes it. The value is re-read from `info` each time (the admin URL may be set
-/// later).
+/// later). The lease bucket is opened with `ttl` and `replicas`.
 pub async fn advertise(
     js: jetstream::Context,
     ttl: Duration,
+    replicas: usize,
     info: watch::Receiver<NodeInfo>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -101,7 +102,7 @@ pub async fn advertise(
     let mut failing = false;
     loop {
         if store.is_none() {
-            match tokio::time::timeout(third, super::lease::open_bucket(&js, ttl)).await {
+            match tokio::time::timeout(third, super::lease::open_bucket(&js, ttl, replicas)).await {
                 Ok(Ok(s)) => store = Some(s),
                 Ok(Err(e)) => note(&mut failing, &format!("{e:#}")),
                 Err(_) => note(&mut failing, "opening the lease bucket timed out"),

@@ -65,6 +65,8 @@ pub struct WorkerSettings {
     pub partitions: u32,
     /// The lease TTL; also the consumers' ack wait.
     pub ttl: Duration,
+    /// The lease bucket's replicas (`[cluster] replicas`).
+    pub replicas: usize,
 }
 
 /// A worker's counters.
@@ -154,7 +156,12 @@ pub async fn run(
     let offset = super::partition::of_meeting(Some(&settings.node), settings.partitions);
     loop {
         if store.is_none() {
-            match tokio::time::timeout(third, super::lease::open_bucket(&js, settings.ttl)).await {
+            match tokio::time::timeout(
+                third,
+                super::lease::open_bucket(&js, settings.ttl, settings.replicas),
+            )
+            .await
+            {
                 Ok(Ok(s)) => store = Some(s),
                 Ok(Err(e)) => tracing::warn!("worker: {e:#}"),
                 Err(_) => tracing::warn!("worker: opening the lease bucket timed out"),

@@ -16,6 +16,7 @@
 //! publish_attempts = 8                 # per event, with backoff, before it is logged as lost
 //! accept_timeout_ms = 2500             # a webhook is answered 503 unless JetStream acked within it
 //! max_pending = 100000                 # events waiting for JetStream at most (NATS down)
+//! replicas = 1                         # copies JetStream keeps of the stream and buckets (1..=5)
 //! ```
 //!
 //! Without the section nothing of the cluster runs and no NATS is needed. Secrets
@@ -35,6 +36,12 @@ pub const DEFAULT_PARTITIONS: u32 = 64;
 /// The default JetStream duplicate window: 65 minutes, past Zoom's last webhook retry
 /// (5, 20 and 60 minutes after the first delivery).
 pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(65 * 60);
+
+/// The default number of copies JetStream keeps of the event stream and the buckets: one,
+/// which a single `nats-server` can hold. Use 3 with a cluster of 3 JetStream servers.
+pub const DEFAULT_REPLICAS: usize = 1;
+/// The most copies JetStream allows of a stream.
+pub const MAX_REPLICAS: usize = 5;
 
 /// A node's role in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +112,10 @@ pub struct ClusterConfig {
     /// node (while NATS is unreachable); past it webhooks are answered 503 and WebSocket
     /// events are dropped and counted.
     pub max_pending: usize,
+    /// How many copies JetStream keeps of the event stream, the key-value buckets and the
+    /// plugin object store (each on a different server of the NATS cluster). Every node
+    /// of a cluster must use the same; the last node to start sets it.
+    pub replicas: usize,
 }
 
 /// How long a webhook waits for JetStream's acknowledgement by default.
@@ -124,8 +135,49 @@ impl ClusterConfig {
             publish_attempts: 8,
             accept_timeout: DEFAULT_ACCEPT_TIMEOUT,
             max_pending: crate::cluster::publish::DEFAULT_MAX_PENDING,
+            replicas: DEFAULT_REPLICAS,
         }
     }
+}
+
+/// The keys of `[cluster]` whose values differ between `a` and `b` (credentials as
+/// `credentials`, never their values).
+pub fn changed_keys(a: &ClusterConfig, b: &ClusterConfig) -> Vec<&'static str> {
+    // Destructured so that a new field cannot be left out here.
+    let ClusterConfig {
+        nats_url: _,
+        auth: _,
+        node: _,
+        role: _,
+        lease_ttl: _,
+        partitions: _,
+        duplicate_window: _,
+        publish_attempts: _,
+        accept_timeout: _,
+        max_pending: _,
+        replicas: _,
+    } = a;
+    let mut keys = Vec::new();
+    let mut check = |key: &'static str, differs: bool| {
+        if differs {
+            keys.push(key);
+        }
+    };
+    check("nats_url", a.nats_url != b.nats_url);
+    check("credentials", a.auth != b.auth);
+    check("node", a.node != b.node);
+    check("role", a.role != b.role);
+    check("lease_ttl_ms", a.lease_ttl != b.lease_ttl);
+    check("partitions", a.partitions != b.partitions);
+    check(
+        "duplicate_window_s",
+        a.duplicate_window != b.duplicate_window,
+    );
+    check("publish_attempts", a.publish_attempts != b.publish_attempts);
+    check("accept_timeout_ms", a.accept_timeout != b.accept_timeout);
+    check("max_pending", a.max_pending != b.max_pending);
+    check("replicas", a.replicas != b.replicas);
+    keys
 }
 
 /// `hostname-pid`.
@@ -156,6 +208,7 @@ pub struct RawCluster {
     publish_attempts: Option<u32>,
     accept_timeout_ms: Option<u64>,
     max_pending: Option<usize>,
+    replicas: Option<usize>,
 }
 
 /// Validates the raw section; each problem names its key (`cluster.KEY`).
@@ -287,6 +340,12 @@ pub fn resolve(
     if max_pending == 0 {
         problems.push("cluster.max_pending: must be at least 1".into());
     }
+    let replicas = raw.replicas.unwrap_or(DEFAULT_REPLICAS);
+    if !(1..=MAX_REPLICAS).contains(&replicas) {
+        problems.push(format!(
+            "cluster.replicas: {replicas} is outside 1..={MAX_REPLICAS} (JetStream keeps at most {MAX_REPLICAS} copies; use 3 with a 3-server NATS cluster)"
+        ));
+    }
     Some(ClusterConfig {
         nats_url,
         auth,
@@ -298,6 +357,7 @@ pub fn resolve(
         publish_attempts,
         accept_timeout,
         max_pending,
+        replicas,
     })
 }
 
@@ -339,6 +399,7 @@ mod tests {
         assert_eq!(c.lease_ttl, Duration::from_secs(2));
         assert_eq!(c.partitions, 64);
         assert_eq!(c.duplicate_window, Duration::from_secs(3900));
+        assert_eq!(c.replicas, 1, "one copy by default");
         assert!(
             matches!(&c.auth, ClusterAuth::UserPassword { password, .. } if password.expose() == "pw")
         );
@@ -370,5 +431,21 @@ mod tests {
         }
         let unknown = parse("[cluster]\nnats = \"x\"\n").unwrap_err().join("\n");
         assert!(unknown.contains("nats"), "{unknown}");
+    }
+
+    #[test]
+    fn replicas_are_read_and_bounded() {
+        let section = |replicas: &str| {
+            format!("[cluster]\nnats_url = \"n\"\nrole = \"all\"\nreplicas = {replicas}\n")
+        };
+        assert_eq!(parse(&section("3")).unwrap().unwrap().replicas, 3);
+        assert_eq!(parse(&section("5")).unwrap().unwrap().replicas, 5);
+        for bad in ["0", "6"] {
+            let err = parse(&section(bad)).unwrap_err().join("\n");
+            assert!(err.contains("cluster.replicas"), "{bad}: {err}");
+            assert!(err.contains(bad), "{bad}: {err}");
+        }
+        let negative = parse(&section("-1")).unwrap_err().join("\n");
+        assert!(negative.contains("replicas"), "{negative}");
     }
 }

@@ -80,8 +80,11 @@
 //! API) is described in [`admin`].
 //!
 //! The `[cluster]` section (NATS JetStream cluster membership) is described in
-//! [`cluster`]; it is read by [`HostConfig::load_with_cluster`] and validated by every
-//! load.
+//! [`cluster`]; it is read into [`HostConfig::cluster`] by every load, and
+//! [`crate::host::Host::start`] joins the cluster when it is set. It is read once, at
+//! start: the config-file watcher ([`runtime_loader_for`]) applies the runtime's part of
+//! an edited file live, and reports a changed `[cluster]` section as a warning that a
+//! restart is needed to apply it.
 //!
 //! Environment variables win over the file; a `.env` file beside the config fills in what
 //! the real environment does not set.
@@ -134,6 +137,44 @@ pub fn runtime_loader() -> zoomhost_runtime::reload::ConfigLoader {
     std::sync::Arc::new(|path| HostConfig::load(path).map(|c| c.runtime))
 }
 
+/// [`runtime_loader`] for a host running with the `[cluster]` section `running`: a
+/// re-read file whose `[cluster]` section differs is still applied (its runtime part),
+/// and the difference is logged as a warning ([`cluster_change`]): cluster membership
+/// cannot change while the host runs.
+pub fn runtime_loader_for(
+    running: Option<ClusterConfig>,
+) -> zoomhost_runtime::reload::ConfigLoader {
+    std::sync::Arc::new(move |path| {
+        let config = HostConfig::load(path)?;
+        if let Some(warning) = cluster_change(running.as_ref(), config.cluster.as_ref()) {
+            tracing::warn!("{}: {warning}", path.display());
+        }
+        Ok(config.runtime)
+    })
+}
+
+/// What a re-read config's `[cluster]` section (`loaded`) changes against the one the
+/// host runs with (`running`), as a warning naming the keys; `None` when nothing does.
+pub fn cluster_change(
+    running: Option<&ClusterConfig>,
+    loaded: Option<&ClusterConfig>,
+) -> Option<String> {
+    let restart = "a restart is needed to apply it; the host keeps its running [cluster] section";
+    match (running, loaded) {
+        (None, None) => None,
+        (Some(a), Some(b)) if a == b => None,
+        (None, Some(_)) => Some(format!("[cluster] was added: {restart}")),
+        (Some(_), None) => Some(format!("[cluster] was removed: {restart}")),
+        (Some(a), Some(b)) => {
+            let keys = cluster::changed_keys(a, b);
+            Some(format!(
+                "cluster.{} changed: {restart}",
+                keys.join(", cluster.")
+            ))
+        }
+    }
+}
+
 /// The raw file shape.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -156,6 +197,9 @@ pub struct HostConfig {
     /// The admin listener; `None` when neither the file nor the environment configures
     /// it (`zoomhost run` then serves it on loopback, [`admin::DEFAULT_BIND`]).
     pub admin: Option<AdminConfig>,
+    /// Cluster membership (`[cluster]`); `None` without the section (a standalone host,
+    /// no NATS needed).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl HostConfig {
@@ -163,17 +207,12 @@ impl HostConfig {
     /// file's folder. Environment variables come from the process, then from a `.env` file
     /// beside the config (which never overrides the real environment).
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        Self::load_with_cluster(path).map(|(config, _)| config)
-    }
-
-    /// [`HostConfig::load`], with the file's `[cluster]` section (`None` without one).
-    pub fn load_with_cluster(path: &Path) -> anyhow::Result<(Self, Option<ClusterConfig>)> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading host config {}", path.display()))?;
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let base = absolute.parent().unwrap_or(Path::new("."));
         let dotenv = read_dotenv(&base.join(".env"))?;
-        Self::parse_with_cluster(&text, base, &|k| {
+        Self::parse(&text, base, &|k| {
             std::env::var(k).ok().or_else(|| dotenv.get(k).cloned())
         })
         .with_context(|| format!("in host config {}", path.display()))
@@ -196,15 +235,6 @@ impl HostConfig {
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Self> {
-        Self::parse_with_cluster(text, base, env).map(|(config, _)| config)
-    }
-
-    /// [`HostConfig::parse`], with the `[cluster]` section (`None` without one).
-    pub fn parse_with_cluster(
-        text: &str,
-        base: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> anyhow::Result<(Self, Option<ClusterConfig>)> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut problems = Vec::new();
         let plugins_dir = match raw.plugins_dir {
@@ -240,14 +270,12 @@ impl HostConfig {
         if !problems.is_empty() {
             anyhow::bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
         }
-        Ok((
-            Self {
-                runtime,
-                zoom,
-                admin,
-            },
+        Ok(Self {
+            runtime,
+            zoom,
+            admin,
             cluster,
-        ))
+        })
     }
 }
 
@@ -363,6 +391,110 @@ mod tests {
         assert!(err.contains("limits.memory_mib"), "{err}");
         assert!(err.contains("plugins.a.allow_http[0]"), "{err}");
         assert!(err.contains("MISSING_ONE"), "{err}");
+    }
+
+    #[test]
+    fn the_cluster_section_is_part_of_the_config() {
+        let text = "[cluster]\nnats_url = \"nats://h:4222\"\nrole = \"worker\"\nnode = \"w1\"\nreplicas = 3\n";
+        let cfg = HostConfig::parse(text, Path::new("."), &env).unwrap();
+        let cluster = cfg.cluster.as_ref().expect("a [cluster] section");
+        assert_eq!((cluster.role, cluster.node.as_str()), (Role::Worker, "w1"));
+        assert_eq!(cluster.replicas, 3);
+        assert_eq!(
+            HostConfig::parse("", Path::new("."), &env).unwrap().cluster,
+            None
+        );
+        let err = HostConfig::parse(&text.replace("= 3", "= 9"), Path::new("."), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster.replicas"), "{err}");
+    }
+
+    #[test]
+    fn a_changed_cluster_section_is_reported_by_key() {
+        let parse = |extra: &str| {
+            let text =
+                format!("[cluster]\nnats_url = \"n\"\nrole = \"all\"\nnode = \"a\"\n{extra}");
+            HostConfig::parse(&text, Path::new("."), &env)
+                .unwrap()
+                .cluster
+        };
+        let running = parse("");
+        assert_eq!(cluster_change(running.as_ref(), parse("").as_ref()), None);
+        assert_eq!(cluster_change(None, None), None);
+        let changed = cluster_change(
+            running.as_ref(),
+            parse("replicas = 3\npartitions = 8\n").as_ref(),
+        )
+        .expect("a warning");
+        assert!(changed.contains("cluster.partitions"), "{changed}");
+        assert!(changed.contains("cluster.replicas"), "{changed}");
+        assert!(changed.contains("restart"), "{changed}");
+        assert!(!changed.contains("cluster.role"), "{changed}");
+        let removed = cluster_change(running.as_ref(), None).expect("a warning");
+        assert!(
+            removed.contains("[cluster]") && removed.contains("restart"),
+            "{removed}"
+        );
+        let added = cluster_change(None, running.as_ref()).expect("a warning");
+        assert!(
+            added.contains("[cluster]") && added.contains("restart"),
+            "{added}"
+        );
+    }
+
+    #[test]
+    fn the_watcher_reports_a_changed_cluster_section_and_applies_the_rest() {
+        #[derive(Clone, Default)]
+        struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zoomhost.toml");
+        let section = "[cluster]\nnats_url = \"nats://h:4222\"\nrole = \"worker\"\nnode = \"w1\"\n";
+        std::fs::write(
+            &path,
+            format!("[limits]\nevent_deadline_ms = 100\n{section}"),
+        )
+        .unwrap();
+        let running = HostConfig::load(&path).unwrap().cluster;
+        let load = runtime_loader_for(running);
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let captured = captured.clone();
+                move || captured.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let log = || String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            // Unchanged: applied, nothing said.
+            assert_eq!(load(&path).unwrap().limits.event_deadline_ms, 100);
+            assert!(!log().contains("cluster"), "{}", log());
+            // The section changed with the limits: the limits apply, the change is reported.
+            std::fs::write(
+                &path,
+                format!("[limits]\nevent_deadline_ms = 200\n{section}partitions = 8\n"),
+            )
+            .unwrap();
+            assert_eq!(load(&path).unwrap().limits.event_deadline_ms, 200);
+            let warned = log();
+            assert!(warned.contains("WARN"), "{warned}");
+            assert!(warned.contains("cluster.partitions"), "{warned}");
+            assert!(warned.contains("restart"), "{warned}");
+            // An invalid section is refused, naming the key (the watcher keeps the old config).
+            std::fs::write(&path, format!("{section}replicas = 0\n")).unwrap();
+            let err = load(&path).unwrap_err();
+            assert!(format!("{err:#}").contains("cluster.replicas"), "{err:#}");
+        });
     }
 
     #[test]

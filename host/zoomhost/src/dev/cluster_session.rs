@@ -136,7 +136,7 @@ pub async fn run(options: DevOptions, workers: usize) -> anyhow::Result<()> {
     let view = tokio::spawn(status_view(js.clone(), meetings.clone()));
 
     // Plugins: built from plugins/*, pushed to the store every worker mirrors.
-    let store = plugins::open_bucket(&js).await?;
+    let store = plugins::open_bucket(&js, crate::config::cluster::DEFAULT_REPLICAS).await?;
     let (dev_tx, mut dev_rx) = tokio::sync::mpsc::unbounded_channel();
     let sources = SourceWatcher::start(SourceWatchConfig::new(&ws, &built_dir), dev_tx)?;
     sources.build_all().await?;

@@ -421,8 +421,8 @@ mod tests {
                 node_config(&settings, "n1", role, &dir.path().join("p"), port),
             )
             .unwrap();
-            let (config, cluster) = crate::config::HostConfig::load_with_cluster(&path).unwrap();
-            let cluster = cluster.unwrap();
+            let config = crate::config::HostConfig::load(&path).unwrap();
+            let cluster = config.cluster.clone().unwrap();
             assert_eq!((cluster.role, cluster.node.as_str()), (role, "n1"));
             assert_eq!(cluster.lease_ttl, Duration::from_millis(1500));
             assert_eq!(cluster.partitions, 16);
@@ -439,7 +439,7 @@ mod tests {
             node_config(&with_rtms, "n2", Role::Worker, &dir.path().join("p"), None),
         )
         .unwrap();
-        let (config, _) = crate::config::HostConfig::load_with_cluster(&path).unwrap();
+        let config = crate::config::HostConfig::load(&path).unwrap();
         let rtms = config.zoom.unwrap().rtms.expect("an RTMS client");
         assert_eq!(rtms.media.len(), 2);
         assert_eq!(rtms.reconnect_min, Duration::from_millis(50));
