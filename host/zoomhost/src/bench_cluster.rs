@@ -230,7 +230,7 @@ pub async fn run(options: ClusterBenchOptions) -> anyhow::Result<ExitCode> {
         cluster.latency.p99_ms - single_latency.p99_ms
     );
     println!(
-        "cluster, flat out: the ingress leader stored {:.0} events/s in JetStream (one publish in flight)",
+        "cluster, flat out: the ingress leader stored {:.0} events/s in JetStream (one publish in flight per partition)",
         cluster.stored_per_second
     );
     println!(
