@@ -148,9 +148,10 @@ pub async fn ensure_replicas(
             .config
             .clone();
         if config.num_replicas != replicas {
-            tracing::info!(
+            // Nodes disagree, or the operator changed the setting: either way it is news.
+            tracing::warn!(
                 stream,
-                "JetStream stream kept in {} copies: changing it to {replicas} (cluster.replicas)",
+                "JetStream stream kept in {} copies: changing it to {replicas} (cluster.replicas; every node of a cluster must use the same)",
                 config.num_replicas
             );
             config.num_replicas = replicas;
