@@ -1191,6 +1191,76 @@ async fn a_pushed_plugin_is_loaded_swapped_and_removed_on_every_worker() {
     }
 }
 
+/// A plugin removed while a worker was down, after JetStream lost the removal too (the
+/// store was deleted and made again), is unloaded when the worker comes back; a plugin
+/// the operator dropped into the worker's own folder stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plugin_removed_while_a_worker_was_down_is_unloaded_when_it_returns() {
+    use zoomhost::cluster::plugins;
+    let Some(nats) = nats().await else { return };
+    let zoom = LocalZoom::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = crate::support::Logs::default();
+    let folder = dir.path().join("worker-1");
+    let w1 = bare_worker(&nats, &zoom, "worker-1", dir.path(), &logs).await;
+    let js = w1.cluster().unwrap().jetstream().clone();
+    let store = plugins::open_bucket(&js, 1).await.unwrap();
+    let recorder = std::fs::read(crate::support::wasm("recorder")).unwrap();
+    plugins::push(&store, "rec", &recorder).await.unwrap();
+    std::fs::copy(crate::support::wasm("noop"), folder.join("local.wasm")).unwrap();
+    let names = |h: &Host| {
+        let h = h.plugins().clone();
+        async move {
+            let mut names: Vec<String> = h.plugins().await.into_iter().map(|p| p.name).collect();
+            names.sort();
+            names
+        }
+    };
+    let start = Instant::now();
+    while names(&w1).await != ["local", "rec"] {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            names(&w1).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let manifest = std::fs::read_to_string(folder.join(plugins::MANIFEST)).unwrap();
+    assert_eq!(manifest, "rec\n", "only what the mirror wrote");
+    w1.shutdown().await;
+
+    // While the worker is down the plugin goes, and so does every trace of it.
+    js.delete_object_store(plugins::PLUGIN_BUCKET)
+        .await
+        .unwrap();
+    plugins::open_bucket(&js, 1).await.unwrap();
+
+    let w1 = bare_worker(&nats, &zoom, "worker-1", dir.path(), &logs).await;
+    let start = Instant::now();
+    while names(&w1).await != ["local"] {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            names(&w1).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!folder.join("rec.wasm").exists());
+    assert!(folder.join("local.wasm").exists());
+    let removed = w1
+        .cluster()
+        .unwrap()
+        .mirror_stats()
+        .removed
+        .load(Ordering::Relaxed);
+    assert_eq!(removed, 1);
+    assert_eq!(
+        std::fs::read_to_string(folder.join(plugins::MANIFEST)).unwrap(),
+        ""
+    );
+    w1.shutdown().await;
+}
+
 // ---- RTMS streams owned by the partition's worker, their state in JetStream ----
 
 /// The simulator's RTMS client settings with Zoom's timers scaled down (backoff 50 to

@@ -14,6 +14,13 @@
 //! file, which unloads the plugin. An object that cannot be read, is too large, is not
 //! WebAssembly or has an unusable name is logged and skipped; the node keeps running.
 //!
+//! The mirror remembers which files it wrote in a hidden manifest in the folder
+//! ([`MANIFEST`], one plugin name a line). Each time its watch opens (at start, and after
+//! a lost NATS connection) it lists the bucket and deletes the mirrored files whose
+//! object is gone, so a plugin removed while the node was down is unloaded too, even once
+//! JetStream no longer holds the removal. Files the mirror did not write (plugins an
+//! operator dropped into this node's folder) are never touched.
+//!
 //! **Grants for the whole cluster.** `zoomhost plugin grants NAME FILE.toml` (or `plugin
 //! push FILE.wasm --grants FILE.toml`) stores the body of a `[plugins.NAME]` table
 //! (`allow_http`, `stream_control`, `config`, `enabled`, `limits`, `instances`) in the
@@ -47,6 +54,9 @@ use super::pause;
 
 /// The object store bucket holding the cluster's plugins.
 pub const PLUGIN_BUCKET: &str = "zoomhost_plugins";
+
+/// The hidden file in a worker's plugins folder listing the plugins its mirror wrote.
+pub const MANIFEST: &str = ".zoomhost-mirror";
 
 /// Counters of a node's mirror.
 #[derive(Debug, Default)]
@@ -198,6 +208,7 @@ pub async fn mirror(
             }
         };
         tracing::info!(folder = %dir.display(), "plugin mirror: watching {PLUGIN_BUCKET}");
+        prune(&store, &dir, &stats).await;
         loop {
             let next = tokio::select! {
                 n = watch.next() => n,
@@ -221,6 +232,76 @@ pub async fn mirror(
     }
 }
 
+/// Deletes the mirrored files (those in the manifest) whose object is no longer in the
+/// bucket.
+async fn prune(store: &object_store::ObjectStore, dir: &Path, stats: &MirrorStats) {
+    let mirrored = read_manifest(dir).await;
+    if mirrored.is_empty() {
+        return;
+    }
+    let present: std::collections::BTreeSet<String> = match list(store).await {
+        Ok(present) => present.into_iter().map(|(name, _)| name).collect(),
+        Err(e) => {
+            tracing::warn!("plugin mirror: cannot list {PLUGIN_BUCKET} to prune: {e:#}");
+            return;
+        }
+    };
+    for name in mirrored.difference(&present) {
+        remove_mirrored(dir, name, stats, "its object is gone from the store").await;
+    }
+}
+
+/// Deletes a mirrored plugin file (unloading the plugin) and drops it from the manifest.
+async fn remove_mirrored(dir: &Path, name: &str, stats: &MirrorStats, why: &str) {
+    let file = dir.join(object_name(name));
+    match tokio::fs::remove_file(&file).await {
+        Ok(()) => {
+            stats.removed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(plugin = %name, "plugin mirror: removed {} ({why})", file.display());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(plugin = %name, "plugin mirror: removing {}: {e}", file.display());
+            return;
+        }
+    }
+    update_manifest(dir, |names| {
+        names.remove(name);
+    })
+    .await;
+}
+
+/// The plugin names in `dir`'s manifest (none when it is missing or unreadable).
+async fn read_manifest(dir: &Path) -> std::collections::BTreeSet<String> {
+    let text = tokio::fs::read_to_string(dir.join(MANIFEST))
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .map(str::trim)
+        .filter(|n| valid_name(n))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Changes `dir`'s manifest with `change` (written to a temp file, then renamed).
+async fn update_manifest(dir: &Path, change: impl FnOnce(&mut std::collections::BTreeSet<String>)) {
+    let mut names = read_manifest(dir).await;
+    let before = names.clone();
+    change(&mut names);
+    if names == before {
+        return;
+    }
+    let text: String = names.iter().map(|n| format!("{n}\n")).collect();
+    let temp = dir.join(format!("{MANIFEST}.tmp"));
+    let written = async {
+        tokio::fs::write(&temp, text).await?;
+        tokio::fs::rename(&temp, dir.join(MANIFEST)).await
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(folder = %dir.display(), "plugin mirror: updating {MANIFEST}: {e}");
+    }
+}
+
 /// Applies one object's newest state to the folder.
 async fn apply(
     store: &object_store::ObjectStore,
@@ -239,26 +320,25 @@ async fn apply(
     };
     let file = dir.join(object_name(&name));
     if info.deleted {
-        match tokio::fs::remove_file(&file).await {
-            Ok(()) => {
-                stats.removed.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(plugin = %name, "plugin mirror: removed {}", file.display());
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(plugin = %name, "plugin mirror: removing {}: {e}", file.display())
-            }
-        }
+        remove_mirrored(dir, &name, stats, "removed from the store").await;
         return;
     }
     match fetch(store, &info.name, info.size, max_bytes).await {
         Ok(bytes) => {
             if tokio::fs::read(&file).await.is_ok_and(|old| old == bytes) {
                 tracing::debug!(plugin = %name, "plugin mirror: {} is up to date", file.display());
+                update_manifest(dir, |names| {
+                    names.insert(name.clone());
+                })
+                .await;
                 return;
             }
             match write_atomically(dir, &name, &file, &bytes).await {
                 Ok(()) => {
+                    update_manifest(dir, |names| {
+                        names.insert(name.clone());
+                    })
+                    .await;
                     stats.written.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
                         plugin = %name,
