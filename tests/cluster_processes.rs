@@ -10,44 +10,16 @@
 //! where they fail.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt as _;
-use zoomhost::cluster::nats_server::{self, NatsServer};
+use zoomhost::cluster::nats_server::NatsServer;
 use zoomhost::cluster::status::{self, ClusterStatus};
 use zoomhost::config::{Role, Secret};
 use zoomhost::dev::local_cluster::{ClusterSettings, LocalCluster, WEBHOOK_SECRET};
 use zoomhost_sim::webhook::WebhookSender;
 use zoomhost_sim::LocalZoom;
-
-/// A running nats-server, or `None` (test skipped) when none can be had and CI does not
-/// require one.
-async fn nats() -> Option<NatsServer> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::support::workspace().join("target"));
-    static BINARY: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    let started = tokio::task::spawn_blocking(move || {
-        let binary = BINARY
-            .get_or_init(|| nats_server::locate(&target).map_err(|e| format!("{e:#}")))
-            .clone()
-            .map_err(anyhow::Error::msg)?;
-        NatsServer::start(&binary)
-    })
-    .await
-    .expect("provisioning task");
-    match started {
-        Ok(server) => Some(server),
-        Err(e) if std::env::var("ZOOMHOST_REQUIRE_NATS").as_deref() == Ok("1") => {
-            panic!("ZOOMHOST_REQUIRE_NATS=1 but no nats-server could be provisioned: {e:#}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: no nats-server could be provisioned ({e:#}); set ZOOMHOST_REQUIRE_NATS=1 to fail instead");
-            None
-        }
-    }
-}
 
 /// Hang guard for anything to happen (processes start, leases move).
 const WAIT: Duration = Duration::from_secs(30);
@@ -67,7 +39,7 @@ impl Rig {
     /// Starts `ingress` and `workers` nodes; workers get the recorder as plugin `rec`
     /// when `recorder` is set.
     async fn start(ingress: &[&str], workers: &[&str], recorder: bool, rtms: bool) -> Option<Rig> {
-        let nats = nats().await?;
+        let nats = crate::cluster::nats().await?;
         let zoom = LocalZoom::start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let settings = ClusterSettings::new(
