@@ -105,6 +105,16 @@ impl Rig {
         }
     }
 
+    /// Stops every node with SIGTERM and asserts that each stopped cleanly.
+    fn stop_cleanly(&mut self) {
+        let unclean = self.cluster.stop_all(Duration::from_secs(10));
+        assert!(
+            unclean.is_empty(),
+            "did not stop cleanly: {unclean:?}\n{}",
+            self.logs()
+        );
+    }
+
     /// Every node's log, for failure messages.
     fn logs(&self) -> String {
         self.cluster
@@ -501,12 +511,7 @@ async fn killed_worker_and_ingress_leader_lose_no_accepted_event() {
         "out of order: {seq:?}"
     );
 
-    let unclean = rig.cluster.stop_all(Duration::from_secs(10));
-    assert!(
-        unclean.is_empty(),
-        "did not stop cleanly: {unclean:?}\n{}",
-        rig.logs()
-    );
+    rig.stop_cleanly();
 }
 
 /// (c) and (d): a plugin pushed once reaches every worker process; an event sent both on
@@ -644,10 +649,5 @@ async fn a_pushed_plugin_reaches_every_worker_and_each_event_is_delivered_once()
         !rig.records("worker-1").is_empty() && !rig.records("worker-2").is_empty(),
         "both workers own some of the meetings\n{s}"
     );
-    let unclean = rig.cluster.stop_all(Duration::from_secs(10));
-    assert!(
-        unclean.is_empty(),
-        "did not stop cleanly: {unclean:?}\n{}",
-        rig.logs()
-    );
+    rig.stop_cleanly();
 }
