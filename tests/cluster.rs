@@ -1377,18 +1377,44 @@ impl RtmsCluster {
 
     /// Announces `stream` with `meeting.rtms_started` on the event WebSocket, as Zoom.
     async fn announce(&self, stream: &zoomhost_sim::rtms::SimStream) {
-        let payload = serde_json::json!({
-            "meeting_uuid": stream.meeting_uuid(),
-            "rtms_stream_id": stream.stream_id(),
-            "server_urls": self.zoom.rtms.signaling_url(),
-            "operator_id": "op-1",
-        });
+        let mut payload = rtms_started(&self.zoom, stream);
+        payload["operator_id"] = "op-1".into();
         assert!(
             self.zoom
                 .events
                 .push_event_at("meeting.rtms_started", 1_760_000_000_000, payload)
                 .await
         );
+    }
+
+    /// Adds `spec`'s stream to the simulator, announces it and waits until its owner's
+    /// recorder has `frames` audio frames. Returns the stream, its owner and the other
+    /// worker.
+    async fn open(
+        &self,
+        spec: zoomhost_sim::rtms::StreamSpec,
+        frames: usize,
+    ) -> (std::sync::Arc<zoomhost_sim::rtms::SimStream>, usize, usize) {
+        let stream = self.zoom.rtms.add_stream(spec);
+        let owner = self.owner_of(stream.meeting_uuid());
+        self.announce(&stream).await;
+        until_audio(
+            "the owner's recorder gets media",
+            &self.logs[owner],
+            stream.stream_id(),
+            frames,
+        )
+        .await;
+        (stream, owner, 1 - owner)
+    }
+
+    /// Shuts every node down that is still running.
+    async fn shutdown(self) {
+        for host in self.workers.into_iter().flatten() {
+            host.shutdown().await;
+        }
+        self.ingress.shutdown().await;
+        drop((self.nats, self.dir));
     }
 
     async fn saved(&self, stream_id: &str) -> Option<zoomhost_zoom::rtms::SavedStream> {
@@ -1439,6 +1465,65 @@ fn opened_here(host: &Host) -> u64 {
     host.rtms().map_or(0, |r| r.stats().opened)
 }
 
+/// The `meeting.rtms_started` payload Zoom sends for `stream`.
+fn rtms_started(zoom: &LocalZoom, stream: &zoomhost_sim::rtms::SimStream) -> serde_json::Value {
+    serde_json::json!({
+        "meeting_uuid": stream.meeting_uuid(),
+        "rtms_stream_id": stream.stream_id(),
+        "server_urls": zoom.rtms.signaling_url(),
+    })
+}
+
+/// Waits (30 s hang guard) until the recorder in `logs` has at least `frames` audio
+/// frames of `stream_id`.
+async fn until_audio(what: &str, logs: &crate::support::Logs, stream_id: &str, frames: usize) {
+    until(what, Duration::from_secs(30), || {
+        audio_on(logs, stream_id).len() >= frames
+    })
+    .await;
+}
+
+/// Asserts that `stream` ran to its end, then waits (30 s hang guard) until the
+/// recorder in `logs` closed its session.
+async fn ran_to_end(
+    stream: &zoomhost_sim::rtms::SimStream,
+    logs: &crate::support::Logs,
+    what: &str,
+) {
+    assert!(
+        stream.wait_done(Duration::from_secs(60)).await,
+        "the stream ran to its end"
+    );
+    let id = stream.stream_id();
+    until(what, Duration::from_secs(30), || {
+        !logs
+            .lines("rec", &format!("rec close stream={id} "))
+            .is_empty()
+    })
+    .await;
+}
+
+/// `before` then `after` (the frames on two owners in turn): no frame twice, each
+/// speaker's in order, and together every audio frame the simulator wrote.
+fn each_frame_once_across(
+    before: &[(String, u64)],
+    after: &[(String, u64)],
+    stream: &zoomhost_sim::rtms::SimStream,
+    what: &str,
+) {
+    let mut got = before.to_vec();
+    got.extend(after.iter().cloned());
+    each_once_in_order(&got, what);
+    got.sort();
+    let mut want: Vec<(String, u64)> = written(stream)
+        .into_iter()
+        .map(|(u, ts, _)| (u, ts))
+        .collect();
+    want.sort();
+    assert_eq!(got.len(), want.len(), "every frame once {what}");
+    assert_eq!(got, want, "every frame once {what}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_rtms_stream_opens_on_the_partition_owner_and_moves_when_it_crashes() {
     let Some(mut c) = RtmsCluster::start().await else {
@@ -1450,17 +1535,8 @@ async fn an_rtms_stream_opens_on_the_partition_owner_and_moves_when_it_crashes()
         faults: vec![(30, zoomhost_sim::rtms::Fault::Failover)],
         ..zoomhost_sim::rtms::StreamSpec::new("rtms-crash-meeting==", "streamcrash01")
     };
-    let stream = c.zoom.rtms.add_stream(spec);
-    let owner = c.owner_of(stream.meeting_uuid());
-    let other = 1 - owner;
-    c.announce(&stream).await;
+    let (stream, owner, other) = c.open(spec, 60).await;
     let id = stream.stream_id().to_string();
-    until(
-        "the owner's recorder gets media",
-        Duration::from_secs(30),
-        || audio_on(&c.logs[owner], &id).len() >= 60,
-    )
-    .await;
     // Opened once, by the owner: not by the other worker, not by the ingress node.
     assert_eq!(opened_here(c.worker(owner)), 1);
     assert_eq!(opened_here(c.worker(other)), 0);
@@ -1499,31 +1575,13 @@ async fn an_rtms_stream_opens_on_the_partition_owner_and_moves_when_it_crashes()
     let before = audio_on(&c.logs[owner], &id);
     c.workers[owner].take().unwrap().abort();
     let survivor = c.worker(other);
-    until(
-        "the survivor resumes the stream",
-        Duration::from_secs(30),
-        || !audio_on(&c.logs[other], &id).is_empty(),
-    )
-    .await;
+    until_audio("the survivor resumes the stream", &c.logs[other], &id, 1).await;
     let resumed_after = crashed.elapsed();
     let resumed_at_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    assert!(
-        stream.wait_done(Duration::from_secs(60)).await,
-        "the stream ran to its end"
-    );
-    until(
-        "the survivor's session closed",
-        Duration::from_secs(30),
-        || {
-            !c.logs[other]
-                .lines("rec", &format!("rec close stream={id} "))
-                .is_empty()
-        },
-    )
-    .await;
+    ran_to_end(&stream, &c.logs[other], "the survivor's session closed").await;
     let after = audio_on(&c.logs[other], &id);
     each_once_in_order(&after, "the new owner");
     // Nothing the simulator buffered or wrote after the crash is missing on the new
@@ -1579,11 +1637,7 @@ async fn an_rtms_stream_opens_on_the_partition_owner_and_moves_when_it_crashes()
     )
     .await;
     assert!(c.saved(&id).await.is_none());
-    for host in c.workers.into_iter().flatten() {
-        host.shutdown().await;
-    }
-    c.ingress.shutdown().await;
-    drop((c.nats, c.dir));
+    c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1598,63 +1652,24 @@ async fn a_draining_worker_hands_its_rtms_stream_over_with_nothing_lost_or_repea
         resend_on_resume: 5,
         ..zoomhost_sim::rtms::StreamSpec::new("rtms-drain-meeting==", "streamdrain01")
     };
-    let stream = c.zoom.rtms.add_stream(spec);
-    let owner = c.owner_of(stream.meeting_uuid());
-    let other = 1 - owner;
-    c.announce(&stream).await;
+    let (stream, owner, other) = c.open(spec, 50).await;
     let id = stream.stream_id().to_string();
-    until(
-        "the owner's recorder gets media",
-        Duration::from_secs(30),
-        || audio_on(&c.logs[owner], &id).len() >= 50,
-    )
-    .await;
     let drained = Instant::now();
     let leaving = c.workers[owner].take().unwrap();
     let handed = leaving.cluster().unwrap().rtms_state_stats().clone();
     leaving.shutdown().await;
     assert_eq!(handed.handed_over.load(Ordering::Relaxed), 1);
-    until(
-        "the next owner's first frame",
-        Duration::from_secs(30),
-        || !audio_on(&c.logs[other], &id).is_empty(),
-    )
-    .await;
+    until_audio("the next owner's first frame", &c.logs[other], &id, 1).await;
     let moved = drained.elapsed();
     let saved = c
         .saved(&id)
         .await
         .expect("the state kept for the next owner");
     assert!(!saved.progress.is_empty(), "{saved:?}");
-    assert!(
-        stream.wait_done(Duration::from_secs(60)).await,
-        "the stream ran to its end"
-    );
-    until(
-        "the new owner's session closed",
-        Duration::from_secs(30),
-        || {
-            !c.logs[other]
-                .lines("rec", &format!("rec close stream={id} "))
-                .is_empty()
-        },
-    )
-    .await;
+    ran_to_end(&stream, &c.logs[other], "the new owner's session closed").await;
     let (before, after) = (audio_on(&c.logs[owner], &id), audio_on(&c.logs[other], &id));
     assert!(!after.is_empty(), "the new owner resumed");
-    let mut both = before.clone();
-    both.extend(after.iter().cloned());
-    each_once_in_order(&both, "across both owners");
-    let sent: Vec<(String, u64)> = written(&stream)
-        .into_iter()
-        .map(|(u, ts, _)| (u, ts))
-        .collect();
-    let mut got = both.clone();
-    got.sort();
-    let mut want = sent.clone();
-    want.sort();
-    assert_eq!(got.len(), want.len(), "every frame once across both owners");
-    assert_eq!(got, want);
+    each_frame_once_across(&before, &after, &stream, "across both owners");
     assert!(stream.stats().resent > 0, "the server sent frames again");
     eprintln!(
         "RTMS hand-over: {} frames on the draining node, {} on the next, its first {} ms after the drain began",
@@ -1664,11 +1679,7 @@ async fn a_draining_worker_hands_its_rtms_stream_over_with_nothing_lost_or_repea
     );
     let survivor = c.worker(other);
     assert_eq!(survivor.rtms().unwrap().stats().resumed, 1);
-    for host in c.workers.into_iter().flatten() {
-        host.shutdown().await;
-    }
-    c.ingress.shutdown().await;
-    drop((c.nats, c.dir));
+    c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1785,11 +1796,7 @@ async fn an_all_node_opens_an_rtms_stream_once() {
         frames: 100,
         ..zoomhost_sim::rtms::StreamSpec::new("rtms-all-meeting==", "streamall01")
     });
-    let payload = serde_json::json!({
-        "meeting_uuid": stream.meeting_uuid(),
-        "rtms_stream_id": stream.stream_id(),
-        "server_urls": zoom.rtms.signaling_url(),
-    });
+    let payload = rtms_started(&zoom, &stream);
     // On the event WebSocket and as a webhook: one stream all the same.
     assert!(
         zoom.events
@@ -1800,14 +1807,8 @@ async fn an_all_node_opens_an_rtms_stream_once() {
     let body = WebhookSender::event_body("meeting.rtms_started", 1_760_000_000_000, &payload);
     let sent = hook.send_raw(body, &SendOptions::default()).await.unwrap();
     assert_eq!(sent.status, 200, "{}", sent.response);
-    assert!(stream.wait_done(Duration::from_secs(60)).await);
+    ran_to_end(&stream, &logs, "the session closed").await;
     let id = stream.stream_id().to_string();
-    until("the session closed", Duration::from_secs(30), || {
-        !logs
-            .lines("rec", &format!("rec close stream={id} "))
-            .is_empty()
-    })
-    .await;
     let got = audio_on(&logs, &id);
     each_once_in_order(&got, "the all node");
     assert_eq!(got.len(), written(&stream).len());
@@ -1846,42 +1847,20 @@ async fn a_joining_worker_takes_rtms_streams_over_with_the_partitions_it_is_give
         resend_on_resume: 5,
         ..zoomhost_sim::rtms::StreamSpec::new(meeting, "streamrebalance01")
     });
-    let payload = serde_json::json!({
-        "meeting_uuid": stream.meeting_uuid(),
-        "rtms_stream_id": stream.stream_id(),
-        "server_urls": zoom.rtms.signaling_url(),
-    });
+    let payload = rtms_started(&zoom, &stream);
     assert!(
         zoom.events
             .push_event_at("meeting.rtms_started", 1_760_000_000_000, payload)
             .await
     );
     let id = stream.stream_id().to_string();
-    until("worker-1 streams", Duration::from_secs(30), || {
-        audio_on(&l1, &id).len() >= 30
-    })
-    .await;
+    until_audio("worker-1 streams", &l1, &id, 30).await;
     let w2 = rtms_node(&nats, &zoom, "worker-2", dir.path(), Role::Worker, &l2).await;
-    assert!(stream.wait_done(Duration::from_secs(60)).await);
-    until("worker-2's session closed", Duration::from_secs(30), || {
-        !l2.lines("rec", &format!("rec close stream={id} "))
-            .is_empty()
-    })
-    .await;
+    ran_to_end(&stream, &l2, "worker-2's session closed").await;
     let p = zoomhost::cluster::partition::of_meeting(Some(stream.meeting_uuid()), partitions);
     assert!(owned(&w2).contains(&p), "the partition moved");
     let (before, after) = (audio_on(&l1, &id), audio_on(&l2, &id));
-    let mut both = before.clone();
-    both.extend(after.iter().cloned());
-    each_once_in_order(&both, "across the rebalance");
-    let mut got = both;
-    got.sort();
-    let mut want: Vec<(String, u64)> = written(&stream)
-        .into_iter()
-        .map(|(u, ts, _)| (u, ts))
-        .collect();
-    want.sort();
-    assert_eq!(got, want, "every frame once across both workers");
+    each_frame_once_across(&before, &after, &stream, "across the rebalance");
     assert_eq!(w1.rtms().unwrap().stats().handed_over, 1);
     assert_eq!(w2.rtms().unwrap().stats().resumed, 1);
     for host in [w1, w2, ingress] {
