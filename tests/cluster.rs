@@ -77,17 +77,22 @@ async fn worker(
     plugins: &Path,
     logs: &crate::support::Logs,
 ) -> Host {
+    recording(nats, zoom, node, plugins, Role::Worker, logs).await
+}
+
+/// Puts the recorder (as plugin `rec`) into `node`'s folder under `plugins`, and returns
+/// host options that capture its plugin log lines in `logs`.
+fn with_recorder(node: &str, plugins: &Path, logs: &crate::support::Logs) -> HostOptions {
     std::fs::create_dir_all(plugins.join(node)).unwrap();
     std::fs::copy(
         crate::support::wasm("recorder"),
         plugins.join(node).join("rec.wasm"),
     )
     .unwrap();
-    let options = HostOptions {
+    HostOptions {
         log_sink: Some(logs.sink()),
         ..Default::default()
-    };
-    member_with(nats, zoom, node, plugins, Role::Worker, options).await
+    }
 }
 
 /// A node of `role` whose plugins folder holds the recorder (as plugin `rec`), its
@@ -100,16 +105,7 @@ async fn recording(
     role: Role,
     logs: &crate::support::Logs,
 ) -> Host {
-    std::fs::create_dir_all(plugins.join(node)).unwrap();
-    std::fs::copy(
-        crate::support::wasm("recorder"),
-        plugins.join(node).join("rec.wasm"),
-    )
-    .unwrap();
-    let options = HostOptions {
-        log_sink: Some(logs.sink()),
-        ..Default::default()
-    };
+    let options = with_recorder(node, plugins, logs);
     member_with(nats, zoom, node, plugins, role, options).await
 }
 
@@ -160,6 +156,21 @@ fn member_config(
         admin: None,
         cluster: Some(cluster),
     }
+}
+
+/// A pull consumer (no acks) over the whole event stream, to read back what it stored.
+pub(crate) async fn read_back(
+    js: &async_nats::jetstream::Context,
+) -> async_nats::jetstream::consumer::PullConsumer {
+    js.get_stream(zoomhost::cluster::EVENT_STREAM)
+        .await
+        .unwrap()
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
 }
 
 fn leading(host: &Host) -> bool {
@@ -334,18 +345,7 @@ async fn an_event_from_the_websocket_and_webhooks_on_two_ingress_nodes_is_stored
     assert_eq!(total(|s| s.lost.load(Ordering::Relaxed)), 0);
 
     // Read the stream back with a consumer and count by message id.
-    let js = a.cluster().unwrap().jetstream().clone();
-    let stream = js
-        .get_stream(zoomhost::cluster::EVENT_STREAM)
-        .await
-        .unwrap();
-    let consumer = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::Config {
-            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let consumer = read_back(a.cluster().unwrap().jetstream()).await;
     let mut batch = consumer
         .fetch()
         .max_messages(10 * EVENTS)
@@ -1288,20 +1288,11 @@ async fn rtms_node(
     role: Role,
     logs: &crate::support::Logs,
 ) -> Host {
-    std::fs::create_dir_all(plugins.join(node)).unwrap();
-    std::fs::copy(
-        crate::support::wasm("recorder"),
-        plugins.join(node).join("rec.wasm"),
-    )
-    .unwrap();
+    let options = with_recorder(node, plugins, logs);
     let mut config = member_config(nats, zoom, node, plugins, role);
     if let Some(z) = config.zoom.as_mut() {
         z.rtms = Some(rtms_client(zoom));
     }
-    let options = HostOptions {
-        log_sink: Some(logs.sink()),
-        ..Default::default()
-    };
     Host::start(config, options)
         .await
         .expect("starting a cluster node")

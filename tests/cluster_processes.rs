@@ -136,18 +136,7 @@ impl Rig {
 
     /// The ids of every event in the JetStream stream (what ingress accepted).
     async fn stored(&self) -> BTreeSet<String> {
-        let stream = self
-            .js
-            .get_stream(zoomhost::cluster::EVENT_STREAM)
-            .await
-            .unwrap();
-        let consumer = stream
-            .create_consumer(async_nats::jetstream::consumer::pull::Config {
-                ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let consumer = crate::cluster::read_back(&self.js).await;
         let mut out = BTreeSet::new();
         let mut batch = consumer
             .fetch()
