@@ -30,7 +30,6 @@ use super::local_cluster::{ClusterSettings, LocalCluster};
 use super::{DevEvent, DevOptions, SourceWatchConfig, SourceWatcher};
 use crate::cluster::{nats_server, plugins, status};
 use crate::config::Role;
-use zoomhost_sim::events::Scenario;
 use zoomhost_sim::LocalZoom;
 
 /// Prints one line of the view, tagged.
@@ -44,14 +43,7 @@ pub async fn run(options: DevOptions, workers: usize) -> anyhow::Result<()> {
         (1..=16).contains(&workers),
         "--workers {workers}: give 1 to 16"
     );
-    let cwd = std::env::current_dir().context("reading the current folder")?;
-    let ws = crate::wasm_build::find_workspace(&cwd).context(
-        "zoomhost dev runs inside the zoomhost repository (it builds the plugins/* crates); \
-         cd into your clone, or use `zoomhost run` with a config",
-    )?;
-    tokio::task::spawn_blocking(crate::wasm_build::ensure_wasm_target)
-        .await
-        .context("checking the wasm32-wasip2 target")??;
+    let ws = super::session::dev_workspace().await?;
     let dev_dir = ws.join("target/zoomhost-dev/cluster");
     let nodes_dir = dev_dir.join("nodes");
     // Each session starts from empty node folders (the plugins come from the store).
@@ -59,11 +51,7 @@ pub async fn run(options: DevOptions, workers: usize) -> anyhow::Result<()> {
     let built_dir = dev_dir.join("built");
     std::fs::create_dir_all(&built_dir)
         .with_context(|| format!("creating {}", built_dir.display()))?;
-    let scenario_path = options
-        .scenario
-        .clone()
-        .unwrap_or_else(|| ws.join("host/samples/rtms-meeting.toml"));
-    let scenario = Scenario::load(&scenario_path)?;
+    let (scenario_path, scenario) = super::session::load_scenario(&options, &ws)?;
 
     // NATS, the simulator and the sink.
     let target = ws.join("target");
@@ -176,38 +164,15 @@ pub async fn run(options: DevOptions, workers: usize) -> anyhow::Result<()> {
         })
     };
 
-    let pause = options.pause.unwrap_or(Duration::from_secs(5));
-    let play = async {
-        let mut round = 1u64;
-        loop {
-            say(
-                "note",
-                &format!("playing {} (round {round})", scenario_path.display()),
-            );
-            match scenario.run_with(&zoom.events, Some(&zoom.rtms)).await {
-                Ok(report) => say(
-                    "note",
-                    &format!(
-                        "scenario done: {} events sent, {} faults",
-                        report.sent.len(),
-                        report.faults
-                    ),
-                ),
-                Err(e) => say("note", &format!("scenario failed: {e:#}")),
-            }
-            if options.once {
-                // Deliveries land, and the view shows the last status.
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                return;
-            }
-            tokio::time::sleep(pause).await;
-            round += 1;
-        }
+    // With `once`, 3 s for deliveries to land and the view to show the last status.
+    let play = super::session::Play {
+        scenario: &scenario,
+        path: &scenario_path,
+        zoom: &zoom,
+        options: &options,
+        settle: Duration::from_secs(3),
     };
-    tokio::select! {
-        _ = play => {}
-        _ = crate::cli::shutdown_signal() => {}
-    }
+    play.until_stopped(|text| say("note", &text)).await;
 
     if let Ok(s) = status::snapshot(&js).await {
         say("cluster", "final status:");

@@ -49,23 +49,12 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     if let Some(workers) = options.workers {
         return super::cluster_session::run(options.clone(), workers).await;
     }
-    let cwd = std::env::current_dir().context("reading the current folder")?;
-    let ws = crate::wasm_build::find_workspace(&cwd).context(
-        "zoomhost dev runs inside the zoomhost repository (it builds the plugins/* crates); \
-         cd into your clone, or use `zoomhost run` with a config",
-    )?;
-    tokio::task::spawn_blocking(crate::wasm_build::ensure_wasm_target)
-        .await
-        .context("checking the wasm32-wasip2 target")??;
+    let ws = dev_workspace().await?;
     let dev_dir = ws.join("target/zoomhost-dev");
     let plugins_dir = dev_dir.join("plugins");
     std::fs::create_dir_all(&plugins_dir)
         .with_context(|| format!("creating {}", plugins_dir.display()))?;
-    let scenario_path = options
-        .scenario
-        .clone()
-        .unwrap_or_else(|| ws.join("host/samples/rtms-meeting.toml"));
-    let scenario = Scenario::load(&scenario_path)?;
+    let (scenario_path, scenario) = load_scenario(&options, &ws)?;
 
     // The simulated Zoom.
     let zoom = LocalZoom::start().await?;
@@ -162,35 +151,15 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         super::ChaosSession::start(chaos, event_sim, rtms_sim, host.webhook_url(), &monitor)
     });
 
-    let pause = options.pause.unwrap_or(Duration::from_secs(5));
-    let play = async {
-        let mut round = 1u64;
-        loop {
-            monitor.note(format!(
-                "playing {} (round {round})",
-                scenario_path.display()
-            ));
-            match scenario.run_with(event_sim, Some(rtms_sim)).await {
-                Ok(report) => monitor.note(format!(
-                    "scenario done: {} events sent, {} faults",
-                    report.sent.len(),
-                    report.faults
-                )),
-                Err(e) => monitor.note(format!("scenario failed: {e:#}")),
-            }
-            if options.once {
-                // Let the last deliveries land before stopping.
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                return;
-            }
-            tokio::time::sleep(pause).await;
-            round += 1;
-        }
+    // With `once`, 2 s for the last deliveries to land before stopping.
+    let play = Play {
+        scenario: &scenario,
+        path: &scenario_path,
+        zoom: &zoom,
+        options: &options,
+        settle: Duration::from_secs(2),
     };
-    tokio::select! {
-        _ = play => {}
-        _ = crate::cli::shutdown_signal() => {}
-    }
+    play.until_stopped(|text| monitor.note(text)).await;
 
     if let Some(chaos) = chaos {
         let (event_faults, rtms_injections) = (chaos.event_faults(), chaos.rtms_injections());
@@ -287,6 +256,84 @@ batch_max = "5"
 /// (`/transcripts`): it shows what plugins send in the live view.
 async fn start_sink(monitor: Arc<DevMonitor>) -> anyhow::Result<SocketAddr> {
     start_sink_with(Arc::new(move |line: String| monitor.note(line))).await
+}
+
+/// The zoomhost repository around the current folder (`zoomhost dev` builds its
+/// `plugins/*` crates), once the wasm32-wasip2 target is known to be installed.
+pub(super) async fn dev_workspace() -> anyhow::Result<PathBuf> {
+    let cwd = std::env::current_dir().context("reading the current folder")?;
+    let ws = crate::wasm_build::find_workspace(&cwd).context(
+        "zoomhost dev runs inside the zoomhost repository (it builds the plugins/* crates); \
+         cd into your clone, or use `zoomhost run` with a config",
+    )?;
+    tokio::task::spawn_blocking(crate::wasm_build::ensure_wasm_target)
+        .await
+        .context("checking the wasm32-wasip2 target")??;
+    Ok(ws)
+}
+
+/// The scenario `options` names, or the workspace's `host/samples/rtms-meeting.toml`:
+/// its path and the loaded scenario.
+pub(super) fn load_scenario(
+    options: &DevOptions,
+    ws: &Path,
+) -> anyhow::Result<(PathBuf, Scenario)> {
+    let scenario_path = options
+        .scenario
+        .clone()
+        .unwrap_or_else(|| ws.join("host/samples/rtms-meeting.toml"));
+    let scenario = Scenario::load(&scenario_path)?;
+    Ok((scenario_path, scenario))
+}
+
+/// A scenario played against the simulator, round after round.
+pub(super) struct Play<'a> {
+    /// What to play.
+    pub scenario: &'a Scenario,
+    /// Where it was loaded from (for the view).
+    pub path: &'a Path,
+    /// The simulator it plays on (events and RTMS).
+    pub zoom: &'a LocalZoom,
+    /// `once` (one round, then `settle`) and `pause` (between rounds, 5 s by default).
+    pub options: &'a DevOptions,
+    /// How long to wait after the one round of `once` for the last deliveries.
+    pub settle: Duration,
+}
+
+impl Play<'_> {
+    /// Plays until Ctrl-C or SIGTERM (or the end of the one round of `once`), telling
+    /// `note` each round's start and outcome.
+    pub async fn until_stopped(&self, note: impl Fn(String)) {
+        let pause = self.options.pause.unwrap_or(Duration::from_secs(5));
+        let play = async {
+            let mut round = 1u64;
+            loop {
+                note(format!("playing {} (round {round})", self.path.display()));
+                match self
+                    .scenario
+                    .run_with(&self.zoom.events, Some(&self.zoom.rtms))
+                    .await
+                {
+                    Ok(report) => note(format!(
+                        "scenario done: {} events sent, {} faults",
+                        report.sent.len(),
+                        report.faults
+                    )),
+                    Err(e) => note(format!("scenario failed: {e:#}")),
+                }
+                if self.options.once {
+                    tokio::time::sleep(self.settle).await;
+                    return;
+                }
+                tokio::time::sleep(pause).await;
+                round += 1;
+            }
+        };
+        tokio::select! {
+            _ = play => {}
+            _ = crate::cli::shutdown_signal() => {}
+        }
+    }
 }
 
 /// [`start_sink`], showing what arrives through `note`.
