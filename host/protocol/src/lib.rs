@@ -18,11 +18,14 @@
 //! - [`event_socket`]: the event WebSocket's envelopes (`build_connection`, `heartbeat`,
 //!   `message` with the event as a JSON string), built by the simulator and read by the
 //!   client.
+//! - [`fnv`]: 64-bit FNV-1a, a hash that is the same on every build and machine (a
+//!   meeting's cluster partition, the RTMS dedupe's text digests).
 
 #![warn(missing_docs)]
 
 pub mod event_id;
 pub mod event_socket;
+pub mod fnv;
 mod mac;
 pub mod rtms;
 mod secret;

@@ -12,6 +12,7 @@
 //! event that names no meeting goes to partition 0.
 
 use serde_json::Value;
+use zoomhost_protocol::fnv::fnv1a;
 
 /// The meeting an event payload (JSON text) names, if any.
 pub fn meeting_of_payload(payload: &str) -> Option<String> {
@@ -35,16 +36,6 @@ pub fn meeting_of_payload(payload: &str) -> Option<String> {
             .or_else(|| product(object))
             .or_else(|| text(object.get("id")))
     })
-}
-
-/// 64-bit FNV-1a of `bytes`.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 /// The partition, of `partitions`, of a meeting id (0 for none or an empty id).

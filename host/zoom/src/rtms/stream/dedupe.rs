@@ -17,17 +17,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use zoomhost_protocol::fnv::fnv1a;
 use zoomhost_types::MediaKind;
-
-/// 64-bit FNV-1a (stable across runs, builds and machines).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
 
 /// The newest delivered frame of one media kind and speaker: what a saved stream
 /// remembers of its progress.
