@@ -42,22 +42,30 @@ use zoomhost_sim::LocalZoom;
 const PLUGIN: &str = "event-logger";
 const EVENT: &str = "meeting.participant_joined";
 
-/// What `zoomhost bench-cluster` was asked for.
-#[derive(Debug, Clone)]
+/// What `zoomhost bench-cluster` was asked for (its command-line options; the field
+/// docs are their `--help`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct ClusterBenchOptions {
-    /// Worker processes.
+    /// Worker processes (beside two ingress nodes).
+    #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// Events of the throughput phase.
+    /// Events pushed as fast as the simulator writes them (throughput).
+    #[arg(long, default_value_t = 20_000)]
     pub events: usize,
-    /// Events of the latency phase.
+    /// Events paced at --rate (latency).
+    #[arg(long, default_value_t = 2_000)]
     pub latency_events: usize,
-    /// Pace of the latency phase, events per second.
+    /// Events per second of the latency phase.
+    #[arg(long, default_value_t = 200)]
     pub rate: u32,
     /// Distinct meetings the events name.
+    #[arg(long, default_value_t = 200)]
     pub meetings: usize,
     /// Partitions of the cluster.
+    #[arg(long, default_value_t = 64)]
     pub partitions: u32,
-    /// The lease TTL, milliseconds.
+    /// Lease TTL in milliseconds (production default 5000).
+    #[arg(long, default_value_t = 5000)]
     pub lease_ms: u64,
 }
 

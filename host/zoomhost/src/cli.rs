@@ -105,29 +105,7 @@ pub enum Command {
     /// The cluster's figures on this machine: events/s end to end (simulator, ingress,
     /// JetStream, worker, plugin), added latency per event against a single host, and the
     /// failover time of a worker and of the ingress (both killed with SIGKILL).
-    BenchCluster {
-        /// Worker processes (beside two ingress nodes).
-        #[arg(long, default_value_t = 2)]
-        workers: usize,
-        /// Events pushed as fast as the simulator writes them (throughput).
-        #[arg(long, default_value_t = 20_000)]
-        events: usize,
-        /// Events paced at --rate (latency).
-        #[arg(long, default_value_t = 2_000)]
-        latency_events: usize,
-        /// Events per second of the latency phase.
-        #[arg(long, default_value_t = 200)]
-        rate: u32,
-        /// Distinct meetings the events name.
-        #[arg(long, default_value_t = 200)]
-        meetings: usize,
-        /// Partitions of the cluster.
-        #[arg(long, default_value_t = 64)]
-        partitions: u32,
-        /// Lease TTL in milliseconds (production default 5000).
-        #[arg(long, default_value_t = 5000)]
-        lease_ms: u64,
-    },
+    BenchCluster(crate::bench_cluster::ClusterBenchOptions),
     /// The simulator process of `zoomhost bench` (internal).
     #[command(hide = true)]
     BenchSim {
@@ -352,26 +330,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Check { plugin, config } => check(&plugin, config.as_deref()).await,
         Command::Plugin { action } => plugin_command(action).await,
         Command::Cluster { action } => cluster_command(action).await,
-        Command::BenchCluster {
-            workers,
-            events,
-            latency_events,
-            rate,
-            meetings,
-            partitions,
-            lease_ms,
-        } => {
-            crate::bench_cluster::run(crate::bench_cluster::ClusterBenchOptions {
-                workers,
-                events,
-                latency_events,
-                rate,
-                meetings,
-                partitions,
-                lease_ms,
-            })
-            .await
-        }
+        Command::BenchCluster(options) => crate::bench_cluster::run(options).await,
         Command::Replay {
             file,
             plugins,
