@@ -297,10 +297,9 @@ async fn edited_plugin_sources_are_rebuilt_and_hot_swapped_and_a_broken_edit_kee
     );
 }
 
-/// A meeting for `zoomhost dev --once`: it starts, Ada Lovelace joins, an RTMS stream
-/// of hers starts with the `rtms_start` settings given (frames, pace, transcript) and is
-/// waited on until done (at most `wait_ms`), then stopped, and the meeting ends.
-fn one_person_meeting(topic: &str, rtms_start: &str, wait_ms: u32) -> String {
+/// A meeting for `zoomhost dev --once`: once the host is connected it starts, Ada
+/// Lovelace joins, the `middle` steps (TOML) play, and the meeting ends.
+fn meeting_with_ada(topic: &str, middle: &str) -> String {
     format!(
         r#"
 topic = "{topic}"
@@ -317,7 +316,20 @@ event = "meeting.started"
 kind = "event"
 event = "meeting.participant_joined"
 participant = "Ada Lovelace"
+{middle}
+[[steps]]
+kind = "event"
+event = "meeting.ended"
+"#
+    )
+}
 
+/// [`meeting_with_ada`] where an RTMS stream of hers starts with the `rtms_start`
+/// settings given (frames, pace, transcript) and is waited on until done (at most
+/// `wait_ms`), then stopped.
+fn one_person_meeting(topic: &str, rtms_start: &str, wait_ms: u32) -> String {
+    let rtms = format!(
+        r#"
 [[steps]]
 kind = "rtms_start"
 participants = ["Ada Lovelace"]
@@ -330,12 +342,9 @@ timeout_ms = {wait_ms}
 
 [[steps]]
 kind = "rtms_stop"
-
-[[steps]]
-kind = "event"
-event = "meeting.ended"
 "#
-    )
+    );
+    meeting_with_ada(topic, &rtms)
 }
 
 /// A short meeting: a fast RTMS stream of 100 frames with a transcript segment every 20.
@@ -606,27 +615,8 @@ fn zoomhost_dev_chaos_injects_faults_and_recovers_from_each() {
 /// the worker the view says holds the meeting; every node stopped cleanly at the end.
 #[test]
 fn zoomhost_dev_workers_runs_a_local_cluster_and_shows_which_worker_holds_the_meeting() {
-    let scenario = r#"
-topic = "Cluster drill"
-
-[[steps]]
-kind = "wait_connected"
-timeout_ms = 30000
-
-[[steps]]
-kind = "event"
-event = "meeting.started"
-
-[[steps]]
-kind = "event"
-event = "meeting.participant_joined"
-participant = "Ada Lovelace"
-
-[[steps]]
-kind = "event"
-event = "meeting.ended"
-"#;
-    let (status, text) = run_dev_once(scenario, &["--workers", "2"]);
+    let scenario = meeting_with_ada("Cluster drill", "");
+    let (status, text) = run_dev_once(&scenario, &["--workers", "2"]);
     if !status.success()
         && text.contains("starting nats-server")
         && std::env::var("ZOOMHOST_REQUIRE_NATS").as_deref() != Ok("1")
