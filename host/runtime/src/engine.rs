@@ -13,7 +13,7 @@
 //! time on one thread, so loading a plugin never takes more than one core from the
 //! delivery path.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -164,18 +164,18 @@ impl Drop for Runtime {
 }
 
 /// Advances an engine's epoch every [`EPOCH_TICK`] while plugin calls are in flight
-/// (counted by [`EpochTicker::call`]); its thread is parked once a whole tick passed
-/// with no call in flight and none started.
+/// (counted by [`EpochTicker::call`]); its thread is parked otherwise.
 ///
 /// A call's epoch deadline is one tick ahead when it starts, so its first deadline check
-/// comes one tick after the ticker wakes for it, as with a ticker that never stops. While
-/// calls keep coming (at least one per tick) the thread is never parked, so starting a
-/// call costs no wake-up system call.
+/// comes one tick after the ticker wakes for it, as with a ticker that never stops. The
+/// thread parks again at once when the call that woke it has ended (one wake-up per
+/// isolated call), and only after a whole tick with no call started when calls come in
+/// clusters (back to back, calls then cost no wake-up system call).
 #[derive(Debug, Default)]
 pub(crate) struct EpochTicker {
     in_flight: AtomicUsize,
-    /// A call started since the ticker last looked.
-    recent: AtomicBool,
+    /// Calls started so far.
+    started: AtomicU64,
     stop: AtomicBool,
     thread: OnceLock<std::thread::Thread>,
 }
@@ -198,15 +198,22 @@ impl EpochTicker {
         let handle = std::thread::Builder::new()
             .name("zoomhost-epoch".into())
             .spawn(move || {
+                let mut seen = 0u64;
+                let mut woken = false;
                 while !t.stop.load(Ordering::Acquire) {
-                    if t.in_flight.load(Ordering::Acquire) == 0
-                        && !t.recent.swap(false, Ordering::AcqRel)
-                    {
+                    let started = t.started.load(Ordering::Acquire);
+                    let fresh = started.wrapping_sub(seen);
+                    seen = started;
+                    // After a wake-up, the call that woke the thread does not count.
+                    let allowed = u64::from(woken);
+                    if t.in_flight.load(Ordering::Acquire) == 0 && fresh <= allowed {
                         // Woken by the next call (or stop); an unpark that came first
                         // makes this return at once.
                         std::thread::park();
+                        woken = true;
                         continue;
                     }
+                    woken = false;
                     std::thread::sleep(EPOCH_TICK);
                     match weak.upgrade() {
                         Some(engine) => engine.increment_epoch(),
@@ -220,9 +227,7 @@ impl EpochTicker {
 
     /// A call starts: the ticker runs until the returned guard is dropped.
     pub(crate) fn call(&self) -> InFlight<'_> {
-        if !self.recent.load(Ordering::Relaxed) {
-            self.recent.store(true, Ordering::Relaxed);
-        }
+        self.started.fetch_add(1, Ordering::AcqRel);
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
             if let Some(thread) = self.thread.get() {
                 thread.unpark();
