@@ -84,6 +84,20 @@ impl Rig {
         status::snapshot(&self.js).await.expect("a status snapshot")
     }
 
+    /// Waits (hang guard only) until two workers and an ingress leader are settled and
+    /// the simulator's event WebSocket is connected; returns that status.
+    async fn until_two_workers_and_connected(&self) -> ClusterStatus {
+        let s = self
+            .until_status("two workers and a leader", |s| settled(s, 2))
+            .await;
+        assert!(
+            self.zoom.events.wait_connected(WAIT).await,
+            "{}",
+            self.logs()
+        );
+        s
+    }
+
     /// Waits (hang guard only) until the status satisfies `check`; returns it.
     async fn until_status(
         &self,
@@ -244,10 +258,7 @@ async fn killed_worker_and_ingress_leader_lose_no_accepted_event() {
     else {
         return;
     };
-    let s = rig
-        .until_status("two workers and a leader", |s| settled(s, 2))
-        .await;
-    assert!(rig.zoom.events.wait_connected(WAIT).await, "{}", rig.logs());
+    let s = rig.until_two_workers_and_connected().await;
     eprintln!("{s}");
 
     // A meeting's steady stream of events, every 20 ms.
@@ -512,10 +523,7 @@ async fn a_pushed_plugin_reaches_every_worker_and_each_event_is_delivered_once()
     else {
         return;
     };
-    let s = rig
-        .until_status("two workers and a leader", |s| settled(s, 2))
-        .await;
-    assert!(rig.zoom.events.wait_connected(WAIT).await, "{}", rig.logs());
+    let s = rig.until_two_workers_and_connected().await;
 
     // What `zoomhost cluster status` shows an operator is that snapshot.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_zoomhost"))
