@@ -51,6 +51,15 @@ pub(crate) async fn nats() -> Option<NatsServer> {
     }
 }
 
+/// What most tests here start from: a nats-server ([`nats`]: `None` when the test is
+/// skipped), the simulator and a folder for the nodes' plugins.
+async fn basics() -> Option<(NatsServer, LocalZoom, tempfile::TempDir)> {
+    let nats = nats().await?;
+    let zoom = LocalZoom::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    Some((nats, zoom, dir))
+}
+
 /// An ingress node named `node` with a short lease, against `zoom`'s event WebSocket
 /// and with its own webhook receiver.
 async fn ingress(nats: &NatsServer, zoom: &LocalZoom, node: &str, plugins: &Path) -> Host {
@@ -201,9 +210,9 @@ fn one_connection_at_a_time(zoom: &LocalZoom) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_ingress_node_holds_the_websocket_and_a_standby_takes_over_when_it_dies() {
-    let Some(nats) = nats().await else { return };
-    let zoom = LocalZoom::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Some((nats, zoom, dir)) = basics().await else {
+        return;
+    };
     let a = ingress(&nats, &zoom, "node-a", dir.path()).await;
     let b = ingress(&nats, &zoom, "node-b", dir.path()).await;
 
@@ -276,9 +285,9 @@ async fn one_ingress_node_holds_the_websocket_and_a_standby_takes_over_when_it_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_event_from_the_websocket_and_webhooks_on_two_ingress_nodes_is_stored_once() {
-    let Some(nats) = nats().await else { return };
-    let zoom = LocalZoom::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Some((nats, zoom, dir)) = basics().await else {
+        return;
+    };
     let a = ingress(&nats, &zoom, "node-a", dir.path()).await;
     let b = ingress(&nats, &zoom, "node-b", dir.path()).await;
     until(
@@ -439,9 +448,9 @@ const REPLICATED: [&str; 5] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_and_buckets_keep_the_configured_replicas() {
     let Some(fresh) = nats().await else { return };
-    let Some(nats) = nats().await else { return };
-    let zoom = LocalZoom::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Some((nats, zoom, dir)) = basics().await else {
+        return;
+    };
     let logs = crate::support::Logs::default();
     // A node of role `all` with the RTMS client opens the stream and every bucket.
     let node = rtms_node(&nats, &zoom, "node-a", dir.path(), Role::All, &logs).await;
@@ -507,9 +516,9 @@ async fn the_stream_and_buckets_keep_the_configured_replicas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_that_cannot_renew_closes_the_websocket_before_its_lease_can_expire() {
-    let Some(nats) = nats().await else { return };
-    let zoom = LocalZoom::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Some((nats, zoom, dir)) = basics().await else {
+        return;
+    };
     let a = ingress(&nats, &zoom, "node-a", dir.path()).await;
     let mut leading = a.cluster().unwrap().leading();
     tokio::time::timeout(Duration::from_secs(15), leading.wait_for(|l| *l))
@@ -554,9 +563,9 @@ async fn a_leader_that_cannot_renew_closes_the_websocket_before_its_lease_can_ex
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_node_runs_no_zoom_event_source() {
-    let Some(nats) = nats().await else { return };
-    let zoom = LocalZoom::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Some((nats, zoom, dir)) = basics().await else {
+        return;
+    };
     let worker = member(&nats, &zoom, "worker-1", dir.path(), Role::Worker).await;
     let ingress = ingress(&nats, &zoom, "ingress-1", dir.path()).await;
     let mut leading = ingress.cluster().unwrap().leading();
@@ -680,9 +689,9 @@ async fn a_webhook_while_nats_is_down_gets_503_and_its_redelivery_is_stored_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_publish_that_fails_is_retried_and_the_event_still_lands_once() {
-    let Some(nats) = nats().await else { return };
-    let zoom = LocalZoom::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Some((nats, zoom, dir)) = basics().await else {
+        return;
+    };
     let a = ingress(&nats, &zoom, "node-a", dir.path()).await;
     let js = a.cluster().unwrap().jetstream().clone();
     // The stream disappears (an operator's mistake, a server restarted without it): the
@@ -889,9 +898,9 @@ async fn two_workers_split_the_partitions_and_each_event_reaches_one_of_them_in_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_all_node_and_a_worker_deliver_each_event_once_across_both() {
-    let Some(nats) = nats().await else { return };
-    let zoom = LocalZoom::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Some((nats, zoom, dir)) = basics().await else {
+        return;
+    };
     let (la, lw) = (
         crate::support::Logs::default(),
         crate::support::Logs::default(),
@@ -1086,9 +1095,9 @@ async fn until_loaded(host: &Host, want: &[(&str, &str)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pushed_plugin_is_loaded_swapped_and_removed_on_every_worker() {
     use zoomhost::cluster::plugins;
-    let Some(nats) = nats().await else { return };
-    let zoom = LocalZoom::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Some((nats, zoom, dir)) = basics().await else {
+        return;
+    };
     let (l1, l2, l3) = (
         crate::support::Logs::default(),
         crate::support::Logs::default(),
@@ -1197,9 +1206,9 @@ async fn a_pushed_plugin_is_loaded_swapped_and_removed_on_every_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_plugin_removed_while_a_worker_was_down_is_unloaded_when_it_returns() {
     use zoomhost::cluster::plugins;
-    let Some(nats) = nats().await else { return };
-    let zoom = LocalZoom::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Some((nats, zoom, dir)) = basics().await else {
+        return;
+    };
     let logs = crate::support::Logs::default();
     let folder = dir.path().join("worker-1");
     let w1 = bare_worker(&nats, &zoom, "worker-1", dir.path(), &logs).await;
@@ -1312,9 +1321,7 @@ struct RtmsCluster {
 
 impl RtmsCluster {
     async fn start() -> Option<RtmsCluster> {
-        let nats = nats().await?;
-        let zoom = LocalZoom::start().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        let (nats, zoom, dir) = basics().await?;
         let logs = [
             crate::support::Logs::default(),
             crate::support::Logs::default(),
@@ -1676,9 +1683,9 @@ async fn a_draining_worker_hands_its_rtms_stream_over_with_nothing_lost_or_repea
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn grants_pushed_once_reach_every_worker_and_a_bad_table_is_refused() {
     use zoomhost::cluster::plugins;
-    let Some(nats) = nats().await else { return };
-    let zoom = LocalZoom::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Some((nats, zoom, dir)) = basics().await else {
+        return;
+    };
     let (l1, l2) = (
         crate::support::Logs::default(),
         crate::support::Logs::default(),
@@ -1771,9 +1778,9 @@ async fn grants_pushed_once_reach_every_worker_and_a_bad_table_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_all_node_opens_an_rtms_stream_once() {
-    let Some(nats) = nats().await else { return };
-    let zoom = LocalZoom::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Some((nats, zoom, dir)) = basics().await else {
+        return;
+    };
     let logs = crate::support::Logs::default();
     let all = rtms_node(&nats, &zoom, "all-1", dir.path(), Role::All, &logs).await;
     let partitions = all.cluster().unwrap().config().partitions as usize;
@@ -1811,9 +1818,9 @@ async fn an_all_node_opens_an_rtms_stream_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_joining_worker_takes_rtms_streams_over_with_the_partitions_it_is_given() {
-    let Some(nats) = nats().await else { return };
-    let zoom = LocalZoom::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Some((nats, zoom, dir)) = basics().await else {
+        return;
+    };
     let (l1, l2, li) = (
         crate::support::Logs::default(),
         crate::support::Logs::default(),
