@@ -12,7 +12,7 @@
 //!   the start-up and shutdown order; [`inputs`]: the input path, which delivers each
 //!   event once whichever source it came from (a content-derived id remembered 65
 //!   minutes), and its taps;
-//! - [`cluster`] (preview): with a `[cluster]` section, membership of a NATS JetStream
+//! - [`cluster`]: with a `[cluster]` section, membership of a NATS JetStream
 //!   cluster: the ingress leader lease that guards the event WebSocket, every
 //!   accepted event published once to a JetStream stream, and workers that own its
 //!   partitions through leases and acknowledge each event once its plugins are done,

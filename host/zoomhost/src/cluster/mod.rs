@@ -1,4 +1,4 @@
-//! Cluster mode (preview): a `[cluster]` section makes a host a member of a NATS
+//! Cluster mode: a `[cluster]` section makes a host a member of a NATS
 //! JetStream cluster. Without it nothing here runs and no NATS is needed.
 //!
 //! What runs today is the **ingress** half:
