@@ -35,7 +35,9 @@
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`, `process_threads`, `process_start_time_seconds` | | `/proc/self` |
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeLabelSet, EncodeMetric,
+};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -189,26 +191,12 @@ struct Family<'a, 'e> {
 }
 
 impl<'e> Family<'_, 'e> {
-    fn counters<L: EncodeLabelSet>(
+    /// A counter family; `N` is `u64` for counts and `f64` for summed seconds.
+    fn counters<L: EncodeLabelSet, N: EncodeCounterValue>(
         &mut self,
         name: &str,
         help: &str,
-        samples: impl IntoIterator<Item = (L, u64)>,
-    ) -> std::fmt::Result {
-        let mut family = self
-            .encoder
-            .encode_descriptor(name, help, None, MetricType::Counter)?;
-        for (labels, value) in samples {
-            ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
-    }
-
-    fn counters_f64<L: EncodeLabelSet>(
-        &mut self,
-        name: &str,
-        help: &str,
-        samples: impl IntoIterator<Item = (L, f64)>,
+        samples: impl IntoIterator<Item = (L, N)>,
     ) -> std::fmt::Result {
         let mut family = self
             .encoder
@@ -329,7 +317,7 @@ impl Scrape {
             "Outages of a source that ended with a new connection.",
             reconnects,
         )?;
-        f.counters_f64(
+        f.counters(
             "zoomhost_source_outage_seconds",
             "Time a source spent in outages (the one in progress included), in seconds.",
             outages,
@@ -551,7 +539,7 @@ impl Scrape {
             return Ok(());
         };
         let none = || Vec::<(&str, &str)>::new();
-        f.counters_f64(
+        f.counters(
             "process_cpu_seconds",
             "User and system CPU time spent, in seconds.",
             [(none(), p.cpu_seconds)],
