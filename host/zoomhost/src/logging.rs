@@ -172,11 +172,7 @@ where
     ) -> std::fmt::Result {
         let fields = Fields::of(event);
         let meta = event.metadata();
-        let mut record = Map::new();
-        record.insert("time".into(), Value::from(now_rfc3339()));
-        record.insert("level".into(), Value::from(level_name(meta.level())));
-        record.insert("target".into(), Value::from(meta.target()));
-        record.insert("message".into(), Value::from(fields.message));
+        let mut record = record_head(level_name(meta.level()), meta.target(), fields.message);
         for (name, value) in fields.others {
             let name = if record.contains_key(&name) {
                 format!("field.{name}")
@@ -190,15 +186,21 @@ where
     }
 }
 
+/// The four stable fields every JSON record starts with.
+fn record_head(level: &str, target: &str, message: String) -> Map<String, Value> {
+    let mut record = Map::new();
+    record.insert("time".into(), Value::from(now_rfc3339()));
+    record.insert("level".into(), Value::from(level));
+    record.insert("target".into(), Value::from(target));
+    record.insert("message".into(), Value::from(message));
+    record
+}
+
 /// The live view's JSON form of one of its lines: the same fields as [`JsonLines`]
 /// (`target` `zoomhost::dev`), plus `tag` and, when the line has any, `detail`.
 pub fn dev_json_line(tag: &str, warning: bool, text: &str, detail: &[String]) -> String {
-    let mut record = Map::new();
-    record.insert("time".into(), Value::from(now_rfc3339()));
     let level = if warning { "warn" } else { "info" };
-    record.insert("level".into(), Value::from(level));
-    record.insert("target".into(), Value::from("zoomhost::dev"));
-    record.insert("message".into(), Value::from(text));
+    let mut record = record_head(level, "zoomhost::dev", text.to_string());
     record.insert("tag".into(), Value::from(tag));
     if !detail.is_empty() {
         record.insert("detail".into(), Value::from(detail.to_vec()));
