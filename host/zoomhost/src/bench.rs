@@ -22,13 +22,19 @@
 //! dropped at the simulator (not counted as sent) instead of replayed in a burst: the
 //! latency figures are those of live audio.
 //!
+//! Real-time streams have their frames spread over each 20 ms (stream `i` at `i mod 20`
+//! ms past the simulator's frame grid), as streams Zoom started at different instants
+//! have; `--aligned` puts every stream's frame on the same instant instead, one burst of
+//! N frames every 20 ms (the worst case for latency).
+//!
 //! `--streams` takes a list (`1,50,500,1000`): one run per count, each with a fresh host
 //! and simulator, then a summary table. `--unpaced` sends every stream's frames as fast
 //! as its socket takes them instead of every 20 ms (timestamps are then synthetic, so no
 //! latency is printed). `--idle SECONDS` first measures the host's CPU with the probe
 //! loaded and no stream. CPU figures are from `getrusage` (microseconds), RSS per stream
-//! is the growth of `VmRSS` (sampled every 200 ms) over the host's before the streams
-//! started, divided by the streams.
+//! is the growth of the host's peak RSS (`VmHWM`, reset as the streams start) over its
+//! RSS before, divided by the streams. Nothing in the host samples while it runs: the
+//! bench waits for the streams' end notices.
 
 use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -59,6 +65,8 @@ pub struct BenchOptions {
     pub unpaced: bool,
     /// Seconds of idle host to measure first (0: none).
     pub idle: u64,
+    /// Every stream's frames at the same instants (the worst-case burst).
+    pub aligned: bool,
 }
 
 /// Parses `--streams`: one count or a comma-separated list.
@@ -257,6 +265,9 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
     if options.unpaced {
         sim_args.push("--unpaced".into());
     }
+    if options.aligned {
+        sim_args.push("--aligned".into());
+    }
     let mut child = tokio::process::Command::new(exe)
         .args(&sim_args)
         .stdout(Stdio::piped())
@@ -281,13 +292,17 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
         );
     } else {
         println!(
-            "bench: {streams} streams x {seconds} s of 20 ms audio ({} frames/s expected) through {PROBE} ({instances} instance{}), buffer_data off (live audio only)",
+            "bench: {streams} streams x {seconds} s of 20 ms audio ({} frames/s expected, {}) through {PROBE} ({instances} instance{}), buffer_data off (live audio only)",
             streams * 50,
+            if options.aligned { "all streams' frames at the same instants" } else { "frames spread over each 20 ms" },
             if instances == 1 { "" } else { "s" }
         );
     }
+    // The peak is the kernel's (`VmHWM`), reset here: no sampling thread adds its own
+    // wake-ups to the figures.
     let rss0 = rss_kib().unwrap_or(0.0);
-    let mut rss_max = rss0;
+    let peak_reset = reset_peak_rss();
+    let mut ends = rtms.subscribe();
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     for i in 0..streams {
@@ -298,15 +313,25 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
             server_urls: vec![signaling.clone()],
         });
     }
-    let deadline = t0 + Duration::from_secs(seconds + 60);
-    loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        rss_max = rss_max.max(rss_kib().unwrap_or(0.0));
+    // Woken by the streams' ends only (and once a second if notices were missed).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds + 60);
+    let done = || {
         let s = rtms.stats();
-        if (s.stopped + s.failed) as usize >= streams || Instant::now() > deadline {
-            break;
+        (s.stopped + s.failed) as usize >= streams
+    };
+    while !done() {
+        let next = tokio::time::timeout(Duration::from_secs(1), ends.recv());
+        match tokio::time::timeout_at(deadline, next).await {
+            Err(_) => break,
+            Ok(Err(_)) | Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err(tokio::sync::broadcast::error::RecvError::Closed))) => break,
+            Ok(Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_)))) => {}
         }
     }
+    let rss_max = match (peak_reset, peak_rss_kib()) {
+        (true, Some(peak)) => peak,
+        _ => rss_kib().unwrap_or(rss0),
+    };
     let wall = t0.elapsed();
     let cpu = cpu_seconds() - cpu0;
     let bye = read_json_line(&mut lines).await.unwrap_or(Value::Null);
@@ -420,7 +445,12 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
 /// one JSON line with its signaling URL, serves `streams` streams of `frames` frames,
 /// then prints how many audio frames it sent.
 /// With `unpaced`, frames go as fast as each socket takes them.
-pub async fn serve_sim(streams: usize, frames: u32, unpaced: bool) -> anyhow::Result<ExitCode> {
+pub async fn serve_sim(
+    streams: usize,
+    frames: u32,
+    unpaced: bool,
+    aligned: bool,
+) -> anyhow::Result<ExitCode> {
     use zoomhost_sim::rtms::{Pace, RtmsSim, RtmsSimConfig, SimParticipant, StreamSpec};
     let sim = RtmsSim::start(RtmsSimConfig {
         client_id: SIM_CLIENT_ID.into(),
@@ -435,6 +465,9 @@ pub async fn serve_sim(streams: usize, frames: u32, unpaced: bool) -> anyhow::Re
             pace: if unpaced { Pace::Fast } else { Pace::RealTime },
             participants: vec![SimParticipant::new(1000 + i as u32, format!("Speaker {i}"))],
             record: false,
+            // Spread over the 20 ms frame period, as streams started at different
+            // instants are (unless --aligned).
+            grid_offset_ms: if aligned { 0 } else { (i % 20) as u32 },
             ..StreamSpec::new(format!("bench-meeting-{i}=="), format!("bench-{i:05}"))
         }));
     }
@@ -514,9 +547,25 @@ fn cpu_seconds_of(path: &str) -> f64 {
 
 /// This process's resident memory now (`VmRSS`), KiB.
 fn rss_kib() -> Option<f64> {
+    status_kib("VmRSS:")
+}
+
+/// This process's peak resident memory since start or the last [`reset_peak_rss`]
+/// (`VmHWM`), KiB.
+fn peak_rss_kib() -> Option<f64> {
+    status_kib("VmHWM:")
+}
+
+fn status_kib(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Resets the kernel's peak RSS of this process to its RSS now (`5` to `clear_refs`,
+/// Linux 4.0 and later); false where that is refused.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// Each stream holds two sockets on each side: raises the soft limit on open files to
@@ -573,6 +622,13 @@ mod tests {
     fn cpu_and_rss_are_readable_here() {
         assert!(cpu_seconds() >= 0.0);
         assert!(rss_kib().is_some_and(|m| m > 0.0));
+        assert!(reset_peak_rss());
+        let peak = peak_rss_kib().unwrap();
+        let now = rss_kib().unwrap();
+        assert!(
+            peak >= now * 0.9 && peak > 0.0,
+            "peak {peak} KiB, now {now} KiB"
+        );
     }
 
     #[test]

@@ -101,6 +101,11 @@ pub enum Command {
         /// no stream.
         #[arg(long, default_value_t = 0)]
         idle: u64,
+        /// Real-time streams send their frames at the same instants (one burst of every
+        /// stream's frame each 20 ms: the worst case) instead of spread over the 20 ms as
+        /// streams started at different times are.
+        #[arg(long)]
+        aligned: bool,
     },
     /// The cluster's figures on this machine: events/s end to end (simulator, ingress,
     /// JetStream, worker, plugin), added latency per event against a single host, and the
@@ -118,6 +123,9 @@ pub enum Command {
         /// Frames as fast as the sockets take them.
         #[arg(long)]
         unpaced: bool,
+        /// Every stream's frames at the same instants.
+        #[arg(long)]
+        aligned: bool,
     },
     /// Ask a running host (its admin API) what it holds: plugins (state, deliveries,
     /// failures, drops, instances), sources (connected, last outage), RTMS streams with
@@ -311,6 +319,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             instances,
             unpaced,
             idle,
+            aligned,
         } => {
             crate::bench::run(crate::bench::BenchOptions {
                 streams,
@@ -318,6 +327,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 instances,
                 unpaced,
                 idle,
+                aligned,
             })
             .await
         }
@@ -325,7 +335,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             streams,
             frames,
             unpaced,
-        } => crate::bench::serve_sim(streams, frames, unpaced).await,
+            aligned,
+        } => crate::bench::serve_sim(streams, frames, unpaced, aligned).await,
         Command::Simulate { scenario, hold } => simulate(&scenario, hold).await,
         Command::Check { plugin, config } => check(&plugin, config.as_deref()).await,
         Command::Plugin { action } => plugin_command(action).await,

@@ -429,6 +429,12 @@ pub struct StreamSpec {
     /// Record every sent item for [`SimStream::sent`] (default true; turn off for load
     /// runs, counters are kept either way).
     pub record: bool,
+    /// Real-time streams: where on the shared frame grid this stream's frames fall due,
+    /// in ms after the grid's points (taken modulo the frame length, 20 ms). Streams
+    /// that Zoom starts at different instants have their frames spread over the frame
+    /// period; 0 (default) puts every stream on the same points, so the simulator's
+    /// timer wakes all their sockets at once and a client gets them in one burst.
+    pub grid_offset_ms: u32,
     /// Whose camera is on, and during which frames: what individual video (`data_opt`
     /// 4) can show, and what `EVENT_UPDATE` 8/9 (participant video on/off) announce.
     /// `None` (default): every participant's camera is on for the whole stream. Active
@@ -493,6 +499,7 @@ impl Default for StreamSpec {
             stop_reason: stop_reason::MEETING_ENDED,
             extra: ExtraMedia::default(),
             record: true,
+            grid_offset_ms: 0,
             cameras: None,
         }
     }

@@ -52,6 +52,8 @@ pub(super) struct Timeline {
     pub stop_reason: u32,
     pub extra: ExtraMedia,
     pub record: bool,
+    /// [`crate::rtms::StreamSpec::grid_offset_ms`].
+    pub grid_offset_ms: u64,
     pub created_wall_ms: u64,
     /// Whose camera is on, and when (resolved: every participant's, always, when the
     /// spec did not say).
@@ -61,23 +63,29 @@ pub(super) struct Timeline {
 }
 
 /// The first segment of a stream registered `now`.
-pub(super) fn first_segment(pace: Pace, created_wall_ms: u64, now: Instant) -> Segment {
+pub(super) fn first_segment(
+    pace: Pace,
+    created_wall_ms: u64,
+    grid_offset_ms: u64,
+    now: Instant,
+) -> Segment {
     match pace {
         Pace::Fast => Segment {
             from: 0,
             wall_ms: created_wall_ms,
             at: now,
         },
-        Pace::RealTime => grid_segment(0, 20, now),
+        Pace::RealTime => grid_segment(0, 20, grid_offset_ms, now),
     }
 }
 
-/// A real-time segment starting at frame `from` on the next grid point after `now`.
-fn grid_segment(from: u32, frame_ms: u64, now: Instant) -> Segment {
-    // Frames of every stream fall due on one shared grid, so the timer wakes many
-    // sockets per turn instead of one at a time.
-    let base = *CLOCK_GRID.get_or_init(Instant::now);
+/// A real-time segment starting at frame `from` on the next grid point after `now`
+/// (the grid moved by `offset` ms).
+fn grid_segment(from: u32, frame_ms: u64, offset: u64, now: Instant) -> Segment {
+    // Frames of every stream fall due on one shared grid (each stream at its offset),
+    // so the timer wakes many sockets per turn instead of one at a time.
     let frame = frame_ms.max(1);
+    let base = *CLOCK_GRID.get_or_init(Instant::now) + Duration::from_millis(offset % frame);
     let since = now.saturating_duration_since(base).as_millis() as u64;
     let at = base + Duration::from_millis(since.div_ceil(frame) * frame);
     Segment {
@@ -154,7 +162,7 @@ impl Core {
     /// A pause ended: the clock goes on from the first frame it held back.
     pub(super) fn resume_clock(&mut self, tl: &Timeline, now: Instant) {
         if tl.pace == Pace::RealTime {
-            let segment = grid_segment(self.pause_tick, self.frame_ms, now);
+            let segment = grid_segment(self.pause_tick, self.frame_ms, tl.grid_offset_ms, now);
             if self.segments.last().is_some_and(|s| s.from == segment.from) {
                 self.segments.pop();
             }
@@ -190,6 +198,36 @@ impl Core {
         match self.segments.iter().rev().find(|s| s.from <= tick) {
             Some(s) => s.wall_ms + u64::from(tick - s.from) * self.frame_ms,
             None => tl.created_wall_ms + u64::from(tick) * self.frame_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grid_offset_moves_a_streams_frames_within_the_frame_period() {
+        let now = Instant::now();
+        let base = grid_segment(0, 20, 0, now).at;
+        for offset in [0u64, 1, 7, 19, 20, 27] {
+            let at = grid_segment(0, 20, offset, now).at;
+            // Due on the next point of the moved grid (to the millisecond): within one
+            // frame of `now`, and `offset mod 20` ms after a point of the shared grid.
+            assert!(
+                at + Duration::from_millis(1) >= now && at < now + Duration::from_millis(20),
+                "offset {offset}"
+            );
+            let apart = if at >= base {
+                at.duration_since(base)
+            } else {
+                Duration::from_millis(20) - base.duration_since(at)
+            };
+            assert_eq!(
+                apart.as_millis() as u64 % 20,
+                offset % 20,
+                "offset {offset}"
+            );
         }
     }
 }
