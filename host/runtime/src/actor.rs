@@ -23,6 +23,9 @@ use crate::instance::{CallError, Fatal, LiveInstance};
 use crate::mailbox::{Delivery, Mailbox, MediaItem};
 use crate::stats::{FailureReason, PluginStats};
 
+/// Deliveries in a row after which a busy actor yields to its thread's other tasks.
+const YIELD_EVERY: u32 = 64;
+
 /// What a swap did.
 #[derive(Debug, Clone)]
 pub struct SwapReport {
@@ -99,7 +102,41 @@ impl Actor {
 
     /// Runs until the mailbox is closed and drained.
     pub async fn run(mut self) {
+        // Deliveries since the actor last waited or yielded.
+        let mut run = 0u32;
         loop {
+            // Between two deliveries: an order first (a swap), else what is queued. Only
+            // an actor with nothing to do waits on both (registering its waker once per
+            // wait, not once per delivery); a busy one yields to the thread's other tasks
+            // (the sockets that feed it) now and then.
+            run += 1;
+            if run > YIELD_EVERY {
+                run = 0;
+                tokio::task::yield_now().await;
+            }
+            match self.control.try_recv() {
+                Ok(control) => {
+                    self.on_control(control).await;
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    // Nobody can send orders any more: only the mailbox is left.
+                    while let Some(delivery) = self.mailbox.pop().await {
+                        self.deliver(delivery).await;
+                    }
+                    break;
+                }
+            }
+            match self.mailbox.try_pop() {
+                Some(Some(delivery)) => {
+                    self.deliver(delivery).await;
+                    continue;
+                }
+                Some(None) => break,
+                None => {}
+            }
+            run = 0;
             tokio::select! {
                 biased;
                 Some(control) = self.control.recv() => self.on_control(control).await,

@@ -249,7 +249,7 @@ impl Mailbox {
     }
 
     /// `Some(Some(d))`: a delivery; `Some(None)`: closed and drained; `None`: empty.
-    fn try_pop(&self) -> Option<Option<Delivery>> {
+    pub(crate) fn try_pop(&self) -> Option<Option<Delivery>> {
         let mut inner = self.lock();
         // The clock is read only for events that can expire (queued beyond capacity).
         let mut now = None;

@@ -274,28 +274,38 @@ impl Router {
             if mailbox.push_media(id.clone(), MediaItem::Open(Arc::new(per_plugin))) {
                 targets.push(Target {
                     plugin: route.plugin.clone(),
-                    kinds,
+                    kinds: kinds.iter().fold(0, |m, k| m | kind_bit(*k)),
                     mailbox: mailbox.clone(),
                 });
             }
         }
         MediaStream {
             id,
+            wanted: targets.iter().fold(0, |m, t| m | t.kinds),
             targets,
             closed: false,
         }
     }
 }
 
+/// A media kind's bit in a kind set (`u8`): asked on every frame, so a set is one byte
+/// rather than a list.
+fn kind_bit(kind: MediaKind) -> u8 {
+    1 << (kind as u8)
+}
+
 struct Target {
     plugin: Arc<str>,
-    kinds: Vec<MediaKind>,
+    /// The kinds this plugin's session gets ([`kind_bit`]s).
+    kinds: u8,
     mailbox: Arc<Mailbox>,
 }
 
 /// An open stream's handle: frames pushed here reach the plugins' sessions in order.
 pub struct MediaStream {
     id: Arc<str>,
+    /// The kinds any target gets ([`kind_bit`]s).
+    wanted: u8,
     targets: Vec<Target>,
     closed: bool,
 }
@@ -318,8 +328,7 @@ impl MediaStream {
 
     /// Whether any plugin's session gets `kind` (frames nobody wants need not be decoded).
     pub fn wants(&self, kind: zoomhost_types::MediaKind) -> bool {
-        let kind = MediaKind::from(kind);
-        self.targets.iter().any(|t| t.kinds.contains(&kind))
+        self.wanted & kind_bit(MediaKind::from(kind)) != 0
     }
 
     /// Plugins with a session for this stream.
@@ -329,7 +338,7 @@ impl MediaStream {
 
     fn push(&self, kind: Option<MediaKind>, item: MediaItem) {
         for t in &self.targets {
-            if kind.is_none_or(|k| t.kinds.contains(&k)) {
+            if kind.is_none_or(|k| t.kinds & kind_bit(k) != 0) {
                 t.mailbox.push_media(self.id.clone(), item.clone());
             }
         }

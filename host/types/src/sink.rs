@@ -52,7 +52,8 @@ impl std::fmt::Debug for Acceptance {
 pub trait StreamSink: Send + Sync {
     /// The stream id.
     fn id(&self) -> &str;
-    /// Whether anyone takes `kind` (frames nobody wants need not be decoded).
+    /// Whether anyone takes `kind` (frames nobody wants need not be decoded). The answer
+    /// is fixed for the stream's life, so a wrapper may ask once and keep it.
     fn wants(&self, kind: MediaKind) -> bool;
     /// The consumers (plugins) that have the stream open, by name.
     fn consumers(&self) -> Vec<std::sync::Arc<str>>;

@@ -195,7 +195,12 @@ impl InputSink for CountingSink {
     fn open_stream(&self, info: StreamInfo) -> Box<dyn StreamSink> {
         let inner = self.inner.open_stream(info.clone());
         let (key, frames) = self.registry.register(info, inner.consumers());
+        let mut wanted = [false; KINDS];
+        for kind in MediaKind::ALL {
+            wanted[slot(kind)] = inner.wants(kind);
+        }
         Box::new(CountingStream {
+            wanted,
             inner: Some(inner),
             frames,
             key,
@@ -206,6 +211,9 @@ impl InputSink for CountingSink {
 
 /// One stream's sink: counts, then passes on.
 struct CountingStream {
+    /// The inner stream's answers to `wants`, by kind (fixed when a stream opens): asked
+    /// on every frame.
+    wanted: [bool; KINDS],
     inner: Option<Box<dyn StreamSink>>,
     frames: Arc<FrameCounts>,
     key: u64,
@@ -236,7 +244,7 @@ impl StreamSink for CountingStream {
     }
 
     fn wants(&self, kind: MediaKind) -> bool {
-        self.inner().is_some_and(|s| s.wants(kind))
+        self.wanted[slot(kind)]
     }
 
     fn consumers(&self) -> Vec<Arc<str>> {

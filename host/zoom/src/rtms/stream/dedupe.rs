@@ -53,10 +53,51 @@ impl Speaker<'_> {
     }
 }
 
+/// A (kind, speaker) key.
+type Key = (u8, u64);
+/// The newest delivered (timestamp, content digest) of a key.
+type Entry = (u64, u64);
+
 /// The newest (timestamp, content digest) per (kind, speaker).
 #[derive(Default)]
 pub(crate) struct Dedupe {
-    last: Mutex<HashMap<(u8, u64), (u64, u64)>>,
+    last: Mutex<Table>,
+}
+
+/// The entries: the key of the last frame accepted is kept beside the lock (a speaker's
+/// frames come in runs, so most frames touch neither the map nor a hash), the others in
+/// the map.
+#[derive(Default)]
+struct Table {
+    hot_key: Option<Key>,
+    /// The entry of `hot_key` (not in `cold`).
+    hot: Entry,
+    cold: HashMap<Key, Entry>,
+}
+
+impl Table {
+    fn get(&self, key: Key) -> Option<Entry> {
+        if self.hot_key == Some(key) {
+            return Some(self.hot);
+        }
+        self.cold.get(&key).copied()
+    }
+
+    /// Records `entry` for `key`, which becomes the hot one.
+    fn set(&mut self, key: Key, entry: Entry) {
+        if self.hot_key != Some(key) {
+            if let Some(old) = self.hot_key.replace(key) {
+                self.cold.insert(old, self.hot);
+            }
+            self.cold.remove(&key);
+        }
+        self.hot = entry;
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (Key, Entry)> + '_ {
+        let hot = self.hot_key.map(|k| (k, self.hot));
+        self.cold.iter().map(|(k, e)| (*k, *e)).chain(hot)
+    }
 }
 
 impl Dedupe {
@@ -72,30 +113,31 @@ impl Dedupe {
         let Some(ts) = ts else { return true };
         let text = matches!(kind, MediaKind::Transcript | MediaKind::Chat);
         let digest = if text { fnv1a(data) } else { 0 };
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let key = (kind as u8, speaker.key());
-        match last.get(&key) {
-            Some(&(last_ts, _)) if ts < last_ts => false,
-            Some(&(last_ts, last_digest)) if ts == last_ts && (!text || digest == last_digest) => {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match last.get(key) {
+            Some((last_ts, _)) if ts < last_ts => false,
+            Some((last_ts, last_digest)) if ts == last_ts && (!text || digest == last_digest) => {
                 false
             }
             _ => {
-                last.insert(key, (ts, digest));
+                last.set(key, (ts, digest));
                 true
             }
         }
     }
-}
 
-impl Dedupe {
     /// A dedupe that already delivered up to `progress` (a resumed stream).
     pub(crate) fn restored(progress: &[Progress]) -> Self {
-        let last = progress
+        let cold = progress
             .iter()
             .map(|p| ((p.kind, p.speaker), (p.ts, p.digest)))
             .collect();
         Self {
-            last: Mutex::new(last),
+            last: Mutex::new(Table {
+                cold,
+                ..Table::default()
+            }),
         }
     }
 
@@ -103,8 +145,8 @@ impl Dedupe {
     pub(crate) fn snapshot(&self) -> Vec<Progress> {
         let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<Progress> = last
-            .iter()
-            .map(|(&(kind, speaker), &(ts, digest))| Progress {
+            .entries()
+            .map(|((kind, speaker), (ts, digest))| Progress {
                 kind,
                 speaker,
                 ts,
@@ -155,6 +197,26 @@ mod tests {
         assert!(r.accept(MediaKind::Transcript, Speaker::User(5), Some(80), b"other"));
         assert!(r.accept(a, Speaker::User(5), Some(120), b"b"));
         assert_eq!(r.snapshot().len(), 3);
+    }
+
+    #[test]
+    fn speakers_taking_turns_keep_their_own_order() {
+        let d = Dedupe::default();
+        let a = MediaKind::Audio;
+        for ts in [100, 120, 140] {
+            for user in [1, 2, 3] {
+                assert!(d.accept(a, Speaker::User(user), Some(ts + u64::from(user)), b""));
+            }
+            for user in [1, 2, 3] {
+                assert!(!d.accept(a, Speaker::User(user), Some(ts + u64::from(user)), b""));
+                assert!(!d.accept(a, Speaker::User(user), Some(ts - 20), b""));
+            }
+        }
+        let saved = d.snapshot();
+        assert_eq!(
+            saved.iter().map(|p| (p.speaker, p.ts)).collect::<Vec<_>>(),
+            [(1, 141), (2, 142), (3, 143)]
+        );
     }
 
     #[test]
