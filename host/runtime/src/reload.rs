@@ -24,6 +24,12 @@ pub type ConfigLoader = Arc<dyn Fn(&Path) -> anyhow::Result<RuntimeConfig> + Sen
 /// produces several events).
 pub const SETTLE: Duration = Duration::from_millis(200);
 
+/// How often the debouncer's thread looks for settled changes: a change is applied
+/// between `SETTLE` and `SETTLE + WATCH_TICK` after the folder went quiet. The thread
+/// wakes this often even when nothing changes (the crate's default, a quarter of
+/// `SETTLE`, made it the idle host's most frequent wake-up).
+const WATCH_TICK: Duration = Duration::from_millis(100);
+
 /// A running watcher; dropping it stops watching.
 pub struct Watcher {
     task: JoinHandle<()>,
@@ -48,27 +54,31 @@ pub fn watch(
     let dir = host.config().plugins_dir;
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
-    let mut debouncer = new_debouncer(SETTLE, None, move |result: DebounceEventResult| {
-        match result {
-            Ok(events) => {
-                // Only changes count: reading a file (as a reload does) raises access
-                // events, which must not trigger another reload.
-                let paths: Vec<PathBuf> = events
-                    .into_iter()
-                    .filter(|e| is_change(&e.event.kind))
-                    .flat_map(|e| e.event.paths)
-                    .collect();
-                if !paths.is_empty() {
-                    let _ = tx.send(paths);
+    let mut debouncer = new_debouncer(
+        SETTLE,
+        Some(WATCH_TICK),
+        move |result: DebounceEventResult| {
+            match result {
+                Ok(events) => {
+                    // Only changes count: reading a file (as a reload does) raises access
+                    // events, which must not trigger another reload.
+                    let paths: Vec<PathBuf> = events
+                        .into_iter()
+                        .filter(|e| is_change(&e.event.kind))
+                        .flat_map(|e| e.event.paths)
+                        .collect();
+                    if !paths.is_empty() {
+                        let _ = tx.send(paths);
+                    }
+                }
+                Err(errors) => {
+                    for e in errors {
+                        tracing::warn!("plugin folder watcher: {e}");
+                    }
                 }
             }
-            Err(errors) => {
-                for e in errors {
-                    tracing::warn!("plugin folder watcher: {e}");
-                }
-            }
-        }
-    })
+        },
+    )
     .context("starting the file watcher")?;
     debouncer
         .watch(&dir, RecursiveMode::NonRecursive)
