@@ -14,7 +14,9 @@
 //!
 //! `--instances N` (or `auto`, one per core) runs the probe with that many instances,
 //! sharded by meeting as `[plugins.NAME] instances` does (each stream is its own
-//! meeting); the default is 1.
+//! meeting); the default is `auto`, the setting a media plugin serving many meetings is
+//! best run with (with one instance, a plugin on 1,000 streams has one thread for
+//! 50,000 calls a second, and a stall of a few milliseconds overflows its audio queue).
 //!
 //! The simulator produces a stream's media from its registration on, as Zoom does, and
 //! keeps what no socket carries yet for replay (`buffer_data`). The bench's host asks for

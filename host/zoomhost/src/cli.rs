@@ -91,8 +91,9 @@ pub enum Command {
         /// Seconds of audio per stream.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
-        /// Instances of the probe plugin, sharded by meeting: a number or `auto`.
-        #[arg(long, default_value = "1")]
+        /// Instances of the probe plugin, sharded by meeting: a number or `auto` (one per
+        /// core, as a media plugin serving many meetings is best run).
+        #[arg(long, default_value = "auto")]
         instances: String,
         /// Send frames as fast as the sockets take them instead of every 20 ms.
         #[arg(long)]
