@@ -6,8 +6,9 @@
 //! plugin (a pass-through audio plugin, a bench asset in `host/bench-probe`, built for
 //! wasm32-wasip2).
 //!
-//! Printed: frames/s delivered to the plugin, host CPU seconds per 1,000 frames (user +
-//! system, from `/proc/self/stat`), latency percentiles from the simulator's send time
+//! Printed: frames/s delivered to the plugin, host CPU per frame (user + system, from
+//! `getrusage`), the host threads' sleeps (voluntary context switches, each a wake-up
+//! to come) and preemptions per frame, latency percentiles from the simulator's send time
 //! (the frame's wall-clock `timestamp`) to the plugin's receipt (its wall clock), frames
 //! dropped anywhere (sent by the simulator but not received by the plugin) and the
 //! host's peak RSS (`VmHWM`). Linux only, like its figures' sources.
@@ -306,6 +307,7 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
     let peak_reset = reset_peak_rss();
     let mut ends = rtms.subscribe();
     let cpu0 = cpu_seconds();
+    let switches0 = context_switches();
     let t0 = Instant::now();
     for i in 0..streams {
         rtms.start(StreamStart {
@@ -336,6 +338,9 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
     };
     let wall = t0.elapsed();
     let cpu = cpu_seconds() - cpu0;
+    let switches = context_switches()
+        .zip(switches0)
+        .map(|(b, a)| (b.0 - a.0, b.1 - a.1));
     let bye = read_json_line(&mut lines).await.unwrap_or(Value::Null);
     let sent = bye["sent"].as_u64();
     // Read before reaping: a finished child's counters stay readable until then.
@@ -408,6 +413,15 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
     println!(
         "host CPU           {cpu:.3} s = {cpu_us_per_frame:.1} us per frame ({core_percent:.1}% of one core over the run)"
     );
+    if let Some((voluntary, preempted)) = switches {
+        // Each voluntary switch is a thread going to sleep (and so a wake-up to come):
+        // on a small VM the dearest part of a frame's journey.
+        println!(
+            "host threads       {:.2} sleeps and {:.2} preemptions per frame ({voluntary} and {preempted})",
+            voluntary as f64 / received.max(1) as f64,
+            preempted as f64 / received.max(1) as f64,
+        );
+    }
     if options.unpaced {
         println!("latency send->plugin  - (unpaced: the timestamps are synthetic)");
     } else {
@@ -527,6 +541,16 @@ fn cpu_seconds() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
+/// This process's context switches so far, all threads: (voluntary, involuntary).
+fn context_switches() -> Option<(u64, u64)> {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    Some((usage.ru_nvcsw as u64, usage.ru_nivcsw as u64))
+}
+
 /// User + system CPU seconds from a `/proc/PID/stat` file.
 fn cpu_seconds_of(path: &str) -> f64 {
     let Ok(stat) = std::fs::read_to_string(path) else {
@@ -623,6 +647,12 @@ mod tests {
     #[test]
     fn cpu_and_rss_are_readable_here() {
         assert!(cpu_seconds() >= 0.0);
+        let (voluntary, _) = context_switches().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(
+            context_switches().unwrap().0 > voluntary,
+            "a sleep is a voluntary switch"
+        );
         assert!(rss_kib().is_some_and(|m| m > 0.0));
         assert!(reset_peak_rss());
         let peak = peak_rss_kib().unwrap();
