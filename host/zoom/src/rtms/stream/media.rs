@@ -8,6 +8,7 @@
 //! (`CLIENT_READY_ACK`). A refusal as a duplicate media connection (16) gets one more
 //! delayed attempt; any other refusal ends the stream.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +18,6 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use zoomhost_protocol::rtms::status::{self, Retry};
 use zoomhost_protocol::rtms::{control, language, msg};
 use zoomhost_types::{AudioFrame, MediaKind, StreamSink, TranscriptSegment, VideoFrame};
@@ -252,11 +251,7 @@ impl MediaSocket {
     /// Sends close 1000, then keeps delivering what the server sent before it saw the
     /// close, until its close frame arrives (bounded).
     async fn close_and_drain(&self, ws: &mut Ws) {
-        let frame = CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        };
-        if ws.close(Some(frame)).await.is_ok() {
+        if wire::send_close(ws).await.is_ok() {
             self.deliver_rest(ws, CLOSE_WAIT, CLOSE_WAIT).await;
         }
     }
@@ -285,27 +280,30 @@ impl MediaSocket {
     }
 
     /// Reads until the connection ends; returns why.
+    ///
+    /// The socket counts as silent once no message came for a whole period of the
+    /// silence timer (`idle_timeout`). The timer is armed once, not per message (reading
+    /// the clock per message cost more than a tenth of the read path): when it fires
+    /// after messages came, it is re-armed for `idle` from then. So a silent socket is
+    /// given up between `idle` and `2 * idle` after its last message.
     async fn read(&self, ws: &mut Ws) -> String {
         let idle = self.config.idle_timeout;
-        // One timer for the socket's silence rather than one per message: when it fires
-        // after messages came, it is pushed back to `idle` after the last one.
-        let mut last = Instant::now();
-        let silence = tokio::time::sleep_until(last + idle);
+        let mut heard = false;
+        let silence = tokio::time::sleep(idle);
         tokio::pin!(silence);
         loop {
             let next = tokio::select! {
                 biased;
                 next = ws.next() => next,
                 () = &mut silence => {
-                    let due = last + idle;
-                    if Instant::now() < due {
-                        silence.as_mut().reset(due);
+                    if std::mem::take(&mut heard) {
+                        silence.as_mut().reset(Instant::now() + idle);
                         continue;
                     }
                     return format!("silent for {idle:?}");
                 }
             };
-            last = Instant::now();
+            heard = true;
             let message = match next {
                 None => return "connection dropped".into(),
                 Some(Err(e)) => return e.to_string(),
@@ -382,7 +380,11 @@ impl MediaSocket {
         } else {
             Vec::new()
         };
-        let channel = content.channel_id.as_ref().map(wire::value_text);
+        // A channel id is text, borrowed from the message (any other JSON value as its text).
+        let channel = content.channel_id.as_ref().map(|id| match id {
+            Value::String(text) => Cow::Borrowed(text.as_str()),
+            other => Cow::Owned(other.to_string()),
+        });
         let speaker = match &channel {
             Some(channel) => Speaker::Channel(channel),
             None => Speaker::User(user_id),

@@ -1,16 +1,22 @@
 //! Sockets and messages: connecting, sending JSON, reading a handshake reply, closing.
+//!
+//! The RTMS sockets run on `tokio-websockets`: it reads into the spare capacity of its
+//! buffer (tokio-util's codec: no zero-fill before a read) and is polled by tokio
+//! directly (no waker adapter between an `std::io` socket and the task). Pings are
+//! answered by the crate (the pong goes out with the next read or send); so is a close
+//! frame from the server.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_websockets::{
+    ClientBuilder, CloseCode, Connector, Limits, MaybeTlsStream, Message, WebSocketStream,
+};
 
 use super::super::protocol;
 use zoomhost_protocol::rtms::msg;
@@ -18,11 +24,13 @@ use zoomhost_protocol::rtms::msg;
 /// An RTMS socket.
 pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Read buffer of every RTMS socket (bigger messages are still read, in more steps).
-/// tungstenite zero-fills this much before every read, including the read that finds
-/// the socket drained, so it costs twice per message: 4 KiB holds an audio message
-/// (about 1.2 KiB for 20 ms of 16 kHz mono, 5 KiB for 48 kHz stereo in two reads).
-const READ_BUFFER: usize = 4 * 1024;
+/// The largest message an RTMS socket takes (a video or share frame is tens to hundreds
+/// of KiB of base64 JSON); a bigger one ends the connection as a protocol error (close
+/// 1009) instead of growing the buffer without bound.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// How long [`close`] waits for the server's close after sending its own.
+const CLOSE_DRAIN: Duration = Duration::from_millis(500);
 
 /// Sequence numbers of handshakes: new for every attempt.
 pub(super) fn next_sequence() -> u64 {
@@ -39,15 +47,34 @@ pub(super) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-pub(super) async fn connect(url: &str, timeout: Duration) -> Result<Ws, String> {
+/// The TLS connector of every `wss://` RTMS socket: rustls with the webpki roots and the
+/// process's crypto provider ([`crate::oauth::ensure_tls_provider`]), built once.
+fn tls_connector() -> Result<&'static Connector, String> {
+    static CONNECTOR: OnceLock<Connector> = OnceLock::new();
+    if let Some(connector) = CONNECTOR.get() {
+        return Ok(connector);
+    }
     crate::oauth::ensure_tls_provider();
-    // tungstenite zero-fills its whole read buffer (128 KiB by default) before every
-    // read; RTMS messages are a few KiB at most (48 kHz stereo: about 5 KiB), and at
-    // real-time rates the default buffer costs more CPU than everything else together
-    // (see READ_BUFFER).
-    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-    let connecting = tokio_tungstenite::connect_async_with_config(url, Some(config), false);
-    match tokio::time::timeout(timeout, connecting).await {
+    let connector =
+        Connector::new().map_err(|e| format!("setting up TLS for the RTMS sockets: {e}"))?;
+    Ok(CONNECTOR.get_or_init(|| connector))
+}
+
+/// Opens the WebSocket at `url` (`ws://` or `wss://`) within `timeout`.
+pub(super) async fn connect(url: &str, timeout: Duration) -> Result<Ws, String> {
+    let builder = ClientBuilder::new()
+        .uri(url)
+        .map_err(|e| format!("connecting to {url}: not a WebSocket URL: {e}"))?
+        .limits(Limits::default().max_payload_len(Some(MAX_MESSAGE)));
+    let tls = url
+        .get(..6)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss://"));
+    let builder = if tls {
+        builder.connector(tls_connector()?)
+    } else {
+        builder
+    };
+    match tokio::time::timeout(timeout, builder.connect()).await {
         Err(_) => Err(format!("connecting to {url}: timed out after {timeout:?}")),
         Ok(Err(e)) => Err(format!("connecting to {url}: {e}")),
         Ok(Ok((ws, _))) => Ok(ws),
@@ -69,6 +96,7 @@ pub(super) async fn connect_any(
     Err(errors.join("; "))
 }
 
+/// Sends `message` as JSON in a text frame, or a binary one when `binary`.
 pub(super) async fn send(ws: &mut Ws, message: &Value, binary: bool) -> Result<(), String> {
     let text = message.to_string();
     let frame = if binary {
@@ -79,35 +107,50 @@ pub(super) async fn send(ws: &mut Ws, message: &Value, binary: bool) -> Result<(
     ws.send(frame).await.map_err(|e| e.to_string())
 }
 
+/// Sends close 1000 (without waiting for the server's).
+pub(super) async fn send_close(ws: &mut Ws) -> Result<(), String> {
+    ws.send(Message::close(Some(CloseCode::NORMAL_CLOSURE), ""))
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Sends close 1000 and waits briefly for the server's close.
 pub(super) async fn close(ws: &mut Ws) {
-    let frame = CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    };
-    if ws.close(Some(frame)).await.is_err() {
+    if send_close(ws).await.is_err() {
         return;
     }
     let drain = async { while let Some(Ok(_)) = ws.next().await {} };
-    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+    let _ = tokio::time::timeout(CLOSE_DRAIN, drain).await;
 }
 
 /// What a WebSocket message carries for the RTMS client.
 pub(super) enum Frame<'a> {
     /// JSON, from a text or a binary frame.
     Data(&'a [u8]),
-    /// The peer's close frame.
-    Close(Option<&'a CloseFrame>),
-    /// Ping, pong, raw frames.
+    /// The peer's close frame (`None`: without a code).
+    Close(Option<Closing<'a>>),
+    /// Ping, pong.
     Other,
 }
 
+/// The code and reason of a close frame.
+pub(super) struct Closing<'a> {
+    pub code: u16,
+    pub reason: &'a str,
+}
+
 pub(super) fn frame(message: &Message) -> Frame<'_> {
-    match message {
-        Message::Text(t) => Frame::Data(t.as_bytes()),
-        Message::Binary(b) => Frame::Data(&b[..]),
-        Message::Close(f) => Frame::Close(f.as_ref()),
-        _ => Frame::Other,
+    if message.is_text() || message.is_binary() {
+        return Frame::Data(message.as_payload());
+    }
+    match message.as_close() {
+        // A close frame without a body reads as 1005 ("no status received").
+        Some((code, _)) if code == CloseCode::NO_STATUS_RECEIVED => Frame::Close(None),
+        Some((code, reason)) => Frame::Close(Some(Closing {
+            code: code.into(),
+            reason,
+        })),
+        None => Frame::Other,
     }
 }
 
@@ -118,10 +161,10 @@ pub(super) fn value_text(v: &Value) -> String {
     }
 }
 
-pub(super) fn close_text(frame: Option<&CloseFrame>) -> String {
+pub(super) fn close_text(frame: Option<Closing<'_>>) -> String {
     match frame {
-        Some(f) if f.reason.is_empty() => format!(" (close {})", u16::from(f.code)),
-        Some(f) => format!(" (close {}: {})", u16::from(f.code), f.reason),
+        Some(f) if f.reason.is_empty() => format!(" (close {})", f.code),
+        Some(f) => format!(" (close {}: {})", f.code, f.reason),
         None => String::new(),
     }
 }
@@ -191,5 +234,50 @@ pub(super) async fn await_reply(
             msg_type = incoming.msg_type,
             "RTMS message before the handshake reply; ignored"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_frames_carry_their_bytes_text_or_binary() {
+        for message in [
+            Message::text("{\"a\":1}"),
+            Message::binary(&b"{\"a\":1}"[..]),
+        ] {
+            match frame(&message) {
+                Frame::Data(bytes) => assert_eq!(bytes, b"{\"a\":1}"),
+                _ => panic!("not data"),
+            }
+        }
+        assert!(matches!(frame(&Message::ping(&b"x"[..])), Frame::Other));
+    }
+
+    #[test]
+    fn close_frames_read_with_code_and_reason() {
+        let away = Message::close(Some(CloseCode::GOING_AWAY), "bye");
+        let Frame::Close(closing) = frame(&away) else {
+            panic!("not a close")
+        };
+        assert_eq!(close_text(closing), " (close 1001: bye)");
+        let normal = Message::close(Some(CloseCode::NORMAL_CLOSURE), "");
+        let Frame::Close(closing) = frame(&normal) else {
+            panic!("not a close")
+        };
+        assert_eq!(close_text(closing), " (close 1000)");
+        let bare = Message::close(None, "");
+        let Frame::Close(closing) = frame(&bare) else {
+            panic!("not a close")
+        };
+        assert_eq!(close_text(closing), "");
+    }
+
+    #[test]
+    fn the_tls_connector_builds_once() {
+        let first = tls_connector().expect("TLS connector");
+        let again = tls_connector().expect("TLS connector");
+        assert!(std::ptr::eq(first, again));
     }
 }
