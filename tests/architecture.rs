@@ -30,6 +30,7 @@ const NOT_IN_RUNTIME: &[&str] = &[
     "axum",
     "reqwest",
     "tokio-tungstenite",
+    "tokio-websockets",
     "hmac",
     "sha2",
     "base64",
