@@ -24,8 +24,8 @@
 //! event's message then; the runtime does not know about NATS.
 //!
 //! Modules: `engine` ([`Runtime`]: wasmtime engine, linker, compile after a shape check
-//! in `precheck` and the world check, the epoch ticker that runs only while calls are in
-//! flight), `store`/`limiter`/`http_gate` (the sandbox: WASI
+//! in `precheck` and the world check, the epoch ticker that ticks only while a call is in
+//! flight and that no call has to wake), `store`/`limiter`/`http_gate` (the sandbox: WASI
 //! without files or sockets, memory and table budgets over all memories, handle and
 //! host-call budgets, outbound HTTP gated by grants, capped and scoped to the call),
 //! `stream_control` (plugins' requests on RTMS streams, gated by the `stream_control`
