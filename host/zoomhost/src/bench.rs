@@ -19,6 +19,11 @@
 //! best run with (with one instance, a plugin on 1,000 streams has one thread for
 //! 50,000 calls a second, and a stall of a few milliseconds overflows its audio queue).
 //!
+//! The probe runs with the default limits, except its audio queue
+//! (`audio_queue_frames`): real-time runs give it 100 ms of audio for each stream an
+//! instance serves (at least the default, 500 frames), as an operator sizes a plugin that
+//! serves that many meetings; unpaced runs make it hold every frame.
+//!
 //! The simulator produces a stream's media from its registration on, as Zoom does, and
 //! keeps what no socket carries yet for replay (`buffer_data`). The bench's host asks for
 //! `buffer_data = false`, so the audio made while its streams were still connecting is
@@ -54,6 +59,9 @@ use zoomhost_zoom::rtms::{RtmsConfig, StreamStart};
 const SIM_CLIENT_ID: &str = "bench-client-id";
 const SIM_CLIENT_SECRET: &str = "bench-client-secret";
 const PROBE: &str = "latency-probe";
+/// Real time: the probe's audio queue holds this many frames (20 ms each) per stream an
+/// instance serves, at least the default.
+const QUEUE_FRAMES_PER_STREAM: usize = 5;
 
 /// What `zoomhost bench` was asked for.
 #[derive(Debug, Clone)]
@@ -182,8 +190,7 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
     .context("copying the probe plugin")?;
 
     let frames = u32::try_from(seconds * 50).context("--seconds is too large")?;
-    // The host, with the default limits (one plugin takes every stream: its audio queue
-    // of 500 frames absorbs each 20 ms burst of one frame per stream).
+    // The host, with the default limits except the probe's audio queue (below).
     let mut rtms_config =
         RtmsConfig::new(SIM_CLIENT_ID, Secret::new(SIM_CLIENT_SECRET.to_string()));
     rtms_config.media = vec![MediaKind::Audio];
@@ -196,7 +203,15 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
         limits.audio_queue_frames = limits
             .audio_queue_frames
             .max(streams.saturating_mul(frames as usize));
+    } else {
+        // Sized as for a plugin serving this many meetings: 100 ms of audio for each
+        // stream an instance serves (the default, 500 frames, is 10 ms per stream at
+        // 1,000 streams on two instances, less than a scheduling hiccup).
+        limits.audio_queue_frames = limits
+            .audio_queue_frames
+            .max(streams.div_ceil(instances.max(1)) * QUEUE_FRAMES_PER_STREAM);
     }
+    let audio_queue = limits.audio_queue_frames;
     let probe_grant = zoomhost_runtime::ResolvedGrant {
         enabled: true,
         instances,
@@ -295,10 +310,11 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
         );
     } else {
         println!(
-            "bench: {streams} streams x {seconds} s of 20 ms audio ({} frames/s expected, {}) through {PROBE} ({instances} instance{}), buffer_data off (live audio only)",
+            "bench: {streams} streams x {seconds} s of 20 ms audio ({} frames/s expected, {}) through {PROBE} ({instances} instance{}, audio queue {} frames each), buffer_data off (live audio only)",
             streams * 50,
             if options.aligned { "all streams' frames at the same instants" } else { "frames spread over each 20 ms" },
-            if instances == 1 { "" } else { "s" }
+            if instances == 1 { "" } else { "s" },
+            audio_queue
         );
     }
     // The peak is the kernel's (`VmHWM`), reset here: no sampling thread adds its own
