@@ -10,6 +10,7 @@
 //! the server. Connecting resolves, connects TCP and sets up TLS (rustls, the webpki
 //! roots) here, then hands the stream to the crate for the upgrade.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -185,10 +186,11 @@ pub(super) fn frame(message: &Message) -> Frame<'_> {
     }
 }
 
-pub(super) fn value_text(v: &Value) -> String {
+/// A JSON value as text: a string as it is (borrowed), any other value as its JSON.
+pub(super) fn value_text(v: &Value) -> Cow<'_, str> {
     match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -256,7 +258,7 @@ pub(super) async fn await_reply(
         if incoming.msg_type == want {
             return Ok(Reply {
                 status_code: incoming.status_code,
-                reason: incoming.reason.as_ref().map(value_text),
+                reason: incoming.reason.as_ref().map(|r| value_text(r).into_owned()),
                 media_server: incoming.media_server,
                 media_params: incoming.media_params,
             });
