@@ -106,7 +106,8 @@ pub struct RtmsConfig {
     /// Limit for connecting a socket and for each handshake reply.
     pub connect_timeout: Duration,
     /// A socket silent this long (no keep-alive, no data) is treated as dropped (Zoom
-    /// sends keep-alives every 10 s while idle: 35 s is three missed ones and slack).
+    /// sends keep-alives every 10 s while idle: 35 s is three missed ones and slack). A
+    /// media socket checks in quarters of it, so it gives up within 1.25 times it.
     pub idle_timeout: Duration,
     /// How long Zoom keeps a stream resumable after its signaling was lost (60 s).
     pub resume_window: Duration,
