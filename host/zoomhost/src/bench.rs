@@ -63,20 +63,31 @@ const PROBE: &str = "latency-probe";
 /// instance serves, at least the default.
 const QUEUE_FRAMES_PER_STREAM: usize = 5;
 
-/// What `zoomhost bench` was asked for.
-#[derive(Debug, Clone)]
+/// What `zoomhost bench` was asked for (its command-line options; the field docs are
+/// their `--help`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
-    /// Stream counts: one run each.
-    pub streams: Vec<usize>,
+    /// Concurrent streams: one count, or a list (`1,50,500,1000`) for one run each.
+    #[arg(long, default_value = "500", value_parser = parse_streams)]
+    pub streams: std::vec::Vec<usize>,
     /// Seconds of audio per stream.
+    #[arg(long, default_value_t = 20)]
     pub seconds: u64,
-    /// The probe's `[plugins.latency-probe] instances` value (`"auto"` or a number).
+    /// Instances of the probe plugin, sharded by meeting: a number or `auto` (one per
+    /// core, as a media plugin serving many meetings is best run).
+    #[arg(long, default_value = "auto")]
     pub instances: String,
-    /// Frames as fast as the sockets take them instead of in real time.
+    /// Send frames as fast as the sockets take them instead of every 20 ms.
+    #[arg(long)]
     pub unpaced: bool,
-    /// Seconds of idle host to measure first (0: none).
+    /// First measure the host's CPU for this many seconds with the probe loaded and no
+    /// stream.
+    #[arg(long, default_value_t = 0)]
     pub idle: u64,
-    /// Every stream's frames at the same instants (the worst-case burst).
+    /// Real-time streams send their frames at the same instants (one burst of every
+    /// stream's frame each 20 ms: the worst case) instead of spread over the 20 ms as
+    /// streams started at different times are.
+    #[arg(long)]
     pub aligned: bool,
 }
 

@@ -84,30 +84,7 @@ pub enum Command {
     /// Load test: N simulated RTMS streams at real-time pace (or unpaced) through a
     /// pass-through plugin; prints frames/s, CPU per frame, latency percentiles, drops,
     /// RSS per stream and, with --idle, the idle host's CPU.
-    Bench {
-        /// Concurrent streams: one count, or a list (`1,50,500,1000`) for one run each.
-        #[arg(long, default_value = "500", value_parser = crate::bench::parse_streams)]
-        streams: std::vec::Vec<usize>,
-        /// Seconds of audio per stream.
-        #[arg(long, default_value_t = 20)]
-        seconds: u64,
-        /// Instances of the probe plugin, sharded by meeting: a number or `auto` (one per
-        /// core, as a media plugin serving many meetings is best run).
-        #[arg(long, default_value = "auto")]
-        instances: String,
-        /// Send frames as fast as the sockets take them instead of every 20 ms.
-        #[arg(long)]
-        unpaced: bool,
-        /// First measure the host's CPU for this many seconds with the probe loaded and
-        /// no stream.
-        #[arg(long, default_value_t = 0)]
-        idle: u64,
-        /// Real-time streams send their frames at the same instants (one burst of every
-        /// stream's frame each 20 ms: the worst case) instead of spread over the 20 ms as
-        /// streams started at different times are.
-        #[arg(long)]
-        aligned: bool,
-    },
+    Bench(crate::bench::BenchOptions),
     /// The cluster's figures on this machine: events/s end to end (simulator, ingress,
     /// JetStream, worker, plugin), added latency per event against a single host, and the
     /// failover time of a worker and of the ingress (both killed with SIGKILL).
@@ -314,24 +291,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             println!("{created}");
             ExitCode::SUCCESS
         }),
-        Command::Bench {
-            streams,
-            seconds,
-            instances,
-            unpaced,
-            idle,
-            aligned,
-        } => {
-            crate::bench::run(crate::bench::BenchOptions {
-                streams,
-                seconds,
-                instances,
-                unpaced,
-                idle,
-                aligned,
-            })
-            .await
-        }
+        Command::Bench(options) => crate::bench::run(options).await,
         Command::BenchSim {
             streams,
             frames,
