@@ -526,15 +526,7 @@ async fn a_pushed_plugin_reaches_every_worker_and_each_event_is_delivered_once()
     let s = rig.until_two_workers_and_connected().await;
 
     // What `zoomhost cluster status` shows an operator is that snapshot.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zoomhost"))
-        .args(["cluster", "status", "--json", "--nats", &rig.nats_url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = zoomhost_cli(&["cluster", "status", "--json", "--nats", &rig.nats_url]);
     let shown: ClusterStatus = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(shown.owners, s.owners);
     assert_eq!(
@@ -554,18 +546,13 @@ async fn a_pushed_plugin_reaches_every_worker_and_each_event_is_delivered_once()
     let file = dir.path().join("rec.wasm");
     std::fs::copy(crate::support::wasm("recorder"), &file).unwrap();
     let ingress = rig.cluster.node("ingress-1").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zoomhost"))
-        .args(["plugin", "push"])
-        .arg(&file)
-        .arg("--config")
-        .arg(&ingress.config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    zoomhost_cli(&[
+        "plugin".as_ref(),
+        "push".as_ref(),
+        file.as_os_str(),
+        "--config".as_ref(),
+        ingress.config.as_os_str(),
+    ]);
     until("every worker loaded the pushed plugin", || {
         ["worker-1", "worker-2"].iter().all(|w| {
             rig.cluster
@@ -647,4 +634,20 @@ async fn a_pushed_plugin_reaches_every_worker_and_each_event_is_delivered_once()
         "both workers own some of the meetings\n{s}"
     );
     rig.stop_cleanly();
+}
+
+/// Runs the `zoomhost` binary as an operator would and returns what it printed; fails
+/// the test (with its stderr) if it does not succeed.
+fn zoomhost_cli<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zoomhost"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "zoomhost {:?}: {}",
+        args.iter().map(|a| a.as_ref()).collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
