@@ -4,20 +4,15 @@
 //! that give clear errors for bad files (among them the world check: a component must
 //! export `zoomhost:plugin/guest` at a served version, 0.2.0 or 0.1.0).
 //!
-//! The epoch ticker ([`EpochTicker`]) is a thread that advances the engine's epoch every
-//! [`EPOCH_TICK`] while a plugin call is in flight. A call never wakes it: while calls
-//! keep coming it looks for one in flight every [`EPOCH_WATCH`], and after a second
-//! without any call it parks (no wake-ups), so an idle host costs no CPU for it and a
-//! lone real-time stream costs no thread wake-up per frame for it.
+//! Each runtime starts an [`EpochTicker`] (module `epoch`) for its engine and stops it
+//! when dropped; every plugin call holds the ticker's guard while it runs.
 //!
 //! A Cranelift compile cannot be interrupted, so a component's shape is checked against
 //! the plugin's limits before compiling ([`super::precheck`]); compiles then run one at a
 //! time on one thread, so loading a plugin never takes more than one core from the
 //! delivery path.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -25,27 +20,12 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::bindings::{self, WorldVersion, SERVED_VERSIONS, WORLD_PACKAGE, WORLD_VERSION};
 use crate::config::RuntimeConfig;
+use crate::epoch::EpochTicker;
 use crate::guest::GuestPre;
 use crate::limits::Limits;
 use crate::precheck::{self, ShapeLimits};
 use crate::store::StoreState;
 use crate::stream_control::ControlSlot;
-
-/// How often the engine's epoch advances; deadlines are checked at this granularity and
-/// a running guest yields to the executor this often.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
-
-/// While calls keep coming, how often the epoch ticker looks for a call in flight: a
-/// call's first deadline check (and its first yield to the executor) comes within this
-/// plus one [`EPOCH_TICK`] of its start, so deadlines shorter than that are enforced at
-/// that bound. With one tick it stays under the shortest default deadline (media,
-/// 50 ms); each look is a thread wake-up, which on a small VM costs about as much as
-/// delivering a frame, so it is not looked for more often.
-pub const EPOCH_WATCH: Duration = Duration::from_millis(40);
-
-/// After this long without a call the epoch ticker parks until the next one (whose start
-/// then costs one wake-up).
-const EPOCH_IDLE_PARK: Duration = Duration::from_secs(1);
 
 /// Why a file could not become a plugin.
 #[derive(Debug, Error)]
@@ -177,123 +157,6 @@ impl Drop for Runtime {
     }
 }
 
-/// Advances an engine's epoch every [`EPOCH_TICK`] while plugin calls are in flight
-/// (counted by [`EpochTicker::call`]).
-///
-/// A call does not wake the thread (that would cost a wake-up, and a preempted caller,
-/// per isolated call: per frame of a lone stream). Instead the thread, while calls keep
-/// coming, looks every [`EPOCH_WATCH`] for one in flight and ticks while it finds one. A
-/// call's epoch deadline is one tick ahead when it starts, and the store's epoch callback
-/// compares the wall clock with the call's deadline at every tick, so a tick that comes
-/// early never cuts a call short, and a runaway call is stopped at its deadline plus at
-/// most a tick (or at `EPOCH_WATCH` plus a tick, for deadlines shorter than that).
-///
-/// After [`EPOCH_IDLE_PARK`] without any call the thread parks; the next call unparks
-/// it (`parked` is set before the thread's last look at `started`, and read by a call
-/// after it counted itself, so one of the two sees the other).
-#[derive(Debug, Default)]
-pub(crate) struct EpochTicker {
-    in_flight: AtomicUsize,
-    /// Calls started so far.
-    started: AtomicU64,
-    /// The thread is parked until the next call.
-    parked: AtomicBool,
-    /// Epoch ticks so far.
-    ticks: AtomicU64,
-    stop: AtomicBool,
-    thread: OnceLock<std::thread::Thread>,
-}
-
-/// One call in flight: the ticker ticks while any such guard lives.
-pub(crate) struct InFlight<'a>(&'a EpochTicker);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Release);
-    }
-}
-
-impl EpochTicker {
-    /// Starts the ticker thread for `engine` (held weakly: the thread ends with it).
-    fn start(engine: &Engine) -> std::io::Result<Arc<Self>> {
-        let ticker = Arc::new(Self::default());
-        let weak = engine.weak();
-        let t = ticker.clone();
-        let handle = std::thread::Builder::new()
-            .name("zoomhost-epoch".into())
-            .spawn(move || t.run(&weak))?;
-        let _ = ticker.thread.set(handle.thread().clone());
-        Ok(ticker)
-    }
-
-    /// The thread's loop: tick while a call is in flight, watch while calls keep coming,
-    /// park when they stop.
-    fn run(&self, engine: &wasmtime::EngineWeak) {
-        let mut seen = self.started.load(Ordering::SeqCst);
-        let mut quiet_since = std::time::Instant::now();
-        while !self.stop.load(Ordering::Acquire) {
-            if self.in_flight.load(Ordering::Acquire) > 0 {
-                std::thread::sleep(EPOCH_TICK);
-                match engine.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => return,
-                }
-                self.ticks.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let started = self.started.load(Ordering::SeqCst);
-            if started != seen {
-                seen = started;
-                quiet_since = std::time::Instant::now();
-            } else if quiet_since.elapsed() >= EPOCH_IDLE_PARK {
-                self.parked.store(true, Ordering::SeqCst);
-                if self.started.load(Ordering::SeqCst) == seen && !self.stop.load(Ordering::SeqCst)
-                {
-                    // Until a call (or stop) unparks: an unpark that came first makes
-                    // this return at once.
-                    std::thread::park();
-                }
-                self.parked.store(false, Ordering::SeqCst);
-                quiet_since = std::time::Instant::now();
-                continue;
-            }
-            std::thread::sleep(EPOCH_WATCH);
-        }
-    }
-
-    /// A call starts: the ticker ticks until the returned guard is dropped.
-    pub(crate) fn call(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.started.fetch_add(1, Ordering::SeqCst);
-        if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::SeqCst) {
-            if let Some(thread) = self.thread.get() {
-                thread.unpark();
-            }
-        }
-        InFlight(self)
-    }
-
-    /// Whether the thread is parked (no call for a while).
-    #[cfg(test)]
-    fn is_parked(&self) -> bool {
-        self.parked.load(Ordering::SeqCst)
-    }
-
-    /// Epoch ticks so far.
-    #[cfg(test)]
-    fn ticks(&self) -> u64 {
-        self.ticks.load(Ordering::Relaxed)
-    }
-
-    /// Ends the thread.
-    fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.get() {
-            thread.unpark();
-        }
-    }
-}
-
 /// Set to `on-demand` to allocate instances on demand instead of from the pool (for
 /// machines that cannot reserve the pool's address space, and to test both allocators).
 pub const ALLOCATOR_ENV: &str = "ZOOMHOST_ALLOCATOR";
@@ -302,7 +165,7 @@ fn on_demand_requested() -> bool {
     std::env::var(ALLOCATOR_ENV).is_ok_and(|v| v.trim() == "on-demand")
 }
 
-fn base_config() -> Config {
+pub(crate) fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
@@ -520,51 +383,4 @@ fn check_world(
             names.join(", ")
         },
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Instant;
-
-    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-        let until = Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(Instant::now() < until, "timed out waiting until {what}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    #[test]
-    fn the_epoch_ticker_ticks_only_while_a_call_is_in_flight_and_parks_when_calls_stop() {
-        let engine = Engine::new(&base_config()).unwrap();
-        let ticker = EpochTicker::start(&engine).unwrap();
-        wait_until("the idle ticker parks", || ticker.is_parked());
-        let parked_ticks = ticker.ticks();
-        std::thread::sleep(EPOCH_WATCH * 3);
-        assert_eq!(ticker.ticks(), parked_ticks, "a parked ticker ticked");
-
-        // A call wakes it, and it ticks for as long as the call runs.
-        let call = ticker.call();
-        assert!(!ticker.is_parked());
-        wait_until("a call in flight gets ticks", || {
-            ticker.ticks() >= parked_ticks + 3
-        });
-        drop(call);
-
-        // Short calls back to back: watched, not ticked for, and not parked.
-        let before = ticker.ticks();
-        for _ in 0..20 {
-            drop(ticker.call());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(!ticker.is_parked(), "parked while calls kept coming");
-        assert!(
-            ticker.ticks() <= before + 4,
-            "ticked {} times for 20 calls of no duration",
-            ticker.ticks() - before
-        );
-        wait_until("the ticker parks again", || ticker.is_parked());
-        ticker.stop();
-    }
 }

@@ -24,8 +24,9 @@
 //! event's message then; the runtime does not know about NATS.
 //!
 //! Modules: `engine` ([`Runtime`]: wasmtime engine, linker, compile after a shape check
-//! in `precheck` and the world check, the epoch ticker that ticks only while a call is in
-//! flight and that no call has to wake), `store`/`limiter`/`http_gate` (the sandbox: WASI
+//! in `precheck` and the world check), `epoch` (the ticker that ticks only while a call
+//! is in flight, woken by a kernel timer each call arms while calls are sparse and
+//! looking periodically while they are dense), `store`/`limiter`/`http_gate` (the sandbox: WASI
 //! without files or sockets, memory and table budgets over all memories, handle and
 //! host-call budgets, outbound HTTP gated by grants, capped and scoped to the call),
 //! `stream_control` (plugins' requests on RTMS streams, gated by the `stream_control`
@@ -57,6 +58,7 @@ mod config;
 mod convert;
 mod declared;
 mod engine;
+mod epoch;
 mod guest;
 mod http_gate;
 pub mod identity;
@@ -81,7 +83,8 @@ pub use config::{
     POOL_MAX_SLOTS, POOL_MIN_SLOTS, POOL_UNNAMED_SLOTS, SLOTS_PER_INSTANCE,
 };
 pub use declared::Subscriptions;
-pub use engine::{CompiledPlugin, LoadError, Runtime, EPOCH_TICK};
+pub use engine::{CompiledPlugin, LoadError, Runtime};
+pub use epoch::EPOCH_TICK;
 pub use identity::{LogSink, PluginIdentity, PluginLogRecord};
 pub use limiter::BudgetExceeded;
 pub use limits::{Limits, HTTP_BODY_CHUNK, OUTBOUND_CONNECTION_BYTES};

@@ -1,0 +1,395 @@
+//! The epoch ticker: the thread that advances the engine's epoch while a plugin call is
+//! in flight, so that the store's epoch callback can stop a call at its deadline.
+//!
+//! Ticking is cheap; what costs is waking a thread to look whether a call is in flight.
+//! On a small VM a thread wake-up costs about as much as delivering an audio frame, so
+//! the ticker picks, by the call rate it measures, the cheaper of two ways to be woken:
+//!
+//! - **Sparse** (under [`SPARSE_BELOW`] calls a second, e.g. a lone real-time stream,
+//!   and at idle): the first call in flight arms a kernel timer ([`Alarm`], a `timerfd`)
+//!   for [`EPOCH_WATCH`] and the last one to end disarms it: two system calls per call,
+//!   about a microsecond, and no wake-up at all unless a call runs that long. The thread
+//!   looks at the rate once a second while calls come, and waits without a timeout when
+//!   none came.
+//! - **Dense** (over [`DENSE_ABOVE`] calls a second, e.g. hundreds of streams): calls
+//!   touch only two atomics, and the thread looks every [`EPOCH_WATCH`] for one in
+//!   flight: 25 wake-ups a second shared by thousands of calls.
+//!
+//! Either way, once a call is seen in flight the thread ticks every [`EPOCH_TICK`] until
+//! no call is. A call's epoch deadline is one tick ahead when it starts and the store's
+//! epoch callback compares the wall clock with the call's deadline at every tick, so an
+//! early tick never cuts a call short, and a runaway call is stopped at its deadline plus
+//! a tick, or at [`EPOCH_WATCH`] plus a tick for deadlines shorter than that.
+//!
+//! Switching modes is race-free: a call counts itself in flight and then reads the mode;
+//! the thread sets the mode and then reads the calls in flight (all sequentially
+//! consistent), so either the call arms the timer or the thread sees the call and ticks.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rustix::event::{EventfdFlags, PollFd, PollFlags};
+use rustix::time::{Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, Timespec};
+use wasmtime::{Engine, EngineWeak};
+
+/// How often the engine's epoch advances while a call is in flight; deadlines are
+/// checked at this granularity and a running guest yields to the executor this often.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// How long a call runs before the ticker first looks at it (at most): a call's first
+/// deadline check (and its first yield to the executor) comes within this plus one
+/// [`EPOCH_TICK`] of its start, so deadlines shorter than that are enforced at that
+/// bound. With one tick it stays under the shortest default deadline (media, 50 ms).
+pub const EPOCH_WATCH: Duration = Duration::from_millis(40);
+
+/// Calls a second under which the ticker goes sparse (a timer armed per call).
+pub const SPARSE_BELOW: u64 = 250;
+
+/// Calls a second over which the ticker goes dense (a look every [`EPOCH_WATCH`]). Two
+/// system calls per call (about 1 µs here) cost what 25 wake-ups a second do at about
+/// 700 calls a second; the gap between the two bounds keeps a rate near them from
+/// flapping.
+pub const DENSE_ABOVE: u64 = 500;
+
+/// How long the rate is measured over before the mode may change.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+fn timespec(d: Duration) -> Timespec {
+    Timespec {
+        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
+}
+
+/// What the ticker thread waits on: a one-shot kernel timer (a `timerfd`) that calls arm
+/// and disarm, and an `eventfd` that wakes the thread at once. Arming, disarming and
+/// poking are system calls; only a timer that fires, or a poke, is a wake-up.
+#[derive(Debug)]
+struct Alarm {
+    timer: OwnedFd,
+    poke: OwnedFd,
+}
+
+/// Why [`Alarm::wait`] returned.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Woken {
+    /// The timer fired.
+    fired: bool,
+    /// Somebody poked.
+    poked: bool,
+}
+
+impl Alarm {
+    fn new() -> std::io::Result<Self> {
+        let timer = rustix::time::timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK,
+        )
+        .map_err(|e| std::io::Error::other(format!("creating the epoch timer: {e}")))?;
+        let poke = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+            .map_err(|e| {
+                std::io::Error::other(format!("creating the epoch ticker's eventfd: {e}"))
+            })?;
+        Ok(Self { timer, poke })
+    }
+
+    /// Fires once after `after`; `Duration::ZERO` disarms it.
+    fn set(&self, after: Duration) {
+        let spec = Itimerspec {
+            it_interval: timespec(Duration::ZERO),
+            it_value: timespec(after),
+        };
+        // Fails only for a bad descriptor or value, neither of which can happen here;
+        // were it to, the thread's once-a-second look while calls come still finds a
+        // runaway call.
+        if let Err(e) =
+            rustix::time::timerfd_settime(&self.timer, TimerfdTimerFlags::empty(), &spec)
+        {
+            tracing::error!("setting the epoch timer: {e}");
+        }
+    }
+
+    /// Wakes the waiting thread at once.
+    fn poke(&self) {
+        if let Err(e) = rustix::io::write(&self.poke, &1u64.to_ne_bytes()) {
+            tracing::error!("waking the epoch ticker: {e}");
+        }
+    }
+
+    /// Waits until the timer fires, a poke comes or `timeout` passes (`None`: no
+    /// timeout), and consumes what woke it.
+    fn wait(&self, timeout: Option<Duration>) -> Woken {
+        let timeout = timeout.map(timespec);
+        let mut fds = [
+            PollFd::new(&self.timer, PollFlags::IN),
+            PollFd::new(&self.poke, PollFlags::IN),
+        ];
+        if !matches!(rustix::event::poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0) {
+            return Woken::default();
+        }
+        let mut count = [0u8; 8];
+        // A read that finds nothing (the timer disarmed since the poll) is no firing.
+        Woken {
+            fired: !fds[0].revents().is_empty()
+                && rustix::io::read(&self.timer, &mut count).is_ok(),
+            poked: !fds[1].revents().is_empty() && rustix::io::read(&self.poke, &mut count).is_ok(),
+        }
+    }
+}
+
+/// Advances an engine's epoch while plugin calls are in flight (each holds the guard
+/// [`EpochTicker::call`] returns); see the module's documentation for how it is woken.
+#[derive(Debug)]
+pub(crate) struct EpochTicker {
+    in_flight: AtomicUsize,
+    /// Calls started so far.
+    started: AtomicU64,
+    /// Sparse mode: calls arm [`Self::alarm`].
+    sparse: AtomicBool,
+    /// The thread waits without a timeout (no call since its last look): the next call
+    /// wakes it.
+    idle: AtomicBool,
+    alarm: Alarm,
+    /// Whether the alarm is armed for a call in flight; held while arming or disarming
+    /// it (sparse mode only, so at under [`DENSE_ABOVE`] calls a second).
+    armed: Mutex<bool>,
+    /// Epoch ticks so far.
+    ticks: AtomicU64,
+    /// Times the thread woke up.
+    wakes: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// One call in flight: the ticker ticks while any such guard lives long enough.
+pub(crate) struct InFlight<'a>(&'a EpochTicker);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let ticker = self.0;
+        if ticker.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && ticker.sparse.load(Ordering::SeqCst)
+        {
+            let mut armed = ticker.lock_armed();
+            if *armed && ticker.in_flight.load(Ordering::SeqCst) == 0 {
+                ticker.alarm.set(Duration::ZERO);
+                *armed = false;
+            }
+        }
+    }
+}
+
+impl EpochTicker {
+    /// Starts the ticker thread for `engine` (held weakly: the thread ends with it).
+    pub(crate) fn start(engine: &Engine) -> std::io::Result<Arc<Self>> {
+        let ticker = Arc::new(Self {
+            in_flight: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
+            sparse: AtomicBool::new(true),
+            idle: AtomicBool::new(false),
+            alarm: Alarm::new()?,
+            armed: Mutex::new(false),
+            ticks: AtomicU64::new(0),
+            wakes: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let weak = engine.weak();
+        let t = ticker.clone();
+        std::thread::Builder::new()
+            .name("zoomhost-epoch".into())
+            .spawn(move || t.run(&weak))?;
+        Ok(ticker)
+    }
+
+    fn lock_armed(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.armed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The thread's loop: measure the rate and pick the mode, tick while a call is in
+    /// flight, otherwise wait for the next look.
+    fn run(&self, engine: &EngineWeak) {
+        let mut seen = self.started.load(Ordering::SeqCst);
+        let mut window = (Instant::now(), seen);
+        while !self.stop.load(Ordering::SeqCst) {
+            let started = self.started.load(Ordering::SeqCst);
+            let elapsed = window.0.elapsed();
+            if elapsed >= RATE_WINDOW {
+                let per_second = (started - window.1) * 1000 / elapsed.as_millis().max(1) as u64;
+                let sparse = self.sparse.load(Ordering::SeqCst);
+                if sparse && per_second > DENSE_ABOVE {
+                    self.sparse.store(false, Ordering::SeqCst);
+                } else if !sparse && per_second < SPARSE_BELOW {
+                    self.sparse.store(true, Ordering::SeqCst);
+                }
+                window = (Instant::now(), started);
+            }
+            if self.in_flight.load(Ordering::SeqCst) > 0 {
+                while self.in_flight.load(Ordering::SeqCst) > 0 && !self.stop.load(Ordering::SeqCst)
+                {
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => return,
+                    }
+                    self.ticks.fetch_add(1, Ordering::Relaxed);
+                }
+                continue;
+            }
+            let timeout = if !self.sparse.load(Ordering::SeqCst) {
+                Some(EPOCH_WATCH)
+            } else if started != seen {
+                Some(RATE_WINDOW)
+            } else {
+                self.idle.store(true, Ordering::SeqCst);
+                if self.started.load(Ordering::SeqCst) != seen {
+                    self.idle.store(false, Ordering::SeqCst);
+                    continue;
+                }
+                None
+            };
+            seen = started;
+            if self.alarm.wait(timeout).fired {
+                // Fired for a call that ran EPOCH_WATCH: the next call arms it afresh.
+                *self.lock_armed() = false;
+            }
+            self.idle.store(false, Ordering::SeqCst);
+            self.wakes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A call starts: the ticker ticks from at most [`EPOCH_WATCH`] after its start
+    /// until the returned guard is dropped.
+    pub(crate) fn call(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.started.fetch_add(1, Ordering::SeqCst);
+        if self.sparse.load(Ordering::SeqCst) {
+            let mut armed = self.lock_armed();
+            if self.idle.swap(false, Ordering::SeqCst) {
+                // The thread waits without a timeout: wake it, so that it measures the
+                // rate of the calls that start now.
+                self.alarm.poke();
+            }
+            if !*armed && self.in_flight.load(Ordering::SeqCst) > 0 {
+                self.alarm.set(EPOCH_WATCH);
+                *armed = true;
+            }
+        }
+        InFlight(self)
+    }
+
+    /// Whether calls arm the timer (rather than the thread looking every
+    /// [`EPOCH_WATCH`]).
+    #[cfg(test)]
+    fn is_sparse(&self) -> bool {
+        self.sparse.load(Ordering::SeqCst)
+    }
+
+    /// Whether the thread waits without a timeout (no call since its last look).
+    #[cfg(test)]
+    fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::SeqCst)
+    }
+
+    /// Epoch ticks so far.
+    #[cfg(test)]
+    fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+
+    /// Times the thread woke so far.
+    #[cfg(test)]
+    fn wakes(&self) -> u64 {
+        self.wakes.load(Ordering::Relaxed)
+    }
+
+    /// Ends the thread.
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.alarm.poke();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < until, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn the_epoch_ticker_is_woken_by_a_timer_per_call_when_calls_are_sparse_and_looks_periodically_when_dense(
+    ) {
+        let engine = Engine::new(&super::super::engine::base_config()).unwrap();
+        let ticker = EpochTicker::start(&engine).unwrap();
+        wait_until("the idle ticker waits without a timeout", || {
+            ticker.is_idle()
+        });
+        let (idle_ticks, idle_wakes) = (ticker.ticks(), ticker.wakes());
+        std::thread::sleep(EPOCH_WATCH * 3);
+        assert_eq!(ticker.ticks(), idle_ticks, "an idle ticker ticked");
+        assert_eq!(ticker.wakes(), idle_wakes, "an idle ticker woke up");
+
+        // A call wakes it, and it ticks for as long as the call runs.
+        let call = ticker.call();
+        wait_until("a call in flight gets ticks", || {
+            ticker.ticks() >= idle_ticks + 3
+        });
+        drop(call);
+
+        // Sparse calls, 100 a second for half a second: no look and no tick for them
+        // (a periodic look would wake 12 times), at most the rate look once a second.
+        std::thread::sleep(EPOCH_TICK * 2);
+        let (ticks, wakes) = (ticker.ticks(), ticker.wakes());
+        for _ in 0..50 {
+            drop(ticker.call());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(ticker.is_sparse(), "went dense at 100 calls a second");
+        assert!(ticker.ticks() <= ticks + 1, "ticked for sparse short calls");
+        assert!(
+            ticker.wakes() <= wakes + 2,
+            "woke {} times for 50 sparse short calls",
+            ticker.wakes() - wakes
+        );
+
+        // A long sparse call: its timer wakes the thread, which ticks until it ends.
+        let ticks = ticker.ticks();
+        let call = ticker.call();
+        std::thread::sleep(EPOCH_WATCH + EPOCH_TICK * 6);
+        assert!(
+            ticker.ticks() >= ticks + 2,
+            "a call in flight for {:?} got {} ticks",
+            EPOCH_WATCH + EPOCH_TICK * 6,
+            ticker.ticks() - ticks
+        );
+        drop(call);
+
+        // Dense calls (thousands a second): it stops arming and looks periodically;
+        // a long call is still ticked for.
+        let dense_until = Instant::now() + Duration::from_secs(10);
+        while ticker.is_sparse() {
+            assert!(Instant::now() < dense_until, "never went dense");
+            for _ in 0..100 {
+                drop(ticker.call());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let ticks = ticker.ticks();
+        let call = ticker.call();
+        wait_until("a call in flight while dense gets ticks", || {
+            ticker.ticks() >= ticks + 3
+        });
+        drop(call);
+
+        // Calls stop: sparse again, then idle.
+        wait_until("sparse again once calls stop", || ticker.is_sparse());
+        wait_until("idle again", || ticker.is_idle());
+        ticker.stop();
+    }
+}
