@@ -5,15 +5,16 @@
 //! On a small VM a thread wake-up costs about as much as delivering an audio frame, so
 //! the ticker picks, by the call rate it measures, the cheaper of two ways to be woken:
 //!
-//! - **Sparse** (under [`SPARSE_BELOW`] calls a second, e.g. a lone real-time stream,
-//!   and at idle): the first call in flight arms a kernel timer ([`Alarm`], a `timerfd`)
-//!   for [`EPOCH_WATCH`] and the last one to end disarms it: two system calls per call,
-//!   about a microsecond, and no wake-up at all unless a call runs that long. The thread
-//!   looks at the rate once a second while calls come, and waits without a timeout when
-//!   none came.
+//! - **Sparse** (at idle, and under [`SPARSE_BELOW`] calls a second, e.g. a lone
+//!   real-time stream): the first call in flight arms a kernel timer ([`Alarm`], a
+//!   `timerfd`) for [`EPOCH_WATCH`] and the last one to end disarms it: two system calls
+//!   per call, about a microsecond, and no wake-up at all unless a call runs that long.
+//!   The calls measure their own rate (a clock read every [`RATE_SAMPLE`] calls) and
+//!   wake the thread once it passes [`DENSE_ABOVE`].
 //! - **Dense** (over [`DENSE_ABOVE`] calls a second, e.g. hundreds of streams): calls
-//!   touch only two atomics, and the thread looks every [`EPOCH_WATCH`] for one in
-//!   flight: 25 wake-ups a second shared by thousands of calls.
+//!   touch only atomics, and the thread looks every [`EPOCH_WATCH`] for one in flight: 25
+//!   wake-ups a second shared by thousands of calls. It measures the rate over
+//!   [`RATE_WINDOW`] and goes sparse again under [`SPARSE_BELOW`].
 //!
 //! Either way, once a call is seen in flight the thread ticks every [`EPOCH_TICK`] until
 //! no call is. A call's epoch deadline is one tick ahead when it starts and the store's
@@ -53,7 +54,7 @@ pub const SPARSE_BELOW: u64 = 250;
 /// flapping.
 pub const DENSE_ABOVE: u64 = 500;
 
-/// How long the rate is measured over before the mode may change.
+/// How long a dense ticker measures the rate over before it may go sparse.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 
 fn timespec(d: Duration) -> Timespec {
@@ -70,15 +71,6 @@ fn timespec(d: Duration) -> Timespec {
 struct Alarm {
     timer: OwnedFd,
     poke: OwnedFd,
-}
-
-/// Why [`Alarm::wait`] returned.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Woken {
-    /// The timer fired.
-    fired: bool,
-    /// Somebody poked.
-    poked: bool,
 }
 
 impl Alarm {
@@ -119,23 +111,22 @@ impl Alarm {
     }
 
     /// Waits until the timer fires, a poke comes or `timeout` passes (`None`: no
-    /// timeout), and consumes what woke it.
-    fn wait(&self, timeout: Option<Duration>) -> Woken {
+    /// timeout), consumes what woke it, and says whether the timer fired.
+    fn wait(&self, timeout: Option<Duration>) -> bool {
         let timeout = timeout.map(timespec);
         let mut fds = [
             PollFd::new(&self.timer, PollFlags::IN),
             PollFd::new(&self.poke, PollFlags::IN),
         ];
         if !matches!(rustix::event::poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0) {
-            return Woken::default();
+            return false;
         }
         let mut count = [0u8; 8];
-        // A read that finds nothing (the timer disarmed since the poll) is no firing.
-        Woken {
-            fired: !fds[0].revents().is_empty()
-                && rustix::io::read(&self.timer, &mut count).is_ok(),
-            poked: !fds[1].revents().is_empty() && rustix::io::read(&self.poke, &mut count).is_ok(),
+        if !fds[1].revents().is_empty() {
+            let _ = rustix::io::read(&self.poke, &mut count);
         }
+        // A read that finds nothing (the timer disarmed since the poll) is no firing.
+        !fds[0].revents().is_empty() && rustix::io::read(&self.timer, &mut count).is_ok()
     }
 }
 
@@ -146,21 +137,31 @@ pub(crate) struct EpochTicker {
     in_flight: AtomicUsize,
     /// Calls started so far.
     started: AtomicU64,
-    /// Sparse mode: calls arm [`Self::alarm`].
+    /// Sparse mode: calls arm [`Self::alarm`] and measure their own rate.
     sparse: AtomicBool,
-    /// The thread waits without a timeout (no call since its last look): the next call
-    /// wakes it.
-    idle: AtomicBool,
     alarm: Alarm,
-    /// Whether the alarm is armed for a call in flight; held while arming or disarming
-    /// it (sparse mode only, so at under [`DENSE_ABOVE`] calls a second).
-    armed: Mutex<bool>,
+    /// Held while arming or disarming the alarm (sparse mode only, so at under
+    /// [`DENSE_ABOVE`] calls a second).
+    sparse_state: Mutex<SparseState>,
     /// Epoch ticks so far.
     ticks: AtomicU64,
     /// Times the thread woke up.
     wakes: AtomicU64,
     stop: AtomicBool,
 }
+
+/// What sparse calls keep under [`EpochTicker::sparse_state`].
+#[derive(Debug)]
+struct SparseState {
+    /// The alarm is armed for a call in flight.
+    armed: bool,
+    /// Calls since `since`.
+    calls: u64,
+    since: Instant,
+}
+
+/// Sparse calls read the clock once per this many calls to measure their rate.
+const RATE_SAMPLE: u64 = 64;
 
 /// One call in flight: the ticker ticks while any such guard lives long enough.
 pub(crate) struct InFlight<'a>(&'a EpochTicker);
@@ -171,10 +172,10 @@ impl Drop for InFlight<'_> {
         if ticker.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
             && ticker.sparse.load(Ordering::SeqCst)
         {
-            let mut armed = ticker.lock_armed();
-            if *armed && ticker.in_flight.load(Ordering::SeqCst) == 0 {
+            let mut state = ticker.lock_state();
+            if state.armed && ticker.in_flight.load(Ordering::SeqCst) == 0 {
                 ticker.alarm.set(Duration::ZERO);
-                *armed = false;
+                state.armed = false;
             }
         }
     }
@@ -187,9 +188,12 @@ impl EpochTicker {
             in_flight: AtomicUsize::new(0),
             started: AtomicU64::new(0),
             sparse: AtomicBool::new(true),
-            idle: AtomicBool::new(false),
             alarm: Alarm::new()?,
-            armed: Mutex::new(false),
+            sparse_state: Mutex::new(SparseState {
+                armed: false,
+                calls: 0,
+                since: Instant::now(),
+            }),
             ticks: AtomicU64::new(0),
             wakes: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -202,28 +206,18 @@ impl EpochTicker {
         Ok(ticker)
     }
 
-    fn lock_armed(&self) -> std::sync::MutexGuard<'_, bool> {
-        self.armed.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, SparseState> {
+        self.sparse_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The thread's loop: measure the rate and pick the mode, tick while a call is in
-    /// flight, otherwise wait for the next look.
+    /// The thread's loop: tick while a call is in flight; otherwise, when sparse, wait
+    /// for the alarm (or a poke) without a timeout, and when dense, look again after
+    /// [`EPOCH_WATCH`] and go sparse once the rate has fallen.
     fn run(&self, engine: &EngineWeak) {
-        let mut seen = self.started.load(Ordering::SeqCst);
-        let mut window = (Instant::now(), seen);
+        let mut window = (Instant::now(), self.started.load(Ordering::SeqCst));
         while !self.stop.load(Ordering::SeqCst) {
-            let started = self.started.load(Ordering::SeqCst);
-            let elapsed = window.0.elapsed();
-            if elapsed >= RATE_WINDOW {
-                let per_second = (started - window.1) * 1000 / elapsed.as_millis().max(1) as u64;
-                let sparse = self.sparse.load(Ordering::SeqCst);
-                if sparse && per_second > DENSE_ABOVE {
-                    self.sparse.store(false, Ordering::SeqCst);
-                } else if !sparse && per_second < SPARSE_BELOW {
-                    self.sparse.store(true, Ordering::SeqCst);
-                }
-                window = (Instant::now(), started);
-            }
             if self.in_flight.load(Ordering::SeqCst) > 0 {
                 while self.in_flight.load(Ordering::SeqCst) > 0 && !self.stop.load(Ordering::SeqCst)
                 {
@@ -236,25 +230,38 @@ impl EpochTicker {
                 }
                 continue;
             }
-            let timeout = if !self.sparse.load(Ordering::SeqCst) {
-                Some(EPOCH_WATCH)
-            } else if started != seen {
-                Some(RATE_WINDOW)
-            } else {
-                self.idle.store(true, Ordering::SeqCst);
-                if self.started.load(Ordering::SeqCst) != seen {
-                    self.idle.store(false, Ordering::SeqCst);
-                    continue;
-                }
-                None
-            };
-            seen = started;
-            if self.alarm.wait(timeout).fired {
-                // Fired for a call that ran EPOCH_WATCH: the next call arms it afresh.
-                *self.lock_armed() = false;
-            }
-            self.idle.store(false, Ordering::SeqCst);
+            let sparse = self.sparse.load(Ordering::SeqCst);
+            let fired = self.alarm.wait((!sparse).then_some(EPOCH_WATCH));
             self.wakes.fetch_add(1, Ordering::Relaxed);
+            if fired {
+                // Fired for a call that ran EPOCH_WATCH: the next call arms it afresh.
+                self.lock_state().armed = false;
+            }
+            if sparse {
+                if !self.sparse.load(Ordering::SeqCst) {
+                    // A call found the rate dense: measure it from now.
+                    window = (Instant::now(), self.started.load(Ordering::SeqCst));
+                }
+                continue;
+            }
+            let elapsed = window.0.elapsed();
+            if elapsed >= RATE_WINDOW {
+                let started = self.started.load(Ordering::SeqCst);
+                let millis = u64::try_from(elapsed.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                if (started - window.1).saturating_mul(1000) / millis < SPARSE_BELOW {
+                    *self.lock_state() = SparseState {
+                        armed: false,
+                        calls: 0,
+                        since: Instant::now(),
+                    };
+                    // Then the loop's next look at the calls in flight: one that began
+                    // while dense (and so did not arm) is ticked for.
+                    self.sparse.store(true, Ordering::SeqCst);
+                }
+                window = (Instant::now(), started);
+            }
         }
     }
 
@@ -262,17 +269,28 @@ impl EpochTicker {
     /// until the returned guard is dropped.
     pub(crate) fn call(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.started.fetch_add(1, Ordering::SeqCst);
+        self.started.fetch_add(1, Ordering::Relaxed);
         if self.sparse.load(Ordering::SeqCst) {
-            let mut armed = self.lock_armed();
-            if self.idle.swap(false, Ordering::SeqCst) {
-                // The thread waits without a timeout: wake it, so that it measures the
-                // rate of the calls that start now.
-                self.alarm.poke();
-            }
-            if !*armed && self.in_flight.load(Ordering::SeqCst) > 0 {
+            let mut state = self.lock_state();
+            if !state.armed && self.in_flight.load(Ordering::SeqCst) > 0 {
                 self.alarm.set(EPOCH_WATCH);
-                *armed = true;
+                state.armed = true;
+            }
+            state.calls += 1;
+            if state.calls == RATE_SAMPLE {
+                let now = Instant::now();
+                let took = now.duration_since(state.since);
+                if took
+                    < Duration::from_secs(RATE_SAMPLE)
+                        / u32::try_from(DENSE_ABOVE).unwrap_or(u32::MAX)
+                {
+                    // Dense: the thread looks periodically from now on; calls stop
+                    // arming (one armed now fires harmlessly).
+                    self.sparse.store(false, Ordering::SeqCst);
+                    self.alarm.poke();
+                }
+                state.calls = 0;
+                state.since = now;
             }
         }
         InFlight(self)
@@ -283,12 +301,6 @@ impl EpochTicker {
     #[cfg(test)]
     fn is_sparse(&self) -> bool {
         self.sparse.load(Ordering::SeqCst)
-    }
-
-    /// Whether the thread waits without a timeout (no call since its last look).
-    #[cfg(test)]
-    fn is_idle(&self) -> bool {
-        self.idle.load(Ordering::SeqCst)
     }
 
     /// Epoch ticks so far.
@@ -325,25 +337,21 @@ mod tests {
     #[test]
     fn the_epoch_ticker_is_woken_by_a_timer_per_call_when_calls_are_sparse_and_looks_periodically_when_dense(
     ) {
-        let engine = Engine::new(&super::super::engine::base_config()).unwrap();
+        let engine = Engine::new(&crate::engine::base_config()).unwrap();
         let ticker = EpochTicker::start(&engine).unwrap();
-        wait_until("the idle ticker waits without a timeout", || {
-            ticker.is_idle()
-        });
-        let (idle_ticks, idle_wakes) = (ticker.ticks(), ticker.wakes());
+        // Idle: no look, no tick.
         std::thread::sleep(EPOCH_WATCH * 3);
-        assert_eq!(ticker.ticks(), idle_ticks, "an idle ticker ticked");
-        assert_eq!(ticker.wakes(), idle_wakes, "an idle ticker woke up");
+        assert!(ticker.is_sparse());
+        assert_eq!(ticker.wakes(), 0, "an idle ticker woke up");
+        assert_eq!(ticker.ticks(), 0, "an idle ticker ticked");
 
-        // A call wakes it, and it ticks for as long as the call runs.
+        // A call that runs: its timer wakes the thread, which ticks until it ends.
         let call = ticker.call();
-        wait_until("a call in flight gets ticks", || {
-            ticker.ticks() >= idle_ticks + 3
-        });
+        wait_until("a call in flight gets ticks", || ticker.ticks() >= 3);
         drop(call);
 
-        // Sparse calls, 100 a second for half a second: no look and no tick for them
-        // (a periodic look would wake 12 times), at most the rate look once a second.
+        // Sparse short calls, 100 a second for half a second: no wake-up at all (a
+        // periodic look would have woken 12 times).
         std::thread::sleep(EPOCH_TICK * 2);
         let (ticks, wakes) = (ticker.ticks(), ticker.wakes());
         for _ in 0..50 {
@@ -353,24 +361,12 @@ mod tests {
         assert!(ticker.is_sparse(), "went dense at 100 calls a second");
         assert!(ticker.ticks() <= ticks + 1, "ticked for sparse short calls");
         assert!(
-            ticker.wakes() <= wakes + 2,
+            ticker.wakes() <= wakes + 1,
             "woke {} times for 50 sparse short calls",
             ticker.wakes() - wakes
         );
 
-        // A long sparse call: its timer wakes the thread, which ticks until it ends.
-        let ticks = ticker.ticks();
-        let call = ticker.call();
-        std::thread::sleep(EPOCH_WATCH + EPOCH_TICK * 6);
-        assert!(
-            ticker.ticks() >= ticks + 2,
-            "a call in flight for {:?} got {} ticks",
-            EPOCH_WATCH + EPOCH_TICK * 6,
-            ticker.ticks() - ticks
-        );
-        drop(call);
-
-        // Dense calls (thousands a second): it stops arming and looks periodically;
+        // Dense calls (thousands a second): the calls notice and it looks periodically;
         // a long call is still ticked for.
         let dense_until = Instant::now() + Duration::from_secs(10);
         while ticker.is_sparse() {
@@ -387,9 +383,16 @@ mod tests {
         });
         drop(call);
 
-        // Calls stop: sparse again, then idle.
+        // Calls stop: sparse again, and then no wake-up.
         wait_until("sparse again once calls stop", || ticker.is_sparse());
-        wait_until("idle again", || ticker.is_idle());
+        std::thread::sleep(EPOCH_WATCH * 2);
+        let wakes = ticker.wakes();
+        std::thread::sleep(EPOCH_WATCH * 4);
+        assert_eq!(
+            ticker.wakes(),
+            wakes,
+            "a sparse ticker without calls woke up"
+        );
         ticker.stop();
     }
 }
