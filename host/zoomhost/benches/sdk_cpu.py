@@ -14,7 +14,9 @@ Usage (from anywhere in the repository):
    joins every stream with the SDK in a child process on one `rtms.EventLoop` (the SDK's
    defaults), whose audio callback only counts. The SDK's CPU (user + system, every
    thread, `getrusage`) runs from just before the joins to the last stream's end.
-4. Runs `zoomhost bench` with the same streams, frames and pace, and prints both figures.
+4. Runs `zoomhost bench --count-only` with the same streams, frames and pace (its probe
+   plugin then only counts too, without reading the clock per frame), and prints both
+   figures.
 
 This script is a development tool: nothing in the zoomhost binary installs packages.
 """
@@ -158,7 +160,8 @@ def run_sdk(python: Path, exe: Path, ws: Path, args) -> dict:
 
 
 def run_zoomhost(exe: Path, ws: Path, args) -> dict:
-    cmd = [str(exe), "bench", "--streams", str(args.streams), "--seconds", str(args.seconds)]
+    # The probe only counts, as the SDK's callback does (no clock read per frame).
+    cmd = [str(exe), "bench", "--streams", str(args.streams), "--seconds", str(args.seconds), "--count-only"]
     if args.unpaced:
         cmd.append("--unpaced")
     out = subprocess.run(cmd, cwd=ws, capture_output=True, text=True, env={**os.environ, "RUST_LOG": "warn"})

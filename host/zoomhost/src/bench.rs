@@ -38,7 +38,10 @@
 //! `--streams` takes a list (`1,50,500,1000`): one run per count, each with a fresh host
 //! and simulator, then a summary table. `--unpaced` sends every stream's frames as fast
 //! as its socket takes them instead of every 20 ms (timestamps are then synthetic, so no
-//! latency is printed). `--idle SECONDS` first measures the host's CPU with the probe
+//! latency is printed, and the probe only counts). `--count-only` makes the probe only
+//! count frames and bytes on real-time streams too, without its clock read (a host call)
+//! per frame: the plugin side of `benches/sdk_cpu.py`'s comparison with Zoom's SDK, whose
+//! callback only counts. `--idle SECONDS` first measures the host's CPU with the probe
 //! loaded and no stream. CPU figures are from `getrusage` (microseconds), RSS per stream
 //! is the growth of the host's peak RSS (`VmHWM`, reset as the streams start) over its
 //! RSS before, divided by the streams. Nothing in the host samples while it runs: the
@@ -89,6 +92,11 @@ pub struct BenchOptions {
     /// streams started at different times are.
     #[arg(long)]
     pub aligned: bool,
+    /// The probe only counts frames and bytes, without reading the clock per frame (a
+    /// host call): the plugin side of the comparison with Zoom's SDK, whose callback
+    /// only counts. No latency figures.
+    #[arg(long)]
+    pub count_only: bool,
 }
 
 /// Parses `--streams`: one count or a comma-separated list.
@@ -223,9 +231,16 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
             .max(streams.div_ceil(instances.max(1)) * QUEUE_FRAMES_PER_STREAM);
     }
     let audio_queue = limits.audio_queue_frames;
+    // Unpaced timestamps are synthetic: no latency to measure there either.
+    let count_only = options.count_only || options.unpaced;
     let probe_grant = zoomhost_runtime::ResolvedGrant {
         enabled: true,
         instances,
+        config: if count_only {
+            [("latency".to_string(), "off".to_string())].into()
+        } else {
+            Default::default()
+        },
         limits: limits.clone(),
         ..Default::default()
     };
@@ -413,7 +428,7 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
     let cpu_us_per_frame = cpu / received.max(1) as f64 * 1e6;
     let core_percent = cpu / wall.as_secs_f64() * 100.0;
     let rss_kib_per_stream = (rss_max - rss0).max(0.0) / streams as f64;
-    let (p50, p99) = if options.unpaced {
+    let (p50, p99) = if count_only {
         ("-".to_string(), "-".to_string())
     } else {
         (percentile(&hist, 0.50), percentile(&hist, 0.99))
@@ -453,6 +468,8 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
     }
     if options.unpaced {
         println!("latency send->plugin  - (unpaced: the timestamps are synthetic)");
+    } else if count_only {
+        println!("latency send->plugin  - (--count-only: the probe does not read the clock)");
     } else {
         println!(
             "latency send->plugin  p50 {p50} ms  p90 {} ms  p99 {p99} ms  max {} ms",
