@@ -6,11 +6,13 @@
 //! the ticker picks, by the call rate it measures, the cheaper of two ways to be woken:
 //!
 //! - **Sparse** (at idle, and under [`SPARSE_BELOW`] calls a second, e.g. a lone
-//!   real-time stream): the first call in flight arms a kernel timer ([`Alarm`], a
-//!   `timerfd`) for [`EPOCH_WATCH`] and the last one to end disarms it: two system calls
-//!   per call, about a microsecond, and no wake-up at all unless a call runs that long.
-//!   The calls measure their own rate (a clock read every [`RATE_SAMPLE`] calls) and
-//!   wake the thread once it passes [`DENSE_ABOVE`].
+//!   real-time stream): a call that starts with no other in flight (re-)arms a kernel
+//!   timer ([`Alarm`], a `timerfd`) for [`EPOCH_WATCH`]: one system call, under a
+//!   microsecond. Calls in flight when it fires are ticked for; while calls come closer
+//!   than that it never fires, and after the last one it fires once. A lone real-time
+//!   stream's calls (every 20 ms) so cost no wake-up at all. The calls measure their own
+//!   rate (a clock read every [`RATE_SAMPLE`] calls) and wake the thread once it passes
+//!   [`DENSE_ABOVE`].
 //! - **Dense** (over [`DENSE_ABOVE`] calls a second, e.g. hundreds of streams): calls
 //!   touch only atomics, and the thread looks every [`EPOCH_WATCH`] for one in flight: 25
 //!   wake-ups a second shared by thousands of calls. It measures the rate over
@@ -22,13 +24,16 @@
 //! early tick never cuts a call short, and a runaway call is stopped at its deadline plus
 //! a tick, or at [`EPOCH_WATCH`] plus a tick for deadlines shorter than that.
 //!
-//! Switching modes is race-free: a call counts itself in flight and then reads the mode;
-//! the thread sets the mode and then reads the calls in flight (all sequentially
-//! consistent), so either the call arms the timer or the thread sees the call and ticks.
+//! A call that starts while another is in flight does not re-arm: the timer then fires
+//! within [`EPOCH_WATCH`] of the earlier call's start, so a stream of overlapping calls
+//! cannot keep postponing the look at a runaway one. Switching modes is race-free: a call
+//! counts itself in flight and then reads the mode; the thread sets the mode and then
+//! reads the calls in flight (all sequentially consistent), so either the call arms the
+//! timer or the thread sees the call and ticks.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustix::event::{EventfdFlags, PollFd, PollFlags};
@@ -45,13 +50,13 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// bound. With one tick it stays under the shortest default deadline (media, 50 ms).
 pub const EPOCH_WATCH: Duration = Duration::from_millis(40);
 
-/// Calls a second under which the ticker goes sparse (a timer armed per call).
+/// Calls a second under which the ticker goes sparse (a timer armed by calls).
 pub const SPARSE_BELOW: u64 = 250;
 
-/// Calls a second over which the ticker goes dense (a look every [`EPOCH_WATCH`]). Two
-/// system calls per call (about 1 µs here) cost what 25 wake-ups a second do at about
-/// 700 calls a second; the gap between the two bounds keeps a rate near them from
-/// flapping.
+/// Calls a second over which the ticker goes dense (a look every [`EPOCH_WATCH`]). A
+/// system call per call (about 0.5 µs here, more when cold) costs what 25 wake-ups a
+/// second do at somewhere near 1,000 calls a second; the gap between the two bounds
+/// keeps a rate near them from flapping.
 pub const DENSE_ABOVE: u64 = 500;
 
 /// How long a dense ticker measures the rate over before it may go sparse.
@@ -64,9 +69,9 @@ fn timespec(d: Duration) -> Timespec {
     }
 }
 
-/// What the ticker thread waits on: a one-shot kernel timer (a `timerfd`) that calls arm
-/// and disarm, and an `eventfd` that wakes the thread at once. Arming, disarming and
-/// poking are system calls; only a timer that fires, or a poke, is a wake-up.
+/// What the ticker thread waits on: a one-shot kernel timer (a `timerfd`) that calls arm,
+/// and an `eventfd` that wakes the thread at once. Arming and poking are system calls;
+/// only a timer that fires, or a poke, is a wake-up.
 #[derive(Debug)]
 struct Alarm {
     timer: OwnedFd,
@@ -87,7 +92,7 @@ impl Alarm {
         Ok(Self { timer, poke })
     }
 
-    /// Fires once after `after`; `Duration::ZERO` disarms it.
+    /// Fires once after `after` (replacing any earlier setting).
     fn set(&self, after: Duration) {
         let spec = Itimerspec {
             it_interval: timespec(Duration::ZERO),
@@ -111,22 +116,24 @@ impl Alarm {
     }
 
     /// Waits until the timer fires, a poke comes or `timeout` passes (`None`: no
-    /// timeout), consumes what woke it, and says whether the timer fired.
-    fn wait(&self, timeout: Option<Duration>) -> bool {
+    /// timeout), and consumes what woke it.
+    fn wait(&self, timeout: Option<Duration>) {
         let timeout = timeout.map(timespec);
         let mut fds = [
             PollFd::new(&self.timer, PollFlags::IN),
             PollFd::new(&self.poke, PollFlags::IN),
         ];
         if !matches!(rustix::event::poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0) {
-            return false;
+            return;
         }
+        // Non-blocking reads: one that finds nothing changes nothing.
         let mut count = [0u8; 8];
+        if !fds[0].revents().is_empty() {
+            let _ = rustix::io::read(&self.timer, &mut count);
+        }
         if !fds[1].revents().is_empty() {
             let _ = rustix::io::read(&self.poke, &mut count);
         }
-        // A read that finds nothing (the timer disarmed since the poll) is no firing.
-        !fds[0].revents().is_empty() && rustix::io::read(&self.timer, &mut count).is_ok()
     }
 }
 
@@ -140,24 +147,15 @@ pub(crate) struct EpochTicker {
     /// Sparse mode: calls arm [`Self::alarm`] and measure their own rate.
     sparse: AtomicBool,
     alarm: Alarm,
-    /// Held while arming or disarming the alarm (sparse mode only, so at under
-    /// [`DENSE_ABOVE`] calls a second).
-    sparse_state: Mutex<SparseState>,
+    /// When the current sample of sparse calls began, in nanoseconds since `origin`.
+    sample_since: AtomicU64,
+    /// The ticker's own time origin.
+    origin: Instant,
     /// Epoch ticks so far.
     ticks: AtomicU64,
     /// Times the thread woke up.
     wakes: AtomicU64,
     stop: AtomicBool,
-}
-
-/// What sparse calls keep under [`EpochTicker::sparse_state`].
-#[derive(Debug)]
-struct SparseState {
-    /// The alarm is armed for a call in flight.
-    armed: bool,
-    /// Calls since `since`.
-    calls: u64,
-    since: Instant,
 }
 
 /// Sparse calls read the clock once per this many calls to measure their rate.
@@ -168,16 +166,7 @@ pub(crate) struct InFlight<'a>(&'a EpochTicker);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        let ticker = self.0;
-        if ticker.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
-            && ticker.sparse.load(Ordering::SeqCst)
-        {
-            let mut state = ticker.lock_state();
-            if state.armed && ticker.in_flight.load(Ordering::SeqCst) == 0 {
-                ticker.alarm.set(Duration::ZERO);
-                state.armed = false;
-            }
-        }
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -189,11 +178,8 @@ impl EpochTicker {
             started: AtomicU64::new(0),
             sparse: AtomicBool::new(true),
             alarm: Alarm::new()?,
-            sparse_state: Mutex::new(SparseState {
-                armed: false,
-                calls: 0,
-                since: Instant::now(),
-            }),
+            sample_since: AtomicU64::new(0),
+            origin: Instant::now(),
             ticks: AtomicU64::new(0),
             wakes: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -206,10 +192,9 @@ impl EpochTicker {
         Ok(ticker)
     }
 
-    fn lock_state(&self) -> std::sync::MutexGuard<'_, SparseState> {
-        self.sparse_state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// Nanoseconds since the ticker started.
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The thread's loop: tick while a call is in flight; otherwise, when sparse, wait
@@ -231,12 +216,8 @@ impl EpochTicker {
                 continue;
             }
             let sparse = self.sparse.load(Ordering::SeqCst);
-            let fired = self.alarm.wait((!sparse).then_some(EPOCH_WATCH));
+            self.alarm.wait((!sparse).then_some(EPOCH_WATCH));
             self.wakes.fetch_add(1, Ordering::Relaxed);
-            if fired {
-                // Fired for a call that ran EPOCH_WATCH: the next call arms it afresh.
-                self.lock_state().armed = false;
-            }
             if sparse {
                 if !self.sparse.load(Ordering::SeqCst) {
                     // A call found the rate dense: measure it from now.
@@ -251,11 +232,7 @@ impl EpochTicker {
                     .unwrap_or(u64::MAX)
                     .max(1);
                 if (started - window.1).saturating_mul(1000) / millis < SPARSE_BELOW {
-                    *self.lock_state() = SparseState {
-                        armed: false,
-                        calls: 0,
-                        since: Instant::now(),
-                    };
+                    self.sample_since.store(self.now_nanos(), Ordering::Relaxed);
                     // Then the loop's next look at the calls in flight: one that began
                     // while dense (and so did not arm) is ticked for.
                     self.sparse.store(true, Ordering::SeqCst);
@@ -268,29 +245,24 @@ impl EpochTicker {
     /// A call starts: the ticker ticks from at most [`EPOCH_WATCH`] after its start
     /// until the returned guard is dropped.
     pub(crate) fn call(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.started.fetch_add(1, Ordering::Relaxed);
+        let first = self.in_flight.fetch_add(1, Ordering::SeqCst) == 0;
+        let started = self.started.fetch_add(1, Ordering::Relaxed) + 1;
         if self.sparse.load(Ordering::SeqCst) {
-            let mut state = self.lock_state();
-            if !state.armed && self.in_flight.load(Ordering::SeqCst) > 0 {
+            if first {
+                // Re-arming pushes back a firing that an earlier call (ended by now)
+                // set up: with calls closer than EPOCH_WATCH it never fires.
                 self.alarm.set(EPOCH_WATCH);
-                state.armed = true;
             }
-            state.calls += 1;
-            if state.calls == RATE_SAMPLE {
-                let now = Instant::now();
-                let took = now.duration_since(state.since);
-                if took
-                    < Duration::from_secs(RATE_SAMPLE)
-                        / u32::try_from(DENSE_ABOVE).unwrap_or(u32::MAX)
-                {
-                    // Dense: the thread looks periodically from now on; calls stop
-                    // arming (one armed now fires harmlessly).
+            if started.is_multiple_of(RATE_SAMPLE) {
+                let now = self.now_nanos();
+                let since = self.sample_since.swap(now, Ordering::Relaxed);
+                let dense_within = RATE_SAMPLE * 1_000_000_000 / DENSE_ABOVE;
+                if now.saturating_sub(since) < dense_within {
+                    // Dense: the thread looks periodically from now on, and calls stop
+                    // arming (the last arming fires once, harmlessly).
                     self.sparse.store(false, Ordering::SeqCst);
                     self.alarm.poke();
                 }
-                state.calls = 0;
-                state.since = now;
             }
         }
         InFlight(self)
@@ -365,6 +337,22 @@ mod tests {
             "woke {} times for 50 sparse short calls",
             ticker.wakes() - wakes
         );
+
+        // A long call with short ones overlapping it, 200 a second: they do not re-arm
+        // the timer, so they cannot postpone the look at it.
+        let ticks = ticker.ticks();
+        let call = ticker.call();
+        let since = Instant::now();
+        while ticker.ticks() < ticks + 2 {
+            assert!(
+                since.elapsed() < Duration::from_secs(2),
+                "overlapping calls kept a long call from being ticked for"
+            );
+            drop(ticker.call());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(call);
+        assert!(ticker.is_sparse(), "went dense at 200 calls a second");
 
         // Dense calls (thousands a second): the calls notice and it looks periodically;
         // a long call is still ticked for.
