@@ -7,8 +7,8 @@
 //!
 //! - **Sparse** (at idle, and under [`SPARSE_BELOW`] calls a second, e.g. a lone
 //!   real-time stream): a call that starts with no other in flight (re-)arms a kernel
-//!   timer ([`Alarm`], a `timerfd`) for [`EPOCH_WATCH`]: one system call, under a
-//!   microsecond. Calls in flight when it fires are ticked for; while calls come closer
+//!   timer ([`Alarm`], a `timerfd`) for [`EPOCH_WATCH`], unless a call did within the
+//!   last [`REARM_AFTER`]: one system call, under a microsecond. Calls in flight when it fires are ticked for; while calls come closer
 //!   than that it never fires, and after the last one it fires once. A lone real-time
 //!   stream's calls (every 20 ms) so cost no wake-up at all. The calls measure their own
 //!   rate (a clock read every [`RATE_SAMPLE`] calls) and wake the thread once it passes
@@ -149,6 +149,9 @@ pub(crate) struct EpochTicker {
     alarm: Alarm,
     /// When the current sample of sparse calls began, in nanoseconds since `origin`.
     sample_since: AtomicU64,
+    /// When a call last armed the alarm, in nanoseconds since `origin` ([`NEVER`]: not
+    /// yet).
+    armed_at: AtomicU64,
     /// The ticker's own time origin.
     origin: Instant,
     /// Epoch ticks so far.
@@ -160,6 +163,15 @@ pub(crate) struct EpochTicker {
 
 /// Sparse calls read the clock once per this many calls to measure their rate.
 const RATE_SAMPLE: u64 = 64;
+
+/// A call re-arms the alarm only if it was last armed this long ago or more: the calls
+/// of a burst (a hot swap's snapshot, restore and re-open) cost one system call, and
+/// the alarm still fires between `EPOCH_WATCH - REARM_AFTER` and [`EPOCH_WATCH`] after a
+/// call's start.
+const REARM_AFTER: Duration = Duration::from_millis(10);
+
+/// `armed_at` before the first arming.
+const NEVER: u64 = u64::MAX;
 
 /// One call in flight: the ticker ticks while any such guard lives long enough.
 pub(crate) struct InFlight<'a>(&'a EpochTicker);
@@ -179,6 +191,7 @@ impl EpochTicker {
             sparse: AtomicBool::new(true),
             alarm: Alarm::new()?,
             sample_since: AtomicU64::new(0),
+            armed_at: AtomicU64::new(NEVER),
             origin: Instant::now(),
             ticks: AtomicU64::new(0),
             wakes: AtomicU64::new(0),
@@ -251,7 +264,13 @@ impl EpochTicker {
             if first {
                 // Re-arming pushes back a firing that an earlier call (ended by now)
                 // set up: with calls closer than EPOCH_WATCH it never fires.
-                self.alarm.set(EPOCH_WATCH);
+                let now = self.now_nanos();
+                let last = self.armed_at.load(Ordering::Relaxed);
+                let rearm_after = u64::try_from(REARM_AFTER.as_nanos()).unwrap_or(u64::MAX);
+                if last == NEVER || now.saturating_sub(last) >= rearm_after {
+                    self.alarm.set(EPOCH_WATCH);
+                    self.armed_at.store(now, Ordering::Relaxed);
+                }
             }
             if started.is_multiple_of(RATE_SAMPLE) {
                 let now = self.now_nanos();
