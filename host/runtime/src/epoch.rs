@@ -8,11 +8,12 @@
 //! - **Sparse** (at idle, and under [`SPARSE_BELOW`] calls a second, e.g. a lone
 //!   real-time stream): a call that starts with no other in flight (re-)arms a kernel
 //!   timer ([`Alarm`], a `timerfd`) for [`EPOCH_WATCH`], unless a call did within the
-//!   last [`REARM_AFTER`]: one system call, under a microsecond. Calls in flight when it fires are ticked for; while calls come closer
-//!   than that it never fires, and after the last one it fires once. A lone real-time
-//!   stream's calls (every 20 ms) so cost no wake-up at all. The calls measure their own
-//!   rate (a clock read every [`RATE_SAMPLE`] calls) and wake the thread once it passes
-//!   [`DENSE_ABOVE`].
+//!   last [`REARM_AFTER`]: one system call, under a microsecond. Calls in flight when it
+//!   fires are ticked for; while calls come closer than [`EPOCH_WATCH`] it never fires,
+//!   and after the last one it fires once. A lone real-time stream's calls (every 20 ms)
+//!   so cost no wake-up at all. The calls measure their own rate (a clock read every
+//!   [`RATE_SAMPLE`] calls) and wake the thread once it passes [`DENSE_ABOVE`]; a timer
+//!   that cannot be armed makes the ticker dense too.
 //! - **Dense** (over [`DENSE_ABOVE`] calls a second, e.g. hundreds of streams): calls
 //!   touch only atomics, and the thread looks every [`EPOCH_WATCH`] for one in flight: 25
 //!   wake-ups a second shared by thousands of calls. It measures the rate over
@@ -92,19 +93,20 @@ impl Alarm {
         Ok(Self { timer, poke })
     }
 
-    /// Fires once after `after` (replacing any earlier setting).
-    fn set(&self, after: Duration) {
+    /// Fires once after `after` (replacing any earlier setting); false (logged) if the
+    /// timer could not be set.
+    fn set(&self, after: Duration) -> bool {
         let spec = Itimerspec {
             it_interval: timespec(Duration::ZERO),
             it_value: timespec(after),
         };
-        // Fails only for a bad descriptor or value, neither of which can happen here;
-        // were it to, the thread's once-a-second look while calls come still finds a
-        // runaway call.
-        if let Err(e) =
-            rustix::time::timerfd_settime(&self.timer, TimerfdTimerFlags::empty(), &spec)
-        {
-            tracing::error!("setting the epoch timer: {e}");
+        // Fails only for a bad descriptor or value, neither of which can happen here.
+        match rustix::time::timerfd_settime(&self.timer, TimerfdTimerFlags::empty(), &spec) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!("setting the epoch timer: {e}; looking for calls in flight every {EPOCH_WATCH:?} instead");
+                false
+            }
         }
     }
 
@@ -268,8 +270,13 @@ impl EpochTicker {
                 let last = self.armed_at.load(Ordering::Relaxed);
                 let rearm_after = u64::try_from(REARM_AFTER.as_nanos()).unwrap_or(u64::MAX);
                 if last == NEVER || now.saturating_sub(last) >= rearm_after {
-                    self.alarm.set(EPOCH_WATCH);
-                    self.armed_at.store(now, Ordering::Relaxed);
+                    if self.alarm.set(EPOCH_WATCH) {
+                        self.armed_at.store(now, Ordering::Relaxed);
+                    } else {
+                        // No timer to watch this call: the thread looks periodically.
+                        self.sparse.store(false, Ordering::SeqCst);
+                        self.alarm.poke();
+                    }
                 }
             }
             if started.is_multiple_of(RATE_SAMPLE) {
