@@ -172,6 +172,9 @@ const RATE_SAMPLE: u64 = 64;
 /// call's start.
 const REARM_AFTER: Duration = Duration::from_millis(10);
 
+/// [`REARM_AFTER`] in nanoseconds.
+const REARM_AFTER_NANOS: u64 = REARM_AFTER.as_nanos() as u64;
+
 /// `armed_at` before the first arming.
 const NEVER: u64 = u64::MAX;
 
@@ -264,34 +267,47 @@ impl EpochTicker {
         let started = self.started.fetch_add(1, Ordering::Relaxed) + 1;
         if self.sparse.load(Ordering::SeqCst) {
             if first {
-                // Re-arming pushes back a firing that an earlier call (ended by now)
-                // set up: with calls closer than EPOCH_WATCH it never fires.
-                let now = self.now_nanos();
-                let last = self.armed_at.load(Ordering::Relaxed);
-                let rearm_after = u64::try_from(REARM_AFTER.as_nanos()).unwrap_or(u64::MAX);
-                if last == NEVER || now.saturating_sub(last) >= rearm_after {
-                    if self.alarm.set(EPOCH_WATCH) {
-                        self.armed_at.store(now, Ordering::Relaxed);
-                    } else {
-                        // No timer to watch this call: the thread looks periodically.
-                        self.sparse.store(false, Ordering::SeqCst);
-                        self.alarm.poke();
-                    }
-                }
+                self.arm();
             }
             if started.is_multiple_of(RATE_SAMPLE) {
-                let now = self.now_nanos();
-                let since = self.sample_since.swap(now, Ordering::Relaxed);
-                let dense_within = RATE_SAMPLE * 1_000_000_000 / DENSE_ABOVE;
-                if now.saturating_sub(since) < dense_within {
-                    // Dense: the thread looks periodically from now on, and calls stop
-                    // arming (the last arming fires once, harmlessly).
-                    self.sparse.store(false, Ordering::SeqCst);
-                    self.alarm.poke();
-                }
+                self.sample_rate();
             }
         }
         InFlight(self)
+    }
+
+    /// A sparse call starting with no other in flight: re-arms the alarm (pushing back a
+    /// firing that an earlier call, ended by now, set up: with calls closer than
+    /// [`EPOCH_WATCH`] it never fires), unless a call did within [`REARM_AFTER`].
+    fn arm(&self) {
+        let now = self.now_nanos();
+        let last = self.armed_at.load(Ordering::Relaxed);
+        if last != NEVER && now.saturating_sub(last) < REARM_AFTER_NANOS {
+            return;
+        }
+        if self.alarm.set(EPOCH_WATCH) {
+            self.armed_at.store(now, Ordering::Relaxed);
+        } else {
+            // No timer to watch this call: the thread looks periodically.
+            self.go_dense();
+        }
+    }
+
+    /// Every [`RATE_SAMPLE`]th sparse call: goes dense if the sample came faster than
+    /// [`DENSE_ABOVE`] calls a second.
+    fn sample_rate(&self) {
+        let now = self.now_nanos();
+        let since = self.sample_since.swap(now, Ordering::Relaxed);
+        if now.saturating_sub(since) < RATE_SAMPLE * 1_000_000_000 / DENSE_ABOVE {
+            self.go_dense();
+        }
+    }
+
+    /// The thread looks periodically from now on and calls stop arming (the last arming
+    /// fires once, harmlessly).
+    fn go_dense(&self) {
+        self.sparse.store(false, Ordering::SeqCst);
+        self.alarm.poke();
     }
 
     /// Whether calls arm the timer (rather than the thread looking every
