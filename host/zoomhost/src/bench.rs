@@ -46,6 +46,11 @@
 //! is the growth of the host's peak RSS (`VmHWM`, reset as the streams start) over its
 //! RSS before, divided by the streams. Nothing in the host samples while it runs: the
 //! bench waits for the streams' end notices.
+//!
+//! `--io-floor` then measures, for the same streams and pace, what this machine's kernel
+//! alone charges per frame ([`crate::bench_floor`]): a bare epoll + recv loop reading
+//! messages of the same size from a sender process. At real-time pace each socket holds
+//! one message when read, so no reader can spend less per frame than that.
 
 use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -97,6 +102,11 @@ pub struct BenchOptions {
     /// only counts. No latency figures.
     #[arg(long)]
     pub count_only: bool,
+    /// After each run, measure this machine's I/O floor for the same streams and pace: a
+    /// bare epoll + recv loop on one thread reading messages of the same size from a
+    /// sender process over loopback TCP (what the kernel alone charges per frame).
+    #[arg(long)]
+    pub io_floor: bool,
 }
 
 /// Parses `--streams`: one count or a comma-separated list.
@@ -122,6 +132,8 @@ struct Figures {
     p99: String,
     rss_kib_per_stream: f64,
     sim_cpu: f64,
+    /// The I/O floor's CPU per frame (`--io-floor`), microseconds.
+    floor_us: Option<f64>,
 }
 
 /// Runs the benchmark (one run per stream count) and prints its figures.
@@ -148,7 +160,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
             options.seconds
         );
         println!(
-            "{:>8} {:>10} {:>10} {:>9} {:>12} {:>8} {:>13} {:>14} {:>9}",
+            "{:>8} {:>10} {:>10} {:>9} {:>12} {:>8} {:>13} {:>14} {:>9} {:>14}",
             "streams",
             "sent",
             "received",
@@ -157,12 +169,13 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
             "% core",
             "p50/p99 ms",
             "RSS KiB/stream",
-            "sim CPU s"
+            "sim CPU s",
+            "floor us/frame"
         );
         for f in &all {
             let dropped = f.sent.map(|s| s.saturating_sub(f.received));
             println!(
-                "{:>8} {:>10} {:>10} {:>9} {:>12.1} {:>8.1} {:>13} {:>14.0} {:>9.2}",
+                "{:>8} {:>10} {:>10} {:>9} {:>12.1} {:>8.1} {:>13} {:>14.0} {:>9.2} {:>14}",
                 f.streams,
                 f.sent.map_or("?".into(), |n| n.to_string()),
                 f.received,
@@ -171,7 +184,8 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
                 f.core_percent,
                 format!("{}/{}", f.p50, f.p99),
                 f.rss_kib_per_stream,
-                f.sim_cpu
+                f.sim_cpu,
+                f.floor_us.map_or("-".into(), |us| format!("{us:.1}"))
             );
         }
     }
@@ -312,7 +326,7 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
     if options.aligned {
         sim_args.push("--aligned".into());
     }
-    let mut child = tokio::process::Command::new(exe)
+    let mut child = tokio::process::Command::new(&exe)
         .args(&sim_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -490,6 +504,34 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
         "rtms               reconnects {} duplicates {} malformed {}",
         s.reconnects, s.duplicates, s.malformed
     );
+    let floor_us = if options.io_floor {
+        let pace = if options.unpaced {
+            crate::bench_floor::Pace::Unpaced
+        } else if options.aligned {
+            crate::bench_floor::Pace::Aligned
+        } else {
+            crate::bench_floor::Pace::Spread
+        };
+        let floor = tokio::task::spawn_blocking(move || {
+            crate::bench_floor::measure(&exe, streams, frames, pace)
+        })
+        .await??;
+        let us = floor.us_per_message();
+        let per = |n: u64| n as f64 / floor.messages.max(1) as f64;
+        println!(
+            "I/O floor          {:.3} s = {us:.1} us per frame: one thread's bare epoll + recv of {} messages of {} bytes on {streams} loopback sockets, same pace, from a sender process ({:.2} recv, {:.2} epoll_wait and {:.2} sleeps per frame); the host's figure is {:.1}x that",
+            floor.cpu,
+            floor.messages,
+            crate::bench_floor::MESSAGE_BYTES,
+            per(floor.reads),
+            per(floor.polls),
+            per(floor.sleeps),
+            cpu_us_per_frame / us.max(f64::MIN_POSITIVE)
+        );
+        Some(us)
+    } else {
+        None
+    };
     Ok(Figures {
         streams,
         sent,
@@ -500,6 +542,7 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
         p99,
         rss_kib_per_stream,
         sim_cpu,
+        floor_us,
     })
 }
 

@@ -105,6 +105,22 @@ pub enum Command {
         #[arg(long)]
         aligned: bool,
     },
+    /// The sender process of `zoomhost bench --io-floor` (internal).
+    #[command(hide = true)]
+    BenchFloorSend {
+        /// Where the reader listens.
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+        /// Sockets to open.
+        #[arg(long)]
+        streams: usize,
+        /// Messages per socket.
+        #[arg(long)]
+        frames: u32,
+        /// `spread`, `aligned` or `unpaced`.
+        #[arg(long, value_parser = crate::bench_floor::Pace::parse)]
+        pace: crate::bench_floor::Pace,
+    },
     /// Ask a running host (its admin API) what it holds: plugins (state, deliveries,
     /// failures, drops, instances), sources (connected, last outage), RTMS streams with
     /// their plugins and, in a cluster, nodes, roles and partitions.
@@ -298,6 +314,12 @@ pub async fn run(cli: Cli) -> ExitCode {
             unpaced,
             aligned,
         } => crate::bench::serve_sim(streams, frames, unpaced, aligned).await,
+        Command::BenchFloorSend {
+            addr,
+            streams,
+            frames,
+            pace,
+        } => crate::bench_floor::send(addr, streams, frames, pace),
         Command::Simulate { scenario, hold } => simulate(&scenario, hold).await,
         Command::Check { plugin, config } => check(&plugin, config.as_deref()).await,
         Command::Plugin { action } => plugin_command(action).await,

@@ -22,7 +22,7 @@
 //! - [`admin`]: the admin HTTP listener: Prometheus `/metrics`, `/healthz`, `/readyz`,
 //!   the `/v1` JSON API (plugins, streams, sources, cluster; reload, enable, disable) and
 //!   the `zoomhost status` client;
-//! - the commands: [`cli`] (`run`, `status`, `simulate`, `check`, `replay`), [`dev`], [`bench`], [`bench_cluster`],
+//! - the commands: [`cli`] (`run`, `status`, `simulate`, `check`, `replay`), [`dev`], [`bench`] (with [`bench_floor`], its I/O floor), [`bench_cluster`],
 //!   [`scaffold`] (`new`), [`replay`], and [`wasm_build`] for building plugin crates.
 //!
 //! Data flows one way: **source → inputs → router → plugin mailbox → component** (see
@@ -33,6 +33,7 @@
 pub mod admin;
 pub mod bench;
 pub mod bench_cluster;
+pub mod bench_floor;
 pub mod cli;
 pub mod cluster;
 pub mod config;
