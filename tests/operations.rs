@@ -1067,15 +1067,23 @@ async fn failures_are_counted_by_reason_with_restarts_and_denied_http() {
 
 /// `zoomhost bench --io-floor`: the sender process (the hidden `bench-floor-send`
 /// command of the real binary) writes every stream's messages on the simulator's spread
-/// schedule, and the bare reader counts all of them and its own CPU.
+/// schedule, and each bare reader (epoll, io_uring) counts all of them and its own CPU.
 #[test]
 fn the_bench_io_floor_reads_every_message_of_its_sender_process() {
-    use zoomhost::bench_floor::{measure, Pace};
+    use zoomhost::bench_floor::{measure, Pace, Reader};
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_zoomhost"));
-    let floor = measure(bin, 25, 6, Pace::Spread).unwrap();
-    assert_eq!(floor.messages, 25 * 6);
-    // At least the end of each socket is a read of its own; a loaded machine may find
-    // several messages waiting on one socket, so no more is asserted.
-    assert!(floor.reads >= 25 && floor.polls >= 1, "{floor:?}");
-    assert!(floor.cpu > 0.0 && floor.us_per_message() > 0.0, "{floor:?}");
+    for reader in [Reader::Epoll, Reader::IoUring] {
+        let floor = measure(bin, 25, 6, Pace::Spread, reader).unwrap();
+        assert_eq!(floor.messages, 25 * 6, "{reader:?}");
+        // At least the end of each socket is a read of its own; a loaded machine may find
+        // several messages waiting on one socket, so no more is asserted.
+        assert!(
+            floor.reads >= 25 && floor.waits >= 1,
+            "{reader:?} {floor:?}"
+        );
+        assert!(
+            floor.cpu > 0.0 && floor.us_per_message() > 0.0,
+            "{reader:?} {floor:?}"
+        );
+    }
 }

@@ -48,9 +48,10 @@
 //! bench waits for the streams' end notices.
 //!
 //! `--io-floor` then measures, for the same streams and pace, what this machine's kernel
-//! alone charges per frame ([`crate::bench_floor`]): a bare epoll + recv loop reading
-//! messages of the same size from a sender process. At real-time pace each socket holds
-//! one message when read, so no reader can spend less per frame than that.
+//! alone charges per frame ([`crate::bench_floor`]): a bare epoll + recv loop, then an
+//! io_uring loop that shares its system calls among many messages, each reading messages
+//! of the same size from a sender process. At real-time pace each socket holds one
+//! message when read, so no reader can spend less per frame than the lower of the two.
 
 use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde_json::{json, Value};
 
+use crate::bench_floor::Reader;
 use crate::config::{HostConfig, Secret};
 use zoomhost_runtime::{LogSink, PluginLogRecord};
 use zoomhost_types::{MediaKind, SessionKind};
@@ -102,9 +104,10 @@ pub struct BenchOptions {
     /// only counts. No latency figures.
     #[arg(long)]
     pub count_only: bool,
-    /// After each run, measure this machine's I/O floor for the same streams and pace: a
-    /// bare epoll + recv loop on one thread reading messages of the same size from a
-    /// sender process over loopback TCP (what the kernel alone charges per frame).
+    /// After each run, measure this machine's I/O floor for the same streams and pace:
+    /// one thread reading messages of the same size from a sender process over loopback
+    /// TCP with a bare epoll + recv loop, then with io_uring (what the kernel alone
+    /// charges per frame).
     #[arg(long)]
     pub io_floor: bool,
 }
@@ -132,8 +135,8 @@ struct Figures {
     p99: String,
     rss_kib_per_stream: f64,
     sim_cpu: f64,
-    /// The I/O floor's CPU per frame (`--io-floor`), microseconds.
-    floor_us: Option<f64>,
+    /// The I/O floor's CPU per frame (`--io-floor`), microseconds: epoll, io_uring.
+    floor_us: [Option<f64>; 2],
 }
 
 /// Runs the benchmark (one run per stream count) and prints its figures.
@@ -160,7 +163,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
             options.seconds
         );
         println!(
-            "{:>8} {:>10} {:>10} {:>9} {:>12} {:>8} {:>13} {:>14} {:>9} {:>14}",
+            "{:>8} {:>10} {:>10} {:>9} {:>12} {:>8} {:>13} {:>14} {:>9} {:>12} {:>15}",
             "streams",
             "sent",
             "received",
@@ -170,12 +173,14 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
             "p50/p99 ms",
             "RSS KiB/stream",
             "sim CPU s",
-            "floor us/frame"
+            "epoll floor",
+            "io_uring floor"
         );
+        let floor = |us: Option<f64>| us.map_or("-".into(), |us| format!("{us:.1}"));
         for f in &all {
             let dropped = f.sent.map(|s| s.saturating_sub(f.received));
             println!(
-                "{:>8} {:>10} {:>10} {:>9} {:>12.1} {:>8.1} {:>13} {:>14.0} {:>9.2} {:>14}",
+                "{:>8} {:>10} {:>10} {:>9} {:>12.1} {:>8.1} {:>13} {:>14.0} {:>9.2} {:>12} {:>15}",
                 f.streams,
                 f.sent.map_or("?".into(), |n| n.to_string()),
                 f.received,
@@ -185,7 +190,8 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<ExitCode> {
                 format!("{}/{}", f.p50, f.p99),
                 f.rss_kib_per_stream,
                 f.sim_cpu,
-                f.floor_us.map_or("-".into(), |us| format!("{us:.1}"))
+                floor(f.floor_us[0]),
+                floor(f.floor_us[1])
             );
         }
     }
@@ -512,25 +518,21 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
         } else {
             crate::bench_floor::Pace::Spread
         };
-        let floor = tokio::task::spawn_blocking(move || {
-            crate::bench_floor::measure(&exe, streams, frames, pace)
-        })
-        .await??;
-        let us = floor.us_per_message();
-        let per = |n: u64| n as f64 / floor.messages.max(1) as f64;
-        println!(
-            "I/O floor          {:.3} s = {us:.1} us per frame: one thread's bare epoll + recv of {} messages of {} bytes on {streams} loopback sockets, same pace, from a sender process ({:.2} recv, {:.2} epoll_wait and {:.2} sleeps per frame); the host's figure is {:.1}x that",
-            floor.cpu,
-            floor.messages,
-            crate::bench_floor::MESSAGE_BYTES,
-            per(floor.reads),
-            per(floor.polls),
-            per(floor.sleeps),
-            cpu_us_per_frame / us.max(f64::MIN_POSITIVE)
-        );
-        Some(us)
+        let mut floors = [None, None];
+        for (reader, slot) in [Reader::Epoll, Reader::IoUring]
+            .into_iter()
+            .zip(&mut floors)
+        {
+            let exe = exe.clone();
+            let floor = tokio::task::spawn_blocking(move || {
+                crate::bench_floor::measure(&exe, streams, frames, pace, reader)
+            })
+            .await?;
+            *slot = print_floor(reader, floor, streams, cpu_us_per_frame);
+        }
+        floors
     } else {
-        None
+        [None, None]
     };
     Ok(Figures {
         streams,
@@ -544,6 +546,41 @@ async fn run_one(streams: usize, options: &BenchOptions, idle: u64) -> anyhow::R
         sim_cpu,
         floor_us,
     })
+}
+
+/// Prints one reader's I/O floor (or why it was not measured) and returns its CPU per
+/// frame, microseconds.
+fn print_floor(
+    reader: Reader,
+    floor: anyhow::Result<crate::bench_floor::Floor>,
+    streams: usize,
+    host_us: f64,
+) -> Option<f64> {
+    let name = format!("I/O floor {}", reader.label());
+    let floor = match floor {
+        Ok(floor) => floor,
+        Err(e) => {
+            println!("{name:<19}not measured: {e:#}");
+            return None;
+        }
+    };
+    let us = floor.us_per_message();
+    let per = |n: u64| n as f64 / floor.messages.max(1) as f64;
+    let (how, wait) = match reader {
+        Reader::Epoll => ("a bare epoll_wait + recv loop", "epoll_wait"),
+        Reader::IoUring => ("io_uring, a recv in flight per socket,", "io_uring_enter"),
+    };
+    println!(
+        "{name:<19}{:.3} s = {us:.1} us per frame: one thread, {how} reading {} messages of {} bytes on {streams} loopback sockets, same pace, from a sender process ({:.2} recv, {:.2} {wait} and {:.2} sleeps per frame); the host's figure is {:.1}x that",
+        floor.cpu,
+        floor.messages,
+        crate::bench_floor::MESSAGE_BYTES,
+        per(floor.reads),
+        per(floor.waits),
+        per(floor.sleeps),
+        host_us / us.max(f64::MIN_POSITIVE)
+    );
+    Some(us)
 }
 
 /// The simulator side of the benchmark (`zoomhost bench-sim`, started by `run`): prints
