@@ -23,6 +23,7 @@ This script is a development tool: nothing in the zoomhost binary installs packa
 
 import argparse
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -198,16 +199,28 @@ def main() -> int:
     pace = "unpaced" if args.unpaced else "real-time"
     print(f"{args.streams} stream(s) x {args.seconds * 50} frames of 20 ms L16 audio, {pace}, "
           "from the zoomhost simulator in its own process")
+    figures = []
     for run in range(args.runs):
         sdk = run_sdk(python, exe, ws, args)
         sdk_us = sdk["cpu_s"] / max(sdk["frames"], 1) * 1e6
         host = run_zoomhost(exe, ws, args)
+        figures.append((sdk_us, host["us_per_frame"], sdk_us / max(host["us_per_frame"], 1e-9)))
         print(f"run {run + 1}: Zoom's RTMS SDK ({SDK}, Python callback) "
               f"{sdk_us:.1f} us/frame ({sdk['frames']} of {sdk['sent']} frames, {sdk['cpu_s']:.3f} s CPU) | "
               f"zoomhost (WASM plugin) {host['us_per_frame']:.1f} us/frame "
               f"({host['frames']} of {host['sent']} frames, {host['cpu_s']:.3f} s CPU) | "
               f"ratio {sdk_us / max(host['us_per_frame'], 1e-9):.1f}x")
+    if len(figures) > 1:
+        sdk_all, host_all, ratios = (sorted(column) for column in zip(*figures))
+        print(f"over {len(figures)} runs (min / median / max): Zoom's RTMS SDK "
+              f"{spread(sdk_all, '.1f')} us/frame | zoomhost {spread(host_all, '.1f')} us/frame | "
+              f"ratio {spread(ratios, '.1f')}x")
     return 0
+
+
+def spread(values, fmt):
+    """`min / median / max` of sorted `values`, each formatted with `fmt`."""
+    return " / ".join(format(v, fmt) for v in (values[0], statistics.median(values), values[-1]))
 
 
 if __name__ == "__main__":
