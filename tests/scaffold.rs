@@ -248,7 +248,7 @@ fn clippy(dir: &Path, target_dir: &Path) {
         ])
         .arg(target_dir)
         .args(["--", "-D", "warnings"]);
-    zoomhost::wasm_build::without_outer_cargo_settings(&mut cmd);
+    zoomhost::wasm_build::plugin_build_settings(&mut cmd);
     let out = cmd.output().expect("running cargo clippy");
     assert!(
         out.status.success(),

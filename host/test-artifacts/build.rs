@@ -44,6 +44,10 @@ fn main() {
         cmd.args(["-p", krate]);
     }
     scrub_outer_cargo(&mut cmd);
+    // The workspace's release profile is the host binary's (fat LTO, one codegen unit);
+    // plugins are built as `zoomhost dev` builds them (zoomhost's `wasm_build::PLUGIN_PROFILE`).
+    cmd.env("CARGO_PROFILE_RELEASE_LTO", "false")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
     let status = cmd.status().expect("running the nested cargo build");
     assert!(
         status.success(),

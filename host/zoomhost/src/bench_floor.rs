@@ -428,13 +428,19 @@ mod tests {
         assert!(Pace::parse("fast").is_err());
     }
 
-    #[test]
-    fn the_reader_counts_every_message_of_a_sender_thread() {
+    /// `reader`'s floor of `streams` × `frames` messages from a sender thread.
+    fn read_from_sender_thread(streams: usize, frames: u32, pace: Pace, reader: Reader) -> Floor {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let sender = std::thread::spawn(move || send(addr, 3, 4, Pace::Aligned).unwrap());
-        let floor = accept_and_read(&listener, 3, Reader::Epoll).unwrap();
+        let sender = std::thread::spawn(move || send(addr, streams, frames, pace).unwrap());
+        let floor = accept_and_read(&listener, streams, reader).unwrap();
         sender.join().unwrap();
+        floor
+    }
+
+    #[test]
+    fn the_reader_counts_every_message_of_a_sender_thread() {
+        let floor = read_from_sender_thread(3, 4, Pace::Aligned, Reader::Epoll);
         assert_eq!(floor.messages, 12);
         assert!(floor.reads >= 12 / 4 && floor.waits >= 1);
         assert!(floor.cpu > 0.0 && floor.us_per_message() > 0.0);
@@ -482,11 +488,7 @@ mod tests {
 
     #[test]
     fn the_io_uring_reader_counts_every_message_and_each_end() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let sender = std::thread::spawn(move || send(addr, 5, 4, Pace::Unpaced).unwrap());
-        let floor = accept_and_read(&listener, 5, Reader::IoUring).unwrap();
-        sender.join().unwrap();
+        let floor = read_from_sender_thread(5, 4, Pace::Unpaced, Reader::IoUring);
         assert_eq!(floor.messages, 20);
         // One completion per receive: at least one carrying data and one at the end of
         // each socket, and no wait without a completion behind it.

@@ -126,7 +126,7 @@ pub fn build_plugins(
     for p in packages {
         cmd.args(["-p", p]);
     }
-    without_outer_cargo_settings(&mut cmd);
+    plugin_build_settings(&mut cmd);
     let status = cmd
         .status()
         .with_context(|| format!("running cargo build for {}", packages.join(", ")))?;
@@ -139,9 +139,20 @@ pub fn build_plugins(
     Ok(target_dir.join(WASM_TARGET).join("release"))
 }
 
-/// Removes the outer cargo's settings (e.g. from `cargo test`) that must not leak into a
-/// nested wasm build: host rustflags, its target dir and its build target.
-pub fn without_outer_cargo_settings(cmd: &mut Command) {
+/// The release profile's settings for plugin builds, as environment overrides. The
+/// workspace's release profile is the host binary's (fat LTO, one codegen unit): for a
+/// plugin that would re-optimise the whole of `std` and its dependencies together on
+/// every rebuild, for little gain in a guest whose calls are mostly host work. The test
+/// plugins' build script sets the same.
+pub const PLUGIN_PROFILE: [(&str, &str); 2] = [
+    ("CARGO_PROFILE_RELEASE_LTO", "false"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+];
+
+/// Sets up a nested wasm build of plugins: removes the outer cargo's settings (e.g. from
+/// `cargo test`) that must not leak into it (host rustflags, its target dir and its build
+/// target) and applies [`PLUGIN_PROFILE`].
+pub fn plugin_build_settings(cmd: &mut Command) {
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
@@ -150,6 +161,7 @@ pub fn without_outer_cargo_settings(cmd: &mut Command) {
     ] {
         cmd.env_remove(var);
     }
+    cmd.envs(PLUGIN_PROFILE);
 }
 
 /// The file a plugin crate builds to, inside the folder [`build_plugins`] returned.
@@ -209,6 +221,31 @@ mod target_tests {
         assert!(
             help.contains("failed; run `rustup target add wasm32-wasip2` yourself"),
             "{help}"
+        );
+    }
+
+    #[test]
+    fn plugin_builds_turn_off_the_host_binarys_whole_program_optimisation() {
+        // The workspace's release profile is the host binary's ...
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+        let manifest: toml::Table = std::fs::read_to_string(&manifest).unwrap().parse().unwrap();
+        let release = &manifest["profile"]["release"];
+        assert_eq!(release["lto"].as_str(), Some("fat"));
+        assert_eq!(release["codegen-units"].as_integer(), Some(1));
+        // ... and a nested plugin build overrides both.
+        let mut cmd = Command::new("cargo");
+        cmd.env("CARGO_TARGET_DIR", "/elsewhere");
+        plugin_build_settings(&mut cmd);
+        let envs: Vec<_> = cmd.get_envs().collect();
+        for (key, value) in PLUGIN_PROFILE {
+            assert!(
+                envs.contains(&(key.as_ref(), Some(value.as_ref()))),
+                "{key} not set: {envs:?}"
+            );
+        }
+        assert!(
+            envs.contains(&("CARGO_TARGET_DIR".as_ref(), None)),
+            "{envs:?}"
         );
     }
 }

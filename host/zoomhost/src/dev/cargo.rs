@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use crate::wasm_build::{without_outer_cargo_settings, WASM_TARGET};
+use crate::wasm_build::{plugin_build_settings, WASM_TARGET};
 
 /// At most this many compiler errors are kept per crate...
 const MAX_ERRORS: usize = 3;
@@ -57,7 +57,7 @@ pub(crate) fn build(
     for c in crates {
         cmd.args(["-p", &c.name]);
     }
-    without_outer_cargo_settings(&mut cmd);
+    plugin_build_settings(&mut cmd);
     cmd.env("CARGO_TERM_COLOR", "never");
     let started = Instant::now();
     let out = cmd.output().with_context(|| {
