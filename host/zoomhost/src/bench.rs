@@ -566,10 +566,7 @@ fn print_floor(
     };
     let us = floor.us_per_message();
     let per = |n: u64| n as f64 / floor.messages.max(1) as f64;
-    let (how, wait) = match reader {
-        Reader::Epoll => ("a bare epoll_wait + recv loop", "epoll_wait"),
-        Reader::IoUring => ("io_uring, a recv in flight per socket,", "io_uring_enter"),
-    };
+    let (how, wait) = (reader.how(), reader.wait_call());
     println!(
         "{name:<19}{:.3} s = {us:.1} us per frame: one thread, {how} reading {} messages of {} bytes on {streams} loopback sockets, same pace, from a sender process ({:.2} recv, {:.2} {wait} and {:.2} sleeps per frame); the host's figure is {:.1}x that",
         floor.cpu,

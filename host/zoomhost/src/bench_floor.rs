@@ -73,6 +73,22 @@ impl Reader {
             Reader::IoUring => "io_uring",
         }
     }
+
+    /// How it reads, in a phrase of the bench's report.
+    pub fn how(self) -> &'static str {
+        match self {
+            Reader::Epoll => "a bare epoll_wait + recv loop",
+            Reader::IoUring => "io_uring, a recv in flight per socket,",
+        }
+    }
+
+    /// The system call that [`Floor::waits`] counts.
+    pub fn wait_call(self) -> &'static str {
+        match self {
+            Reader::Epoll => "epoll_wait",
+            Reader::IoUring => "io_uring_enter",
+        }
+    }
 }
 
 /// How the sender paces its messages.
